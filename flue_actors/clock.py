@@ -1,0 +1,47 @@
+"""Where time comes from. Injected everywhere so tests and replays are deterministic."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+__all__ = ["Clock", "StepClock", "SystemClock", "format_timestamp"]
+
+
+def format_timestamp(epoch_ms: int) -> str:
+    """ISO-8601 with milliseconds and ``Z``, as Flue writes every timestamp."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int:
+        """Wall-clock milliseconds since the epoch."""
+        ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class StepClock:
+    """A clock that starts at a fixed instant and advances ``step_ms`` on every read."""
+
+    def __init__(
+        self,
+        start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+        *,
+        step_ms: int = 1,
+    ) -> None:
+        self._now = int(start.timestamp() * 1000)
+        self._step = step_ms
+
+    def now_ms(self) -> int:
+        now = self._now
+        self._now += self._step
+        return now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += int(delta.total_seconds() * 1000)

@@ -1,0 +1,417 @@
+"""Every error flue_actors raises on purpose.
+
+Each class owns its wire ``type`` string (Flue's vocabulary) and, for errors that reach HTTP, its
+status. Constructors take structured data and build the caller-safe ``message`` and ``details``
+themselves, so call sites never invent phrasing. ``dev`` carries developer-only hints (alternatives,
+file paths) and is rendered only in local mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+__all__ = [
+    "ActionInputValidationError",
+    "ActionOutputSerializationError",
+    "ActionOutputValidationError",
+    "DefinitionError",
+    "FlueError",
+    "FlueHttpError",
+    "InternalError",
+    "InvalidJsonError",
+    "InvalidRequestError",
+    "MethodNotAllowedError",
+    "ModelNotResolvedError",
+    "ModelRequestError",
+    "OperationFailedError",
+    "PayloadTooLargeError",
+    "ProductEventVersionError",
+    "RunCancelledError",
+    "RunNotFoundError",
+    "SessionAlreadyExistsError",
+    "SessionBusyError",
+    "SessionNotFoundError",
+    "StoreSchemaVersionError",
+    "StreamClosedError",
+    "StreamConflictError",
+    "StreamMissingError",
+    "StreamPayloadConflictError",
+    "UnsupportedMediaTypeError",
+    "WorkflowInputSerializationError",
+    "WorkflowInputUnexpectedError",
+    "WorkflowLoadError",
+    "WorkflowNotDiscoveredError",
+    "WorkflowNotFoundError",
+]
+
+
+def _quoted_list(items: Sequence[str]) -> str:
+    return ", ".join(f'"{item}"' for item in items) if items else "(none)"
+
+
+class FlueError(Exception):
+    """Base of every typed error. ``type`` is the stable wire identifier."""
+
+    type: ClassVar[str] = "flue_error"
+    status: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: str = "",
+        dev: str = "",
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.dev = dev
+        self.meta: dict[str, Any] | None = dict(meta) if meta is not None else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP response headers this error implies (``Allow`` for 405, ...)."""
+        return {}
+
+    def envelope(self, *, include_dev: bool = False) -> dict[str, Any]:
+        """The wire envelope ``{"error": {type, message, details, dev?, meta?}}``."""
+        body: dict[str, Any] = {"type": self.type, "message": self.message, "details": self.details}
+        if include_dev and self.dev:
+            body["dev"] = self.dev
+        if self.meta is not None:
+            body["meta"] = self.meta
+        return {"error": body}
+
+
+class FlueHttpError(FlueError):
+    """An error that belongs to the HTTP layer and carries its own status."""
+
+    status: ClassVar[int] = 400
+
+
+# --- HTTP vocabulary --------------------------------------------------------------------------
+
+
+class MethodNotAllowedError(FlueHttpError):
+    type = "method_not_allowed"
+    status = 405
+
+    def __init__(self, *, method: str, allowed: Sequence[str]) -> None:
+        self.allowed = tuple(allowed)
+        super().__init__(
+            f"HTTP method {method} is not allowed on this endpoint.",
+            details=f"This endpoint accepts {_quoted_list(self.allowed)} only.",
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class UnsupportedMediaTypeError(FlueHttpError):
+    type = "unsupported_media_type"
+    status = 415
+
+    def __init__(self, *, received: str | None) -> None:
+        first = (
+            f'Received Content-Type: "{received}".' if received else "No Content-Type header was sent."
+        )
+        super().__init__(
+            "Request body must be sent as application/json.",
+            details=first + "\nSend the request body as JSON with the header "
+            '"Content-Type: application/json", or omit the body entirely (and the Content-Type '
+            "header) if the request doesn't have a payload.",
+        )
+
+
+class InvalidJsonError(FlueHttpError):
+    type = "invalid_json"
+    status = 400
+
+    def __init__(self, *, parse_error: str) -> None:
+        super().__init__(
+            "Request body is not valid JSON.",
+            details=f"The JSON parser reported: {parse_error}\nVerify the body is well-formed JSON, "
+            "or omit the body entirely if the request doesn't have a payload.",
+        )
+
+
+class InvalidRequestError(FlueHttpError):
+    type = "invalid_request"
+    status = 400
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__("Request is malformed.", details=reason)
+
+
+class PayloadTooLargeError(FlueHttpError):
+    """Beyond Flue: bodies over the configured limit are refused before parsing."""
+
+    type = "payload_too_large"
+    status = 413
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            "Request body is too large.",
+            details=f"Request bodies are limited to {limit} bytes.",
+        )
+
+
+class WorkflowNotFoundError(FlueHttpError):
+    type = "workflow_not_found"
+    status = 404
+
+    def __init__(self, *, name: str, available: Sequence[str] = ()) -> None:
+        self.name = name
+        super().__init__(
+            f'Workflow "{name}" is not registered.',
+            details="Verify the workflow name is correct.",
+            dev=f"Available workflows: {_quoted_list(available)}.",
+        )
+
+
+class RunNotFoundError(FlueHttpError):
+    type = "run_not_found"
+    status = 404
+
+    def __init__(self, *, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f'Run "{run_id}" was not found.',
+            details="Verify the run id is correct and its history is still available.",
+        )
+
+
+class InternalError(FlueHttpError):
+    """The only thing a caller learns about an unexpected failure."""
+
+    type = "internal_error"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__(
+            "An internal error occurred.",
+            details="The server encountered an unexpected error while handling this request.",
+        )
+
+
+# --- Definitions and discovery ----------------------------------------------------------------
+
+
+class DefinitionError(FlueError, TypeError):
+    """A ``define_*`` call was given something it cannot accept. Raised at import time."""
+
+    type = "definition_invalid"
+
+
+class WorkflowLoadError(FlueError):
+    """A workflow module could not be imported or does not define a workflow."""
+
+    type = "workflow_load_failed"
+
+    def __init__(self, *, name: str, reason: str, path: str = "") -> None:
+        self.name = name
+        super().__init__(
+            f'Workflow "{name}" could not be loaded: {reason}',
+            details="The workflow module failed to load.",
+            dev=f"Module path: {path}" if path else "",
+        )
+
+
+class WorkflowNotDiscoveredError(FlueError):
+    type = "workflow_not_discovered"
+
+    def __init__(self, *, name: str | None = None) -> None:
+        subject = f'Workflow "{name}"' if name else "The workflow"
+        super().__init__(
+            f"{subject} is not one of this runtime's discovered workflows.",
+            details="Pass a workflow definition that the runtime was created with.",
+        )
+
+
+# --- Input, output, admission -----------------------------------------------------------------
+
+
+class WorkflowInputUnexpectedError(FlueError):
+    type = "workflow_input_unexpected"
+
+    def __init__(self, *, workflow: str) -> None:
+        super().__init__(
+            f'Workflow "{workflow}" does not accept input.',
+            details="Omit the input: this workflow declares no input schema.",
+            meta={"workflow": workflow},
+        )
+
+
+class WorkflowInputSerializationError(FlueError):
+    type = "workflow_input_serialization"
+
+    def __init__(self, *, workflow: str, reason: str) -> None:
+        super().__init__(
+            f'Workflow "{workflow}" input is not JSON-serializable: {reason}',
+            details="Workflow input must be plain JSON data.",
+            meta={"workflow": workflow},
+        )
+
+
+def _issue_list(issues: Sequence[Mapping[str, Any]]) -> str:
+    lines = []
+    for issue in issues[:10]:
+        path = ".".join(str(p) for p in issue.get("path", ()))
+        lines.append(f"- {path}: {issue['message']}" if path else f"- {issue['message']}")
+    return "\n".join(lines)
+
+
+class ActionInputValidationError(FlueError):
+    type = "action_input_validation"
+
+    def __init__(self, *, action: str, issues: Sequence[Mapping[str, Any]]) -> None:
+        self.issues = [dict(i) for i in issues]
+        super().__init__(
+            f'Action "{action}" input does not match the required schema.',
+            details=_issue_list(self.issues),
+            meta={"action": action, "issues": self.issues},
+        )
+
+
+class ActionOutputValidationError(FlueError):
+    type = "action_output_validation"
+
+    def __init__(self, *, action: str, issues: Sequence[Mapping[str, Any]]) -> None:
+        self.issues = [dict(i) for i in issues]
+        super().__init__(
+            f'Action "{action}" output does not match the required schema.',
+            details=_issue_list(self.issues),
+            meta={"action": action, "issues": self.issues},
+        )
+
+
+class ActionOutputSerializationError(FlueError):
+    type = "action_output_serialization"
+
+    def __init__(self, *, action: str, reason: str) -> None:
+        super().__init__(
+            f'Action "{action}" output is not JSON-serializable: {reason}',
+            details="Action results must be plain JSON data.",
+            meta={"action": action},
+        )
+
+
+# --- Harness ------------------------------------------------------------------------------------
+
+
+class SessionNotFoundError(FlueError):
+    type = "session_not_found"
+
+    def __init__(self, *, name: str) -> None:
+        super().__init__(f'Session "{name}" does not exist.')
+
+
+class SessionAlreadyExistsError(FlueError):
+    type = "session_already_exists"
+
+    def __init__(self, *, name: str) -> None:
+        super().__init__(f'Session "{name}" already exists.')
+
+
+class SessionBusyError(FlueError):
+    type = "session_busy"
+
+    def __init__(self, *, name: str, kind: str) -> None:
+        super().__init__(
+            f'Session "{name}" is busy running {kind}.',
+            details="Await the running operation, or use a separately named session in parallel.",
+        )
+
+
+class OperationFailedError(FlueError):
+    type = "operation_failed"
+
+    def __init__(self, *, kind: str, reason: str) -> None:
+        super().__init__(f"{kind} failed: {reason}")
+
+
+class ModelNotResolvedError(FlueError):
+    type = "model_not_resolved"
+
+    def __init__(self, *, model: str, reason: str) -> None:
+        super().__init__(f'model "{model}" could not be resolved: {reason}')
+
+
+class ModelRequestError(FlueError):
+    """A model provider call failed. ``transient`` errors are worth retrying."""
+
+    type = "model_request_failed"
+
+    def __init__(self, message: str, *, transient: bool = False, code: str | None = None) -> None:
+        self.transient = transient
+        self.code = code
+        super().__init__(message)
+
+
+class RunCancelledError(FlueError):
+    type = "run_cancelled"
+
+    def __init__(self, *, run_id: str, reason: str = "The run was cancelled.") -> None:
+        super().__init__(reason, meta={"runId": run_id})
+
+
+# --- The log ----------------------------------------------------------------------------------
+
+
+class StreamMissingError(FlueError):
+    type = "stream_not_found"
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(f'Event stream "{path}" does not exist.')
+
+
+class StreamClosedError(FlueError):
+    type = "stream_closed"
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(f'Event stream "{path}" is closed.')
+
+
+class StreamConflictError(FlueError):
+    """An append named an expected sequence the stream has moved past: a stale writer."""
+
+    type = "stream_conflict"
+
+    def __init__(self, *, path: str, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f'Event stream "{path}" expected next sequence {expected} but is at {actual}.',
+            meta={"expected": expected, "actual": actual},
+        )
+
+
+class StreamPayloadConflictError(FlueError):
+    type = "stream_payload_conflict"
+
+    def __init__(self, *, path: str, key: str) -> None:
+        super().__init__(f'Event stream "{path}" already holds key "{key}" with a conflicting payload.')
+
+
+class ProductEventVersionError(FlueError):
+    type = "product_event_version_unsupported"
+
+    def __init__(self, *, stored_version: object) -> None:
+        super().__init__(
+            f"Stored event version {stored_version!r} is not supported.",
+            meta={"storedVersion": stored_version, "supportedVersion": 3},
+        )
+
+
+class StoreSchemaVersionError(FlueError):
+    type = "persisted_schema_version_unsupported"
+
+    def __init__(self, *, location: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"The store at {location} has schema version {found}; this flue_actors supports "
+            f"{supported}. It is never migrated silently: use a matching flue_actors version.",
+            meta={"found": found, "supported": supported},
+        )

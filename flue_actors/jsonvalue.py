@@ -1,0 +1,97 @@
+"""JSON values: the only data that crosses a run boundary (input, result, events).
+
+``snapshot`` is the strict deep copy Flue applies to workflow input and action output: it accepts
+plain JSON data only, so nothing a caller mutates later can leak into a stored run, and nothing
+that would not round-trip (NaN, bytes, arbitrary objects, cycles) is ever written.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from typing import Any, Final, Literal, TypeAlias
+
+__all__ = [
+    "UNSET",
+    "JsonObject",
+    "JsonValue",
+    "NotJsonError",
+    "Unset",
+    "dumps",
+    "loads",
+    "snapshot",
+]
+
+JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+JsonObject: TypeAlias = "dict[str, JsonValue]"
+
+
+
+class _UnsetType(enum.Enum):
+    """JSON has ``null``; JavaScript also has ``undefined``. Flue keeps the two apart for run input
+    and results, so flue_actors does too: ``UNSET`` is "absent", ``None`` is JSON ``null``."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _UnsetType.UNSET
+Unset: TypeAlias = Literal[_UnsetType.UNSET]
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_decoder = json.JSONDecoder()
+
+
+class NotJsonError(ValueError):
+    """A value is not plain JSON; the message names where and why."""
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text; the one serializer for the log and the wire."""
+    return _encoder.encode(value)
+
+
+def loads(text: str | bytes) -> Any:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _decoder.decode(text)
+
+
+def snapshot(value: Any, *, where: str = "value") -> JsonValue:
+    """A deep copy of ``value`` if it is plain JSON data, else :class:`NotJsonError`.
+
+    Dict keys must be strings. Tuples are refused rather than turned into lists, so what is stored
+    is exactly what was given.
+    """
+    return _snapshot(value, where, set())
+
+
+def _snapshot(value: Any, where: str, active: set[int]) -> JsonValue:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotJsonError(f"{where} is a non-finite number ({value!r})")
+        return value
+    if isinstance(value, (dict, list)):
+        ident = id(value)
+        if ident in active:
+            raise NotJsonError(f"{where} contains a circular reference")
+        active.add(ident)
+        try:
+            if isinstance(value, list):
+                return [_snapshot(item, f"{where}[{i}]", active) for i, item in enumerate(value)]
+            copied: dict[str, JsonValue] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise NotJsonError(f"{where} has a non-string key {key!r}")
+                copied[key] = _snapshot(item, f"{where}.{key}", active)
+            return copied
+        finally:
+            active.discard(ident)
+    raise NotJsonError(f"{where} is a {type(value).__name__}, which is not plain JSON")

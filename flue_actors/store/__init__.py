@@ -1,0 +1,57 @@
+"""The event-sourced log and the backends behind it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .base import EventStore, StoredEvent, StreamMeta, StreamPage, run_stream
+from .offsets import BEFORE_START, NOW, format_offset, is_offset, parse_offset
+from .sqlite import SqliteEventStore
+
+__all__ = [
+    "BEFORE_START",
+    "DEFAULT_DATABASE_URL",
+    "NOW",
+    "EventStore",
+    "SqliteEventStore",
+    "StoredEvent",
+    "StreamMeta",
+    "StreamPage",
+    "format_offset",
+    "is_offset",
+    "open_store",
+    "parse_offset",
+    "resolve_database_url",
+    "run_stream",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///.flue/flue.db"
+
+
+def resolve_database_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else ``FLUE_DATABASE_URL``, else ``.flue/flue.db`` here."""
+    return url or os.environ.get("FLUE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def open_store(url: str | None = None) -> EventStore:
+    """Open the store a URL names.
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite://:memory:`` (or a
+    plain file path) select the embedded SQLite log.
+    """
+    url = resolve_database_url(url)
+    if url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:"):
+        return SqliteEventStore(":memory:")
+    if url.startswith("sqlite://"):
+        location = url.removeprefix("sqlite://")
+        # sqlite:///x is relative to the working directory, sqlite:////x is absolute.
+        location = location.removeprefix("/")
+        return SqliteEventStore(Path(location))
+    if "://" not in url:
+        return SqliteEventStore(Path(url))
+    scheme = url.split("://", 1)[0]
+    raise ValueError(
+        f"Unsupported FLUE_DATABASE_URL scheme {scheme!r}: this build supports sqlite:// URLs "
+        "and file paths. (The credentials in the URL are not repeated here.)"
+    )

@@ -1,0 +1,144 @@
+"""The event log's protocol: what every backend (SQLite, PostgreSQL) must do, and nothing more.
+
+Streams are append-only sequences addressed by path (``runs/<runId>``). A run's stream carries a
+private header (the admission event) written when the run is admitted; run records are the fold of
+that header and the stream's lifecycle events, maintained in the same transaction as every append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
+
+from ..events import RunAdmittedEvent
+from ..jsonvalue import loads
+from ..records import RunPage, RunRecord, RunStatus
+
+__all__ = [
+    "DEFAULT_READ_LIMIT",
+    "MAX_READ_LIMIT",
+    "EventStore",
+    "StoredEvent",
+    "StreamMeta",
+    "StreamPage",
+    "normalize_read_limit",
+    "run_stream",
+]
+
+DEFAULT_READ_LIMIT = 100
+MAX_READ_LIMIT = 1000
+
+
+def run_stream(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+def normalize_read_limit(limit: int | None) -> int:
+    if limit is None or limit <= 0:
+        return DEFAULT_READ_LIMIT
+    return min(limit, MAX_READ_LIMIT)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as stored: its offset, its sequence, and its JSON text (parsed on demand)."""
+
+    offset: str
+    seq: int
+    raw: str
+
+    @cached_property
+    def data(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = loads(self.raw)
+        return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPage:
+    """A read: events strictly after the requested offset, and where the reader stands."""
+
+    events: list[StoredEvent]
+    next_offset: str
+    up_to_date: bool
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMeta:
+    """``next_offset`` is the offset of the last event (``-1`` when empty); ``length`` its count."""
+
+    next_offset: str
+    length: int
+    closed: bool
+
+
+class EventStore(Protocol):
+    """The log. Every method is safe to call concurrently from one event loop."""
+
+    async def admit_run(self, header: RunAdmittedEvent) -> bool:
+        """Create the run's record and stream in one transaction. First writer wins: returns
+        ``False`` and changes nothing if the run already exists."""
+        ...
+
+    async def create_stream(self, path: str) -> None:
+        """Create an empty stream; idempotent (an existing stream keeps its events)."""
+        ...
+
+    async def append(
+        self,
+        path: str,
+        events: Sequence[dict[str, Any]],
+        *,
+        expected_seq: int | None = None,
+        close: bool = False,
+    ) -> list[str]:
+        """Append atomically and return the new offsets.
+
+        ``expected_seq`` is the sequence the first event must get: a writer that is behind gets
+        :class:`~flue_actors.errors.StreamConflictError` and nothing is written. ``close`` closes
+        the stream in the same transaction. A missing stream raises ``StreamMissingError``; a
+        closed one ``StreamClosedError``.
+        """
+        ...
+
+    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
+        """Append unless ``key`` was appended before: the same payload returns the original
+        offset, a different one raises ``StreamPayloadConflictError``."""
+        ...
+
+    async def close_stream(self, path: str) -> None:
+        """Close a stream; idempotent. Wakes every waiter."""
+        ...
+
+    async def read(self, path: str, *, offset: str = "-1", limit: int | None = None) -> StreamPage:
+        """Events strictly after ``offset`` (``-1``, ``now`` or an offset), at most ``limit``
+        (default 100, at most 1000). A missing stream reads as empty and open."""
+        ...
+
+    async def stream_meta(self, path: str) -> StreamMeta | None: ...
+
+    async def wait_for_append(self, path: str, *, length: int, timeout: float) -> bool:
+        """Wait until the stream holds more than ``length`` events or is closed. ``False`` on
+        timeout. Woken by the backend's notification mechanism, never by polling."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Newest first (``startedAt`` then ``runId``, descending), filters AND-combined."""
+        ...
+
+    async def rebuild_records(self) -> int:
+        """Drop every run record and refold it from the log. Returns how many were rebuilt."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,31 @@
+"""Stream offsets: opaque resume-after tokens, ``%016d_%016d`` of a per-stream sequence."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["BEFORE_START", "NOW", "format_offset", "is_offset", "parse_offset"]
+
+BEFORE_START: Final = "-1"
+NOW: Final = "now"
+_OFFSET = re.compile(r"^\d+_(\d+)$")
+
+
+def format_offset(seq: int) -> str:
+    """The offset of the event at sequence ``seq``; ``-1`` is "before the first event"."""
+    return BEFORE_START if seq < 0 else f"{0:016d}_{seq:016d}"
+
+
+def parse_offset(offset: str) -> int:
+    """The sequence an offset names (``-1`` before the start). ``ValueError`` if malformed."""
+    if offset == BEFORE_START:
+        return -1
+    match = _OFFSET.match(offset)
+    if match is None:
+        raise ValueError(f"Invalid offset {offset!r}.")
+    return int(match.group(1))
+
+
+def is_offset(offset: str) -> bool:
+    return offset == BEFORE_START or _OFFSET.match(offset) is not None
