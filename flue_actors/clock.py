@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "StepClock", "SystemClock", "format_timestamp"]
+__all__ = ["Clock", "StepClock", "SystemClock", "format_timestamp", "parse_timestamp"]
 
 
 def format_timestamp(epoch_ms: int) -> str:
@@ -45,3 +45,11 @@ class StepClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += int(delta.total_seconds() * 1000)
+
+
+def parse_timestamp(text: str) -> int:
+    """Milliseconds since the epoch of an ISO-8601 timestamp such as ``format_timestamp`` writes."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 __all__ = [
+    "AbortError",
     "ActionInputValidationError",
     "ActionOutputSerializationError",
     "ActionOutputValidationError",
@@ -29,6 +30,7 @@ __all__ = [
     "ProductEventVersionError",
     "RunCancelledError",
     "RunNotFoundError",
+    "SandboxPathError",
     "SessionAlreadyExistsError",
     "SessionBusyError",
     "SessionNotFoundError",
@@ -38,6 +40,7 @@ __all__ = [
     "StreamMissingError",
     "StreamPayloadConflictError",
     "UnsupportedMediaTypeError",
+    "WorkflowAdmissionFailedError",
     "WorkflowInputSerializationError",
     "WorkflowInputUnexpectedError",
     "WorkflowLoadError",
@@ -256,6 +259,16 @@ class WorkflowInputSerializationError(FlueError):
         )
 
 
+class WorkflowAdmissionFailedError(FlueError):
+    type = "workflow_admission_failed"
+
+    def __init__(self, *, workflow: str, reason: str) -> None:
+        super().__init__(
+            f'Workflow "{workflow}" could not be admitted: {reason}',
+            meta={"workflow": workflow},
+        )
+
+
 def _issue_list(issues: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for issue in issues[:10]:
@@ -331,6 +344,25 @@ class OperationFailedError(FlueError):
 
     def __init__(self, *, kind: str, reason: str) -> None:
         super().__init__(f"{kind} failed: {reason}")
+
+
+class SandboxPathError(FlueError, ValueError):
+    type = "sandbox_path_invalid"
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(f'Path "{path}" is outside the sandbox.')
+
+
+class AbortError(Exception):
+    """An operation was aborted (``CallHandle.abort()``, run cancellation, harness close).
+
+    Deliberately not a :class:`FlueError`, as in Flue: cancellation is not a failure of the
+    request. ``reason`` is what the aborter said, if anything.
+    """
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(reason or "The operation was aborted.")
 
 
 class ModelNotResolvedError(FlueError):

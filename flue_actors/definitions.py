@@ -1,0 +1,400 @@
+"""``define_workflow``, ``define_action``, ``define_agent`` and ``define_tool``.
+
+Definitions are immutable values made at import time. Schemas are pydantic-validatable types
+(a ``BaseModel`` for input, any type for output), given explicitly or read from the type hints of
+the run function: ``async def run(ctx: ActionContext[SummarizeInput]) -> SummarizeOutput``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, overload
+
+import pydantic
+from pydantic import BaseModel, TypeAdapter
+
+from .errors import (
+    ActionInputValidationError,
+    ActionOutputSerializationError,
+    ActionOutputValidationError,
+    DefinitionError,
+    WorkflowInputUnexpectedError,
+)
+from .jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
+
+if TYPE_CHECKING:
+    from .harness import Harness, RunLog
+
+__all__ = [
+    "ActionContext",
+    "ActionDefinition",
+    "AgentConfig",
+    "AgentContext",
+    "AgentDefinition",
+    "ThinkingLevel",
+    "ToolDefinition",
+    "WorkflowDefinition",
+    "define_action",
+    "define_agent",
+    "define_tool",
+    "define_workflow",
+]
+
+InputT = TypeVar("InputT")
+OutputT = TypeVar("OutputT")
+ThinkingLevel: TypeAlias = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
+_THINKING_LEVELS = typing.get_args(ThinkingLevel)
+_INLINE_ACTION_NAME = "workflow"
+
+
+@dataclass(frozen=True)
+class ActionContext(Generic[InputT]):
+    """What an action's ``run`` receives. ``input`` is ``None`` when no input schema is declared."""
+
+    harness: Harness
+    log: RunLog
+    input: InputT
+
+
+ActionRun: TypeAlias = Callable[[ActionContext[Any]], Awaitable[Any]]
+
+
+# --- Tools ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ToolDefinition:
+    """A function the model may call. The harness validates arguments against ``input``."""
+
+    name: str
+    description: str
+    input: type[BaseModel]
+    run: Callable[..., Awaitable[Any]]
+    output: Any = None
+
+
+def define_tool(
+    *,
+    name: str,
+    description: str,
+    input: type[BaseModel],
+    run: Callable[..., Awaitable[Any]],
+    output: Any = None,
+) -> ToolDefinition:
+    name = _required_text(name, "define_tool", "name")
+    description = _required_text(description, "define_tool", "description")
+    if not (isinstance(input, type) and issubclass(input, BaseModel)):
+        raise DefinitionError("[flue] define_tool({ input }) must be a pydantic BaseModel class.")
+    if not inspect.iscoroutinefunction(run):
+        raise DefinitionError("[flue] define_tool({ run }) must be an async function.")
+    return ToolDefinition(name=name, description=description, input=input, run=run, output=output)
+
+
+# --- Agents -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """The runtime configuration an agent initializer returns."""
+
+    model: str
+    instructions: str | None = None
+    description: str | None = None
+    thinking_level: ThinkingLevel | None = None
+    tools: Sequence[ToolDefinition] = ()
+    cwd: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or "/" not in self.model.strip("/"):
+            raise DefinitionError(
+                "[flue] define_agent() requires a model written as 'provider/model-id' "
+                f"(for example 'anthropic/claude-haiku-4-5'), got {self.model!r}."
+            )
+        if self.thinking_level is not None and self.thinking_level not in _THINKING_LEVELS:
+            raise DefinitionError(
+                f"[flue] thinking_level must be one of {', '.join(_THINKING_LEVELS)}, "
+                f"got {self.thinking_level!r}."
+            )
+        names = [tool.name for tool in self.tools]
+        if len(names) != len(set(names)):
+            raise DefinitionError("[flue] define_agent() tools must not contain duplicate tool names.")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AgentConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise DefinitionError(
+                    f'[flue] define_agent() initializer returned unknown runtime config field "{key}".'
+                )
+        if "model" not in values:
+            raise DefinitionError("[flue] define_agent() requires a model.")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What an agent initializer receives: for workflows, ``id`` is the run id."""
+
+    id: str
+    env: Mapping[str, str]
+
+
+AgentInitializer: TypeAlias = Callable[
+    [AgentContext], "AgentConfig | Mapping[str, Any] | Awaitable[AgentConfig | Mapping[str, Any]]"
+]
+
+
+@dataclass(frozen=True, eq=False)
+class AgentDefinition:
+    initialize: AgentInitializer
+
+    async def configure(self, context: AgentContext) -> AgentConfig:
+        """Call the initializer (once per run) and validate what it returns."""
+        config = self.initialize(context)
+        if inspect.isawaitable(config):
+            config = await config
+        if isinstance(config, AgentConfig):
+            return config
+        if isinstance(config, Mapping):
+            return AgentConfig.from_mapping(config)
+        raise DefinitionError(
+            "[flue] define_agent() initializer must return an AgentConfig or a mapping of its fields."
+        )
+
+
+def define_agent(initialize: AgentInitializer | None = None, /, **config: Any) -> AgentDefinition:
+    """An agent: either a static config (``define_agent(model=...)``) or an initializer function
+    called once per run with :class:`AgentContext` (``define_agent(lambda ctx: AgentConfig(...))``).
+    """
+    if initialize is not None:
+        if config:
+            raise DefinitionError("[flue] define_agent() takes an initializer or config fields, not both.")
+        if not callable(initialize):
+            raise DefinitionError("[flue] define_agent() initializer must be a function.")
+        return AgentDefinition(initialize=initialize)
+    static = AgentConfig.from_mapping(config)
+    return AgentDefinition(initialize=lambda _context: static)
+
+
+# --- Actions ----------------------------------------------------------------------------------
+
+
+def _required_text(value: object, where: str, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DefinitionError(f"[flue] {where}({{ {key} }}) must be a non-empty string.")
+    return value.strip()
+
+
+def _issues(error: pydantic.ValidationError) -> list[dict[str, Any]]:
+    issues: list[dict[str, Any]] = []
+    for item in error.errors(include_url=False, include_input=False):
+        issue: dict[str, Any] = {"message": item["msg"]}
+        if item["loc"]:
+            issue["path"] = list(item["loc"])
+        issues.append(issue)
+    return issues
+
+
+def _is_object_schema(schema: Any) -> bool:
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return True
+    if typing.is_typeddict(schema):
+        return True
+    return dataclasses.is_dataclass(schema) and isinstance(schema, type)
+
+
+@dataclass(frozen=True, eq=False)
+class ActionDefinition(Generic[InputT, OutputT]):
+    """A named unit of work with validated input and output. Workflows run one."""
+
+    name: str
+    description: str
+    run: ActionRun
+    input: Any = None
+    output: Any = None
+    _input_adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+    _output_adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+
+    def parse_input(self, value: JsonValue | Unset, *, workflow: str | None = None) -> Any:
+        """Validate run input: absent input means ``{}`` when a schema exists; input given to an
+        action without a schema is refused."""
+        if self._input_adapter is None:
+            if value is not UNSET:
+                raise WorkflowInputUnexpectedError(workflow=workflow or self.name)
+            return None
+        try:
+            return self._input_adapter.validate_python({} if value is UNSET else value)
+        except pydantic.ValidationError as error:
+            raise ActionInputValidationError(action=self.name, issues=_issues(error)) from None
+
+    def serialize_output(self, value: Any) -> JsonValue:
+        """The run's result as plain JSON, validated against the output schema if there is one."""
+        if self._output_adapter is not None:
+            try:
+                validated = self._output_adapter.validate_python(value)
+            except pydantic.ValidationError as error:
+                raise ActionOutputValidationError(action=self.name, issues=_issues(error)) from None
+            try:
+                value = self._output_adapter.dump_python(validated, mode="json")
+            except (pydantic.PydanticSerializationError, ValueError) as error:
+                raise ActionOutputSerializationError(action=self.name, reason=str(error)) from None
+        try:
+            return snapshot(value, where="result")
+        except NotJsonError as error:
+            raise ActionOutputSerializationError(action=self.name, reason=str(error)) from None
+
+
+def _hinted_schemas(run: Callable[..., Any]) -> tuple[Any, Any]:
+    """(input, output) read from ``run(ctx: ActionContext[In]) -> Out`` type hints."""
+    try:
+        hints = typing.get_type_hints(run)
+    except Exception:  # unresolvable forward references: no inference, explicit schemas only
+        return None, None
+    params = list(inspect.signature(run).parameters)
+    input_schema = None
+    if params and params[0] in hints:
+        args = typing.get_args(hints[params[0]])
+        if typing.get_origin(hints[params[0]]) is ActionContext and args:
+            input_schema = None if args[0] in (None, type(None), Any) else args[0]
+    output_schema = hints.get("return")
+    if output_schema in (None, type(None), Any):
+        output_schema = None
+    return input_schema, output_schema
+
+
+def _make_action(
+    *, name: str, description: str, run: ActionRun, input: Any, output: Any
+) -> ActionDefinition[Any, Any]:
+    name = _required_text(name, "define_action", "name")
+    description = _required_text(description, "define_action", "description")
+    if not inspect.iscoroutinefunction(run):
+        raise DefinitionError("[flue] define_action({ run }) must be an async function.")
+    hinted_input, hinted_output = _hinted_schemas(run)
+    input = input if input is not None else hinted_input
+    output = output if output is not None else hinted_output
+    if input is not None and not _is_object_schema(input):
+        raise DefinitionError(
+            "[flue] define_action({ input }) must be an object schema "
+            "(a pydantic BaseModel, a TypedDict or a dataclass)."
+        )
+    try:
+        input_adapter = TypeAdapter(input) if input is not None else None
+        output_adapter = TypeAdapter(output) if output is not None else None
+    except pydantic.PydanticSchemaGenerationError as error:
+        raise DefinitionError(f"[flue] define_action() schema is not usable: {error}") from None
+    return ActionDefinition(
+        name=name,
+        description=description,
+        run=run,
+        input=input,
+        output=output,
+        _input_adapter=input_adapter,
+        _output_adapter=output_adapter,
+    )
+
+
+@overload
+def define_action(
+    *, name: str, description: str, run: ActionRun, input: Any = None, output: Any = None
+) -> ActionDefinition[Any, Any]: ...
+
+
+@overload
+def define_action(
+    *, name: str, description: str, input: Any = None, output: Any = None
+) -> Callable[[ActionRun], ActionDefinition[Any, Any]]: ...
+
+
+def define_action(
+    *,
+    name: str,
+    description: str,
+    run: ActionRun | None = None,
+    input: Any = None,
+    output: Any = None,
+) -> ActionDefinition[Any, Any] | Callable[[ActionRun], ActionDefinition[Any, Any]]:
+    """An action, given ``run=`` or used as a decorator over ``async def run(ctx)``."""
+    if run is not None:
+        return _make_action(name=name, description=description, run=run, input=input, output=output)
+
+    def decorate(fn: ActionRun) -> ActionDefinition[Any, Any]:
+        return _make_action(name=name, description=description, run=fn, input=input, output=output)
+
+    return decorate
+
+
+# --- Workflows --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class WorkflowDefinition:
+    """A workflow: an agent bound to the action it runs. Compared by identity, as in Flue."""
+
+    agent: AgentDefinition
+    action: ActionDefinition[Any, Any]
+
+
+_UNGIVEN: Any = object()
+
+
+@overload
+def define_workflow(
+    *, agent: AgentDefinition, action: ActionDefinition[Any, Any]
+) -> WorkflowDefinition: ...
+
+
+@overload
+def define_workflow(
+    *, agent: AgentDefinition, run: ActionRun, input: Any = None, output: Any = None
+) -> WorkflowDefinition: ...
+
+
+@overload
+def define_workflow(
+    *, agent: AgentDefinition, input: Any = None, output: Any = None
+) -> Callable[[ActionRun], WorkflowDefinition]: ...
+
+
+def define_workflow(
+    *,
+    agent: AgentDefinition,
+    action: ActionDefinition[Any, Any] | None = None,
+    run: ActionRun | None = None,
+    input: Any = _UNGIVEN,
+    output: Any = _UNGIVEN,
+) -> WorkflowDefinition | Callable[[ActionRun], WorkflowDefinition]:
+    """A workflow, in one of three forms:
+
+    * ``define_workflow(agent=..., action=some_action)``: run an existing action;
+    * ``define_workflow(agent=..., input=..., output=..., run=fn)``: inline;
+    * ``@define_workflow(agent=..., ...)`` over ``async def run(ctx)``: inline, as a decorator.
+    """
+    if not isinstance(agent, AgentDefinition):
+        raise DefinitionError("[flue] define_workflow({ agent }) must be a define_agent() value.")
+    if action is not None:
+        if run is not None:
+            raise DefinitionError("[flue] define_workflow() requires exactly one of action or run.")
+        if input is not _UNGIVEN or output is not _UNGIVEN:
+            raise DefinitionError("[flue] define_workflow({ action }) does not accept input or output.")
+        if not isinstance(action, ActionDefinition):
+            raise DefinitionError("[flue] define_workflow({ action }) must be a define_action() value.")
+        return WorkflowDefinition(agent=agent, action=action)
+
+    def inline(fn: ActionRun) -> WorkflowDefinition:
+        private = _make_action(
+            name=_INLINE_ACTION_NAME,
+            description="Workflow-private action.",
+            run=fn,
+            input=None if input is _UNGIVEN else input,
+            output=None if output is _UNGIVEN else output,
+        )
+        return WorkflowDefinition(agent=agent, action=private)
+
+    if run is not None:
+        return inline(run)
+    return inline

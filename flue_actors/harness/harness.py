@@ -1,0 +1,107 @@
+"""The harness a workflow's action receives: sessions, the sandbox filesystem, and settlement."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..clock import Clock
+from ..definitions import AgentConfig
+from ..errors import SessionAlreadyExistsError, SessionNotFoundError
+from ..ids import IdSource
+from ..models import ModelRegistry, ResolvedModel
+from .call import CallHandle
+from .session import Session
+from .sink import EventSink
+from .tools import ToolBox
+from .workspace import MemoryFs
+
+__all__ = ["Harness", "Sessions"]
+
+_RESERVED_PREFIXES = {
+    "task:": 'Session names beginning with "task:" are reserved for delegated tasks.',
+    "action:": 'Session names beginning with "action:" are reserved for Actions.',
+}
+
+
+class Sessions:
+    """``harness.sessions``: strict lookups, where ``harness.session()`` is get-or-create."""
+
+    def __init__(self, harness: Harness) -> None:
+        self._harness = harness
+
+    async def get(self, name: str = "default") -> Session:
+        session = self._harness._sessions.get(name)
+        if session is None:
+            raise SessionNotFoundError(name=name)
+        return session
+
+    async def create(self, name: str = "default") -> Session:
+        if name in self._harness._sessions:
+            raise SessionAlreadyExistsError(name=name)
+        return self._harness._open(name)
+
+
+class Harness:
+    """One run's agent harness. Its conversations are private to the run."""
+
+    def __init__(
+        self,
+        *,
+        config: AgentConfig,
+        models: ModelRegistry,
+        sink: EventSink,
+        clock: Clock,
+        ids: IdSource,
+        name: str = "default",
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._models = models
+        self._sink = sink
+        self._clock = clock
+        self._ids = ids
+        self._default_model = models.resolve(config.model)
+        self.fs = MemoryFs(cwd=config.cwd or "/workspace", now_ms=clock.now_ms())
+        self._tools = ToolBox(config.tools, sink=sink, clock=clock)
+        self._sessions: dict[str, Session] = {}
+        self._in_flight: set[CallHandle[Any]] = set()
+        self.sessions = Sessions(self)
+
+    def resolve_model(self, model: str | None) -> ResolvedModel:
+        return self._default_model if model is None else self._models.resolve(model)
+
+    async def session(self, name: str = "default") -> Session:
+        """The session called ``name``, created on first use."""
+        return self._sessions.get(name) or self._open(name)
+
+    def _open(self, name: str) -> Session:
+        if not isinstance(name, str) or not name:
+            raise ValueError("Session names must be non-empty strings.")
+        for prefix, message in _RESERVED_PREFIXES.items():
+            if name.startswith(prefix):
+                raise ValueError(message)
+        session = Session(
+            self,
+            name,
+            conversation_id="conv_" + self._ids.ulid(),
+            sink=self._sink,
+            clock=self._clock,
+            ids=self._ids,
+            tools=self._tools,
+        )
+        self._sessions[name] = session
+        return session
+
+    def track(self, handle: CallHandle[Any]) -> None:
+        self._in_flight.add(handle)
+
+    async def close(self, reason: str = "The run ended.") -> None:
+        """Abort every operation still running and wait until each has settled, so nothing the
+        run started can emit after the run's end."""
+        pending = [handle for handle in self._in_flight if not handle.done]
+        for handle in pending:
+            handle.abort(reason)
+        if pending:
+            await asyncio.gather(*(handle.settle() for handle in pending))
+        self._in_flight.clear()

@@ -1,0 +1,325 @@
+"""Sessions: one conversation, one operation at a time, every step recorded as events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..clock import Clock
+from ..definitions import ThinkingLevel
+from ..errors import AbortError, OperationFailedError, SessionBusyError
+from ..events import error_payload
+from ..ids import IdSource
+from ..models import (
+    ModelRequest,
+    ModelResponse,
+    ResolvedModel,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnd,
+    ThinkingStart,
+    Usage,
+)
+from .call import CallHandle
+from .sink import EventSink
+from .tools import ToolBox
+from .workspace import MemoryFs
+
+if TYPE_CHECKING:
+    from .harness import Harness
+
+__all__ = ["ModelRef", "PromptResponse", "Session"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    provider: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptResponse:
+    text: str
+    usage: Usage
+    model: ModelRef
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    value: Any
+    usage: Usage
+    wire_result: Any
+
+
+class Session:
+    """A named conversation in a run's harness. Get one with ``await harness.session()``."""
+
+    def __init__(
+        self,
+        harness: Harness,
+        name: str,
+        *,
+        conversation_id: str,
+        sink: EventSink,
+        clock: Clock,
+        ids: IdSource,
+        tools: ToolBox,
+    ) -> None:
+        self._harness = harness
+        self.name = name
+        self.conversation_id = conversation_id
+        self._sink = sink
+        self._clock = clock
+        self._ids = ids
+        self._tools = tools
+        self._messages: list[dict[str, Any]] = []
+        self._active_kind: str | None = None
+
+    @property
+    def fs(self) -> MemoryFs:
+        return self._harness.fs
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation so far (a copy)."""
+        return list(self._messages)
+
+    def _correlation(self) -> dict[str, Any]:
+        return {
+            "harness": self._harness.name,
+            "session": self.name,
+            "conversationId": self.conversation_id,
+        }
+
+    # --- operations -----------------------------------------------------------------------------
+
+    def prompt(
+        self,
+        text: str,
+        *,
+        model: str | None = None,
+        thinking_level: ThinkingLevel | None = None,
+    ) -> CallHandle[PromptResponse]:
+        """Send ``text`` to the agent and run its loop (model turns, tool calls) to the end."""
+        if not isinstance(text, str):
+            raise TypeError("prompt text must be a string")
+        resolved = self._harness.resolve_model(model)
+
+        async def body(correlation: dict[str, Any]) -> _Outcome:
+            return await self._agent_loop(correlation, text, resolved, thinking_level)
+
+        return self._start("prompt", body)
+
+    def _start(
+        self, kind: str, body: Callable[[dict[str, Any]], Awaitable[_Outcome]]
+    ) -> CallHandle[Any]:
+        if self._active_kind is not None:
+            raise SessionBusyError(name=self.name, kind=self._active_kind)
+        self._active_kind = kind
+        handle: CallHandle[Any]
+
+        async def operation() -> Any:
+            try:
+                return await self._run_operation(kind, body, handle)
+            finally:
+                self._active_kind = None
+
+        handle = CallHandle(asyncio.get_running_loop().create_task(operation()))
+        self._harness.track(handle)
+        return handle
+
+    async def _run_operation(
+        self,
+        kind: str,
+        body: Callable[[dict[str, Any]], Awaitable[_Outcome]],
+        handle: CallHandle[Any],
+    ) -> Any:
+        operation_id = "op_" + self._ids.ulid()
+        correlation = {**self._correlation(), "operationId": operation_id}
+        started = self._clock.now_ms()
+        emit = self._sink.emit
+        emit("operation_start", {"operationId": operation_id, "operationKind": kind, **correlation})
+        ended: dict[str, Any] = {"operationId": operation_id, "operationKind": kind}
+        try:
+            outcome = await body(correlation)
+        except BaseException as error:
+            if isinstance(error, asyncio.CancelledError):
+                if handle.abort_reason is None:
+                    raise  # cancelled from outside the harness: not ours to report
+                error = AbortError(handle.abort_reason)
+            if not isinstance(error, Exception):
+                raise
+            ended |= {
+                "durationMs": self._clock.now_ms() - started,
+                "isError": True,
+                "error": error_payload(error),
+            }
+            emit("operation", {**ended, **correlation})
+            emit("idle", self._correlation())
+            if isinstance(error, AbortError):
+                raise error from None
+            raise
+        ended |= {
+            "durationMs": self._clock.now_ms() - started,
+            "isError": False,
+            "result": outcome.wire_result,
+            "usage": outcome.usage.to_wire(),
+        }
+        emit("operation", {**ended, **correlation})
+        emit("idle", self._correlation())
+        return outcome.value
+
+    # --- the agent loop ---------------------------------------------------------------------------
+
+    async def _agent_loop(
+        self,
+        correlation: dict[str, Any],
+        text: str,
+        resolved: ResolvedModel,
+        thinking_level: ThinkingLevel | None,
+    ) -> _Outcome:
+        emit = self._sink.emit
+        user = {
+            "role": "user",
+            "content": [{"type": "text", "text": text}],
+            "timestamp": self._clock.now_ms(),
+        }
+        emit("agent_start", dict(correlation))
+        self._messages.append(user)
+        produced: list[dict[str, Any]] = [user]
+        usage = Usage()
+        first_turn = True
+        level = thinking_level or self._harness.config.thinking_level
+        while True:
+            turn_id = "turn_" + self._ids.ulid()
+            turn = {**correlation, "turnId": turn_id}
+            emit("turn_start", {"turnId": turn_id, "purpose": "agent", **correlation})
+            if first_turn:
+                emit("message_start", {"message": user, **turn})
+                emit("message_end", {"message": user, **turn})
+                first_turn = False
+            request = ModelRequest(
+                model=resolved.model_id,
+                messages=list(self._messages),
+                system_prompt=self._harness.config.instructions,
+                tools=self._tools.specs,
+                thinking_level=level,
+            )
+            response, assistant = await self._model_turn(request, resolved, turn)
+            usage += response.usage
+            self._messages.append(assistant)
+            produced.append(assistant)
+            emit("message_end", {"message": assistant, **turn})
+            tool_results = []
+            for call in response.tool_calls:
+                result = await self._tools.call(call, turn)
+                tool_results.append(result)
+                self._messages.append(result)
+                produced.append(result)
+            emit(
+                "turn_messages",
+                {"purpose": "agent", "message": assistant, "toolResults": tool_results, **turn},
+            )
+            if not tool_results:
+                break
+        emit("agent_end", {"messages": produced, **correlation})
+        final = PromptResponse(
+            text=response.text,
+            usage=usage,
+            model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
+        )
+        return _Outcome(value=final, usage=usage, wire_result={"text": final.text})
+
+    async def _model_turn(
+        self, request: ModelRequest, resolved: ResolvedModel, turn: dict[str, Any]
+    ) -> tuple[ModelResponse, dict[str, Any]]:
+        emit = self._sink.emit
+        started = self._clock.now_ms()
+        emit(
+            "message_start",
+            {"message": {"role": "assistant", "content": [], "timestamp": started}, **turn},
+        )
+
+        def on_stream(event: StreamEvent) -> None:
+            if isinstance(event, TextDelta):
+                emit("text_delta", {"text": event.text, **turn})
+            elif isinstance(event, ThinkingStart):
+                emit("thinking_start", {"contentIndex": event.content_index, **turn})
+            elif isinstance(event, ThinkingDelta):
+                emit(
+                    "thinking_delta",
+                    {"contentIndex": event.content_index, "delta": event.delta, **turn},
+                )
+            elif isinstance(event, ThinkingEnd):
+                emit(
+                    "thinking_end",
+                    {"contentIndex": event.content_index, "content": event.content, **turn},
+                )
+
+        request_info: dict[str, Any] = {
+            "providerId": resolved.provider_name,
+            "providerName": resolved.provider_name,
+            "requestedModel": resolved.model_id,
+            "api": resolved.provider.api,
+        }
+        if request.thinking_level is not None:
+            request_info["reasoningLevel"] = request.thinking_level
+        turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
+        try:
+            response = await resolved.provider.complete(request, on_stream)
+        except Exception as error:
+            emit(
+                "turn",
+                {
+                    **turn_event,
+                    "durationMs": self._clock.now_ms() - started,
+                    "isError": True,
+                    "response": {"error": {"type": "model_error", **error_payload(error)}},
+                    **turn,
+                },
+            )
+            raise OperationFailedError(kind="prompt", reason=str(error)) from error
+        assistant = self._assistant_message(response, resolved)
+        emit(
+            "turn",
+            {
+                **turn_event,
+                "durationMs": self._clock.now_ms() - started,
+                "isError": response.stop_reason in ("error", "aborted"),
+                "response": _response_info(response, assistant),
+                **turn,
+            },
+        )
+        if response.stop_reason == "error":
+            raise OperationFailedError(kind="prompt", reason=response.error_message or "model error")
+        return response, assistant
+
+    def _assistant_message(self, response: ModelResponse, resolved: ResolvedModel) -> dict[str, Any]:
+        return {
+            "role": "assistant",
+            "content": response.content,
+            "api": resolved.provider.api,
+            "provider": resolved.provider_name,
+            "model": response.response_model or resolved.model_id,
+            "usage": response.usage.to_wire(),
+            "stopReason": response.stop_reason,
+            "timestamp": self._clock.now_ms(),
+        }
+
+
+def _response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "output": output,
+        "usage": response.usage.to_wire(),
+        "finishReason": response.stop_reason,
+    }
+    if response.response_id is not None:
+        info["responseId"] = response.response_id
+    if response.response_model is not None:
+        info["responseModel"] = response.response_model
+    return info

@@ -1,0 +1,84 @@
+"""The tools a session's model may call, and how a call is run and recorded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+
+from ..clock import Clock
+from ..definitions import ToolDefinition
+from ..events import error_payload
+from ..jsonvalue import NotJsonError, dumps, snapshot
+from ..models import ToolSpec
+from .sink import EventSink
+
+__all__ = ["ToolBox"]
+
+
+class ToolBox:
+    """The tools of one agent. A failing or mistyped call becomes an error result the model
+    can read and correct, never a failed operation."""
+
+    def __init__(self, tools: Sequence[ToolDefinition], *, sink: EventSink, clock: Clock) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+        self._sink = sink
+        self._clock = clock
+        self.specs = [
+            ToolSpec(tool.name, tool.description, tool.input.model_json_schema()) for tool in tools
+        ]
+
+    async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
+        """Run one ``toolCall`` block and return its ``toolResult`` message."""
+        name, call_id = call["name"], call["id"]
+        started = self._clock.now_ms()
+        self._sink.emit("tool_start", {"toolName": name, "toolCallId": call_id, **turn})
+        is_error = True
+        tool = self._tools.get(name)
+        if tool is None:
+            text = f'Tool "{name}" is not available. Available tools: {", ".join(self._tools) or "none"}.'
+        else:
+            try:
+                args = tool.input.model_validate(call.get("arguments") or {})
+            except pydantic.ValidationError as error:
+                text = f"Invalid arguments for tool {name}: {error}"
+            else:
+                try:
+                    text = _render(await tool.run(args))
+                    is_error = False
+                except Exception as error:  # reported to the model, which may try again
+                    failure = error_payload(error)
+                    text = f"{failure['name']}: {failure['message']}"
+        content = [{"type": "text", "text": text}]
+        self._sink.emit(
+            "tool",
+            {
+                "toolName": name,
+                "toolCallId": call_id,
+                "isError": is_error,
+                "result": {"content": content},
+                "durationMs": self._clock.now_ms() - started,
+                **turn,
+            },
+        )
+        return {
+            "role": "toolResult",
+            "toolCallId": call_id,
+            "toolName": name,
+            "content": content,
+            "isError": is_error,
+            "timestamp": self._clock.now_ms(),
+        }
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump_json()
+    try:
+        return dumps(snapshot(value))
+    except NotJsonError:
+        return json.dumps(value, default=repr)

@@ -1,0 +1,70 @@
+"""Resolving ``provider/model`` strings to providers, with the ``FLUE_MODEL`` override."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import ModelNotResolvedError
+from .base import ModelProvider
+from .echo import FakeProvider
+
+__all__ = ["ModelRegistry", "ResolvedModel"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    provider: ModelProvider
+    model_id: str
+    requested: str
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+
+def _split(model: str) -> tuple[str, str]:
+    provider, _, model_id = model.partition("/")
+    if not provider or not model_id:
+        raise ModelNotResolvedError(model=model, reason="write it as 'provider/model-id'")
+    return provider, model_id
+
+
+class ModelRegistry:
+    """Providers by name. ``override`` (a model string, or a provider that takes every request)
+    replaces every agent's model: ``FLUE_MODEL`` sets it from the environment."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, ModelProvider] | None = None,
+        *,
+        override: str | ModelProvider | None = None,
+    ) -> None:
+        self._providers: dict[str, ModelProvider] = {"fake": FakeProvider()}
+        self._providers.update(providers or {})
+        self._override = override
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ModelRegistry:
+        environ = os.environ if environ is None else environ
+        return cls(override=environ.get("FLUE_MODEL") or None)
+
+    def register(self, provider: ModelProvider) -> None:
+        self._providers[provider.name] = provider
+
+    def resolve(self, model: str) -> ResolvedModel:
+        override = self._override
+        if override is not None and not isinstance(override, str):
+            return ResolvedModel(provider=override, model_id=_split(model)[1], requested=model)
+        wanted = override if isinstance(override, str) else model
+        provider_name, model_id = _split(wanted)
+        provider = self._providers.get(provider_name)
+        if provider is None:
+            raise ModelNotResolvedError(
+                model=wanted,
+                reason=f"no provider named {provider_name!r} is registered "
+                f"(registered: {', '.join(sorted(self._providers))}); "
+                "set FLUE_MODEL=fake/echo for a dry run",
+            )
+        return ResolvedModel(provider=provider, model_id=model_id, requested=wanted)

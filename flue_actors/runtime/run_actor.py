@@ -1,0 +1,95 @@
+"""The RunActor: the one owner of one run.
+
+It owns the run's harness (sessions, conversation, sandbox), executes the workflow's action, and
+is the only writer of the run's stream. It knows nothing of where it is hosted: the local backend
+runs it as a task in the caller's event loop, a Ray host runs the same class in its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..clock import parse_timestamp
+from ..definitions import ActionContext, AgentContext
+from ..errors import RunCancelledError
+from ..events import RunAdmittedEvent, error_payload
+from ..harness import Harness, RunLog
+from ..jsonvalue import UNSET, JsonValue
+from .run_stream import RunStream
+from .services import RunServices
+
+__all__ = ["RunActor"]
+
+
+class RunActor:
+    def __init__(self, header: RunAdmittedEvent, services: RunServices) -> None:
+        self.run_id = header["runId"]
+        self.workflow_name = header["workflowName"]
+        self._header = header
+        self._services = services
+        self._started_ms = parse_timestamp(header["startedAt"])
+        self._stream = RunStream(services.store, self.run_id, services.clock)
+        self._body: asyncio.Task[JsonValue] | None = None
+        self._cancel_reason: str | None = None
+
+    def cancel(self, reason: str = "The run was cancelled.") -> None:
+        """Abort the run: in-flight operations see the abort, the run ends ``run_cancelled``."""
+        if self._cancel_reason is not None:
+            return
+        self._cancel_reason = reason
+        if self._body is not None:
+            self._body.cancel(reason)
+
+    async def run(self) -> dict[str, Any]:
+        """Execute the run to its end and return its ``run_end`` event."""
+        header = self._header
+        start: dict[str, Any] = {
+            "runId": self.run_id,
+            "workflowName": self.workflow_name,
+            "startedAt": header["startedAt"],
+        }
+        if "input" in header:
+            start["input"] = header["input"]
+        self._stream.emit("run_start", start)
+        self._body = asyncio.get_running_loop().create_task(self._execute())
+        if self._cancel_reason is not None:
+            self._body.cancel(self._cancel_reason)
+        error: BaseException | None = None
+        result: JsonValue = None
+        try:
+            result = await self._body
+        except asyncio.CancelledError:
+            if self._cancel_reason is None:
+                raise
+            error = RunCancelledError(run_id=self.run_id, reason=self._cancel_reason)
+        except Exception as failure:
+            error = failure
+        if self._stream.failure is not None and error is None:
+            error = self._stream.failure  # the run's own events were not all recorded
+        end: dict[str, Any] = {"runId": self.run_id, "result": None if error else result}
+        end["isError"] = error is not None
+        if error is not None:
+            end["error"] = error_payload(error)
+        end["durationMs"] = self._services.clock.now_ms() - self._started_ms
+        return await self._stream.end("run_end", end)
+
+    async def _execute(self) -> JsonValue:
+        services = self._services
+        workflow = services.workflows.get(self.workflow_name).definition
+        action = workflow.action
+        parsed = action.parse_input(self._header.get("input", UNSET), workflow=self.workflow_name)
+        config = await workflow.agent.configure(AgentContext(id=self.run_id, env=services.env))
+        harness = Harness(
+            config=config,
+            models=services.models,
+            sink=self._stream,
+            clock=services.clock,
+            ids=services.ids,
+        )
+        context = ActionContext(harness=harness, log=RunLog(self._stream), input=parsed)
+        try:
+            value = await action.run(context)
+        finally:
+            await harness.close(self._cancel_reason or "The run ended.")
+        return action.serialize_output(value)

@@ -1,0 +1,278 @@
+"""The Runtime: admits runs, hands them to a backend, and reads them back from the log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..clock import Clock, SystemClock, format_timestamp, parse_timestamp
+from ..definitions import WorkflowDefinition
+from ..errors import (
+    RunNotFoundError,
+    WorkflowAdmissionFailedError,
+    WorkflowInputSerializationError,
+    WorkflowInputUnexpectedError,
+    WorkflowNotDiscoveredError,
+)
+from ..events import EVENT_VERSION, RunAdmittedEvent, error_payload
+from ..ids import IdSource, UlidIds
+from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
+from ..models import ModelRegistry
+from ..records import RunPage, RunRecord, RunStatus
+from ..store import EventStore, StoredEvent, StreamPage, open_store, parse_offset, run_stream
+from .backend import LocalBackend, RunBackend
+from .discovery import DiscoveredWorkflow, WorkflowRegistry
+from .services import RunServices
+
+__all__ = ["RunReceipt", "Runtime", "WorkflowSource"]
+
+WorkflowSource = WorkflowRegistry | Mapping[str, WorkflowDefinition | DiscoveredWorkflow] | str | Path
+LIVE_WAIT_SECONDS = 30.0
+
+
+class RunReceipt:
+    """What ``invoke`` returns once admission is durable."""
+
+    __slots__ = ("run_id", "workflow_name")
+
+    def __init__(self, run_id: str, workflow_name: str) -> None:
+        self.run_id = run_id
+        self.workflow_name = workflow_name
+
+    def __repr__(self) -> str:
+        return f"RunReceipt(run_id={self.run_id!r}, workflow_name={self.workflow_name!r})"
+
+
+def _registry(workflows: WorkflowSource) -> WorkflowRegistry:
+    if isinstance(workflows, WorkflowRegistry):
+        return workflows
+    if isinstance(workflows, (str, Path)):
+        return WorkflowRegistry.discover(workflows)
+    return WorkflowRegistry.from_definitions(workflows)
+
+
+class Runtime:
+    """Runs workflows and answers questions about runs.
+
+    ``workflows`` is a directory to discover, a mapping of names to definitions, or a registry.
+    ``store`` is an :class:`EventStore` or a database URL (default: ``FLUE_DATABASE_URL``, else
+    ``.flue/flue.db``). ``models`` defaults to the registry ``FLUE_MODEL`` configures.
+    """
+
+    def __init__(
+        self,
+        workflows: WorkflowSource,
+        *,
+        store: EventStore | str | None = None,
+        backend: RunBackend | None = None,
+        models: ModelRegistry | None = None,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.workflows = _registry(workflows)
+        self.store: EventStore = store if store is not None and not isinstance(store, str) else (
+            open_store(store)
+        )
+        self.clock = clock or SystemClock()
+        self.ids = ids or UlidIds(self.clock)
+        self.services = RunServices(
+            store=self.store,
+            workflows=self.workflows,
+            models=models or ModelRegistry.from_environment(),
+            clock=self.clock,
+            ids=self.ids,
+            env=dict(os.environ if env is None else env),
+        )
+        self.backend: RunBackend = backend or LocalBackend(self.services)
+        self._closed = False
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Let runs in flight here finish, then close the backend and the store."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.backend.close()
+        await self.store.close()
+
+    # --- invocation ------------------------------------------------------------------------------
+
+    def workflow(self, workflow: WorkflowDefinition | str) -> DiscoveredWorkflow:
+        """The discovered workflow a definition or name refers to."""
+        if isinstance(workflow, str):
+            return self.workflows.get(workflow)
+        found = self.workflows.find(workflow)
+        if found is None:
+            raise WorkflowNotDiscoveredError()
+        return found
+
+    def check_input(self, workflow: WorkflowDefinition | str, input: Any = UNSET) -> JsonValue | Unset:
+        """Everything ``invoke`` checks before admission, plus the input schema; returns the
+        JSON snapshot of ``input``. The gateway and the CLI call it so that bad input is refused
+        with no run created."""
+        entry = self.workflow(workflow)
+        value = self._snapshot_input(entry, input)
+        entry.definition.action.parse_input(value, workflow=entry.name)
+        return value
+
+    def _snapshot_input(self, entry: DiscoveredWorkflow, input: Any) -> JsonValue | Unset:
+        if entry.definition.action.input is None and input is not UNSET:
+            raise WorkflowInputUnexpectedError(workflow=entry.name)
+        if input is UNSET:
+            return UNSET
+        try:
+            return snapshot(input, where="input")
+        except NotJsonError as error:
+            raise WorkflowInputSerializationError(workflow=entry.name, reason=str(error)) from None
+
+    async def invoke(
+        self,
+        workflow: WorkflowDefinition | str,
+        input: Any = UNSET,
+        *,
+        trace_carrier: Mapping[str, str] | None = None,
+    ) -> RunReceipt:
+        """Admit a run and return its receipt as soon as admission is durable.
+
+        As in Flue, input is checked against the schema by the run itself (an admitted run with
+        bad input ends errored with ``action_input_validation``); use :meth:`check_input` first
+        to refuse it without a run.
+        """
+        entry = self.workflow(workflow)
+        value = self._snapshot_input(entry, input)
+        run_id = "run_" + self.ids.ulid()
+        header: RunAdmittedEvent = {
+            "type": "run_admitted",
+            "runId": run_id,
+            "workflowName": entry.name,
+            "startedAt": format_timestamp(self.clock.now_ms()),
+        }
+        if value is not UNSET:
+            header["input"] = value
+        if trace_carrier:
+            header["traceCarrier"] = dict(trace_carrier)
+        try:
+            await self.store.admit_run(header)
+        except Exception as error:
+            raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
+        try:
+            await self.backend.start(header)
+        except Exception as error:
+            # Admitted but never started: end it, so no run is left half-written.
+            await self._end_unstarted(header, error)
+            raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
+        return RunReceipt(run_id, entry.name)
+
+    async def _end_unstarted(self, header: RunAdmittedEvent, error: BaseException) -> None:
+        now = self.clock.now_ms()
+        end = {
+            "type": "run_end",
+            "runId": header["runId"],
+            "result": None,
+            "isError": True,
+            "error": error_payload(error),
+            "durationMs": now - parse_timestamp(header["startedAt"]),
+            "v": EVENT_VERSION,
+            "eventIndex": 0,
+            "timestamp": format_timestamp(now),
+        }
+        await self.store.append(run_stream(header["runId"]), [end], expected_seq=0, close=True)
+
+    async def run(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, timeout: float | None = None
+    ) -> RunRecord:
+        """Invoke and wait: the run's terminal record."""
+        receipt = await self.invoke(workflow, input)
+        return await self.wait(receipt.run_id, timeout=timeout)
+
+    async def cancel(self, run_id: str, reason: str = "The run was cancelled.") -> bool:
+        """Cancel an active run. ``False`` if it is not active (ended, or unknown)."""
+        record = await self.store.get_run(run_id)
+        if record is None or record.is_terminal:
+            return False
+        return await self.backend.cancel(run_id, reason)
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self.store.get_run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> RunPage:
+        return await self.store.list_runs(
+            status=status, workflow_name=workflow_name, limit=limit, cursor=cursor
+        )
+
+    async def read_events(
+        self, run_id: str, *, offset: str = "-1", limit: int | None = None
+    ) -> StreamPage:
+        """One page of a run's events strictly after ``offset``."""
+        return await self.store.read(run_stream(run_id), offset=offset, limit=limit)
+
+    async def events(self, run_id: str) -> list[dict[str, Any]]:
+        """Every event of a run so far."""
+        return [event.data async for event in self.follow(run_id, live=False)]
+
+    async def follow(
+        self, run_id: str, *, offset: str = "-1", live: bool = True
+    ) -> AsyncIterator[StoredEvent]:
+        """A run's events from ``offset`` on; with ``live``, until its stream closes."""
+        path = run_stream(run_id)
+        while True:
+            page = await self.store.read(path, offset=offset, limit=1000)
+            for event in page.events:
+                yield event
+            offset = page.next_offset
+            if page.up_to_date and (page.closed or not live):
+                return
+            if page.up_to_date:
+                await self.store.wait_for_append(
+                    path, length=parse_offset(offset) + 1, timeout=LIVE_WAIT_SECONDS
+                )
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> RunRecord:
+        """The run's record once it is terminal. ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            # A run hosted here is awaited directly; any other is watched through the log.
+            await asyncio.wait_for(self.backend.join(run_id), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"run {run_id} did not end within {timeout} s") from None
+        path = run_stream(run_id)
+        while True:
+            record = await self.store.get_run(run_id)
+            if record is None:
+                raise RunNotFoundError(run_id=run_id)
+            if record.is_terminal:
+                return record
+            meta = await self.store.stream_meta(path)
+            remaining = LIVE_WAIT_SECONDS
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"run {run_id} did not end within {timeout} s")
+            await self.store.wait_for_append(
+                path, length=meta.length if meta else 0, timeout=min(remaining, LIVE_WAIT_SECONDS)
+            )

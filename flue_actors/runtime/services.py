@@ -1,0 +1,24 @@
+"""What a RunActor needs besides its run: the same bundle in process, in a Ray host, or a test."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..clock import Clock
+from ..ids import IdSource
+from ..models import ModelRegistry
+from ..store import EventStore
+from .discovery import WorkflowRegistry
+
+__all__ = ["RunServices"]
+
+
+@dataclass(frozen=True)
+class RunServices:
+    store: EventStore
+    workflows: WorkflowRegistry
+    models: ModelRegistry
+    clock: Clock
+    ids: IdSource
+    env: Mapping[str, str]
