@@ -133,11 +133,11 @@ class InvalidJsonError(FlueHttpError):
     type = "invalid_json"
     status = 400
 
-    def __init__(self, *, parse_error: str) -> None:
+    def __init__(self, *, parse_error: str, subject: str = "Request body") -> None:
         super().__init__(
-            "Request body is not valid JSON.",
-            details=f"The JSON parser reported: {parse_error}\nVerify the body is well-formed JSON, "
-            "or omit the body entirely if the request doesn't have a payload.",
+            f"{subject} is not valid JSON.",
+            details=f"The JSON parser reported: {parse_error}\nVerify it is well-formed JSON, "
+            "or omit it entirely if there is no payload.",
         )
 
 

@@ -54,21 +54,40 @@ def _pick_definition(name: str, module: Any) -> WorkflowDefinition:
     )
 
 
+def _import(path: Path) -> Any:
+    """Import a workflow file under its natural name (``workflows.summarize``) when that name
+    leads to this file, so the definition a test imports is the one the runtime serves;
+    otherwise under a private name."""
+    package = path.parent.name
+    if package.isidentifier():
+        natural = f"{package}.{path.stem}"
+        try:
+            module = importlib.import_module(natural)
+        except ModuleNotFoundError as error:
+            if error.name not in (package, natural):
+                raise
+        else:
+            if Path(getattr(module, "__file__", "") or "").resolve() == path.resolve():
+                return module
+    module_name = f"flue_workflows.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
 def load_workflow_module(path: Path) -> DiscoveredWorkflow:
     """Import one workflow file. Any failure becomes a :class:`WorkflowLoadError`."""
     name = path.stem
-    module_name = f"flue_workflows.{name}"
     try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(module_name, None)
-            raise
+        module = _import(path)
     except Exception as error:
         raise WorkflowLoadError(
             name=name, reason=f"{type(error).__name__}: {error}", path=str(path)
@@ -137,6 +156,14 @@ class WorkflowRegistry:
             except WorkflowLoadError as error:
                 failures[path.stem] = error
         return cls(found, failures=failures, directory=root)
+
+    def register(self, workflow: DiscoveredWorkflow) -> None:
+        """Add a workflow. A name already taken by a different definition is refused."""
+        existing = self._by_name.get(workflow.name)
+        if existing is not None and existing.definition is not workflow.definition:
+            raise ValueError(f"a different workflow is already registered as {workflow.name!r}")
+        self._failures.pop(workflow.name, None)
+        self._by_name[workflow.name] = workflow
 
     @property
     def names(self) -> list[str]:

@@ -1,0 +1,197 @@
+"""``flue-actors``: run workflows and inspect runs from the shell.
+
+Exit codes: 0 success; 1 a failed run or a refused request (bad input, unknown workflow, ...);
+2 a malformed command line; 130 interrupted (SIGINT), 143 terminated (SIGTERM). An interrupted
+run is cancelled and ended before the command exits, so it never stays active.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import FlueError, InvalidJsonError
+from ..jsonvalue import UNSET, dumps, loads
+from ..records import RUN_STATUSES
+from ..runtime import Runtime, WorkflowRegistry
+from ..store import open_store, resolve_database_url
+from .presenter import EventPresenter
+
+__all__ = ["main"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flue-actors", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        help="the event store (default: $FLUE_DATABASE_URL, else sqlite:///.flue/flue.db)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a workflow and print its result")
+    run.add_argument("name", help="the workflow's name (its file name in the workflows folder)")
+    run.add_argument("--input", help="the input, as JSON (omit for no input)")
+    run.add_argument("--workflows", default="workflows", help="the workflows folder")
+
+    runs = commands.add_parser("runs", help="inspect stored runs")
+    verbs = runs.add_subparsers(dest="verb", required=True)
+    listing = verbs.add_parser("list", help="list runs, newest first")
+    listing.add_argument("--json", action="store_true", help="print the page as JSON")
+    listing.add_argument("--status", choices=RUN_STATUSES)
+    listing.add_argument("--workflow", help="only runs of this workflow")
+    listing.add_argument("--limit", type=int, help="runs per page (default 100, at most 1000)")
+    listing.add_argument("--cursor", help="the next page's cursor from a previous listing")
+    get = verbs.add_parser("get", help="print a run's record as JSON")
+    get.add_argument("run_id")
+    events = verbs.add_parser("events", help="print a run's events, one JSON object per line")
+    events.add_argument("run_id")
+    events.add_argument("--offset", default="-1", help="start strictly after this offset")
+    verbs.add_parser("rebuild", help="refold every run record from the event log")
+    return parser
+
+
+def _report(error: BaseException, err: TextIO) -> None:
+    if isinstance(error, FlueError):
+        err.write(f"error: {error.message}\n  type: {error.type}\n")
+        if error.details:
+            err.write("".join(f"  {line}\n" for line in error.details.splitlines()))
+        if error.dev:
+            err.write("".join(f"  {line}\n" for line in error.dev.splitlines()))
+    else:
+        err.write(f"error: {error}\n")
+
+
+def _parse_input(text: str | None) -> Any:
+    if text is None:
+        return UNSET
+    try:
+        return loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidJsonError(parse_error=str(error), subject="--input") from None
+
+
+async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    value = _parse_input(args.input)
+    directory = Path(args.workflows)
+    if not directory.is_dir():
+        err.write(f"error: workflow folder {directory} does not exist (use --workflows DIR)\n")
+        return EXIT_FAILED
+    async with Runtime(WorkflowRegistry.discover(directory), store=args.database_url) as runtime:
+        value = runtime.check_input(args.name, value)
+        receipt = await runtime.invoke(args.name, value)
+        err.write(f"workflow {receipt.workflow_name}\n")
+        received: list[signal.Signals] = []
+        loop = asyncio.get_running_loop()
+
+        def interrupt(signum: signal.Signals) -> None:
+            if received:
+                os._exit(EXIT_SIGNAL[signum])  # a second signal: stop waiting for the run
+            received.append(signum)
+            err.write(f"\n{signum.name}: cancelling run {receipt.run_id}\n")
+            loop.create_task(runtime.cancel(receipt.run_id, f"Interrupted by {signum.name}."))
+
+        for signum in EXIT_SIGNAL:
+            loop.add_signal_handler(signum, interrupt, signum)
+        try:
+            presenter = EventPresenter(err, color=err.isatty())
+            async for stored in runtime.follow(receipt.run_id):
+                presenter.show(stored.data)
+            record = await runtime.wait(receipt.run_id)
+        finally:
+            for signum in EXIT_SIGNAL:
+                loop.remove_signal_handler(signum)
+        if received:
+            return EXIT_SIGNAL[received[0]]
+        if record.status != "completed":
+            return EXIT_FAILED
+        if record.result is not UNSET and record.result is not None:
+            out.write(dumps(record.result) + "\n")
+        return 0
+
+
+async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    store = open_store(args.database_url)
+    try:
+        if args.verb == "list":
+            page = await store.list_runs(
+                status=args.status, workflow_name=args.workflow, limit=args.limit, cursor=args.cursor
+            )
+            if args.json:
+                out.write(dumps(page.to_wire()) + "\n")
+                return 0
+            out.write(f"{'RUN ID':<30}  {'WORKFLOW':<16}  {'STATUS':<9}  {'STARTED':<24}  DURATION\n")
+            for run in page.runs:
+                duration = f"{run.duration_ms} ms" if run.duration_ms is not None else "-"
+                out.write(
+                    f"{run.run_id:<30}  {run.workflow_name:<16}  {run.status:<9}  "
+                    f"{run.started_at:<24}  {duration}\n"
+                )
+            if page.next_cursor:
+                err.write(f"more: flue-actors runs list --cursor {page.next_cursor}\n")
+            return 0
+        if args.verb == "get":
+            record = await store.get_run(args.run_id)
+            if record is None:
+                from ..errors import RunNotFoundError
+
+                raise RunNotFoundError(run_id=args.run_id)
+            out.write(json.dumps(record.to_wire(), indent=2, ensure_ascii=False) + "\n")
+            return 0
+        if args.verb == "events":
+            return await _events(store, args, out)
+        rebuilt = await store.rebuild_records()
+        err.write(f"rebuilt {rebuilt} run records from the log\n")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _events(store: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from ..errors import InvalidRequestError, RunNotFoundError
+    from ..store import is_offset, run_stream
+
+    if not is_offset(args.offset):
+        raise InvalidRequestError(reason="Invalid offset format.")
+    path = run_stream(args.run_id)
+    if await store.stream_meta(path) is None:
+        raise RunNotFoundError(run_id=args.run_id)
+    offset = args.offset
+    while True:
+        page = await store.read(path, offset=offset, limit=1000)
+        for event in page.events:
+            out.write(event.raw + "\n")
+        offset = page.next_offset
+        if page.up_to_date:
+            return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.database_url = resolve_database_url(args.database_url)
+    out, err = sys.stdout, sys.stderr
+    try:
+        command = _run if args.command == "run" else _runs
+        return asyncio.run(command(args, out, err))
+    except FlueError as error:
+        _report(error, err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_SIGNAL[signal.SIGINT]
+    except (OSError, ValueError) as error:
+        _report(error, err)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""The pytest kit: test workflows deterministically, with a scripted model.
+
+The fixtures ``flue`` and ``fake_model`` are registered automatically when flue_actors is
+installed. Outside pytest, build a :class:`FlueTestKit` yourself.
+"""
+
+from .fake_model import FakeModel, FakeModelExhaustedError, FakeToolCall, FakeTurn, Responder
+from .kit import FlueTestKit, RunResult
+
+__all__ = [
+    "FakeModel",
+    "FakeModelExhaustedError",
+    "FakeToolCall",
+    "FakeTurn",
+    "FlueTestKit",
+    "Responder",
+    "RunResult",
+]

@@ -1,0 +1,141 @@
+"""``FakeModel``: a scripted model provider for deterministic workflow tests."""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeAlias
+
+from ..models import (
+    ModelRequest,
+    ModelResponse,
+    StreamListener,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnd,
+    ThinkingStart,
+    Usage,
+)
+
+__all__ = ["FakeModel", "FakeModelExhaustedError", "FakeToolCall", "FakeTurn", "Responder"]
+
+
+@dataclass(frozen=True)
+class FakeToolCall:
+    name: str
+    arguments: dict[str, Any]
+    id: str
+
+
+@dataclass(frozen=True)
+class FakeTurn:
+    """One scripted assistant turn. ``text`` streams as one delta per ``chunks`` entry if given."""
+
+    text: str = ""
+    tool_calls: Sequence[FakeToolCall] = ()
+    thinking: str | None = None
+    usage: Usage = field(default_factory=lambda: Usage(input=10, output=5))
+    chunks: Sequence[str] | None = None
+
+
+Responder: TypeAlias = Callable[[ModelRequest], "str | FakeTurn | Awaitable[str | FakeTurn]"]
+
+
+class FakeModelExhaustedError(AssertionError):
+    """The workflow asked the fake model for more turns than the test scripted."""
+
+
+class FakeModel:
+    """A model provider that answers from a script.
+
+    ``reply(...)`` queues turns answered in order; ``respond_with(fn)`` answers every request
+    the script does not cover. ``requests`` records every request, for assertions. A request
+    with nothing left to answer it fails loudly: the test is wrong, and looping or inventing a
+    reply would hide that.
+    """
+
+    name = "fake"
+    api = "fake"
+
+    def __init__(self) -> None:
+        self._script: deque[FakeTurn] = deque()
+        self._responder: Responder | None = None
+        self.requests: list[ModelRequest] = []
+        self.exhausted: FakeModelExhaustedError | None = None
+        self._call_ids = 0
+
+    def reply(
+        self,
+        text: str = "",
+        *,
+        tool_calls: Sequence[FakeToolCall | tuple[str, dict[str, Any]]] = (),
+        thinking: str | None = None,
+        usage: Usage | None = None,
+        chunks: Sequence[str] | None = None,
+    ) -> FakeModel:
+        """Queue one assistant turn. Tool calls given as ``(name, arguments)`` get ids
+        ``call_1``, ``call_2``, ... in the order they are scripted."""
+        calls = []
+        for call in tool_calls:
+            if isinstance(call, FakeToolCall):
+                calls.append(call)
+            else:
+                self._call_ids += 1
+                calls.append(FakeToolCall(call[0], call[1], f"call_{self._call_ids}"))
+        turn = FakeTurn(text=text, tool_calls=calls, thinking=thinking, chunks=chunks)
+        self._script.append(turn if usage is None else replace(turn, usage=usage))
+        return self
+
+    def respond_with(self, responder: Responder) -> FakeModel:
+        """Answer requests the script does not cover with ``responder(request)``, which returns
+        the reply text or a :class:`FakeTurn` (sync or async)."""
+        self._responder = responder
+        return self
+
+    @property
+    def pending(self) -> int:
+        """Scripted turns not yet used."""
+        return len(self._script)
+
+    async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
+        self.requests.append(request)
+        if self._script:
+            turn = self._script.popleft()
+        elif self._responder is not None:
+            answer = self._responder(request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            turn = answer if isinstance(answer, FakeTurn) else FakeTurn(text=str(answer))
+        else:
+            self.exhausted = FakeModelExhaustedError(
+                f"FakeModel has no reply for model request #{len(self.requests)}: the script "
+                f"held {len(self.requests) - 1} turn(s). Queue more with fake_model.reply(...) "
+                "or answer dynamically with fake_model.respond_with(fn)."
+            )
+            raise self.exhausted
+        return _respond(turn, on_stream)
+
+
+def _respond(turn: FakeTurn, on_stream: StreamListener) -> ModelResponse:
+    content: list[dict[str, Any]] = []
+    if turn.thinking is not None:
+        on_stream(ThinkingStart(content_index=len(content)))
+        on_stream(ThinkingDelta(turn.thinking, content_index=len(content)))
+        on_stream(ThinkingEnd(turn.thinking, content_index=len(content)))
+        content.append({"type": "thinking", "thinking": turn.thinking})
+    if turn.text:
+        for chunk in turn.chunks if turn.chunks is not None else [turn.text]:
+            on_stream(TextDelta(chunk))
+        content.append({"type": "text", "text": turn.text})
+    for call in turn.tool_calls:
+        content.append(
+            {"type": "toolCall", "id": call.id, "name": call.name, "arguments": call.arguments}
+        )
+    return ModelResponse(
+        content=content,
+        usage=turn.usage,
+        stop_reason="toolUse" if turn.tool_calls else "stop",
+        response_model="fake",
+    )

@@ -1,0 +1,132 @@
+"""``FlueTestKit``: a runtime on a private in-memory log with the fake model and fixed time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..clock import StepClock
+from ..definitions import WorkflowDefinition
+from ..events import RunError
+from ..ids import SequentialIds
+from ..jsonvalue import UNSET, JsonValue
+from ..models import ModelRegistry
+from ..records import RunRecord, RunStatus
+from ..runtime import Runtime, WorkflowRegistry
+from ..runtime.discovery import DiscoveredWorkflow
+from ..store import SqliteEventStore
+from .fake_model import FakeModel
+
+__all__ = ["FlueTestKit", "RunResult"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run as a test sees it."""
+
+    run_id: str
+    status: RunStatus
+    result: JsonValue | None
+    error: RunError | None
+    record: RunRecord
+    events: list[dict[str, Any]]
+
+    @property
+    def event_types(self) -> list[str]:
+        return [event["type"] for event in self.events]
+
+    def events_of(self, type: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["type"] == type]
+
+
+def _default_name(definition: WorkflowDefinition) -> str:
+    module = getattr(definition.action.run, "__module__", "") or ""
+    stem = module.rsplit(".", 1)[-1]
+    return stem if stem and stem not in ("__main__", "builtins") else definition.action.run.__name__
+
+
+class FlueTestKit:
+    """What the ``flue`` fixture gives a test.
+
+    Every agent's model is the :class:`FakeModel`; ids count up from 1 and the clock starts at
+    2026-01-01T00:00:00Z and moves 1 ms per reading, so a run's events are the same every time.
+    ``run`` is synchronous (it drives a private event loop); in an ``async def`` test use
+    ``await flue.run_async(...)``.
+    """
+
+    def __init__(
+        self,
+        fake_model: FakeModel,
+        *,
+        workflows: Mapping[str, WorkflowDefinition] | str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.fake_model = fake_model
+        if workflows is None:
+            registry = WorkflowRegistry()
+        elif isinstance(workflows, (str, Path)):
+            registry = WorkflowRegistry.discover(workflows)
+        else:
+            registry = WorkflowRegistry.from_definitions(workflows)
+        self.clock = StepClock()
+        self.runtime = Runtime(
+            registry,
+            store=SqliteEventStore(":memory:"),
+            models=ModelRegistry(override=fake_model),
+            clock=self.clock,
+            ids=SequentialIds(),
+            env=dict(env or {}),
+        )
+        self._runner: asyncio.Runner | None = None
+
+    def register(self, definition: WorkflowDefinition, name: str | None = None) -> str:
+        """Make a definition runnable under ``name`` (default: its module's name)."""
+        found = self.runtime.workflows.find(definition)
+        if found is not None:
+            return found.name
+        name = name or _default_name(definition)
+        self.runtime.workflows.register(DiscoveredWorkflow(name=name, definition=definition))
+        return name
+
+    async def run_async(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult:
+        if isinstance(workflow, WorkflowDefinition):
+            self.register(workflow)
+        exhausted_before = self.fake_model.exhausted
+        receipt = await self.runtime.invoke(workflow, input)
+        record = await self.runtime.wait(receipt.run_id, timeout=timeout)
+        if self.fake_model.exhausted is not exhausted_before and self.fake_model.exhausted:
+            raise self.fake_model.exhausted
+        error = record.error
+        return RunResult(
+            run_id=record.run_id,
+            status=record.status,
+            result=None if record.result is UNSET else record.result,
+            error=error,
+            record=record,
+            events=await self.runtime.events(record.run_id),
+        )
+
+    def run(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult:
+        """Invoke ``workflow`` with ``input``, wait for its end, and return what happened."""
+        return self._loop().run(self.run_async(workflow, input, timeout=timeout))
+
+    def _loop(self) -> asyncio.Runner:
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner
+
+    async def aclose(self) -> None:
+        await self.runtime.close()
+
+    def close(self) -> None:
+        self._loop().run(self.aclose())
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
