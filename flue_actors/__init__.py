@@ -103,4 +103,5 @@ __all__ = [
     "define_agent",
     "define_tool",
     "define_workflow",
+    "open_store",
 ]

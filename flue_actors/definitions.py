@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, ove
 
 import pydantic
 from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 from .errors import (
     ActionInputValidationError,
@@ -121,7 +122,9 @@ class AgentConfig:
             )
         names = [tool.name for tool in self.tools]
         if len(names) != len(set(names)):
-            raise DefinitionError("[flue] define_agent() tools must not contain duplicate tool names.")
+            raise DefinitionError(
+                "[flue] define_agent() tools must not contain duplicate tool names."
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> AgentConfig:
@@ -129,7 +132,8 @@ class AgentConfig:
         for key in values:
             if key not in known:
                 raise DefinitionError(
-                    f'[flue] define_agent() initializer returned unknown runtime config field "{key}".'
+                    "[flue] define_agent() initializer returned unknown runtime config field "
+                    f'"{key}".'
                 )
         if "model" not in values:
             raise DefinitionError("[flue] define_agent() requires a model.")
@@ -163,7 +167,8 @@ class AgentDefinition:
         if isinstance(config, Mapping):
             return AgentConfig.from_mapping(config)
         raise DefinitionError(
-            "[flue] define_agent() initializer must return an AgentConfig or a mapping of its fields."
+            "[flue] define_agent() initializer must return an AgentConfig "
+            "or a mapping of its fields."
         )
 
 
@@ -173,7 +178,9 @@ def define_agent(initialize: AgentInitializer | None = None, /, **config: Any) -
     """
     if initialize is not None:
         if config:
-            raise DefinitionError("[flue] define_agent() takes an initializer or config fields, not both.")
+            raise DefinitionError(
+                "[flue] define_agent() takes an initializer or config fields, not both."
+            )
         if not callable(initialize):
             raise DefinitionError("[flue] define_agent() initializer must be a function.")
         return AgentDefinition(initialize=initialize)
@@ -241,7 +248,7 @@ class ActionDefinition(Generic[InputT, OutputT]):
                 raise ActionOutputValidationError(action=self.name, issues=_issues(error)) from None
             try:
                 value = self._output_adapter.dump_python(validated, mode="json")
-            except (pydantic.PydanticSerializationError, ValueError) as error:
+            except (PydanticSerializationError, ValueError) as error:
                 raise ActionOutputSerializationError(action=self.name, reason=str(error)) from None
         try:
             return snapshot(value, where="result")
@@ -380,9 +387,13 @@ def define_workflow(
         if run is not None:
             raise DefinitionError("[flue] define_workflow() requires exactly one of action or run.")
         if input is not _UNGIVEN or output is not _UNGIVEN:
-            raise DefinitionError("[flue] define_workflow({ action }) does not accept input or output.")
+            raise DefinitionError(
+                "[flue] define_workflow({ action }) does not accept input or output."
+            )
         if not isinstance(action, ActionDefinition):
-            raise DefinitionError("[flue] define_workflow({ action }) must be a define_action() value.")
+            raise DefinitionError(
+                "[flue] define_workflow({ action }) must be a define_action() value."
+            )
         return WorkflowDefinition(agent=agent, action=action)
 
     def inline(fn: ActionRun) -> WorkflowDefinition:

@@ -119,7 +119,9 @@ class UnsupportedMediaTypeError(FlueHttpError):
 
     def __init__(self, *, received: str | None) -> None:
         first = (
-            f'Received Content-Type: "{received}".' if received else "No Content-Type header was sent."
+            f'Received Content-Type: "{received}".'
+            if received
+            else "No Content-Type header was sent."
         )
         super().__init__(
             "Request body must be sent as application/json.",
@@ -425,7 +427,9 @@ class StreamPayloadConflictError(FlueError):
     type = "stream_payload_conflict"
 
     def __init__(self, *, path: str, key: str) -> None:
-        super().__init__(f'Event stream "{path}" already holds key "{key}" with a conflicting payload.')
+        super().__init__(
+            f'Event stream "{path}" already holds key "{key}" with a conflicting payload.'
+        )
 
 
 class ProductEventVersionError(FlueError):

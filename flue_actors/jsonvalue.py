@@ -23,9 +23,8 @@ __all__ = [
     "snapshot",
 ]
 
-JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 JsonObject: TypeAlias = "dict[str, JsonValue]"
-
 
 
 class _UnsetType(enum.Enum):
@@ -38,8 +37,8 @@ class _UnsetType(enum.Enum):
         return "UNSET"
 
 
-UNSET: Final = _UnsetType.UNSET
 Unset: TypeAlias = Literal[_UnsetType.UNSET]
+UNSET: Final[Unset] = _UnsetType.UNSET
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder()

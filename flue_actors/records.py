@@ -13,7 +13,7 @@ import binascii
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, Literal, TypeAlias
 
 from .events import LIFECYCLE_EVENT_TYPES, RunAdmittedEvent, RunError
 from .jsonvalue import UNSET, JsonValue, Unset, dumps, loads
@@ -231,4 +231,4 @@ def decode_cursor(cursor: str | None) -> tuple[str, str] | None:
     started_at, run_id = data.get("s"), data.get("r")
     if not isinstance(started_at, str) or not isinstance(run_id, str):
         return None
-    return cast(str, started_at), cast(str, run_id)
+    return started_at, run_id

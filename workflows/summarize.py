@@ -1,6 +1,9 @@
 """summarize: ask the model to summarize a text, return ``{summary}``.
 
-Run it without an API key: ``FLUE_MODEL=fake/echo flue-actors run summarize --input '{"text":"hello"}'``.
+Run it without an API key:
+
+    FLUE_MODEL=fake/echo flue-actors run summarize --input '{"text":"hello"}'
+
 """
 
 from pydantic import BaseModel

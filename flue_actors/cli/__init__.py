@@ -81,17 +81,16 @@ def _parse_input(text: str | None) -> Any:
         raise InvalidJsonError(parse_error=str(error), subject="--input") from None
 
 
-async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _run(
+    args: argparse.Namespace, workflows: WorkflowRegistry, out: TextIO, err: TextIO
+) -> int:
     value = _parse_input(args.input)
-    directory = Path(args.workflows)
-    if not directory.is_dir():
-        err.write(f"error: workflow folder {directory} does not exist (use --workflows DIR)\n")
-        return EXIT_FAILED
-    async with Runtime(WorkflowRegistry.discover(directory), store=args.database_url) as runtime:
+    async with Runtime(workflows, store=args.database_url) as runtime:
         value = runtime.check_input(args.name, value)
         receipt = await runtime.invoke(args.name, value)
         err.write(f"workflow {receipt.workflow_name}\n")
         received: list[signal.Signals] = []
+        cancelling: set[asyncio.Task[bool]] = set()
         loop = asyncio.get_running_loop()
 
         def interrupt(signum: signal.Signals) -> None:
@@ -99,7 +98,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 os._exit(EXIT_SIGNAL[signum])  # a second signal: stop waiting for the run
             received.append(signum)
             err.write(f"\n{signum.name}: cancelling run {receipt.run_id}\n")
-            loop.create_task(runtime.cancel(receipt.run_id, f"Interrupted by {signum.name}."))
+            reason = f"Interrupted by {signum.name}."
+            cancelling.add(loop.create_task(runtime.cancel(receipt.run_id, reason)))
 
         for signum in EXIT_SIGNAL:
             loop.add_signal_handler(signum, interrupt, signum)
@@ -125,12 +125,17 @@ async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         if args.verb == "list":
             page = await store.list_runs(
-                status=args.status, workflow_name=args.workflow, limit=args.limit, cursor=args.cursor
+                status=args.status,
+                workflow_name=args.workflow,
+                limit=args.limit,
+                cursor=args.cursor,
             )
             if args.json:
                 out.write(dumps(page.to_wire()) + "\n")
                 return 0
-            out.write(f"{'RUN ID':<30}  {'WORKFLOW':<16}  {'STATUS':<9}  {'STARTED':<24}  DURATION\n")
+            out.write(
+                f"{'RUN ID':<30}  {'WORKFLOW':<16}  {'STATUS':<9}  {'STARTED':<24}  DURATION\n"
+            )
             for run in page.runs:
                 duration = f"{run.duration_ms} ms" if run.duration_ms is not None else "-"
                 out.write(
@@ -181,8 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.database_url = resolve_database_url(args.database_url)
     out, err = sys.stdout, sys.stderr
     try:
-        command = _run if args.command == "run" else _runs
-        return asyncio.run(command(args, out, err))
+        if args.command == "run":
+            directory = Path(args.workflows)
+            if not directory.is_dir():
+                err.write(
+                    f"error: workflow folder {directory} does not exist (use --workflows DIR)\n"
+                )
+                return EXIT_FAILED
+            return asyncio.run(_run(args, WorkflowRegistry.discover(directory), out, err))
+        return asyncio.run(_runs(args, out, err))
     except FlueError as error:
         _report(error, err)
         return EXIT_FAILED

@@ -29,7 +29,9 @@ class RunLog:
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
 
-    def _emit(self, level: Literal["info", "warn", "error"], message: str, attrs: dict[str, Any]) -> None:
+    def _emit(
+        self, level: Literal["info", "warn", "error"], message: str, attrs: dict[str, Any]
+    ) -> None:
         payload: dict[str, Any] = {"level": level, "message": str(message)}
         if attrs:
             payload["attributes"] = {key: _attribute(value) for key, value in attrs.items()}

@@ -296,10 +296,14 @@ class Session:
             },
         )
         if response.stop_reason == "error":
-            raise OperationFailedError(kind="prompt", reason=response.error_message or "model error")
+            raise OperationFailedError(
+                kind="prompt", reason=response.error_message or "model error"
+            )
         return response, assistant
 
-    def _assistant_message(self, response: ModelResponse, resolved: ResolvedModel) -> dict[str, Any]:
+    def _assistant_message(
+        self, response: ModelResponse, resolved: ResolvedModel
+    ) -> dict[str, Any]:
         return {
             "role": "assistant",
             "content": response.content,

@@ -38,7 +38,8 @@ class ToolBox:
         is_error = True
         tool = self._tools.get(name)
         if tool is None:
-            text = f'Tool "{name}" is not available. Available tools: {", ".join(self._tools) or "none"}.'
+            available = ", ".join(self._tools) or "none"
+            text = f'Tool "{name}" is not available. Available tools: {available}.'
         else:
             try:
                 args = tool.input.model_validate(call.get("arguments") or {})

@@ -44,8 +44,9 @@ def _pick_definition(name: str, module: Any) -> WorkflowDefinition:
     if len(found) == 1:
         return found[0][1]
     if not found:
-        raise WorkflowLoadError(name=name, reason="the module does not define a workflow with "
-                                "define_workflow(...)")
+        raise WorkflowLoadError(
+            name=name, reason="the module does not define a workflow with define_workflow(...)"
+        )
     names = ", ".join(attribute for attribute, _ in found)
     raise WorkflowLoadError(
         name=name,

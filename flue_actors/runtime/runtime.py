@@ -31,7 +31,9 @@ from .services import RunServices
 
 __all__ = ["RunReceipt", "Runtime", "WorkflowSource"]
 
-WorkflowSource = WorkflowRegistry | Mapping[str, WorkflowDefinition | DiscoveredWorkflow] | str | Path
+WorkflowSource = (
+    WorkflowRegistry | Mapping[str, WorkflowDefinition | DiscoveredWorkflow] | str | Path
+)
 LIVE_WAIT_SECONDS = 30.0
 
 
@@ -76,8 +78,8 @@ class Runtime:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.workflows = _registry(workflows)
-        self.store: EventStore = store if store is not None and not isinstance(store, str) else (
-            open_store(store)
+        self.store: EventStore = (
+            store if store is not None and not isinstance(store, str) else (open_store(store))
         )
         self.clock = clock or SystemClock()
         self.ids = ids or UlidIds(self.clock)
@@ -122,7 +124,9 @@ class Runtime:
             raise WorkflowNotDiscoveredError()
         return found
 
-    def check_input(self, workflow: WorkflowDefinition | str, input: Any = UNSET) -> JsonValue | Unset:
+    def check_input(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET
+    ) -> JsonValue | Unset:
         """Everything ``invoke`` checks before admission, plus the input schema; returns the
         JSON snapshot of ``input``. The gateway and the CLI call it so that bad input is refused
         with no run created."""
@@ -134,12 +138,14 @@ class Runtime:
     def _snapshot_input(self, entry: DiscoveredWorkflow, input: Any) -> JsonValue | Unset:
         if entry.definition.action.input is None and input is not UNSET:
             raise WorkflowInputUnexpectedError(workflow=entry.name)
-        if input is UNSET:
-            return UNSET
-        try:
-            return snapshot(input, where="input")
-        except NotJsonError as error:
-            raise WorkflowInputSerializationError(workflow=entry.name, reason=str(error)) from None
+        value: JsonValue | Unset = UNSET
+        if input is not UNSET:
+            try:
+                value = snapshot(input, where="input")
+            except NotJsonError as error:
+                reason = str(error)
+                raise WorkflowInputSerializationError(workflow=entry.name, reason=reason) from None
+        return value
 
     async def invoke(
         self,
@@ -195,7 +201,11 @@ class Runtime:
         await self.store.append(run_stream(header["runId"]), [end], expected_seq=0, close=True)
 
     async def run(
-        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, timeout: float | None = None
+        self,
+        workflow: WorkflowDefinition | str,
+        input: Any = UNSET,
+        *,
+        timeout: float | None = None,
     ) -> RunRecord:
         """Invoke and wait: the run's terminal record."""
         receipt = await self.invoke(workflow, input)

@@ -330,7 +330,9 @@ class SqliteEventStore:
 
     async def create_stream(self, path: str) -> None:
         def work(conn: sqlite3.Connection, changed: set[str]) -> None:
-            conn.execute("INSERT INTO streams (path) VALUES (?) ON CONFLICT (path) DO NOTHING", (path,))
+            conn.execute(
+                "INSERT INTO streams (path) VALUES (?) ON CONFLICT (path) DO NOTHING", (path,)
+            )
 
         await self._writer.submit(work)
 
@@ -434,7 +436,9 @@ class SqliteEventStore:
         count = normalize_read_limit(limit)
 
         def work(conn: sqlite3.Connection, changed: set[str]) -> StreamPage:
-            meta = conn.execute("SELECT length, closed FROM streams WHERE path = ?", (path,)).fetchone()
+            meta = conn.execute(
+                "SELECT length, closed FROM streams WHERE path = ?", (path,)
+            ).fetchone()
             if meta is None:
                 return StreamPage(events=[], next_offset="-1", up_to_date=True, closed=False)
             length, closed = meta[0], bool(meta[1])
@@ -448,16 +452,22 @@ class SqliteEventStore:
                 )
             ]
             last = events[-1].seq if events else after
-            return StreamPage(events, format_offset(last), up_to_date=last >= length - 1, closed=closed)
+            return StreamPage(
+                events, format_offset(last), up_to_date=last >= length - 1, closed=closed
+            )
 
         return await self._reader.submit(work)
 
     async def stream_meta(self, path: str) -> StreamMeta | None:
         def work(conn: sqlite3.Connection, changed: set[str]) -> StreamMeta | None:
-            row = conn.execute("SELECT length, closed FROM streams WHERE path = ?", (path,)).fetchone()
+            row = conn.execute(
+                "SELECT length, closed FROM streams WHERE path = ?", (path,)
+            ).fetchone()
             if row is None:
                 return None
-            return StreamMeta(next_offset=format_offset(row[0] - 1), length=row[0], closed=bool(row[1]))
+            return StreamMeta(
+                next_offset=format_offset(row[0] - 1), length=row[0], closed=bool(row[1])
+            )
 
         return await self._reader.submit(work)
 
@@ -546,7 +556,9 @@ def _project(conn: sqlite3.Connection, run_id: str, events: Iterable[dict[str, A
     for event in events:
         after = apply_event(after, event)
     if after is not None and after != before:
-        conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", _record_row(after))
+        conn.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", _record_row(after)
+        )
 
 
 def _optional_json(value: Any) -> str | None:
@@ -570,7 +582,9 @@ def _record_row(record: RunRecord) -> tuple[Any, ...]:
 
 
 def _record_from_row(row: Sequence[Any]) -> RunRecord:
-    (run_id, workflow, status, started, inp, carrier, ended, is_error, duration, result, error) = row
+    (run_id, workflow, status, started, inp, carrier, ended, is_error, duration, result, error) = (
+        row
+    )
     return RunRecord(
         run_id=run_id,
         workflow_name=workflow,

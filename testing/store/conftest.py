@@ -1,8 +1,8 @@
 """Fixtures and factories for the event-store contract suite.
 
-Every test that takes ``store`` runs once per backend in :data:`BACKENDS`. A new backend (PostgreSQL)
-joins the suite by adding an entry to :data:`BACKENDS` (and, if it outlives its store object, to
-:data:`PERSISTENT_BACKENDS`) and a branch to :func:`open_backend`.
+Every test that takes ``store`` runs once per backend in :data:`BACKENDS`. A new backend
+(PostgreSQL) joins the suite by adding an entry to :data:`BACKENDS` (and, if it outlives its store
+object, to :data:`PERSISTENT_BACKENDS`) and a branch to :func:`open_backend`.
 
 The factories build the events a run's stream really carries: the private admission header and the
 v3 envelope (``v``, ``eventIndex``, ``timestamp``, ``runId``) around each payload.
@@ -172,7 +172,7 @@ def run_end(
     result: JsonValue = None,
     error: RunError | None = None,
 ) -> dict[str, Any]:
-    """A ``run_end``: successful unless ``error`` is given (then ``result`` is null, as Flue emits)."""
+    """A ``run_end``: successful unless ``error`` is given (then ``result`` is null, as in Flue)."""
     event = _envelope(run_id, "run_end", index, timestamp)
     event["isError"] = error is not None
     event["result"] = None if error is not None else result

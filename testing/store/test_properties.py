@@ -38,7 +38,7 @@ from .conftest import (
 )
 
 # Each example opens its own store, so no function-scoped fixture is shared between examples.
-PROPERTY = settings(max_examples=100, deadline=None)
+PROPERTY = settings(max_examples=150, deadline=None)
 
 
 @asynccontextmanager
@@ -229,7 +229,9 @@ async def test_paging_from_any_offset_yields_exactly_the_events_after_it(
             await store.append(path, events[first : first + batch_size])
         if closed:
             await store.close_stream(path)
-        assert await store.stream_meta(path) == StreamMeta(format_offset(length - 1), length, closed)
+        assert await store.stream_meta(path) == StreamMeta(
+            format_offset(length - 1), length, closed
+        )
 
         offset = start if isinstance(start, str) else format_offset(start)
         expected = [] if start == "now" else events[max(int(start), -1) + 1 :]

@@ -76,7 +76,11 @@ async def _page_through(store: EventStore, **query: Any) -> tuple[list[str], lis
 async def test_admit_run_creates_active_record_and_stream(store: EventStore) -> None:
     run_id = make_run_id(1)
     header = admission(
-        run_id, workflow_name="summarize", started_at=iso(5), run_input={"q": 1}, trace_carrier=CARRIER
+        run_id,
+        workflow_name="summarize",
+        started_at=iso(5),
+        run_input={"q": 1},
+        trace_carrier=CARRIER,
     )
     assert await store.admit_run(header) is True
     record = await _get(store, run_id)
@@ -341,7 +345,11 @@ async def test_lifecycle_events_without_header_recreate_the_record(store: EventS
     await store.append(path, [start])
     record = await _get(store, run_id)
     assert record == fold(None, [start])
-    assert (record.workflow_name, record.started_at, record.status) == ("recovered", iso(3), "active")
+    assert (record.workflow_name, record.started_at, record.status) == (
+        "recovered",
+        iso(3),
+        "active",
+    )
     assert record.input is None
 
 
@@ -362,7 +370,8 @@ async def _seed(store: EventStore) -> list[RunRecord]:
         (8, "alpha", 200, "completed"),
     ]
     await _admit(
-        store, *(admission(make_run_id(n), workflow_name=w, started_at=iso(t)) for n, w, t, _ in plan)
+        store,
+        *(admission(make_run_id(n), workflow_name=w, started_at=iso(t)) for n, w, t, _ in plan),
     )
     for n, _, t, outcome in plan:
         run_id = make_run_id(n)
@@ -575,7 +584,9 @@ async def test_non_ascii_names_and_ids_list_and_page(store: EventStore) -> None:
     cursor = pages[0].next_cursor
     assert cursor is not None
     assert cursor.isascii()
-    decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8"))
+    decoded = json.loads(
+        base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    )
     assert decoded == {"s": iso(1), "r": seen[1]}
     record = await _get(store, ids[0])
     assert record.workflow_name == workflow
@@ -602,7 +613,10 @@ async def _varied_runs(store: EventStore) -> list[str]:
     await store.append(run_stream(a), [run_start(a), log_event(a, index=1)])
     await store.append(
         run_stream(c),
-        [run_start(c, run_input={"x": [1, 2]}), run_end(c, index=1, duration_ms=30, result={"ok": 1})],
+        [
+            run_start(c, run_input={"x": [1, 2]}),
+            run_end(c, index=1, duration_ms=30, result={"ok": 1}),
+        ],
         close=True,
     )
     await store.append(
@@ -628,7 +642,11 @@ async def test_rebuild_records_reproduces_every_record(store: EventStore) -> Non
     before = {run_id: await store.get_run(run_id) for run_id in ids}
     listing = await store.list_runs()
     assert all(record is not None for record in before.values())
-    assert {r.status for r in before.values() if r is not None} == {"active", "completed", "errored"}
+    assert {r.status for r in before.values() if r is not None} == {
+        "active",
+        "completed",
+        "errored",
+    }
     assert await store.rebuild_records() == len(ids)
     assert {run_id: await store.get_run(run_id) for run_id in ids} == before
     assert await store.list_runs() == listing
@@ -654,7 +672,9 @@ async def test_rebuild_records_replaces_tampered_records(tmp_path: Path) -> None
         conn = sqlite3.connect(location)
         try:
             with conn:
-                conn.execute("UPDATE runs SET status = 'completed', result = '1' WHERE run_id = ?", (ids[0],))
+                conn.execute(
+                    "UPDATE runs SET status = 'completed', result = '1' WHERE run_id = ?", (ids[0],)
+                )
                 conn.execute("DELETE FROM runs WHERE run_id = ?", (ids[2],))
                 conn.execute(
                     "INSERT INTO runs (run_id, workflow_name, status, started_at) "
@@ -674,7 +694,7 @@ async def test_rebuild_records_replaces_tampered_records(tmp_path: Path) -> None
 async def test_reopened_store_sees_the_same_records_and_events(store_opener: StoreOpener) -> None:
     first = store_opener()
     ids = await _varied_runs(first)
-    records = {run_id: await first.get_run(run_id) for run_id in ids}
+    records = {run_id: await _get(first, run_id) for run_id in ids}
     paths = [*(run_stream(run_id) for run_id in ids), "agents/echo/x"]
     streams = {path: await read_all(first, path) for path in paths}
     metas = {path: await first.stream_meta(path) for path in paths}

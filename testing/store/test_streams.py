@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -161,7 +162,11 @@ async def test_paging_follows_next_offset_until_up_to_date(store: EventStore) ->
         offset = page.next_offset
     assert [len(p.events) for p in pages] == [100, 100, 50]
     assert [p.up_to_date for p in pages] == [False, False, True]
-    assert [p.next_offset for p in pages] == [format_offset(99), format_offset(199), format_offset(249)]
+    assert [p.next_offset for p in pages] == [
+        format_offset(99),
+        format_offset(199),
+        format_offset(249),
+    ]
     assert [e.data for p in pages for e in p.events] == events
 
 
@@ -344,7 +349,9 @@ def _unserializable() -> list[Any]:
     return [{1, 2}, float("nan"), math.inf, -math.inf, object(), b"bytes"]
 
 
-@pytest.mark.parametrize("value", _unserializable(), ids=["set", "nan", "inf", "-inf", "obj", "bytes"])
+@pytest.mark.parametrize(
+    "value", _unserializable(), ids=["set", "nan", "inf", "-inf", "obj", "bytes"]
+)
 async def test_unserializable_event_raises_and_stream_is_unchanged(
     store: EventStore, value: Any
 ) -> None:
@@ -367,10 +374,14 @@ async def test_unserializable_event_raises_and_stream_is_unchanged(
 
 
 async def _wait_then(
-    store: EventStore, length: int, action: Any, *, timeout: float = 2.0
+    store: EventStore,
+    length: int,
+    action: Callable[[], Awaitable[None]],
+    *,
+    wait_seconds: float = 2.0,
 ) -> tuple[bool, float]:
     """Start a waiter, let it block, run ``action``; returns (result, seconds after the action)."""
-    waiter = asyncio.create_task(store.wait_for_append(PATH, length=length, timeout=timeout))
+    waiter = asyncio.create_task(store.wait_for_append(PATH, length=length, timeout=wait_seconds))
     await asyncio.sleep(0.05)
     assert not waiter.done(), "the waiter must still be waiting before the action"
     started = time.monotonic()
@@ -430,7 +441,7 @@ async def test_wait_for_append_ignores_other_streams(store: EventStore) -> None:
         await store.append(OTHER, [log_event(index=0)])
         await store.close_stream(OTHER)
 
-    woke, _ = await _wait_then(store, 0, append_elsewhere, timeout=0.25)
+    woke, _ = await _wait_then(store, 0, append_elsewhere, wait_seconds=0.25)
     assert woke is False
 
 
@@ -476,7 +487,10 @@ async def test_concurrent_appends_to_many_streams_all_land(store: EventStore) ->
     expected: dict[str, list[list[dict[str, Any]]]] = {path: [] for path in streams}
     for round_ in range(5):
         for s, path in enumerate(streams):
-            batch = [log_event(f"run_{s}", index=2 * round_), log_event(f"run_{s}", index=2 * round_ + 1)]
+            batch = [
+                log_event(f"run_{s}", index=2 * round_),
+                log_event(f"run_{s}", index=2 * round_ + 1),
+            ]
             expected[path].append(batch)
             calls.append(store.append(path, batch))
     # Refused requests in the same commit must not take anyone else's events with them.
@@ -488,7 +502,9 @@ async def test_concurrent_appends_to_many_streams_all_land(store: EventStore) ->
     assert isinstance(outcomes[-2], StreamMissingError)
     assert isinstance(outcomes[-1], StreamConflictError)
     results = outcomes[: len(calls)]
-    assert all(isinstance(r, list) for r in results), [r for r in results if not isinstance(r, list)]
+    assert all(isinstance(r, list) for r in results), [
+        r for r in results if not isinstance(r, list)
+    ]
 
     by_stream: dict[str, list[list[str]]] = {path: [] for path in streams}
     for i, offsets in enumerate(results):
