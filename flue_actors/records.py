@@ -224,7 +224,8 @@ def decode_cursor(cursor: str | None) -> tuple[str, str] | None:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
+        # RecursionError: a hostile cursor of deeply nested JSON must be ignored like any other.
         return None
     if not isinstance(data, dict):
         return None

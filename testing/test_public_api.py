@@ -1,0 +1,90 @@
+"""The public namespace is deliberate: adding or removing a name must change this test."""
+
+from __future__ import annotations
+
+import flue_actors
+import flue_actors.testing
+
+PUBLIC = [
+    "UNSET",
+    "AbortError",
+    "ActionContext",
+    "ActionDefinition",
+    "ActionInputValidationError",
+    "ActionOutputSerializationError",
+    "ActionOutputValidationError",
+    "AgentConfig",
+    "AgentContext",
+    "AgentDefinition",
+    "CallHandle",
+    "DefinitionError",
+    "EventStore",
+    "FlueError",
+    "Harness",
+    "JsonValue",
+    "ModelNotResolvedError",
+    "ModelProvider",
+    "ModelRegistry",
+    "ModelRequest",
+    "ModelResponse",
+    "OperationFailedError",
+    "PromptResponse",
+    "RunCancelledError",
+    "RunLog",
+    "RunNotFoundError",
+    "RunPage",
+    "RunPointer",
+    "RunReceipt",
+    "RunRecord",
+    "RunStatus",
+    "Runtime",
+    "Session",
+    "SessionAlreadyExistsError",
+    "SessionBusyError",
+    "SessionNotFoundError",
+    "SqliteEventStore",
+    "StoredEvent",
+    "StreamConflictError",
+    "StreamPage",
+    "ThinkingLevel",
+    "ToolDefinition",
+    "Usage",
+    "WorkflowAdmissionFailedError",
+    "WorkflowDefinition",
+    "WorkflowInputSerializationError",
+    "WorkflowInputUnexpectedError",
+    "WorkflowLoadError",
+    "WorkflowNotDiscoveredError",
+    "WorkflowNotFoundError",
+    "WorkflowRegistry",
+    "define_action",
+    "define_agent",
+    "define_tool",
+    "define_workflow",
+    "open_store",
+]
+
+TESTING = [
+    "FakeModel",
+    "FakeModelExhaustedError",
+    "FakeToolCall",
+    "FakeTurn",
+    "FlueTestKit",
+    "Responder",
+    "RunResult",
+]
+
+
+def test_public_names_are_pinned() -> None:
+    assert flue_actors.__all__ == PUBLIC
+
+
+def test_testing_names_are_pinned() -> None:
+    assert flue_actors.testing.__all__ == TESTING
+
+
+def test_every_public_name_resolves() -> None:
+    for name in PUBLIC:
+        assert getattr(flue_actors, name) is not None, name
+    for name in TESTING:
+        assert getattr(flue_actors.testing, name) is not None, name
