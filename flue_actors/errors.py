@@ -28,7 +28,9 @@ __all__ = [
     "OperationFailedError",
     "PayloadTooLargeError",
     "ProductEventVersionError",
+    "RouteNotFoundError",
     "RunCancelledError",
+    "RunNotActiveError",
     "RunNotFoundError",
     "SandboxPathError",
     "SessionAlreadyExistsError",
@@ -187,6 +189,27 @@ class RunNotFoundError(FlueHttpError):
             f'Run "{run_id}" was not found.',
             details="Verify the run id is correct and its history is still available.",
         )
+
+
+class RunNotActiveError(FlueHttpError):
+    """Beyond Flue: cancelling a run that has already ended."""
+
+    type = "run_not_active"
+    status = 409
+
+    def __init__(self, *, run_id: str) -> None:
+        super().__init__(
+            f'Run "{run_id}" is not active.',
+            details="The run has already ended; only active runs can be cancelled.",
+        )
+
+
+class RouteNotFoundError(FlueHttpError):
+    type = "route_not_found"
+    status = 404
+
+    def __init__(self, *, method: str, path: str) -> None:
+        super().__init__(f"No route matches {method} {path}.")
 
 
 class InternalError(FlueHttpError):

@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", help="the input, as JSON (omit for no input)")
     run.add_argument("--workflows", default="workflows", help="the workflows folder")
 
+    serve = commands.add_parser("serve", help="serve the workflows over HTTP (Flue's protocol)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workflows", default="workflows", help="the workflows folder")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413"
+    )
+
     runs = commands.add_parser("runs", help="inspect stored runs")
     verbs = runs.add_subparsers(dest="verb", required=True)
     listing = verbs.add_parser("list", help="list runs, newest first")
@@ -181,6 +189,27 @@ async def _events(store: Any, args: argparse.Namespace, out: TextIO) -> int:
             return 0
 
 
+def _serve(args: argparse.Namespace, err: TextIO) -> int:
+    import uvicorn
+
+    from ..gateway import create_app
+
+    directory = Path(args.workflows)
+    if not directory.is_dir():
+        err.write(f"error: workflow folder {directory} does not exist (use --workflows DIR)\n")
+        return EXIT_FAILED
+    workflows = WorkflowRegistry.discover(directory)
+    for name, failure in workflows.failures.items():
+        err.write(f"warning: workflow {name} is not served: {failure.message}\n")
+    runtime = Runtime(workflows, store=args.database_url)
+    app = create_app(runtime, max_body_bytes=args.max_body_bytes, close_runtime=True)
+    err.write(
+        f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}\n"
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.database_url = resolve_database_url(args.database_url)
@@ -194,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return EXIT_FAILED
             return asyncio.run(_run(args, WorkflowRegistry.discover(directory), out, err))
+        if args.command == "serve":
+            return _serve(args, err)
         return asyncio.run(_runs(args, out, err))
     except FlueError as error:
         _report(error, err)

@@ -24,7 +24,15 @@ from ..ids import IdSource, UlidIds
 from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
 from ..models import ModelRegistry
 from ..records import RunPage, RunRecord, RunStatus
-from ..store import EventStore, StoredEvent, StreamPage, open_store, parse_offset, run_stream
+from ..store import (
+    EventStore,
+    StoredEvent,
+    StreamMeta,
+    StreamPage,
+    open_store,
+    parse_offset,
+    run_stream,
+)
 from .backend import LocalBackend, RunBackend
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .services import RunServices
@@ -240,6 +248,15 @@ class Runtime:
     ) -> StreamPage:
         """One page of a run's events strictly after ``offset``."""
         return await self.store.read(run_stream(run_id), offset=offset, limit=limit)
+
+    async def stream_meta(self, run_id: str) -> StreamMeta | None:
+        """Where a run's stream stands (last offset, length, closed); ``None`` if unknown."""
+        return await self.store.stream_meta(run_stream(run_id))
+
+    async def wait_for_events(self, run_id: str, *, length: int, timeout: float) -> bool:
+        """Wait until a run's stream holds more than ``length`` events or is closed; ``False``
+        on timeout. Woken by the store's notifications, never by polling."""
+        return await self.store.wait_for_append(run_stream(run_id), length=length, timeout=timeout)
 
     async def events(self, run_id: str) -> list[dict[str, Any]]:
         """Every event of a run so far."""

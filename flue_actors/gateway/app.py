@@ -1,0 +1,73 @@
+"""``create_app(runtime)``: Flue's HTTP protocol over a Runtime, as a FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import FlueError, RouteNotFoundError
+from ..runtime import Runtime
+from . import invocation, listing, run_reads
+from .errors import error_response, handle_flue_error, handle_unexpected_error
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    list_runs: Callable[..., Any] | None = None,
+    dev: bool = False,
+    long_poll_seconds: float = 30.0,
+    heartbeat_seconds: float = 15.0,
+    close_runtime: bool = False,
+) -> FastAPI:
+    """The gateway for ``runtime``'s workflows.
+
+    ``max_body_bytes`` refuses larger request bodies with 413 before parsing. ``list_runs`` is
+    the dependency that authorizes ``GET /runs`` across workflows (not served without it).
+    ``dev`` adds the developer-only ``dev`` field to error envelopes. ``close_runtime`` closes
+    the runtime when the application shuts down.
+    """
+    app = FastAPI(
+        title="flue_actors gateway",
+        description="Flue's workflow HTTP protocol: invoke workflows, read runs and their events.",
+        version="1",
+    )
+    app.state.runtime = runtime
+    app.state.max_body_bytes = max_body_bytes
+    app.state.list_runs_dependency = list_runs
+    app.state.dev = dev
+    app.state.long_poll_seconds = long_poll_seconds
+    app.state.heartbeat_seconds = heartbeat_seconds
+    app.include_router(invocation.router)
+    app.include_router(listing.router)
+    app.include_router(run_reads.router)
+    app.add_exception_handler(FlueError, handle_flue_error)
+    app.add_exception_handler(Exception, handle_unexpected_error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_exception(request: Request, error: StarletteHTTPException) -> Response:
+        # No route matched: Flue's envelope. An HTTPException from an application dependency
+        # keeps FastAPI's usual answer (that is how a `route`/`runs` dependency denies).
+        if error.status_code == 404 and request.scope.get("route") is None:
+            return error_response(RouteNotFoundError(method=request.method, path=request.url.path))
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+        )
+
+    @app.get("/healthz", summary="Liveness and store reachability (beyond Flue)")
+    async def healthz() -> dict[str, str]:
+        await runtime.stream_meta("healthz")
+        return {"status": "ok"}
+
+    if close_runtime:
+        app.router.add_event_handler("shutdown", runtime.close)
+    return app

@@ -1,0 +1,41 @@
+"""A workflow's ``route`` and ``runs`` exports, run as FastAPI dependencies.
+
+Which dependency applies is known only after the workflow (or the run's workflow) is looked up,
+so it cannot be declared on the route; it is solved per request with FastAPI's own dependency
+machinery, so sub-dependencies, ``Header``/``Query`` parameters and ``HTTPException`` work as
+they do on any route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from fastapi import Request
+from fastapi.dependencies.utils import get_dependant, solve_dependencies
+from fastapi.exceptions import RequestValidationError
+
+__all__ = ["authorize"]
+
+_dependants: dict[tuple[Callable[..., Any], str], Any] = {}
+
+
+async def authorize(request: Request, dependency: Callable[..., Any]) -> None:
+    """Run ``dependency`` for ``request``; whatever it raises (``HTTPException``) denies."""
+    route = request.scope.get("route")
+    # The route's template, so a dependency may take the path's parameters (``name``, ``run_id``).
+    template = getattr(route, "path_format", request.url.path)
+    key = (dependency, template)
+    dependant = _dependants.get(key)
+    if dependant is None:
+        dependant = _dependants[key] = get_dependant(path=template, call=dependency)
+    async with AsyncExitStack() as stack:
+        solved = await solve_dependencies(
+            request=request,
+            dependant=dependant,
+            async_exit_stack=stack,
+            embed_body_fields=False,
+        )
+        if solved.errors:
+            raise RequestValidationError(solved.errors)

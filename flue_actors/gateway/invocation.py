@@ -1,0 +1,170 @@
+"""``POST /workflows/{name}``: admit a run, or run it to its result with ``?wait=result``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..errors import (
+    ActionInputValidationError,
+    FlueError,
+    InternalError,
+    InvalidJsonError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    WorkflowInputUnexpectedError,
+    WorkflowNotFoundError,
+)
+from ..jsonvalue import UNSET, Unset
+from ..records import RunRecord
+from ..runtime import DiscoveredWorkflow, Runtime
+from .errors import error_response
+from .exposure import authorize
+from .protocol import SECURITY_HEADERS
+
+__all__ = ["router"]
+
+router = APIRouter()
+_TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACESTATE_MEMBER = re.compile(
+    r"^[a-z0-9][_0-9a-z\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}$"
+)
+_OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+_INVOKE_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "wait",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["result"]},
+            "description": "`result`: answer after the run ends, with its result.",
+        }
+    ],
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {}}},
+        "description": "The workflow's input as JSON; omit the body for no input.",
+    },
+    "responses": {
+        "202": {"description": "Admitted: `{runId}`."},
+        "200": {"description": "With `wait=result`: `{result, runId}`."},
+        "400": {"description": "`invalid_request` or `invalid_json`."},
+        "404": {"description": "`workflow_not_found`."},
+        "413": {"description": "`payload_too_large`."},
+        "415": {"description": "`unsupported_media_type`."},
+        "422": {"description": "`action_input_validation`: no run was created."},
+    },
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise InvalidJsonError(parse_error=str(error)) from None
+
+
+def _trace_carrier(request: Request) -> dict[str, str] | None:
+    traceparent = request.headers.get("traceparent")
+    if traceparent is None or not _TRACEPARENT.match(traceparent.strip()):
+        return None
+    carrier = {"traceparent": traceparent.strip()}
+    tracestate = request.headers.get("tracestate")
+    if tracestate is not None and len(tracestate) <= 512:
+        members = [member.strip() for member in tracestate.split(",") if member.strip()]
+        if members and all(_TRACESTATE_MEMBER.match(member) for member in members):
+            carrier["tracestate"] = tracestate
+    return carrier
+
+
+def _failed_run_response(record: RunRecord) -> Response:
+    """A failed ``wait=result`` run, rendered as Flue renders it (status 500, the error's type;
+    an untyped failure as ``internal_error``), plus the ``runId`` in ``meta`` (beyond Flue) so
+    the caller can read what happened."""
+    error = record.error or {"name": "Error", "message": "The run failed."}
+    body: dict[str, Any]
+    if "type" in error:
+        body = {"type": error["type"], "message": error["message"]}
+        body["details"] = f'Run "{record.run_id}" ended with an error.'
+    else:
+        body = InternalError().envelope()["error"]
+    body["meta"] = {**error.get("meta", {}), "runId": record.run_id}
+    return JSONResponse({"error": body}, status_code=500, headers=SECURITY_HEADERS)
+
+
+@router.post("/workflows/{name}", openapi_extra=_INVOKE_DOC, summary="Invoke a workflow")
+async def invoke_workflow(name: str, request: Request) -> Response:
+    waits = request.query_params.getlist("wait")
+    if len(waits) > 1 or (waits and waits[0] != "result"):
+        raise InvalidRequestError(reason='Invalid query parameters: wait must be "result".')
+    runtime = _runtime(request)
+    try:
+        workflow: DiscoveredWorkflow = runtime.workflows.get(name)
+    except FlueError:
+        raise WorkflowNotFoundError(name=name, available=runtime.workflows.names) from None
+    if workflow.route is None:  # the same answer as an unknown name: no enumeration
+        raise WorkflowNotFoundError(name=name, available=runtime.workflows.names)
+    await authorize(request, workflow.route)
+    body = await _body(request, request.app.state.max_body_bytes)
+    value: Any | Unset = UNSET
+    if body:
+        content_type = request.headers.get("content-type")
+        if not _is_json(content_type):
+            raise UnsupportedMediaTypeError(received=content_type)
+        value = _parse_json(body)
+    try:
+        checked = runtime.check_input(name, value)
+    except (ActionInputValidationError, WorkflowInputUnexpectedError) as error:
+        return error_response(error, dev=request.app.state.dev, status=422)
+    receipt = await runtime.invoke(name, checked, trace_carrier=_trace_carrier(request))
+    if not waits:
+        return JSONResponse({"runId": receipt.run_id}, status_code=202)
+    record = await runtime.wait(receipt.run_id)
+    if record.status != "completed":
+        return _failed_run_response(record)
+    result = None if record.result is UNSET else record.result
+    return JSONResponse({"result": result, "runId": receipt.run_id})
+
+
+@router.api_route("/workflows/{name}", methods=_OTHER_METHODS, include_in_schema=False)
+async def workflow_method_not_allowed(request: Request) -> Response:
+    raise MethodNotAllowedError(method=request.method, allowed=["POST"])

@@ -1,0 +1,321 @@
+"""``/runs/{runId}``: a run's record and event stream, as Flue's Durable Streams protocol serves it.
+
+Order of checks, as in Flue: the run must exist and belong to a workflow with a ``runs`` export
+(otherwise the same 404 as an unknown id, and the dependency is not called); then the ``runs``
+dependency authorizes every method; then anything but GET/HEAD is 405.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ..errors import InvalidRequestError, MethodNotAllowedError, RunNotActiveError, RunNotFoundError
+from ..events import check_event_version
+from ..ids import is_run_id
+from ..jsonvalue import dumps
+from ..records import RunRecord
+from ..runtime import DiscoveredWorkflow, Runtime
+from ..store import StreamPage, format_offset, parse_offset, run_stream
+from .exposure import authorize
+from .protocol import (
+    SECURITY_HEADERS,
+    STREAM_CLOSED,
+    STREAM_CURSOR,
+    STREAM_NEXT_OFFSET,
+    STREAM_UP_TO_DATE,
+    etag,
+    events_json,
+    next_cursor,
+    sse_frame,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+_OFFSET = re.compile(r"^\d+_\d+$")
+_TAIL = re.compile(r"^[1-9]\d*$")
+# Other methods still pass the `runs` dependency first, then get 405 (Flue's order).
+_OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+_READ_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "offset",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "Read strictly after this offset: `-1`, `now` (the tail) or an offset.",
+        },
+        {
+            "name": "tail",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "With offset -1: only the last N events.",
+        },
+        {
+            "name": "live",
+            "in": "query",
+            "schema": {"type": "string", "enum": ["long-poll", "sse"]},
+            "description": "Wait for new events (needs `offset`).",
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "The long-poll cursor from the previous response.",
+        },
+        {
+            "name": "meta",
+            "in": "query",
+            "schema": {"type": "string"},
+            "allowEmptyValue": True,
+            "description": "Present: answer with the run record instead of events.",
+        },
+    ],
+    "responses": {
+        "200": {"description": "Events (JSON array), the run record (`?meta`), or an SSE stream."},
+        "204": {"description": "Long-poll: nothing new before the timeout."},
+        "304": {"description": "Not modified (`If-None-Match`)."},
+        "400": {"description": "`invalid_request`."},
+        "404": {"description": "`run_not_found`."},
+        "405": {"description": "`method_not_allowed`."},
+    },
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _exposed_run(request: Request, run_id: str) -> tuple[RunRecord, DiscoveredWorkflow]:
+    """The run and its workflow, if the workflow exposes its runs; else the generic 404."""
+    runtime = _runtime(request)
+    record = await runtime.get_run(run_id) if is_run_id(run_id) else None
+    workflow = None
+    if record is not None and record.workflow_name in runtime.workflows:
+        workflow = runtime.workflows.get(record.workflow_name)
+    if record is None or workflow is None or workflow.runs is None:
+        raise RunNotFoundError(run_id=run_id)
+    await authorize(request, workflow.runs)
+    return record, workflow
+
+
+@router.api_route("/runs/{run_id}", methods=_OTHER_METHODS, include_in_schema=False)
+@router.head("/runs/{run_id}", include_in_schema=False)
+@router.get("/runs/{run_id}", openapi_extra=_READ_DOC, summary="Read a run")
+async def read_run(run_id: str, request: Request) -> Response:
+    record, _ = await _exposed_run(request, run_id)
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowedError(method=request.method, allowed=["GET", "HEAD"])
+    if request.method == "HEAD":
+        return await _head(request, run_id)
+    if "meta" in request.query_params:
+        return JSONResponse(record.to_wire())
+    return await _read(request, run_id)
+
+
+@router.post("/runs/{run_id}/cancel", summary="Cancel a run (beyond Flue)")
+async def cancel_run(run_id: str, request: Request) -> Response:
+    """Cancel an active run, behind its workflow's ``runs`` dependency. The run ends with an
+    errored ``run_end`` of type ``run_cancelled``."""
+    record, _ = await _exposed_run(request, run_id)
+    if record.is_terminal or not await _runtime(request).cancel(run_id):
+        raise RunNotActiveError(run_id=run_id)
+    return JSONResponse({"runId": run_id, "cancelled": True}, status_code=202)
+
+
+async def _head(request: Request, run_id: str) -> Response:
+    meta = await _runtime(request).stream_meta(run_id)
+    if meta is None:
+        error = RunNotFoundError(run_id=run_id)
+        return Response(status_code=error.status, headers=SECURITY_HEADERS)
+    headers = {
+        "Content-Type": "application/json",
+        **SECURITY_HEADERS,
+        STREAM_NEXT_OFFSET: meta.next_offset,
+        STREAM_UP_TO_DATE: "true",
+        "Cache-Control": "no-store",
+        "ETag": etag(run_stream(run_id), "-1", meta.next_offset, meta.closed),
+    }
+    if meta.closed:
+        headers[STREAM_CLOSED] = "true"
+    return Response(status_code=200, headers=headers)
+
+
+def _checked_json(page: StreamPage) -> str:
+    for event in page.events:
+        check_event_version(event.data)
+    return events_json(page.events)
+
+
+async def _read(request: Request, run_id: str) -> Response:
+    query = request.query_params
+    offsets, tails = query.getlist("offset"), query.getlist("tail")
+    live = query.get("live")
+    if len(offsets) > 1:
+        raise InvalidRequestError(reason="Duplicate offset parameters are not allowed.")
+    if len(tails) > 1:
+        raise InvalidRequestError(reason="Duplicate tail parameters are not allowed.")
+    if tails and not _TAIL.match(tails[0]):
+        raise InvalidRequestError(reason="Tail must be an integer greater than or equal to 1.")
+    if live is not None and not offsets:
+        raise InvalidRequestError(reason="Offset is required for live mode.")
+    if live is not None and live not in ("long-poll", "sse"):
+        raise InvalidRequestError(reason='Invalid live mode. Use "long-poll" or "sse".')
+    offset = offsets[0] if offsets else "-1"
+    if offset not in ("-1", "now") and not _OFFSET.match(offset):
+        raise InvalidRequestError(reason="Invalid offset format.")
+
+    runtime = _runtime(request)
+    meta = await runtime.stream_meta(run_id)
+    if meta is None:
+        raise RunNotFoundError(run_id=run_id)
+    if offset == "now" and live is not None:
+        offset = meta.next_offset
+    elif offset == "-1" and tails:
+        offset = format_offset(max(-1, parse_offset(meta.next_offset) - int(tails[0])))
+
+    if live == "sse":
+        return StreamingResponse(
+            _sse(request, run_id, offset),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", **SECURITY_HEADERS},
+        )
+    page = await runtime.read_events(run_id, offset=offset)
+    if live == "long-poll":
+        return await _long_poll(request, run_id, offset, page)
+    return _catch_up(request, run_id, offset, page)
+
+
+def _catch_up(request: Request, run_id: str, offset: str, page: StreamPage) -> Response:
+    closed = page.closed and page.up_to_date
+    tag = None if offset == "now" else etag(run_stream(run_id), offset, page.next_offset, closed)
+    if tag is not None and request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers={"ETag": tag, **SECURITY_HEADERS})
+    headers = {
+        STREAM_NEXT_OFFSET: page.next_offset,
+        "Cache-Control": "no-store",
+        **SECURITY_HEADERS,
+    }
+    if tag is not None:
+        headers["ETag"] = tag
+    if page.up_to_date:
+        headers[STREAM_UP_TO_DATE] = "true"
+    if closed:
+        headers[STREAM_CLOSED] = "true"
+    return Response(_checked_json(page), media_type="application/json", headers=headers)
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _until_append_or_disconnect(
+    request: Request, run_id: str, length: int, timeout: float
+) -> str:
+    """``data``, ``timeout`` or ``aborted``: whichever comes first."""
+    waiting = asyncio.ensure_future(
+        _runtime(request).wait_for_events(run_id, length=length, timeout=timeout)
+    )
+    leaving = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({waiting, leaving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, leaving):
+            task.cancel()
+    if leaving.done() and not leaving.cancelled():
+        return "aborted"
+    return "data" if waiting.done() and not waiting.cancelled() and waiting.result() else "timeout"
+
+
+async def _long_poll(request: Request, run_id: str, offset: str, page: StreamPage) -> Response:
+    runtime = _runtime(request)
+    client_cursor = request.query_params.get("cursor")
+    if not page.events and not (page.closed and page.up_to_date):
+        waited = await _until_append_or_disconnect(
+            request, run_id, parse_offset(offset) + 1, request.app.state.long_poll_seconds
+        )
+        if waited == "aborted":
+            return Response(status_code=499, headers=SECURITY_HEADERS)
+        if waited == "data":
+            page = await runtime.read_events(run_id, offset=offset)
+    cursor = next_cursor(runtime.clock.now_ms(), client_cursor)
+    if not page.events:
+        meta = await runtime.stream_meta(run_id)
+        headers = {
+            **SECURITY_HEADERS,
+            STREAM_NEXT_OFFSET: page.next_offset,
+            STREAM_UP_TO_DATE: "true",
+            STREAM_CURSOR: cursor,
+        }
+        if meta is not None and meta.closed:
+            headers[STREAM_CLOSED] = "true"
+        return Response(status_code=204, headers=headers)
+    closed = page.closed and page.up_to_date
+    headers = {
+        "Cache-Control": "no-store",
+        **SECURITY_HEADERS,
+        STREAM_NEXT_OFFSET: page.next_offset,
+        STREAM_CURSOR: cursor,
+    }
+    if page.up_to_date:
+        headers[STREAM_UP_TO_DATE] = "true"
+    if closed:
+        headers[STREAM_CLOSED] = "true"
+    if offset != "now":
+        headers["ETag"] = etag(run_stream(run_id), offset, page.next_offset, closed)
+    return Response(_checked_json(page), media_type="application/json", headers=headers)
+
+
+async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]:
+    """Data and control frames until the stream is closed at the reader's offset. Starlette
+    cancels this generator when the client disconnects, which releases its waiter."""
+    runtime = _runtime(request)
+    state = request.app.state
+    last_beat = time.monotonic()
+    while True:
+        page = await runtime.read_events(run_id, offset=offset)
+        if page.events:
+            yield sse_frame("data", _checked_json(page))
+        closed = page.closed and page.up_to_date
+        control: dict[str, Any] = {"streamNextOffset": page.next_offset}
+        if closed:
+            control["streamClosed"] = True
+        else:
+            control["streamCursor"] = next_cursor(runtime.clock.now_ms())
+            if page.up_to_date:
+                control["upToDate"] = True
+        yield sse_frame("control", dumps(control))
+        offset = page.next_offset
+        if closed:
+            return
+        if not page.up_to_date:
+            continue
+        deadline = time.monotonic() + state.long_poll_seconds
+        while True:
+            now = time.monotonic()
+            if now - last_beat >= state.heartbeat_seconds:
+                yield ": heartbeat\n\n"
+                last_beat = now
+            remaining = deadline - now
+            if remaining <= 0:
+                keep_alive = {
+                    "streamNextOffset": offset,
+                    "streamCursor": next_cursor(runtime.clock.now_ms()),
+                    "upToDate": True,
+                }
+                yield sse_frame("control", dumps(keep_alive))
+                break
+            wait = min(remaining, state.heartbeat_seconds - (now - last_beat))
+            if await runtime.wait_for_events(
+                run_id, length=parse_offset(offset) + 1, timeout=max(wait, 0.0)
+            ):
+                break
