@@ -4,6 +4,7 @@ Everything public is importable from here (and the test kit from ``flue_actors.t
 every other module is internal and may change.
 """
 
+from .client import AsyncFlueClient, FlueApiError, FlueClient
 from .definitions import (
     ActionContext,
     ActionDefinition,
@@ -58,9 +59,12 @@ __all__ = [
     "AgentConfig",
     "AgentContext",
     "AgentDefinition",
+    "AsyncFlueClient",
     "CallHandle",
     "DefinitionError",
     "EventStore",
+    "FlueApiError",
+    "FlueClient",
     "FlueError",
     "Harness",
     "JsonValue",

@@ -137,11 +137,28 @@ class RunPointer:
             wire["isError"] = self.is_error
         return wire
 
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> RunPointer:
+        return cls(
+            run_id=wire["runId"],
+            workflow_name=wire["workflowName"],
+            status=wire["status"],
+            started_at=wire["startedAt"],
+            ended_at=wire.get("endedAt"),
+            duration_ms=wire.get("durationMs"),
+            is_error=wire.get("isError"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RunPage:
     runs: list[RunPointer]
     next_cursor: str | None = None
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> RunPage:
+        runs = [RunPointer.from_wire(run) for run in wire["runs"]]
+        return cls(runs=runs, next_cursor=wire.get("nextCursor"))
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"runs": [run.to_wire() for run in self.runs]}

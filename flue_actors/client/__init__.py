@@ -1,0 +1,15 @@
+"""Clients of the gateway's HTTP protocol (the Python twin of Flue's ``@flue/sdk``)."""
+
+from .async_client import AsyncFlueClient, AsyncRunEventStream
+from .protocol import FlueApiError, Invocation, LiveMode
+from .sync_client import FlueClient, RunEventStream
+
+__all__ = [
+    "AsyncFlueClient",
+    "AsyncRunEventStream",
+    "FlueApiError",
+    "FlueClient",
+    "Invocation",
+    "LiveMode",
+    "RunEventStream",
+]
