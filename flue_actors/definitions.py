@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, ove
 import pydantic
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
+from typing_extensions import is_typeddict
 
 from .errors import (
     ActionInputValidationError,
@@ -210,7 +211,7 @@ def _issues(error: pydantic.ValidationError) -> list[dict[str, Any]]:
 def _is_object_schema(schema: Any) -> bool:
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         return True
-    if typing.is_typeddict(schema):
+    if is_typeddict(schema):
         return True
     return dataclasses.is_dataclass(schema) and isinstance(schema, type)
 
@@ -260,8 +261,11 @@ def _hinted_schemas(run: Callable[..., Any]) -> tuple[Any, Any]:
     """(input, output) read from ``run(ctx: ActionContext[In]) -> Out`` type hints."""
     try:
         hints = typing.get_type_hints(run)
-    except Exception:  # unresolvable forward references: no inference, explicit schemas only
-        return None, None
+    except Exception as error:
+        raise DefinitionError(
+            f"[flue] the type hints of {getattr(run, '__qualname__', run)!r} cannot be resolved "
+            f"({error}); define the schemas at module level or pass input= and output= explicitly."
+        ) from None
     params = list(inspect.signature(run).parameters)
     input_schema = None
     if params and params[0] in hints:
@@ -292,7 +296,7 @@ def _make_action(
     try:
         input_adapter = TypeAdapter(input) if input is not None else None
         output_adapter = TypeAdapter(output) if output is not None else None
-    except pydantic.PydanticSchemaGenerationError as error:
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as error:
         raise DefinitionError(f"[flue] define_action() schema is not usable: {error}") from None
     return ActionDefinition(
         name=name,

@@ -234,7 +234,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         _report(error, err)
         return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,6 +13,7 @@ from ..errors import FlueError, RouteNotFoundError
 from ..runtime import Runtime
 from . import invocation, listing, run_reads
 from .errors import error_response, handle_flue_error, handle_unexpected_error
+from .shared_reads import SharedReads
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -47,6 +48,7 @@ def create_app(
     app.state.dev = dev
     app.state.long_poll_seconds = long_poll_seconds
     app.state.heartbeat_seconds = heartbeat_seconds
+    app.state.shared_reads = SharedReads(runtime)
     app.include_router(invocation.router)
     app.include_router(listing.router)
     app.include_router(run_reads.router)

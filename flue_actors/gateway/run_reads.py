@@ -35,6 +35,7 @@ from .protocol import (
     next_cursor,
     sse_frame,
 )
+from .shared_reads import SharedReads
 
 __all__ = ["router"]
 
@@ -92,6 +93,11 @@ _READ_DOC: dict[str, Any] = {
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+def _shared(request: Request) -> SharedReads:
+    shared: SharedReads = request.app.state.shared_reads
+    return shared
 
 
 async def _exposed_run(request: Request, run_id: str) -> tuple[RunRecord, DiscoveredWorkflow]:
@@ -188,10 +194,12 @@ async def _read(request: Request, run_id: str) -> Response:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", **SECURITY_HEADERS},
         )
-    page = await runtime.read_events(run_id, offset=offset)
+    if live is None:
+        return _catch_up(request, run_id, offset, await runtime.read_events(run_id, offset=offset))
+    page = await _shared(request).read(run_id, offset)
     if live == "long-poll":
         return await _long_poll(request, run_id, offset, page)
-    return _catch_up(request, run_id, offset, page)
+    raise AssertionError(f"unreachable live mode {live!r}")
 
 
 def _catch_up(request: Request, run_id: str, offset: str, page: StreamPage) -> Response:
@@ -246,7 +254,7 @@ async def _long_poll(request: Request, run_id: str, offset: str, page: StreamPag
         if waited == "aborted":
             return Response(status_code=499, headers=SECURITY_HEADERS)
         if waited == "data":
-            page = await runtime.read_events(run_id, offset=offset)
+            page = await _shared(request).read(run_id, offset)
     cursor = next_cursor(runtime.clock.now_ms(), client_cursor)
     if not page.events:
         meta = await runtime.stream_meta(run_id)
@@ -281,8 +289,9 @@ async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]
     runtime = _runtime(request)
     state = request.app.state
     last_beat = time.monotonic()
+    shared = _shared(request)
     while True:
-        page = await runtime.read_events(run_id, offset=offset)
+        page = await shared.read(run_id, offset)
         if page.events:
             yield sse_frame("data", _checked_json(page))
         closed = page.closed and page.up_to_date

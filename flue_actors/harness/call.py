@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
+from ..errors import AbortError
+
 __all__ = ["CallHandle"]
 
 T = TypeVar("T")
@@ -29,7 +31,18 @@ class CallHandle(Generic[T]):
         task.add_done_callback(_observe_outcome)
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._task.__await__()
+        return self._outcome().__await__()
+
+    async def _outcome(self) -> T:
+        try:
+            return await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            aborted = self._task.cancelled() and self.abort_reason is not None
+            if aborted and (current is None or not current.cancelling()):
+                # Aborted before it began: the same AbortError as an abort mid-way.
+                raise AbortError(self.abort_reason) from None
+            raise
 
     @property
     def done(self) -> bool:

@@ -96,12 +96,17 @@ class Harness:
     def track(self, handle: CallHandle[Any]) -> None:
         self._in_flight.add(handle)
 
-    async def close(self, reason: str = "The run ended.") -> None:
-        """Abort every operation still running and wait until each has settled, so nothing the
-        run started can emit after the run's end."""
+    def abort(self, reason: str) -> list[CallHandle[Any]]:
+        """Abort every operation still running; returns them, to await their settlement."""
         pending = [handle for handle in self._in_flight if not handle.done]
         for handle in pending:
             handle.abort(reason)
+        return pending
+
+    async def close(self, reason: str = "The run ended.") -> None:
+        """Abort every operation still running and wait until each has settled, so nothing the
+        run started can emit after the run's end."""
+        pending = self.abort(reason)
         if pending:
             await asyncio.gather(*(handle.settle() for handle in pending))
         self._in_flight.clear()

@@ -56,6 +56,42 @@ class _Outcome:
     wire_result: Any
 
 
+class _Operation:
+    """One operation's bracket in the log: ``operation_start`` when made, then exactly one
+    ``operation`` and ``idle`` however it ends; ending it frees the session."""
+
+    def __init__(self, session: Session, kind: str) -> None:
+        self._session = session
+        self.kind = kind
+        self.id = "op_" + session._ids.ulid()
+        self.correlation = {**session._correlation(), "operationId": self.id}
+        self._started = session._clock.now_ms()
+        self.ended = False
+        session._active_kind = kind
+        session._sink.emit(
+            "operation_start", {"operationId": self.id, "operationKind": kind, **self.correlation}
+        )
+
+    def _end(self, fields: dict[str, Any]) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        session = self._session
+        session._active_kind = None
+        duration = session._clock.now_ms() - self._started
+        ended = {"operationId": self.id, "operationKind": self.kind, "durationMs": duration}
+        session._sink.emit("operation", {**ended, **fields, **self.correlation})
+        session._sink.emit("idle", session._correlation())
+
+    def succeed(self, outcome: _Outcome) -> None:
+        self._end(
+            {"isError": False, "result": outcome.wire_result, "usage": outcome.usage.to_wire()}
+        )
+
+    def fail(self, error: BaseException) -> None:
+        self._end({"isError": True, "error": error_payload(error)})
+
+
 class Session:
     """A named conversation in a run's harness. Get one with ``await harness.session()``."""
 
@@ -120,59 +156,35 @@ class Session:
     ) -> CallHandle[Any]:
         if self._active_kind is not None:
             raise SessionBusyError(name=self.name, kind=self._active_kind)
-        self._active_kind = kind
+        # The operation starts now, as in Flue: operation_start is recorded when it is called,
+        # so an operation aborted before it ever ran still opens and closes in the log.
+        operation = _Operation(self, kind)
         handle: CallHandle[Any]
 
-        async def operation() -> Any:
+        async def run() -> Any:
             try:
-                return await self._run_operation(kind, body, handle)
-            finally:
-                self._active_kind = None
+                outcome = await body(operation.correlation)
+            except asyncio.CancelledError:
+                operation.fail(AbortError(handle.abort_reason or "The operation was cancelled."))
+                if handle.abort_reason is not None:
+                    raise AbortError(handle.abort_reason) from None
+                raise
+            except Exception as error:
+                operation.fail(error)
+                raise
+            operation.succeed(outcome)
+            return outcome.value
 
-        handle = CallHandle(asyncio.get_running_loop().create_task(operation()))
+        task = asyncio.get_running_loop().create_task(run())
+        handle = CallHandle(task)
+        # Aborted before its first step: run() never ran, so close the operation here.
+        task.add_done_callback(
+            lambda _: operation.fail(
+                AbortError(handle.abort_reason or "The operation was aborted.")
+            )
+        )
         self._harness.track(handle)
         return handle
-
-    async def _run_operation(
-        self,
-        kind: str,
-        body: Callable[[dict[str, Any]], Awaitable[_Outcome]],
-        handle: CallHandle[Any],
-    ) -> Any:
-        operation_id = "op_" + self._ids.ulid()
-        correlation = {**self._correlation(), "operationId": operation_id}
-        started = self._clock.now_ms()
-        emit = self._sink.emit
-        emit("operation_start", {"operationId": operation_id, "operationKind": kind, **correlation})
-        ended: dict[str, Any] = {"operationId": operation_id, "operationKind": kind}
-        try:
-            outcome = await body(correlation)
-        except BaseException as error:
-            if isinstance(error, asyncio.CancelledError):
-                if handle.abort_reason is None:
-                    raise  # cancelled from outside the harness: not ours to report
-                error = AbortError(handle.abort_reason)
-            if not isinstance(error, Exception):
-                raise
-            ended |= {
-                "durationMs": self._clock.now_ms() - started,
-                "isError": True,
-                "error": error_payload(error),
-            }
-            emit("operation", {**ended, **correlation})
-            emit("idle", self._correlation())
-            if isinstance(error, AbortError):
-                raise error from None
-            raise
-        ended |= {
-            "durationMs": self._clock.now_ms() - started,
-            "isError": False,
-            "result": outcome.wire_result,
-            "usage": outcome.usage.to_wire(),
-        }
-        emit("operation", {**ended, **correlation})
-        emit("idle", self._correlation())
-        return outcome.value
 
     # --- the agent loop ---------------------------------------------------------------------------
 
@@ -272,6 +284,18 @@ class Session:
         turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
         try:
             response = await resolved.provider.complete(request, on_stream)
+        except asyncio.CancelledError:
+            emit(
+                "turn",
+                {
+                    **turn_event,
+                    "durationMs": self._clock.now_ms() - started,
+                    "isError": True,
+                    "response": {"finishReason": "aborted"},
+                    **turn,
+                },
+            )
+            raise
         except Exception as error:
             emit(
                 "turn",

@@ -32,12 +32,16 @@ class RunActor:
         self._stream = RunStream(services.store, self.run_id, services.clock)
         self._body: asyncio.Task[JsonValue] | None = None
         self._cancel_reason: str | None = None
+        self._harness: Harness | None = None
 
     def cancel(self, reason: str = "The run was cancelled.") -> None:
         """Abort the run: in-flight operations see the abort, the run ends ``run_cancelled``."""
         if self._cancel_reason is not None:
             return
         self._cancel_reason = reason
+        if self._harness is not None:
+            # Aborted first, so each in-flight operation records the run's reason as its own.
+            self._harness.abort(reason)
         if self._body is not None:
             self._body.cancel(reason)
 
@@ -62,9 +66,12 @@ class RunActor:
         except asyncio.CancelledError:
             if self._cancel_reason is None:
                 raise
-            error = RunCancelledError(run_id=self.run_id, reason=self._cancel_reason)
         except Exception as failure:
             error = failure
+        if self._cancel_reason is not None:
+            # Requested cancellation decides the outcome, whatever the workflow made of the
+            # AbortError its operations saw.
+            error = RunCancelledError(run_id=self.run_id, reason=self._cancel_reason)
         if self._stream.failure is not None and error is None:
             error = self._stream.failure  # the run's own events were not all recorded
         end: dict[str, Any] = {"runId": self.run_id, "result": None if error else result}
@@ -87,6 +94,7 @@ class RunActor:
             clock=services.clock,
             ids=services.ids,
         )
+        self._harness = harness
         context = ActionContext(harness=harness, log=RunLog(self._stream), input=parsed)
         try:
             value = await action.run(context)

@@ -281,9 +281,14 @@ class SqliteEventStore:
     def _wake(self, paths: set[str]) -> None:
         with self._waiters_lock:
             woken = [fut for path in paths for fut in self._waiters.pop(path, ())]
+        # One hop per event loop, however many readers wait there (hundreds of SSE readers
+        # of one run are woken together).
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[bool]]] = {}
         for fut in woken:
+            by_loop.setdefault(fut.get_loop(), []).append(fut)
+        for loop, futures in by_loop.items():
             with contextlib.suppress(RuntimeError):
-                fut.get_loop().call_soon_threadsafe(_resolve_waiter, fut)
+                loop.call_soon_threadsafe(_resolve_waiters, futures)
 
     async def wait_for_append(self, path: str, *, length: int, timeout: float) -> bool:
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -532,9 +537,10 @@ class SqliteEventStore:
             self._reader.stop()
 
 
-def _resolve_waiter(fut: asyncio.Future[bool]) -> None:
-    if not fut.done():
-        fut.set_result(True)
+def _resolve_waiters(futures: list[asyncio.Future[bool]]) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(True)
 
 
 def _writable_length(conn: sqlite3.Connection, path: str, expected_seq: int | None) -> int:

@@ -1,0 +1,216 @@
+"""The gateway under load: invocations with ``wait=result``, ``?meta`` reads, SSE fan-out.
+
+A ``flue-actors serve`` process (uvicorn, durable file SQLite, ``FLUE_MODEL=fake/echo``) on
+127.0.0.1; the load comes from this process with httpx. Prints one JSON object:
+
+* ``POST /workflows/summarize?wait=result``: ``--runs`` requests at concurrency 16, runs/s and
+  latency percentiles (target: at least 300 runs/s; Flue's Node server does about 160 here);
+* ``GET /runs/<id>?meta``: ``--meta`` requests at concurrency 16;
+* ``--readers`` concurrent SSE readers of one run that logs ``--ticks`` events ``--interval``
+  apart:
+  delivery latency from emission to receipt (target: p99 under 50 ms).
+
+    python benchmarks/bench_gateway.py [--runs 500] [--meta 2000] [--readers 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TICKER = """
+import asyncio, time
+from pydantic import BaseModel
+from flue_actors import ActionContext, define_agent, define_workflow
+
+class TickerInput(BaseModel):
+    ticks: int
+    start_at: float
+    interval: float
+
+@define_workflow(agent=define_agent(model="fake/echo"))
+async def ticker(ctx: ActionContext[TickerInput]) -> None:
+    await asyncio.sleep(max(0.0, ctx.input.start_at - time.time()))
+    for i in range(ctx.input.ticks):
+        ctx.log.info("tick", i=i, sent=time.time())
+        await asyncio.sleep(ctx.input.interval)
+
+async def route() -> None: ...
+async def runs() -> None: ...
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def _concurrently(
+    n: int, concurrency: int, one: Callable[[int], Awaitable[float]]
+) -> dict[str, float]:
+    latencies: list[float] = []
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < n:
+            index = next_index
+            next_index += 1
+            latencies.append(await one(index))
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    return {
+        "per_s": round(n / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+    }
+
+
+async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=args.readers + 32)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
+        async def invoke(i: int) -> float:
+            began = time.perf_counter()
+            response = await client.post(
+                "/workflows/summarize", params={"wait": "result"}, json={"text": f"text {i}"}
+            )
+            assert response.status_code == 200, response.text
+            return time.perf_counter() - began
+
+        await _concurrently(50, 16, invoke)  # warm-up
+        invoked = await _concurrently(args.runs, 16, invoke)
+
+        run_id = (await client.post("/workflows/summarize", json={"text": "x"})).json()["runId"]
+
+        async def meta(_: int) -> float:
+            began = time.perf_counter()
+            response = await client.get(f"/runs/{run_id}", params={"meta": ""})
+            assert response.status_code == 200
+            return time.perf_counter() - began
+
+        metas = await _concurrently(args.meta, 16, meta)
+
+        start_at = time.time() + 2.0 + args.readers * 0.01
+        ticker = await client.post(
+            "/workflows/ticker",
+            json={"ticks": args.ticks, "start_at": start_at, "interval": args.interval},
+        )
+        ticker_id = ticker.json()["runId"]
+        delays: list[float] = []
+
+        async def read() -> None:
+            params = {"offset": "-1", "live": "sse"}
+            async with client.stream("GET", f"/runs/{ticker_id}", params=params) as response:
+                kind = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data:") and kind == "data":
+                        received = time.time()
+                        for event in json.loads(line[5:]):
+                            if event["type"] == "log" and received > start_at:
+                                delays.append(received - event["attributes"]["sent"])
+                    elif '"streamClosed":true' in line:
+                        return
+
+        await asyncio.gather(*(read() for _ in range(args.readers)))
+    return {
+        "invoke_wait_result": invoked,
+        "get_meta": metas,
+        "sse": {
+            "readers": args.readers,
+            "events_delivered": len(delays),
+            "p50_ms": round(statistics.median(delays) * 1000, 2),
+            "p99_ms": round(_percentile(delays, 0.99) * 1000, 2),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--meta", type=int, default=2000)
+    parser.add_argument("--readers", type=int, default=200)
+    parser.add_argument("--ticks", type=int, default=30)
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between ticks")
+    args = parser.parse_args()
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        workflows = Path(tmp) / "workflows"
+        workflows.mkdir()
+        (workflows / "summarize.py").write_text((ROOT / "workflows" / "summarize.py").read_text())
+        (workflows / "ticker.py").write_text(TICKER)
+        env = {
+            **os.environ,
+            "FLUE_MODEL": "fake/echo",
+            "FLUE_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flue_actors.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workflows",
+                str(workflows),
+            ],
+            cwd=tmp,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            results = asyncio.run(_load(base, args))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    invoked, sse = results["invoke_wait_result"], results["sse"]
+    results = {
+        "benchmark": "gateway",
+        **results,
+        "targets": {"invoke_runs_per_s": 300, "sse_p99_ms": 50},
+        "meets_targets": invoked["per_s"] >= 300 and sse["p99_ms"] < 50,
+        "baseline_note": "Flue's Node server does about 160 runs/s here on the same workload",
+    }
+    json.dump(results, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
