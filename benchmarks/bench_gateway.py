@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -115,30 +116,21 @@ async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
 
         metas = await _concurrently(args.meta, 16, meta)
 
-        start_at = time.time() + 2.0 + args.readers * 0.01
+        start_at = time.time() + 3.0
         ticker = await client.post(
             "/workflows/ticker",
             json={"ticks": args.ticks, "start_at": start_at, "interval": args.interval},
         )
         ticker_id = ticker.json()["runId"]
-        delays: list[float] = []
-
-        async def read() -> None:
-            params = {"offset": "-1", "live": "sse"}
-            async with client.stream("GET", f"/runs/{ticker_id}", params=params) as response:
-                kind = ""
-                async for line in response.aiter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data:") and kind == "data":
-                        received = time.time()
-                        for event in json.loads(line[5:]):
-                            if event["type"] == "log" and received > start_at:
-                                delays.append(received - event["attributes"]["sent"])
-                    elif '"streamClosed":true' in line:
-                        return
-
-        await asyncio.gather(*(read() for _ in range(args.readers)))
+    # Readers live in several processes so that what is measured is delivery, not one client
+    # process parsing every frame of every reader.
+    per_process = -(-args.readers // args.reader_processes)
+    with ProcessPoolExecutor(args.reader_processes) as pool:
+        futures = [
+            pool.submit(_sse_readers, base, ticker_id, min(per_process, args.readers - i), start_at)
+            for i in range(0, args.readers, per_process)
+        ]
+        delays = [delay for future in futures for delay in future.result()]
     return {
         "invoke_wait_result": invoked,
         "get_meta": metas,
@@ -151,12 +143,42 @@ async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _sse_readers(base: str, run_id: str, count: int, start_at: float) -> list[float]:
+    """In a worker process: ``count`` SSE readers of one run; each event's delivery delay."""
+    return asyncio.run(_read_sse(base, run_id, count, start_at))
+
+
+async def _read_sse(base: str, run_id: str, count: int, start_at: float) -> list[float]:
+    delays: list[float] = []
+    limits = httpx.Limits(max_connections=count + 4)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
+        async def read() -> None:
+            params = {"offset": "-1", "live": "sse"}
+            async with client.stream("GET", f"/runs/{run_id}", params=params) as response:
+                kind = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data:") and kind == "data":
+                        received = time.time()
+                        for event in json.loads(line[5:]):
+                            if event["type"] == "log" and received > start_at:
+                                delays.append(received - event["attributes"]["sent"])
+                    elif '"streamClosed":true' in line:
+                        return
+
+        await asyncio.gather(*(read() for _ in range(count)))
+    return delays
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--meta", type=int, default=2000)
     parser.add_argument("--readers", type=int, default=200)
     parser.add_argument("--ticks", type=int, default=30)
+    parser.add_argument("--reader-processes", type=int, default=4)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between ticks")
     args = parser.parse_args()
     port = _free_port()

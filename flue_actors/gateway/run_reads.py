@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import InvalidRequestError, MethodNotAllowedError, RunNotActiveError, RunNotFoundError
-from ..events import check_event_version
 from ..ids import is_run_id
 from ..jsonvalue import dumps
 from ..records import RunRecord
@@ -31,11 +30,10 @@ from .protocol import (
     STREAM_NEXT_OFFSET,
     STREAM_UP_TO_DATE,
     etag,
-    events_json,
     next_cursor,
     sse_frame,
 )
-from .shared_reads import SharedReads
+from .shared_reads import SharedPage, SharedReads, checked_json
 
 __all__ = ["router"]
 
@@ -155,12 +153,6 @@ async def _head(request: Request, run_id: str) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-def _checked_json(page: StreamPage) -> str:
-    for event in page.events:
-        check_event_version(event.data)
-    return events_json(page.events)
-
-
 async def _read(request: Request, run_id: str) -> Response:
     query = request.query_params
     offsets, tails = query.getlist("offset"), query.getlist("tail")
@@ -196,9 +188,9 @@ async def _read(request: Request, run_id: str) -> Response:
         )
     if live is None:
         return _catch_up(request, run_id, offset, await runtime.read_events(run_id, offset=offset))
-    page = await _shared(request).read(run_id, offset)
+    shared = await _shared(request).read(run_id, offset)
     if live == "long-poll":
-        return await _long_poll(request, run_id, offset, page)
+        return await _long_poll(request, run_id, offset, shared)
     raise AssertionError(f"unreachable live mode {live!r}")
 
 
@@ -218,7 +210,7 @@ def _catch_up(request: Request, run_id: str, offset: str, page: StreamPage) -> R
         headers[STREAM_UP_TO_DATE] = "true"
     if closed:
         headers[STREAM_CLOSED] = "true"
-    return Response(_checked_json(page), media_type="application/json", headers=headers)
+    return Response(checked_json(page), media_type="application/json", headers=headers)
 
 
 async def _disconnected(request: Request) -> None:
@@ -244,8 +236,9 @@ async def _until_append_or_disconnect(
     return "data" if waiting.done() and not waiting.cancelled() and waiting.result() else "timeout"
 
 
-async def _long_poll(request: Request, run_id: str, offset: str, page: StreamPage) -> Response:
+async def _long_poll(request: Request, run_id: str, offset: str, shared: SharedPage) -> Response:
     runtime = _runtime(request)
+    page = shared.page
     client_cursor = request.query_params.get("cursor")
     if not page.events and not (page.closed and page.up_to_date):
         waited = await _until_append_or_disconnect(
@@ -254,7 +247,8 @@ async def _long_poll(request: Request, run_id: str, offset: str, page: StreamPag
         if waited == "aborted":
             return Response(status_code=499, headers=SECURITY_HEADERS)
         if waited == "data":
-            page = await _shared(request).read(run_id, offset)
+            shared = await _shared(request).read(run_id, offset)
+            page = shared.page
     cursor = next_cursor(runtime.clock.now_ms(), client_cursor)
     if not page.events:
         meta = await runtime.stream_meta(run_id)
@@ -280,7 +274,7 @@ async def _long_poll(request: Request, run_id: str, offset: str, page: StreamPag
         headers[STREAM_CLOSED] = "true"
     if offset != "now":
         headers["ETag"] = etag(run_stream(run_id), offset, page.next_offset, closed)
-    return Response(_checked_json(page), media_type="application/json", headers=headers)
+    return Response(shared.json, media_type="application/json", headers=headers)
 
 
 async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]:
@@ -289,11 +283,11 @@ async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]
     runtime = _runtime(request)
     state = request.app.state
     last_beat = time.monotonic()
-    shared = _shared(request)
+    reads = _shared(request)
     while True:
-        page = await shared.read(run_id, offset)
-        if page.events:
-            yield sse_frame("data", _checked_json(page))
+        shared = await reads.read(run_id, offset)
+        page = shared.page
+        data = sse_frame("data", shared.json) if page.events else ""
         closed = page.closed and page.up_to_date
         control: dict[str, Any] = {"streamNextOffset": page.next_offset}
         if closed:
@@ -302,7 +296,8 @@ async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]
             control["streamCursor"] = next_cursor(runtime.clock.now_ms())
             if page.up_to_date:
                 control["upToDate"] = True
-        yield sse_frame("control", dumps(control))
+        # One write for the pair: a reader never sees data without the offset that follows it.
+        yield data + sse_frame("control", dumps(control))
         offset = page.next_offset
         if closed:
             return

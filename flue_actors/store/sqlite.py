@@ -15,6 +15,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Generic, Literal, TypeVar
@@ -85,7 +86,10 @@ CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_name, started_at D
 """
 
 T = TypeVar("T")
-Work = Callable[[sqlite3.Connection, set[str]], T]
+# What a transaction changed: each stream's new (length, closed), for waking live readers.
+Changes = dict[str, tuple[int, bool]]
+Work = Callable[[sqlite3.Connection, Changes], T]
+_WATCHED_TAILS: Final = 4096
 
 
 class _Job(Generic[T]):
@@ -117,7 +121,7 @@ class _DatabaseThread(threading.Thread):
         connection: sqlite3.Connection,
         *,
         transactional: bool,
-        on_commit: Callable[[set[str]], None],
+        on_commit: Callable[[Changes], None],
         name: str,
     ) -> None:
         super().__init__(name=name, daemon=True)
@@ -157,8 +161,8 @@ class _DatabaseThread(threading.Thread):
                 self._on_commit(changed)
             self._deliver(jobs)
 
-    def _execute(self, jobs: list[_Job[Any]]) -> set[str]:
-        changed: set[str] = set()
+    def _execute(self, jobs: list[_Job[Any]]) -> Changes:
+        changed: Changes = {}
         conn = self._connection
         if not self._transactional:
             for job in jobs:
@@ -180,18 +184,18 @@ class _DatabaseThread(threading.Thread):
                 conn.execute("ROLLBACK")
             for job in jobs:
                 job.error = job.error or failure
-            return set()
+            return {}
         return changed
 
     @staticmethod
-    def _run_job(job: _Job[Any], conn: sqlite3.Connection, changed: set[str]) -> bool:
-        mine: set[str] = set()
+    def _run_job(job: _Job[Any], conn: sqlite3.Connection, changed: Changes) -> bool:
+        mine: Changes = {}
         try:
             job.result = job.work(conn, mine)
         except BaseException as error:  # delivered to the awaiting caller, never swallowed
             job.error = error
             return False
-        changed |= mine
+        changed.update(mine)
         return True
 
     @staticmethod
@@ -229,6 +233,9 @@ class SqliteEventStore:
             Path(self.location).parent.mkdir(parents=True, exist_ok=True)
         self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._waiters_lock = threading.Lock()
+        # The tails of streams someone waits on, kept current by the writer, so a live reader
+        # that goes back to waiting needs no database read to know whether it is behind.
+        self._tails: OrderedDict[str, tuple[int, bool]] = OrderedDict()
         writer_conn = _connect(self.location, synchronous)
         try:
             self._ensure_schema(writer_conn)
@@ -278,9 +285,13 @@ class SqliteEventStore:
 
     # --- notification -------------------------------------------------------------------------
 
-    def _wake(self, paths: set[str]) -> None:
+    def _wake(self, changes: Changes) -> None:
         with self._waiters_lock:
-            woken = [fut for path in paths for fut in self._waiters.pop(path, ())]
+            for path, (length, closed) in changes.items():
+                known = self._tails.get(path)
+                if known is not None:
+                    self._tails[path] = (max(known[0], length), known[1] or closed)
+            woken = [fut for path in changes for fut in self._waiters.pop(path, ())]
         # One hop per event loop, however many readers wait there (hundreds of SSE readers
         # of one run are woken together).
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[bool]]] = {}
@@ -290,14 +301,28 @@ class SqliteEventStore:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_waiters, futures)
 
+    def _remember_tail(self, path: str, length: int, closed: bool) -> tuple[int, bool]:
+        with self._waiters_lock:
+            known = self._tails.pop(path, (length, closed))
+            merged = (max(known[0], length), known[1] or closed)
+            self._tails[path] = merged
+            while len(self._tails) > _WATCHED_TAILS:
+                self._tails.popitem(last=False)
+            return merged
+
     async def wait_for_append(self, path: str, *, length: int, timeout: float) -> bool:
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         with self._waiters_lock:
             self._waiters.setdefault(path, []).append(waiter)
+            # The writer updates a watched stream's tail before waking its waiters, under this
+            # lock: a tail read here reflects every commit that will not wake this waiter.
+            known = self._tails.get(path)
         try:
-            # Registered before looking, so an append between the look and the wait still wakes us.
-            meta = await self.stream_meta(path)
-            if meta is not None and (meta.length > length or meta.closed):
+            if known is None:
+                meta = await self.stream_meta(path)
+                if meta is not None:
+                    known = self._remember_tail(path, meta.length, meta.closed)
+            if known is not None and (known[0] > length or known[1]):
                 return True
             done, _ = await asyncio.wait({waiter}, timeout=timeout)
             return bool(done)
@@ -316,7 +341,7 @@ class SqliteEventStore:
         path = _RUN_PREFIX + header["runId"]
         header_json = dumps(header)
 
-        def work(conn: sqlite3.Connection, changed: set[str]) -> bool:
+        def work(conn: sqlite3.Connection, changed: Changes) -> bool:
             inserted = conn.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id) DO NOTHING",
                 _record_row(record),
@@ -328,13 +353,13 @@ class SqliteEventStore:
                 "ON CONFLICT (path) DO UPDATE SET header = coalesce(header, excluded.header)",
                 (path, header_json),
             )
-            changed.add(path)
+            changed[path] = _tail(conn, path)
             return True
 
         return await self._writer.submit(work)
 
     async def create_stream(self, path: str) -> None:
-        def work(conn: sqlite3.Connection, changed: set[str]) -> None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> None:
             conn.execute(
                 "INSERT INTO streams (path) VALUES (?) ON CONFLICT (path) DO NOTHING", (path,)
             )
@@ -353,7 +378,7 @@ class SqliteEventStore:
         rows = [(event.get("type"), dumps(event)) for event in events]
         lifecycle = [event for event in events if event.get("type") in LIFECYCLE_EVENT_TYPES]
 
-        def work(conn: sqlite3.Connection, changed: set[str]) -> list[str]:
+        def work(conn: sqlite3.Connection, changed: Changes) -> list[str]:
             start = _writable_length(conn, path, expected_seq)
             if rows:
                 conn.executemany(
@@ -367,7 +392,7 @@ class SqliteEventStore:
             if lifecycle and path.startswith(_RUN_PREFIX):
                 _project(conn, path[len(_RUN_PREFIX) :], lifecycle)
             if rows or close:
-                changed.add(path)
+                changed[path] = (start + len(rows), close)
             return [format_offset(start + i) for i in range(len(rows))]
 
         return await self._writer.submit(work)
@@ -377,7 +402,7 @@ class SqliteEventStore:
         kind = event.get("type")
         lifecycle = [event] if kind in LIFECYCLE_EVENT_TYPES else []
 
-        def work(conn: sqlite3.Connection, changed: set[str]) -> str:
+        def work(conn: sqlite3.Connection, changed: Changes) -> str:
             existing = conn.execute(
                 "SELECT seq, data FROM events WHERE path = ? AND idempotency_key = ?", (path, key)
             ).fetchone()
@@ -393,22 +418,22 @@ class SqliteEventStore:
             conn.execute("UPDATE streams SET length = ? WHERE path = ?", (start + 1, path))
             if lifecycle and path.startswith(_RUN_PREFIX):
                 _project(conn, path[len(_RUN_PREFIX) :], lifecycle)
-            changed.add(path)
+            changed[path] = (start + 1, False)
             return format_offset(start)
 
         return await self._writer.submit(work)
 
     async def close_stream(self, path: str) -> None:
-        def work(conn: sqlite3.Connection, changed: set[str]) -> None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> None:
             if conn.execute(
                 "UPDATE streams SET closed = 1 WHERE path = ? AND closed = 0", (path,)
             ).rowcount:
-                changed.add(path)
+                changed[path] = _tail(conn, path)
 
         await self._writer.submit(work)
 
     async def rebuild_records(self) -> int:
-        def work(conn: sqlite3.Connection, changed: set[str]) -> int:
+        def work(conn: sqlite3.Connection, changed: Changes) -> int:
             conn.execute("DELETE FROM runs")
             headers = {
                 path[len(_RUN_PREFIX) :]: loads(header) if header else None
@@ -440,7 +465,7 @@ class SqliteEventStore:
         after = None if offset == NOW else parse_offset(offset)
         count = normalize_read_limit(limit)
 
-        def work(conn: sqlite3.Connection, changed: set[str]) -> StreamPage:
+        def work(conn: sqlite3.Connection, changed: Changes) -> StreamPage:
             meta = conn.execute(
                 "SELECT length, closed FROM streams WHERE path = ?", (path,)
             ).fetchone()
@@ -464,7 +489,7 @@ class SqliteEventStore:
         return await self._reader.submit(work)
 
     async def stream_meta(self, path: str) -> StreamMeta | None:
-        def work(conn: sqlite3.Connection, changed: set[str]) -> StreamMeta | None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> StreamMeta | None:
             row = conn.execute(
                 "SELECT length, closed FROM streams WHERE path = ?", (path,)
             ).fetchone()
@@ -477,7 +502,7 @@ class SqliteEventStore:
         return await self._reader.submit(work)
 
     async def read_header(self, run_id: str) -> RunAdmittedEvent | None:
-        def work(conn: sqlite3.Connection, changed: set[str]) -> RunAdmittedEvent | None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> RunAdmittedEvent | None:
             row = conn.execute(
                 "SELECT header FROM streams WHERE path = ?", (_RUN_PREFIX + run_id,)
             ).fetchone()
@@ -486,7 +511,7 @@ class SqliteEventStore:
         return await self._reader.submit(work)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        def work(conn: sqlite3.Connection, changed: set[str]) -> RunRecord | None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> RunRecord | None:
             row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             return _record_from_row(row) if row is not None else None
 
@@ -517,7 +542,7 @@ class SqliteEventStore:
         sql = f"SELECT * FROM runs {where} ORDER BY started_at DESC, run_id DESC LIMIT ?"
         params.append(count + 1)
 
-        def work(conn: sqlite3.Connection, changed: set[str]) -> RunPage:
+        def work(conn: sqlite3.Connection, changed: Changes) -> RunPage:
             rows = conn.execute(sql, params).fetchall()
             pointers = [_record_from_row(row).pointer() for row in rows[:count]]
             more = len(rows) > count
@@ -541,6 +566,13 @@ def _resolve_waiters(futures: list[asyncio.Future[bool]]) -> None:
     for fut in futures:
         if not fut.done():
             fut.set_result(True)
+
+
+def _tail(conn: sqlite3.Connection, path: str) -> tuple[int, bool]:
+    length, closed = conn.execute(
+        "SELECT length, closed FROM streams WHERE path = ?", (path,)
+    ).fetchone()
+    return int(length), bool(closed)
 
 
 def _writable_length(conn: sqlite3.Connection, path: str, expected_seq: int | None) -> int:
