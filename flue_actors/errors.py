@@ -30,6 +30,7 @@ __all__ = [
     "ProductEventVersionError",
     "RouteNotFoundError",
     "RunCancelledError",
+    "RunInterruptedError",
     "RunNotActiveError",
     "RunNotFoundError",
     "SandboxPathError",
@@ -137,11 +138,16 @@ class InvalidJsonError(FlueHttpError):
     type = "invalid_json"
     status = 400
 
-    def __init__(self, *, parse_error: str, subject: str = "Request body") -> None:
+    def __init__(self, *, parse_error: str, subject: str | None = None) -> None:
+        guidance = (
+            "Verify the body is well-formed JSON, or omit the body entirely if the request "
+            "doesn't have a payload."
+            if subject is None
+            else f"Verify {subject} is well-formed JSON, or omit it if there is no input."
+        )
         super().__init__(
-            f"{subject} is not valid JSON.",
-            details=f"The JSON parser reported: {parse_error}\nVerify it is well-formed JSON, "
-            "or omit it entirely if there is no payload.",
+            f"{subject or 'Request body'} is not valid JSON.",
+            details=f"The JSON parser reported: {parse_error}\n{guidance}",
         )
 
 
@@ -209,7 +215,10 @@ class RouteNotFoundError(FlueHttpError):
     status = 404
 
     def __init__(self, *, method: str, path: str) -> None:
-        super().__init__(f"No route matches {method} {path}.")
+        super().__init__(
+            f"No route matches {method} {path}.",
+            details="Verify the request method and path are correct.",
+        )
 
 
 class InternalError(FlueHttpError):
@@ -413,6 +422,18 @@ class RunCancelledError(FlueError):
 
     def __init__(self, *, run_id: str, reason: str = "The run was cancelled.") -> None:
         super().__init__(reason, meta={"runId": run_id})
+
+
+class RunInterruptedError(FlueError):
+    """The run's owner died; recovery ended the run (as Flue's Cloudflare target does)."""
+
+    type = "run_interrupted"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Flue workflow execution was interrupted. Start a new workflow run explicitly if "
+            "retry is appropriate."
+        )
 
 
 # --- The log ----------------------------------------------------------------------------------

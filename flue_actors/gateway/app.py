@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import FlueError, RouteNotFoundError
+from ..errors import FlueError, MethodNotAllowedError, RouteNotFoundError
 from ..runtime import Runtime
 from . import invocation, listing, run_reads
 from .errors import error_response, handle_flue_error, handle_unexpected_error
@@ -41,6 +41,8 @@ def create_app(
         title="flue_actors gateway",
         description="Flue's workflow HTTP protocol: invoke workflows, read runs and their events.",
         version="1",
+        # /runs/ is not /runs: an unknown route, as in Flue, not a redirect.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     app.state.max_body_bytes = max_body_bytes
@@ -61,6 +63,10 @@ def create_app(
         # keeps FastAPI's usual answer (that is how a `route`/`runs` dependency denies).
         if error.status_code == 404 and request.scope.get("route") is None:
             return error_response(RouteNotFoundError(method=request.method, path=request.url.path))
+        if error.status_code == 405:  # routing found the path but not the method
+            allowed = (error.headers or {}).get("allow", (error.headers or {}).get("Allow", ""))
+            methods = [method.strip() for method in allowed.split(",") if method.strip()]
+            return error_response(MethodNotAllowedError(method=request.method, allowed=methods))
         return JSONResponse(
             {"detail": error.detail}, status_code=error.status_code, headers=error.headers
         )

@@ -6,19 +6,29 @@ machinery, so sub-dependencies, ``Header``/``Query`` parameters and ``HTTPExcept
 they do on any route.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the guard's real Annotated type,
+# whose Depends names a closure variable a string annotation could not be resolved against.
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.dependencies.utils import get_dependant, solve_dependencies
 from fastapi.exceptions import RequestValidationError
 
 __all__ = ["authorize"]
 
 _dependants: dict[tuple[Callable[..., Any], str], Any] = {}
+
+
+def _guard_for(dependency: Callable[..., Any]) -> Callable[..., None]:
+    # The workflow's dependency as a sub-dependency of a no-op: FastAPI then calls it exactly as
+    # it would on a route (awaited or in the thread pool, `yield` cleanup included).
+    def guard(_: Annotated[Any, Depends(dependency)]) -> None:
+        return None
+
+    return guard
 
 
 async def authorize(request: Request, dependency: Callable[..., Any]) -> None:
@@ -29,7 +39,7 @@ async def authorize(request: Request, dependency: Callable[..., Any]) -> None:
     key = (dependency, template)
     dependant = _dependants.get(key)
     if dependant is None:
-        dependant = _dependants[key] = get_dependant(path=template, call=dependency)
+        dependant = _dependants[key] = get_dependant(path=template, call=_guard_for(dependency))
     async with AsyncExitStack() as stack:
         solved = await solve_dependencies(
             request=request,

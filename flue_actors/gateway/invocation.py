@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -96,9 +97,19 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # 1e999 parses as infinity, which no JSON document can hold: refuse it here.
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
 def _parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        return json.loads(
+            body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise InvalidJsonError(parse_error=str(error)) from None
 
@@ -136,6 +147,10 @@ async def invoke_workflow(name: str, request: Request) -> Response:
     waits = request.query_params.getlist("wait")
     if len(waits) > 1 or (waits and waits[0] != "result"):
         raise InvalidRequestError(reason='Invalid query parameters: wait must be "result".')
+    if not name.strip():
+        raise InvalidRequestError(
+            reason="Workflow URLs must have the shape /workflows/<name> with a non-empty segment."
+        )
     runtime = _runtime(request)
     try:
         workflow: DiscoveredWorkflow = runtime.workflows.get(name)
@@ -146,7 +161,7 @@ async def invoke_workflow(name: str, request: Request) -> Response:
     await authorize(request, workflow.route)
     body = await _body(request, request.app.state.max_body_bytes)
     value: Any | Unset = UNSET
-    if body:
+    if body.strip():
         content_type = request.headers.get("content-type")
         if not _is_json(content_type):
             raise UnsupportedMediaTypeError(received=content_type)

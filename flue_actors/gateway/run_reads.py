@@ -183,8 +183,12 @@ async def _read(request: Request, run_id: str) -> Response:
     if live == "sse":
         return StreamingResponse(
             _sse(request, run_id, offset),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", **SECURITY_HEADERS},
+            # Given as a header, not media_type, which would append "; charset=utf-8".
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **SECURITY_HEADERS,
+            },
         )
     if live is None:
         return _catch_up(request, run_id, offset, await runtime.read_events(run_id, offset=offset))
