@@ -7,6 +7,7 @@ import logging
 from typing import Protocol
 
 from ..events import RunAdmittedEvent
+from .lease import OwnerLease, process_owner_name
 from .run_actor import RunActor
 from .services import RunServices
 
@@ -16,6 +17,10 @@ logger = logging.getLogger("flue_actors.runtime")
 
 
 class RunBackend(Protocol):
+    def owner_for(self, run_id: str, workflow: str) -> str:
+        """The owner that will execute this run, recorded at admission."""
+        ...
+
     async def start(self, header: RunAdmittedEvent) -> None:
         """Hand an admitted run to its owner. Returns once the owner has accepted it."""
         ...
@@ -36,12 +41,17 @@ class RunBackend(Protocol):
 class LocalBackend:
     """RunActors as tasks in the event loop that admits them."""
 
-    def __init__(self, services: RunServices) -> None:
+    def __init__(self, services: RunServices, *, owner: str | None = None) -> None:
         self._services = services
         self._actors: dict[str, RunActor] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
+        self.lease = OwnerLease(services.store, owner or process_owner_name("local"))
+
+    def owner_for(self, run_id: str, workflow: str) -> str:
+        return self.lease.owner
 
     async def start(self, header: RunAdmittedEvent) -> None:
+        self.lease.keep_alive()
         actor = RunActor(header, self._services)
         run_id = actor.run_id
         task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
@@ -78,3 +88,4 @@ class LocalBackend:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks.values()))
+        await self.lease.stop()

@@ -35,6 +35,8 @@ from ..store import (
 )
 from .backend import LocalBackend, RunBackend
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
+from .lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
+from .recovery import end_orphaned_runs
 from .services import RunServices
 
 __all__ = ["RunReceipt", "Runtime", "WorkflowSource"]
@@ -182,7 +184,7 @@ class Runtime:
         if trace_carrier:
             header["traceCarrier"] = dict(trace_carrier)
         try:
-            await self.store.admit_run(header)
+            await self.store.admit_run(header, owner=self.backend.owner_for(run_id, entry.name))
         except Exception as error:
             raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
         try:
@@ -218,6 +220,13 @@ class Runtime:
         """Invoke and wait: the run's terminal record."""
         receipt = await self.invoke(workflow, input)
         return await self.wait(receipt.run_id, timeout=timeout)
+
+    async def recover(self, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> list[str]:
+        """End every run whose owner has not been heard of for ``lease_seconds`` (a crashed
+        process, a lost node): ``run_resume`` then an errored ``run_end`` (``run_interrupted``).
+        Returns the runs ended."""
+        deadline = lease_deadline_ms(lease_seconds)
+        return await end_orphaned_runs(self.store, self.clock, stale_before_ms=deadline)
 
     async def cancel(self, run_id: str, reason: str = "The run was cancelled.") -> bool:
         """Cancel an active run. ``False`` if it is not active (ended, or unknown)."""

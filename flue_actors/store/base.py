@@ -77,9 +77,23 @@ class StreamMeta:
 class EventStore(Protocol):
     """The log. Every method is safe to call concurrently from one event loop."""
 
-    async def admit_run(self, header: RunAdmittedEvent) -> bool:
+    async def admit_run(self, header: RunAdmittedEvent, *, owner: str | None = None) -> bool:
         """Create the run's record and stream in one transaction. First writer wins: returns
-        ``False`` and changes nothing if the run already exists."""
+        ``False`` and changes nothing if the run already exists. ``owner`` names the host that
+        will execute it (see :meth:`orphaned_runs`)."""
+        ...
+
+    async def heartbeat(self, owner: str, now_ms: int) -> None:
+        """Record that ``owner`` is alive at ``now_ms``: its runs are not orphans."""
+        ...
+
+    async def owner_of(self, run_id: str) -> str | None: ...
+
+    async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
+        """Active runs nobody is executing. With ``owner``: every active run of that owner (a
+        restarted host asking about its previous life). Without: active runs whose owner's last
+        heartbeat is before ``stale_before_ms``, or that were admitted before it with no owner
+        heartbeat at all."""
         ...
 
     async def create_stream(self, path: str) -> None:

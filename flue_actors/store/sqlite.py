@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Generic, Literal, TypeVar
 
+from ..clock import format_timestamp
 from ..errors import (
     StoreSchemaVersionError,
     StreamClosedError,
@@ -80,6 +81,9 @@ CREATE TABLE IF NOT EXISTS runs (
     result TEXT,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS run_owners (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS run_owners_by_owner ON run_owners (owner);
+CREATE TABLE IF NOT EXISTS owners (owner TEXT PRIMARY KEY, heartbeat_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_newest ON runs (started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_name, started_at DESC, run_id DESC);
@@ -336,7 +340,7 @@ class SqliteEventStore:
 
     # --- writes -------------------------------------------------------------------------------
 
-    async def admit_run(self, header: RunAdmittedEvent) -> bool:
+    async def admit_run(self, header: RunAdmittedEvent, *, owner: str | None = None) -> bool:
         record = record_from_admission(header)
         path = _RUN_PREFIX + header["runId"]
         header_json = dumps(header)
@@ -353,6 +357,8 @@ class SqliteEventStore:
                 "ON CONFLICT (path) DO UPDATE SET header = coalesce(header, excluded.header)",
                 (path, header_json),
             )
+            if owner is not None:
+                conn.execute("INSERT INTO run_owners VALUES (?, ?)", (header["runId"], owner))
             changed[path] = _tail(conn, path)
             return True
 
@@ -431,6 +437,46 @@ class SqliteEventStore:
                 changed[path] = _tail(conn, path)
 
         await self._writer.submit(work)
+
+    async def heartbeat(self, owner: str, now_ms: int) -> None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> None:
+            conn.execute(
+                "INSERT INTO owners VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET "
+                "heartbeat_ms = max(heartbeat_ms, excluded.heartbeat_ms)",
+                (owner, now_ms),
+            )
+
+        await self._writer.submit(work)
+
+    async def owner_of(self, run_id: str) -> str | None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> str | None:
+            row = conn.execute(
+                "SELECT owner FROM run_owners WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._reader.submit(work)
+
+    async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
+        stale_before = format_timestamp(stale_before_ms)
+        if owner is not None:
+            sql = (
+                "SELECT r.run_id FROM runs r JOIN run_owners o ON o.run_id = r.run_id "
+                "WHERE r.status = 'active' AND o.owner = ?"
+            )
+            params: tuple[Any, ...] = (owner,)
+        else:
+            sql = (
+                "SELECT r.run_id FROM runs r LEFT JOIN run_owners o ON o.run_id = r.run_id "
+                "LEFT JOIN owners h ON h.owner = o.owner WHERE r.status = 'active' AND ("
+                "h.heartbeat_ms < ? OR (h.heartbeat_ms IS NULL AND r.started_at < ?))"
+            )
+            params = (stale_before_ms, stale_before)
+
+        def work(conn: sqlite3.Connection, changed: Changes) -> list[str]:
+            return [str(row[0]) for row in conn.execute(sql, params)]
+
+        return await self._reader.submit(work)
 
     async def rebuild_records(self) -> int:
         def work(conn: sqlite3.Connection, changed: Changes) -> int:

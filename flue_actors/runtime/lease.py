@@ -1,0 +1,77 @@
+"""An owner's lease on its runs: a heartbeat in the store while the owner lives.
+
+Runs are admitted with the name of the owner that will execute them. A supervisor that finds an
+active run whose owner stopped heartbeating ends it (``recovery``), so a crashed process or a
+lost node never leaves runs ``active`` forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Final
+
+from ..clock import SystemClock
+from ..store import EventStore
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "OwnerLease",
+    "lease_deadline_ms",
+    "process_owner_name",
+]
+
+logger = logging.getLogger("flue_actors.lease")
+HEARTBEAT_SECONDS: Final = 1.0
+# A run whose owner has not been heard of for this long is considered orphaned.
+DEFAULT_LEASE_SECONDS: Final = 10.0
+
+
+def process_owner_name(kind: str) -> str:
+    """A name no other process will ever use: ``kind:host:pid:random``."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_deadline_ms(lease_seconds: float) -> int:
+    """Owners not heard of since this wall-clock instant have lost their runs."""
+    return SystemClock().now_ms() - int(lease_seconds * 1000)
+
+
+class OwnerLease:
+    """Heartbeats use the wall clock, never an injected one: liveness is about real time, and a
+    test's stepping clock must not move because a heartbeat happened to read it."""
+
+    def __init__(self, store: EventStore, owner: str, *, interval: float = HEARTBEAT_SECONDS):
+        self.owner = owner
+        self._store = store
+        self._clock = SystemClock()
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def beat(self) -> None:
+        await self._store.heartbeat(self.owner, self._clock.now_ms())
+
+    def keep_alive(self) -> None:
+        """Heartbeat from now on, in the running event loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._beat_forever())
+
+    async def _beat_forever(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except Exception as error:  # a store hiccup must not stop the heartbeats for good
+                logger.warning("heartbeat of %s failed: %s", self.owner, error)
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

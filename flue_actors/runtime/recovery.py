@@ -1,0 +1,90 @@
+"""Ending runs whose owner is gone, so that no run stays ``active`` forever.
+
+Flue's Cloudflare target does this when a Durable Object restarts (``failRecoveredRun``): a run
+that already has ``run_end`` is only reconciled (its stream closed); any other gets ``run_resume``
+then an errored ``run_end`` saying it was interrupted. Here the same happens when a host dies.
+The append is fenced by the expected sequence, so a host that was only presumed dead (and is
+still writing) either wins the race, and recovery looks again, or is refused from then on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..clock import Clock, parse_timestamp
+from ..errors import RunInterruptedError, StreamClosedError, StreamConflictError
+from ..events import error_payload
+from ..store import EventStore, StreamMeta, run_stream
+from .run_stream import RunStream
+
+__all__ = ["end_interrupted_run", "end_orphaned_runs"]
+
+logger = logging.getLogger("flue_actors.recovery")
+_ATTEMPTS = 5
+
+
+async def _last_event_index(store: EventStore, run_id: str, meta: StreamMeta) -> tuple[int, bool]:
+    """The highest eventIndex in the stream, and whether a run_end is among the events."""
+    last, ended, offset = -1, False, "-1"
+    while True:
+        page = await store.read(run_stream(run_id), offset=offset, limit=1000)
+        for event in page.events:
+            data = event.data
+            last = max(last, int(data.get("eventIndex", -1)))
+            ended = ended or data.get("type") == "run_end"
+        offset = page.next_offset
+        if page.up_to_date or not page.events:
+            return last, ended
+
+
+async def end_interrupted_run(store: EventStore, run_id: str, clock: Clock) -> bool:
+    """End ``run_id`` as interrupted. ``False`` if it had already ended (or does not exist)."""
+    path = run_stream(run_id)
+    for _ in range(_ATTEMPTS):
+        record = await store.get_run(run_id)
+        meta = await store.stream_meta(path)
+        if record is None or meta is None:
+            return False
+        last_index, ended = await _last_event_index(store, run_id, meta)
+        if ended or record.is_terminal:
+            if not meta.closed:
+                await store.close_stream(path)  # a crash between run_end and the close
+            return False
+        stream = RunStream(store, run_id, clock, next_seq=meta.length, next_index=last_index + 1)
+        stream.emit(
+            "run_resume",
+            {"runId": run_id, "workflowName": record.workflow_name, "startedAt": record.started_at},
+        )
+        end = {
+            "runId": run_id,
+            "result": None,
+            "isError": True,
+            "error": error_payload(RunInterruptedError()),
+            "durationMs": max(0, clock.now_ms() - parse_timestamp(record.started_at)),
+        }
+        try:
+            await stream.end("run_end", end)
+            return True
+        except StreamConflictError:
+            continue  # its owner was still writing: look again
+        except StreamClosedError:
+            return False
+    logger.error("run %s: could not be ended after %d attempts", run_id, _ATTEMPTS)
+    return False
+
+
+async def end_orphaned_runs(
+    store: EventStore,
+    clock: Clock,
+    *,
+    stale_before_ms: int,
+    owner: str | None = None,
+) -> list[str]:
+    """End every orphaned run (see ``EventStore.orphaned_runs``); returns the ones ended."""
+    orphans = await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner)
+    ended = []
+    for run_id in orphans:
+        if await end_interrupted_run(store, run_id, clock):
+            logger.warning("run %s was interrupted (its owner is gone) and has been ended", run_id)
+            ended.append(run_id)
+    return ended
