@@ -37,6 +37,8 @@ __all__ = [
     "AgentConfig",
     "AgentContext",
     "AgentDefinition",
+    "Isolation",
+    "Placement",
     "ThinkingLevel",
     "ToolDefinition",
     "WorkflowDefinition",
@@ -342,12 +344,58 @@ def define_action(
 # --- Workflows --------------------------------------------------------------------------------
 
 
+Isolation: TypeAlias = Literal["host", "process"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a workflow's runs execute on Ray.
+
+    ``host`` (the default): in a RunHost shared with many runs. ``process``: in a Ray actor of
+    its own, with these resources, ended when the run ends.
+    """
+
+    isolation: Isolation = "host"
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    memory: int | None = None
+    resources: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ("host", "process"):
+            raise DefinitionError(
+                f"[flue] isolation must be 'host' or 'process', got {self.isolation!r}."
+            )
+        amounts = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "memory": self.memory}
+        amounts.update(self.resources or {})
+        given = {name: value for name, value in amounts.items() if value is not None}
+        if given and self.isolation != "process":
+            raise DefinitionError(
+                "[flue] num_cpus, num_gpus, memory and resources need isolation='process'."
+            )
+        for name, value in given.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise DefinitionError(f"[flue] {name} must be a non-negative number.")
+
+    def actor_options(self) -> dict[str, Any]:
+        """The Ray actor options of a dedicated run actor."""
+        options: dict[str, Any] = {"num_cpus": self.num_cpus or 0}
+        if self.num_gpus is not None:
+            options["num_gpus"] = self.num_gpus
+        if self.memory is not None:
+            options["memory"] = self.memory
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        return options
+
+
 @dataclass(frozen=True, eq=False)
 class WorkflowDefinition:
     """A workflow: an agent bound to the action it runs. Compared by identity, as in Flue."""
 
     agent: AgentDefinition
     action: ActionDefinition[Any, Any]
+    placement: Placement = field(default_factory=Placement)
 
 
 _UNGIVEN: Any = object()
@@ -355,19 +403,43 @@ _UNGIVEN: Any = object()
 
 @overload
 def define_workflow(
-    *, agent: AgentDefinition, action: ActionDefinition[Any, Any]
+    *,
+    agent: AgentDefinition,
+    action: ActionDefinition[Any, Any],
+    isolation: Isolation = "host",
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> WorkflowDefinition: ...
 
 
 @overload
 def define_workflow(
-    *, agent: AgentDefinition, run: ActionRun, input: Any = None, output: Any = None
+    *,
+    agent: AgentDefinition,
+    run: ActionRun,
+    input: Any = None,
+    output: Any = None,
+    isolation: Isolation = "host",
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> WorkflowDefinition: ...
 
 
 @overload
 def define_workflow(
-    *, agent: AgentDefinition, input: Any = None, output: Any = None
+    *,
+    agent: AgentDefinition,
+    input: Any = None,
+    output: Any = None,
+    isolation: Isolation = "host",
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Callable[[ActionRun], WorkflowDefinition]: ...
 
 
@@ -378,13 +450,22 @@ def define_workflow(
     run: ActionRun | None = None,
     input: Any = _UNGIVEN,
     output: Any = _UNGIVEN,
+    isolation: Isolation = "host",
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> WorkflowDefinition | Callable[[ActionRun], WorkflowDefinition]:
     """A workflow, in one of three forms:
 
     * ``define_workflow(agent=..., action=some_action)``: run an existing action;
     * ``define_workflow(agent=..., input=..., output=..., run=fn)``: inline;
     * ``@define_workflow(agent=..., ...)`` over ``async def run(ctx)``: inline, as a decorator.
+
+    On Ray, ``isolation="process"`` runs each run in a Ray actor of its own with ``num_cpus``,
+    ``num_gpus``, ``memory`` and ``resources`` (see :class:`Placement`).
     """
+    placement = Placement(isolation, num_cpus, num_gpus, memory, resources)
     if not isinstance(agent, AgentDefinition):
         raise DefinitionError("[flue] define_workflow({ agent }) must be a define_agent() value.")
     if action is not None:
@@ -398,7 +479,7 @@ def define_workflow(
             raise DefinitionError(
                 "[flue] define_workflow({ action }) must be a define_action() value."
             )
-        return WorkflowDefinition(agent=agent, action=action)
+        return WorkflowDefinition(agent=agent, action=action, placement=placement)
 
     def inline(fn: ActionRun) -> WorkflowDefinition:
         private = _make_action(
@@ -408,7 +489,7 @@ def define_workflow(
             input=None if input is _UNGIVEN else input,
             output=None if output is _UNGIVEN else output,
         )
-        return WorkflowDefinition(agent=agent, action=private)
+        return WorkflowDefinition(agent=agent, action=private, placement=placement)
 
     if run is not None:
         return inline(run)

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from ..clock import Clock, SystemClock, format_timestamp, parse_timestamp
 from ..definitions import WorkflowDefinition
@@ -29,6 +29,7 @@ from ..store import (
     StoredEvent,
     StreamMeta,
     StreamPage,
+    absolute_database_url,
     open_store,
     parse_offset,
     run_stream,
@@ -74,6 +75,10 @@ class Runtime:
     ``workflows`` is a directory to discover, a mapping of names to definitions, or a registry.
     ``store`` is an :class:`EventStore` or a database URL (default: ``FLUE_DATABASE_URL``, else
     ``.flue/flue.db``). ``models`` defaults to the registry ``FLUE_MODEL`` configures.
+
+    ``backend`` is where runs execute: ``"local"`` (this process, the default) or ``"ray"``
+    (RunHosts on the Ray cluster at ``address``, or ``FLUE_RAY_ADDRESS``; with neither, a private
+    local Ray instance), or any :class:`RunBackend`.
     """
 
     def __init__(
@@ -81,16 +86,19 @@ class Runtime:
         workflows: WorkflowSource,
         *,
         store: EventStore | str | None = None,
-        backend: RunBackend | None = None,
+        backend: RunBackend | Literal["local", "ray"] = "local",
+        address: str | None = None,
         models: ModelRegistry | None = None,
         clock: Clock | None = None,
         ids: IdSource | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.workflows = _registry(workflows)
-        self.store: EventStore = (
-            store if store is not None and not isinstance(store, str) else (open_store(store))
-        )
+        if store is None or isinstance(store, str):
+            self.database_url: str | None = absolute_database_url(store)
+            self.store: EventStore = open_store(self.database_url)
+        else:
+            self.database_url, self.store = None, store
         self.clock = clock or SystemClock()
         self.ids = ids or UlidIds(self.clock)
         self.services = RunServices(
@@ -101,8 +109,31 @@ class Runtime:
             ids=self.ids,
             env=dict(os.environ if env is None else env),
         )
-        self.backend: RunBackend = backend or LocalBackend(self.services)
+        self.backend: RunBackend = self._backend(backend, address, models)
         self._closed = False
+
+    def _backend(
+        self,
+        backend: RunBackend | Literal["local", "ray"],
+        address: str | None,
+        models: ModelRegistry | None,
+    ) -> RunBackend:
+        if backend == "local":
+            return LocalBackend(self.services)
+        if backend != "ray":
+            return backend
+        if self.database_url is None:
+            raise ValueError("The Ray backend needs the store as a URL that every host can open.")
+        if models is not None:
+            raise ValueError("The Ray backend takes its model from FLUE_MODEL, not a registry.")
+        from .ray import RayBackend  # Ray is imported only when it is used
+
+        return RayBackend(
+            self.services,
+            database_url=self.database_url,
+            address=address or os.environ.get("FLUE_RAY_ADDRESS") or None,
+            model=self.services.env.get("FLUE_MODEL"),
+        )
 
     async def __aenter__(self) -> Runtime:
         return self

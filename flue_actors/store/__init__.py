@@ -18,8 +18,10 @@ __all__ = [
     "StoredEvent",
     "StreamMeta",
     "StreamPage",
+    "absolute_database_url",
     "format_offset",
     "is_offset",
+    "is_sqlite_url",
     "open_store",
     "parse_offset",
     "resolve_database_url",
@@ -32,6 +34,20 @@ DEFAULT_DATABASE_URL = "sqlite:///.flue/flue.db"
 def resolve_database_url(url: str | None = None) -> str:
     """The URL to use: the argument, else ``FLUE_DATABASE_URL``, else ``.flue/flue.db`` here."""
     return url or os.environ.get("FLUE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def is_sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite:") or url == ":memory:" or "://" not in url
+
+
+def absolute_database_url(url: str | None = None) -> str:
+    """The URL with a relative SQLite path made absolute, so other processes (Ray hosts with
+    another working directory) open the same file."""
+    url = resolve_database_url(url)
+    if url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:") or not is_sqlite_url(url):
+        return url
+    location = url.removeprefix("sqlite://").removeprefix("/") if "://" in url else url
+    return f"sqlite:///{Path(location).resolve()}"
 
 
 def open_store(url: str | None = None) -> EventStore:

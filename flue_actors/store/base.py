@@ -90,10 +90,10 @@ class EventStore(Protocol):
     async def owner_of(self, run_id: str) -> str | None: ...
 
     async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
-        """Active runs nobody is executing. With ``owner``: every active run of that owner (a
-        restarted host asking about its previous life). Without: active runs whose owner's last
-        heartbeat is before ``stale_before_ms``, or that were admitted before it with no owner
-        heartbeat at all."""
+        """Active runs nobody is executing. With ``owner``: the owner's active runs admitted
+        before ``stale_before_ms`` (a restarted host asking about its previous life). Without:
+        active runs whose owner's last heartbeat is before ``stale_before_ms``, or that were
+        admitted before it and whose owner never heartbeated."""
         ...
 
     async def create_stream(self, path: str) -> None:

@@ -462,9 +462,9 @@ class SqliteEventStore:
         if owner is not None:
             sql = (
                 "SELECT r.run_id FROM runs r JOIN run_owners o ON o.run_id = r.run_id "
-                "WHERE r.status = 'active' AND o.owner = ?"
+                "WHERE r.status = 'active' AND o.owner = ? AND r.started_at < ?"
             )
-            params: tuple[Any, ...] = (owner,)
+            params: tuple[Any, ...] = (owner, stale_before)
         else:
             sql = (
                 "SELECT r.run_id FROM runs r LEFT JOIN run_owners o ON o.run_id = r.run_id "
