@@ -15,12 +15,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
+from ..clock import SystemClock
 from ..errors import FlueError, InvalidJsonError
 from ..jsonvalue import UNSET, dumps, loads
 from ..records import RUN_STATUSES
 from ..runtime import Runtime, WorkflowRegistry
+from ..runtime.lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
+from ..runtime.recovery import end_orphaned_runs
 from ..store import open_store, resolve_database_url
 from .presenter import EventPresenter
 
@@ -51,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413"
     )
+    serve.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default=None,
+        help="where runs execute (default: local, or ray when --address or FLUE_RAY_ADDRESS "
+        "is given); ray without an address starts a local Ray instance that ends with the server",
+    )
+    serve.add_argument(
+        "--address", help="attach to this Ray cluster (auto: the one `ray start` made here)"
+    )
 
     runs = commands.add_parser("runs", help="inspect stored runs")
     verbs = runs.add_subparsers(dest="verb", required=True)
@@ -66,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("run_id")
     events.add_argument("--offset", default="-1", help="start strictly after this offset")
     verbs.add_parser("rebuild", help="refold every run record from the event log")
+    verbs.add_parser(
+        "recover", help="end runs whose owner is gone (a crashed process or a lost node)"
+    )
     return parser
 
 
@@ -163,6 +179,14 @@ async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 0
         if args.verb == "events":
             return await _events(store, args, out)
+        if args.verb == "recover":
+            ended = await end_orphaned_runs(
+                store, SystemClock(), stale_before_ms=lease_deadline_ms(DEFAULT_LEASE_SECONDS)
+            )
+            for run_id in ended:
+                out.write(run_id + "\n")
+            err.write(f"ended {len(ended)} orphaned runs\n")
+            return 0
         rebuilt = await store.rebuild_records()
         err.write(f"rebuilt {rebuilt} run records from the log\n")
         return 0
@@ -201,7 +225,15 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
     workflows = WorkflowRegistry.discover(directory)
     for name, failure in workflows.failures.items():
         err.write(f"warning: workflow {name} is not served: {failure.message}\n")
-    runtime = Runtime(workflows, store=args.database_url)
+    address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
+    backend: Literal["local", "ray"] = args.backend or ("ray" if address else "local")
+    if backend == "local" and address:
+        err.write("error: --address needs --backend ray\n")
+        return EXIT_USAGE
+    runtime = Runtime(workflows, store=args.database_url, backend=backend, address=address)
+    ended = asyncio.run(runtime.recover())
+    if ended:
+        err.write(f"ended {len(ended)} runs whose owner had gone (run_interrupted)\n")
     app = create_app(runtime, max_body_bytes=args.max_body_bytes, close_runtime=True)
     err.write(
         f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}\n"

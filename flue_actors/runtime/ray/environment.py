@@ -73,6 +73,10 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Any:
     if address is None:
         for name, value in _LOOPBACK.items():
             os.environ.setdefault(name, value)
+    elif address != "auto":
+        why = _reachable(address)
+        if why is not None:
+            raise RayClusterUnavailableError(address=address, reason=why)
     import ray
 
     if ray.is_initialized():
@@ -88,10 +92,6 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Any:
             log_to_driver=False,
         )
         return ray
-    if address != "auto":
-        why = _reachable(address)
-        if why is not None:
-            raise RayClusterUnavailableError(address=address, reason=why)
     try:
         ray.init(
             address=address, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False

@@ -70,13 +70,19 @@ class RunHost:
                 backend = LocalBackend(services, owner=config.owner)
                 await backend.lease.beat()
                 backend.lease.keep_alive()
-                ended = await end_orphaned_runs(
-                    services.store, self._clock, stale_before_ms=self._born_ms, owner=config.owner
-                )
-                if ended:
-                    logger.warning(
-                        "%s ended %d runs of its previous life", config.owner, len(ended)
+                # A dedicated host is named after its one run and never restarts: it has no
+                # previous life, and its run was admitted before it was born.
+                if not config.dedicated:
+                    ended = await end_orphaned_runs(
+                        services.store,
+                        self._clock,
+                        stale_before_ms=self._born_ms,
+                        owner=config.owner,
                     )
+                    if ended:
+                        logger.warning(
+                            "%s ended %d runs of its past life", config.owner, len(ended)
+                        )
                 self._backend = backend
         assert self._backend is not None
         return self._backend
