@@ -1,0 +1,491 @@
+"""The cluster log: PostgreSQL through an asyncpg pool, live tails through LISTEN/NOTIFY.
+
+A store is bound to the event loop it is first used on (asyncpg pools are loop-bound): open, use
+and close it from that one loop; any number of coroutines on it may call it concurrently. Other
+processes and nodes open their own store on the same database and schema.
+
+Writes are fenced by the stream row: every append updates it with a guard on ``length`` (and
+``closed``), so two writers with the same ``expected_seq`` cannot both succeed, and a retry of an
+append whose acknowledgement was lost (the connection dropped after the commit) gets
+``StreamConflictError`` instead of writing twice. Appends without run-lifecycle events are one
+statement; lifecycle events also fold the run record with :func:`flue_actors.records.apply_event`
+in the same transaction, under the stream row's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import asyncpg
+
+from ...errors import StreamClosedError, StreamConflictError, StreamMissingError
+from ...errors import StreamPayloadConflictError as PayloadConflict
+from ...events import LIFECYCLE_EVENT_TYPES, RunAdmittedEvent
+from ...jsonvalue import dumps, loads
+from ...records import (
+    RunPage,
+    RunRecord,
+    RunStatus,
+    apply_event,
+    decode_cursor,
+    encode_cursor,
+    fold,
+    normalize_limit,
+    record_from_admission,
+)
+from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
+from ..offsets import NOW, format_offset, parse_offset
+from .codec import RUN_COLUMNS, from_db, notify_key, record_from_row, record_row, to_db
+from .notify import StreamNotifier
+from .schema import SCHEMA_VERSION, ensure_schema, quote_schema
+from .sql import Statements
+from .urls import is_postgres_url, redact_text, redact_url, split_schema
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+__all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresEventStore", "StoreConnectionError"]
+
+DEFAULT_SCHEMA: Final = "flue"
+_RUN_PREFIX: Final = "runs/"
+_DB_RUN_PREFIX: Final = to_db(_RUN_PREFIX)
+_RETRIES: Final = 3
+# The driver's ways of saying "the server went away" (or is not back yet).
+_CONNECTION_ERRORS: Final = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+class StoreConnectionError(ConnectionError):
+    """The PostgreSQL server could not be reached or dropped the connection mid-request.
+
+    Whatever was being written may or may not have committed; appends are fenced by
+    ``expected_seq``, so retrying one can never duplicate it. The message never shows a password.
+    """
+
+
+def _event_type(event: dict[str, Any]) -> str | None:
+    kind = event.get("type")
+    return to_db(kind) if isinstance(kind, str) else None
+
+
+class PostgresEventStore:
+    """The PostgreSQL store. ``url`` is ``postgresql://`` or ``postgres://``; the tables live in
+    ``schema`` (argument, else the URL's ``?schema=``, else ``flue``), created on first use."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not is_postgres_url(url):
+            raise ValueError(f"Not a PostgreSQL URL: {redact_url(url)}")
+        self._dsn, url_schema = split_schema(url)
+        self.schema = schema or url_schema or DEFAULT_SCHEMA
+        quoted = quote_schema(self.schema)
+        self.location = f"{redact_url(self._dsn)} (schema {self.schema})"
+        self._url = url
+        self._sql = Statements(quoted, f"flue_{self.schema}"[:63])
+        self._min_size = min_size
+        self._max_size = max_size
+        self._timeout = connect_timeout
+        self._pool: Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open_lock = asyncio.Lock()
+        self._notifier = StreamNotifier(self._connect, self._sql.channel)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self.location!r})"
+
+    # --- connections ----------------------------------------------------------------------------
+
+    def _unreachable(self, error: BaseException) -> StoreConnectionError:
+        reason = redact_text(f"{type(error).__name__}: {error}", self._url)
+        return StoreConnectionError(
+            f"Could not reach the PostgreSQL store at {self.location}: {reason}"
+        )
+
+    async def _connect(self) -> Connection:
+        try:
+            return await asyncpg.connect(self._dsn, timeout=self._timeout)
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as error:
+            raise self._unreachable(error) from None
+
+    async def open(self) -> None:
+        """Connect and check (or create) the schema now rather than on first use."""
+        await self._ready_pool()
+
+    async def _ready_pool(self) -> Pool:
+        pool = self._pool
+        if pool is None:
+            async with self._open_lock:
+                if self._pool is None:
+                    self._pool = await self._open_pool()
+                    self._loop = asyncio.get_running_loop()
+                pool = self._pool
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError(
+                "A PostgresEventStore is bound to the event loop it was first used on; "
+                "open another store for this loop."
+            )
+        return pool
+
+    async def _open_pool(self) -> Pool:
+        if self._closed:
+            raise RuntimeError("The PostgreSQL store is closed.")
+        try:
+            pool: Pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self._timeout,
+            )
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as error:
+            raise self._unreachable(error) from None
+        try:
+            async with pool.acquire() as conn:
+                await ensure_schema(conn, self.schema, location=self.location)
+        except BaseException:
+            pool.terminate()
+            raise
+        return pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        pool = await self._ready_pool()
+        try:
+            async with pool.acquire() as conn:
+                yield conn
+        except _CONNECTION_ERRORS as error:
+            raise StoreConnectionError(
+                f"Lost the connection to the PostgreSQL store at {self.location}: "
+                + redact_text(f"{type(error).__name__}: {error}", self._url)
+            ) from error
+
+    # --- notification ---------------------------------------------------------------------------
+
+    async def wait_for_append(self, path: str, *, length: int, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        key = notify_key(to_db(path))
+        first = True
+        while True:
+            waiter = self._notifier.register(key)
+            try:
+                try:
+                    # Listening and registered before looking: an append after the look wakes us.
+                    await self._notifier.listen()
+                    meta = await self.stream_meta(path)
+                except StoreConnectionError:
+                    if first:
+                        raise
+                    # The server is restarting: try again shortly, until the deadline.
+                    await asyncio.sleep(min(0.25, max(deadline - loop.time(), 0)))
+                    if loop.time() >= deadline:
+                        return False
+                    continue
+                first = False
+                if meta is not None and (meta.length > length or meta.closed):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                done, _ = await asyncio.wait({waiter}, timeout=remaining)
+                if not done:
+                    return False
+            finally:
+                self._notifier.unregister(key, waiter)
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    async def admit_run(self, header: RunAdmittedEvent) -> bool:
+        row = record_row(record_from_admission(header))
+        path = to_db(_RUN_PREFIX + header["runId"])
+        header_json = dumps(header)
+        async with self._connection() as conn:
+            admitted = await conn.fetchval(
+                self._sql.admit, *row, path, header_json, notify_key(path)
+            )
+        if admitted:
+            self._notifier.wake(notify_key(path))
+        return bool(admitted)
+
+    async def create_stream(self, path: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute(self._sql.create, to_db(path))
+
+    async def append(
+        self,
+        path: str,
+        events: Sequence[dict[str, Any]],
+        *,
+        expected_seq: int | None = None,
+        close: bool = False,
+    ) -> list[str]:
+        # Serialize before anything moves: an unserializable event fails here, in the caller.
+        datas = [dumps(event) for event in events]
+        types = [_event_type(event) for event in events]
+        db_path = to_db(path)
+        key = notify_key(db_path)
+        lifecycle = path.startswith(_RUN_PREFIX) and any(
+            event.get("type") in LIFECYCLE_EVENT_TYPES for event in events
+        )
+        async with self._connection() as conn:
+            if lifecycle:
+                start = await self._write_locked(
+                    conn, path, datas, types, events, expected_seq, close, None
+                )
+            else:
+                start = await self._append_fast(conn, db_path, datas, types, expected_seq, close)
+        if events or close:
+            self._notifier.wake(key)
+        return [format_offset(start + i) for i in range(len(datas))]
+
+    async def _append_fast(
+        self,
+        conn: Conn,
+        db_path: str,
+        datas: list[str],
+        types: list[str | None],
+        expected_seq: int | None,
+        close: bool,
+    ) -> int:
+        for _ in range(_RETRIES):
+            start = await conn.fetchval(
+                self._sql.append, db_path, datas, expected_seq, close, types, notify_key(db_path)
+            )
+            if start is not None:
+                return int(start)
+            # Refused: say why (the stream cannot become writable again, so this is stable).
+            row = await conn.fetchrow(self._sql.meta, db_path)
+            _check_writable(from_db(db_path), row, expected_seq)
+        raise RuntimeError(f"append to {from_db(db_path)!r} kept being refused")  # pragma: no cover
+
+    async def _write_locked(
+        self,
+        conn: Conn,
+        path: str,
+        datas: list[str],
+        types: list[str | None],
+        events: Sequence[dict[str, Any]],
+        expected_seq: int | None,
+        close: bool,
+        once_key: str | None,
+    ) -> int:
+        """Append under the stream row's lock, folding the run record in the same transaction.
+        With ``once_key``, a prior event with that key is returned (as ``-1 - seq``) instead."""
+        db_path = to_db(path)
+        async with conn.transaction():
+            row = await conn.fetchrow(self._sql.lock, db_path)
+            if once_key is not None and row is not None:
+                prior = await conn.fetchrow(self._sql.prior, db_path, once_key)
+                if prior is not None:
+                    if prior["data"] != datas[0]:
+                        raise PayloadConflict(path=path, key=from_db(once_key))
+                    return -1 - int(prior["seq"])
+            start = _check_writable(path, row, expected_seq)
+            before = after = await self._record(conn, path)
+            for event in events:
+                after = apply_event(after, event)
+            changed = after is not None and after != before
+            record = record_row(after) if changed and after is not None else (None,) * 11
+            await conn.execute(
+                self._sql.write_locked,
+                db_path,
+                start,
+                datas,
+                types,
+                once_key,
+                close,
+                notify_key(db_path),
+                *record,
+                changed,
+            )
+            return start
+
+    async def _record(self, conn: Conn, path: str) -> RunRecord | None:
+        if not path.startswith(_RUN_PREFIX):
+            return None
+        row = await conn.fetchrow(self._sql.get_run, to_db(path[len(_RUN_PREFIX) :]))
+        return record_from_row(row) if row is not None else None
+
+    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
+        data = dumps(event)
+        kind = _event_type(event)
+        db_path, db_key = to_db(path), to_db(key)
+        lifecycle = path.startswith(_RUN_PREFIX) and event.get("type") in LIFECYCLE_EVENT_TYPES
+        async with self._connection() as conn:
+            for attempt in range(_RETRIES):
+                try:
+                    if lifecycle:
+                        seq = await self._write_locked(
+                            conn, path, [data], [kind], [event], None, False, db_key
+                        )
+                        if seq < 0:
+                            return format_offset(-1 - seq)
+                        break
+                    row = await conn.fetchrow(
+                        self._sql.append_once, db_path, db_key, kind, data, notify_key(db_path)
+                    )
+                except asyncpg.UniqueViolationError:
+                    # A twin with the same key committed first: look again and find it.
+                    if attempt == _RETRIES - 1:
+                        raise
+                    continue
+                assert row is not None
+                if row["start"] is not None:
+                    seq = int(row["start"])
+                    break
+                if row["prior_seq"] is not None:
+                    if row["prior_data"] != data:
+                        raise PayloadConflict(path=path, key=key)
+                    return format_offset(int(row["prior_seq"]))
+                _check_writable(path, await conn.fetchrow(self._sql.meta, db_path), None)
+        self._notifier.wake(notify_key(db_path))
+        return format_offset(seq)
+
+    async def close_stream(self, path: str) -> None:
+        db_path = to_db(path)
+        async with self._connection() as conn:
+            closed = await conn.fetch(self._sql.close, db_path, notify_key(db_path))
+        if closed:
+            self._notifier.wake(notify_key(db_path))
+
+    async def rebuild_records(self) -> int:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(self._sql.rebuild_lock)
+            await conn.execute(self._sql.rebuild_clear)
+            headers = {
+                row["path"]: loads(row["header"]) if row["header"] is not None else None
+                for row in await conn.fetch(self._sql.rebuild_headers)
+            }
+            lifecycle: dict[str, list[dict[str, Any]]] = {}
+            for row in await conn.fetch(self._sql.rebuild_events):
+                lifecycle.setdefault(row["path"], []).append(loads(row["data"]))
+            rows = []
+            for db_path, header in headers.items():
+                record = fold(header, lifecycle.get(db_path, ()))
+                if record is not None:
+                    rows.append(record_row(record))
+            if rows:
+                await conn.copy_records_to_table(
+                    "runs", schema_name=self.schema, columns=RUN_COLUMNS, records=rows
+                )
+            return len(rows)
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def read(self, path: str, *, offset: str = "-1", limit: int | None = None) -> StreamPage:
+        after = None if offset == NOW else parse_offset(offset)
+        count = normalize_read_limit(limit)
+        db_path = to_db(path)
+        async with self._connection() as conn:
+            if after is None:
+                row = await conn.fetchrow(self._sql.meta, db_path)
+                rows = [] if row is None else [row]
+            else:
+                rows = await conn.fetch(self._sql.read, db_path, after, count)
+        if not rows:
+            return StreamPage(events=[], next_offset="-1", up_to_date=True, closed=False)
+        length, closed = int(rows[0]["length"]), bool(rows[0]["closed"])
+        if after is None:
+            return StreamPage([], format_offset(length - 1), up_to_date=True, closed=closed)
+        events = [
+            StoredEvent(format_offset(row["seq"]), row["seq"], row["data"])
+            for row in rows
+            if row["seq"] is not None
+        ]
+        last = events[-1].seq if events else after
+        return StreamPage(events, format_offset(last), up_to_date=last >= length - 1, closed=closed)
+
+    async def stream_meta(self, path: str) -> StreamMeta | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._sql.meta, to_db(path))
+        if row is None:
+            return None
+        length = int(row["length"])
+        return StreamMeta(
+            next_offset=format_offset(length - 1), length=length, closed=row["closed"]
+        )
+
+    async def read_header(self, run_id: str) -> RunAdmittedEvent | None:
+        async with self._connection() as conn:
+            header = await conn.fetchval(self._sql.header, to_db(_RUN_PREFIX + run_id))
+        return loads(header) if header is not None else None
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._sql.get_run, to_db(run_id))
+        return record_from_row(row) if row is not None else None
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> RunPage:
+        count = normalize_limit(limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            params.append(status)
+            clauses.append(f"status = ${len(params)}")
+        if workflow_name is not None:
+            params.append(to_db(workflow_name))
+            clauses.append(f"workflow_name = ${len(params)}")
+        position = decode_cursor(cursor)
+        if position is not None:
+            params += [to_db(position[0]), to_db(position[1])]
+            n = len(params)
+            clauses.append(f"(started_at, run_id) < (${n - 1}, ${n})")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(count + 1)
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql.list_runs(where, f"${len(params)}"), *params)
+        pointers = [record_from_row(row).pointer() for row in rows[:count]]
+        more = len(rows) > count
+        return RunPage(pointers, encode_cursor(pointers[-1]) if more and pointers else None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._notifier.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except (*_CONNECTION_ERRORS, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pool.terminate()
+
+
+def _check_writable(path: str, row: asyncpg.Record | None, expected_seq: int | None) -> int:
+    """The stream's length if an append may go ahead, else the error that says why not."""
+    if row is None:
+        raise StreamMissingError(path=path)
+    if row["closed"]:
+        raise StreamClosedError(path=path)
+    length = int(row["length"])
+    if expected_seq is not None and expected_seq != length:
+        raise StreamConflictError(path=path, expected=expected_seq, actual=length)
+    return length
