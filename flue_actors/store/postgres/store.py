@@ -67,6 +67,9 @@ _CONNECTION_ERRORS: Final = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
 )
+# A connection the server terminated while it sat idle in the pool can surface as a protocol
+# state error on its next use (MagicStack/asyncpg#1069): it is broken the same way.
+_BROKEN_CONNECTION: Final = (*_CONNECTION_ERRORS, asyncpg.InternalClientError)
 
 
 class StoreConnectionError(ConnectionError):
@@ -98,7 +101,7 @@ class PostgresEventStore:
         if not is_postgres_url(url):
             raise ValueError(f"Not a PostgreSQL URL: {redact_url(url)}")
         self._dsn, url_schema = split_schema(url)
-        self.schema = schema or url_schema or DEFAULT_SCHEMA
+        self.schema = schema if schema is not None else (url_schema or DEFAULT_SCHEMA)
         quoted = quote_schema(self.schema)
         self.location = f"{redact_url(self._dsn)} (schema {self.schema})"
         self._url = url
@@ -173,8 +176,15 @@ class PostgresEventStore:
         pool = await self._ready_pool()
         try:
             async with pool.acquire() as conn:
-                yield conn
-        except _CONNECTION_ERRORS as error:
+                try:
+                    yield conn
+                except _BROKEN_CONNECTION as error:
+                    # Never hand a broken connection back: the pool opens a fresh one instead.
+                    # (One the server dropped has already left the pool on its own.)
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
+                    raise error
+        except _BROKEN_CONNECTION as error:
             raise StoreConnectionError(
                 f"Lost the connection to the PostgreSQL store at {self.location}: "
                 + redact_text(f"{type(error).__name__}: {error}", self._url)
