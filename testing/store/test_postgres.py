@@ -226,6 +226,32 @@ async def test_waiter_in_one_store_wakes_on_append_through_another(tmp_path: Pat
             await writer.close()
 
 
+async def test_appends_notify_only_while_their_stream_is_watched(tmp_path: Path) -> None:
+    """NOTIFY serializes commits server-wide, so unwatched streams are appended without it."""
+    async with scratch_store(tmp_path) as store:
+        await store.create_stream("agents/quiet")
+        heard: list[str] = []
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await conn.add_listener(
+                f"flue_{store.schema}", lambda *args: heard.append(str(args[3]))
+            )
+            await store.append("agents/quiet", [log_event(index=0)])
+            await store.close_stream("agents/other-missing")
+            await asyncio.sleep(0.2)
+            assert heard == []
+            waiter = asyncio.create_task(
+                store.wait_for_append("agents/quiet", length=1, timeout=10)
+            )
+            await asyncio.sleep(0.2)
+            await store.append("agents/quiet", [log_event(index=1)])
+            assert await waiter is True
+            await asyncio.sleep(0.2)
+            assert heard == ["agents/quiet"]
+        finally:
+            await conn.close()
+
+
 _APPENDER = """
 import asyncio, sys, time
 from flue_actors.store import PostgresEventStore

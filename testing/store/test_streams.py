@@ -445,6 +445,18 @@ async def test_wait_for_append_ignores_other_streams(store: EventStore) -> None:
     assert woke is False
 
 
+async def test_wait_for_append_on_a_stream_created_later(store: EventStore) -> None:
+    waiter = asyncio.create_task(store.wait_for_append(PATH, length=0, timeout=2.0))
+    await asyncio.sleep(0.05)
+    await store.create_stream(PATH)
+    await asyncio.sleep(0.1)
+    assert not waiter.done(), "an empty stream holds no more than 0 events"
+    started = time.monotonic()
+    await store.append(PATH, [log_event(index=0)])
+    assert await waiter is True
+    assert time.monotonic() - started < 0.5
+
+
 async def test_wait_for_append_returns_at_once_when_already_satisfied(store: EventStore) -> None:
     await store.create_stream(PATH)
     await append_events(store, PATH, 3)

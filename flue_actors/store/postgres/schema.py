@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS {s}.streams (
     path text COLLATE "C" PRIMARY KEY,
     length bigint NOT NULL DEFAULT 0,
     closed boolean NOT NULL DEFAULT false,
-    header text
+    header text,
+    watched_until timestamptz
 );
 CREATE TABLE IF NOT EXISTS {s}.events (
     path text COLLATE "C" NOT NULL,

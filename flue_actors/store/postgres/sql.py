@@ -5,6 +5,13 @@ one round trip: the ``UPDATE ... RETURNING`` on the stream row is the fence (it 
 lock, and a racing writer re-checks ``length`` against the committed row, so two appends with the
 same ``expected_seq`` cannot both match) and ``pg_notify`` rides in the same transaction, so it is
 delivered exactly when the events become visible.
+
+PostgreSQL serializes the commits of every transaction that notifies (database-wide), which would
+cap appends at one fsync each. So an append notifies only while its stream is *watched*: a waiter
+first sets ``watched_until`` on the stream row (``watch``). That update and an append's update
+take the same row lock, so either the waiter's update sees the append's new length, or the
+append sees the watch and notifies. Creating a stream always notifies, for waiters on a stream
+that did not exist yet.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ _RUN_CASTS: Final = (
 )
 _UPSERT_SET: Final = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[1:])
 _RUNS_PREFIX: Final = "path >= 'runs/' AND path < 'runs0'"
+_IF_WATCHED: Final = "CASE WHEN watched_until >= now() THEN pg_notify({ch}, {payload}) END"
 
 # {s} is the quoted schema, {ch} the channel as a string literal.
 _TEMPLATES: Final = {
@@ -32,7 +40,7 @@ WITH s AS (
     UPDATE {s}.streams
        SET length = length + cardinality($2::text[]), closed = closed OR $4::boolean
      WHERE path = $1 AND NOT closed AND ($3::bigint IS NULL OR length = $3::bigint)
- RETURNING length - cardinality($2::text[]) AS start, pg_notify({ch}, $6::text) AS notified
+ RETURNING length - cardinality($2::text[]) AS start, {if_watched_6} AS notified
 ), ins AS (
     INSERT INTO {s}.events (path, seq, type, data)
     SELECT $1, s.start + e.ord - 1, e.type, e.data
@@ -47,7 +55,7 @@ WITH prior AS (
 ), s AS (
     UPDATE {s}.streams SET length = length + 1
      WHERE path = $1 AND NOT closed AND NOT EXISTS (SELECT FROM prior)
- RETURNING length - 1 AS start, pg_notify({ch}, $5::text) AS notified
+ RETURNING length - 1 AS start, {if_watched_5} AS notified
 ), ins AS (
     INSERT INTO {s}.events (path, seq, type, idempotency_key, data)
     SELECT $1, s.start, $3, $2, $4 FROM s
@@ -66,7 +74,7 @@ WITH ins AS (
     UPDATE {{s}}.streams
        SET length = $2::bigint + cardinality($3::text[]), closed = closed OR $6::boolean
      WHERE path = $1
- RETURNING pg_notify({{ch}}, $7::text) AS notified
+ RETURNING {{if_watched_7}} AS notified
 ), run AS (
     INSERT INTO {{s}}.runs ({_COLUMNS}) SELECT {_RUN_CASTS} WHERE $19::boolean
     ON CONFLICT (run_id) DO UPDATE SET {_UPSERT_SET}
@@ -88,10 +96,16 @@ WITH r AS (
     RETURNING pg_notify({{ch}}, $14::text) AS notified
 )
 SELECT count(*) FROM r""",
-    "create": "INSERT INTO {s}.streams (path) VALUES ($1) ON CONFLICT (path) DO NOTHING",
+    # $1 path, $2 notify payload
+    "create": "INSERT INTO {s}.streams (path) VALUES ($1) ON CONFLICT (path) DO NOTHING "
+    "RETURNING pg_notify({ch}, $2::text) AS notified",
     # $1 path, $2 notify payload
     "close": "UPDATE {s}.streams SET closed = true WHERE path = $1 AND NOT closed "
-    "RETURNING pg_notify({ch}, $2::text) AS notified",
+    "RETURNING {if_watched_2} AS notified",
+    # $1 path, $2 seconds: a waiter's mark (see above), and the stream's state after it.
+    "watch": "UPDATE {s}.streams "
+    "SET watched_until = greatest(watched_until, now() + make_interval(secs => $2::float8)) "
+    "WHERE path = $1 RETURNING length, closed",
     # $1 path, $2 after, $3 limit: the stream's state and a page of its events, one snapshot.
     "read": """
 SELECT s.length, s.closed, e.seq, e.data
@@ -129,6 +143,7 @@ class Statements:
     admit: str
     create: str
     close: str
+    watch: str
     read: str
     get_run: str
     rebuild_lock: str
@@ -139,8 +154,13 @@ class Statements:
     def __init__(self, schema: str, channel: str) -> None:
         self.schema = schema
         self.channel = channel
+        ch = _literal(channel)
+        watched = {
+            f"if_watched_{n}": _IF_WATCHED.format(ch=ch, payload=f"${n}::text")
+            for n in (2, 5, 6, 7)
+        }
         for name, template in _TEMPLATES.items():
-            setattr(self, name, template.format(s=schema, ch=_literal(channel)))
+            setattr(self, name, template.format(s=schema, ch=ch, **watched))
 
     def list_runs(self, where: str, limit_param: str) -> str:
         return (

@@ -160,6 +160,7 @@ class PostgresEventStore:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 timeout=self._timeout,
+                reset=_keep_session,
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as error:
             raise self._unreachable(error) from None
@@ -203,7 +204,7 @@ class PostgresEventStore:
                 try:
                     # Listening and registered before looking: an append after the look wakes us.
                     await self._notifier.listen()
-                    meta = await self.stream_meta(path)
+                    meta = await self._watch(path, deadline - loop.time())
                 except StoreConnectionError:
                     if first:
                         raise
@@ -224,6 +225,12 @@ class PostgresEventStore:
             finally:
                 self._notifier.unregister(key, waiter)
 
+    async def _watch(self, path: str, seconds: float) -> StreamMeta | None:
+        """Mark the stream watched for ``seconds`` (so appends notify) and return its state."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._sql.watch, to_db(path), max(seconds, 0.0) + 1.0)
+        return None if row is None else _meta(row)
+
     # --- writes ---------------------------------------------------------------------------------
 
     async def admit_run(self, header: RunAdmittedEvent) -> bool:
@@ -240,7 +247,8 @@ class PostgresEventStore:
 
     async def create_stream(self, path: str) -> None:
         async with self._connection() as conn:
-            await conn.execute(self._sql.create, to_db(path))
+            db_path = to_db(path)
+            await conn.execute(self._sql.create, db_path, notify_key(db_path))
 
     async def append(
         self,
@@ -429,12 +437,7 @@ class PostgresEventStore:
     async def stream_meta(self, path: str) -> StreamMeta | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(self._sql.meta, to_db(path))
-        if row is None:
-            return None
-        length = int(row["length"])
-        return StreamMeta(
-            next_offset=format_offset(length - 1), length=length, closed=row["closed"]
-        )
+        return None if row is None else _meta(row)
 
     async def read_header(self, run_id: str) -> RunAdmittedEvent | None:
         async with self._connection() as conn:
@@ -487,6 +490,17 @@ class PostgresEventStore:
                 await asyncio.wait_for(pool.close(), timeout=10)
             except (*_CONNECTION_ERRORS, asyncpg.PostgresError, asyncpg.InterfaceError):
                 pool.terminate()
+
+
+def _meta(row: asyncpg.Record) -> StreamMeta:
+    length = int(row["length"])
+    return StreamMeta(next_offset=format_offset(length - 1), length=length, closed=row["closed"])
+
+
+async def _keep_session(conn: Connection) -> None:
+    """Released connections need no reset query (a round trip per request): the store never
+    changes session state on pooled connections, and the pool still rolls back any transaction
+    left open."""
 
 
 def _check_writable(path: str, row: asyncpg.Record | None, expected_seq: int | None) -> int:
