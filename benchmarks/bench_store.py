@@ -42,24 +42,26 @@ TARGETS = {
 }
 
 
+_ENVELOPE = {"v": 3, "eventIndex": 0, "timestamp": "2025-01-01T00:00:00.000Z", "runId": ""}
+_PAYLOADS: dict[str, dict[str, Any]] = {
+    "log": {"type": "log", "level": "info", "message": "a step of the run, logged"},
+    "run_start": {
+        "type": "run_start",
+        "workflowName": "bench",
+        "startedAt": "2025-01-01T00:00:00.000Z",
+        "input": {},
+    },
+    "run_end": {"type": "run_end", "isError": False, "result": {"ok": True}, "durationMs": 1},
+}
+
+
 def _event(run_id: str, index: int, kind: str = "log") -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "v": 3,
-        "eventIndex": index,
-        "timestamp": "2025-01-01T00:00:00.000Z",
-        "runId": run_id,
-        "type": kind,
-    }
+    """A v3 event of about 200 bytes of JSON, as a run's stream carries."""
+    event = {**_ENVELOPE, **_PAYLOADS[kind]}
+    event["eventIndex"] = index
+    event["runId"] = run_id
     if kind == "log":
-        event |= {
-            "level": "info",
-            "message": f"step {index} of the run",
-            "attributes": {"i": index},
-        }
-    elif kind == "run_start":
-        event |= {"workflowName": "bench", "startedAt": "2025-01-01T00:00:00.000Z", "input": {}}
-    else:
-        event |= {"isError": False, "result": {"ok": True}, "durationMs": index}
+        event["attributes"] = {"step": index}
     return event
 
 
@@ -182,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", type=int, default=20_000, help="single-event appends")
     parser.add_argument("--per-run", type=int, default=1000, help="events per run")
     parser.add_argument("--batch", type=int, default=100, help="events per batched append")
-    parser.add_argument("--writers", type=int, default=16, help="concurrent writers")
-    parser.add_argument("--pool", type=int, default=8, help="PostgreSQL pool size")
+    parser.add_argument("--writers", type=int, default=32, help="concurrent writers")
+    parser.add_argument("--pool", type=int, default=16, help="PostgreSQL pool size")
     parser.add_argument("--quick", action="store_true", help="100,000 events, 5,000 single")
     parser.add_argument(
         "--postgres-url",

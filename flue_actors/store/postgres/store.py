@@ -15,9 +15,8 @@ in the same transaction, under the stream row's lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
@@ -39,45 +38,20 @@ from ...records import (
 from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
 from ..offsets import NOW, format_offset, parse_offset
 from .codec import RUN_COLUMNS, from_db, notify_key, record_from_row, record_row, to_db
+from .connection import Database, StoreConnectionError
 from .notify import StreamNotifier
-from .schema import SCHEMA_VERSION, ensure_schema, quote_schema
+from .schema import SCHEMA_VERSION, quote_schema
 from .sql import Statements
-from .urls import is_postgres_url, redact_text, redact_url, split_schema
+from .urls import is_postgres_url, redact_url, split_schema
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
-    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
-    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+    from .connection import Conn
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresEventStore", "StoreConnectionError"]
 
 DEFAULT_SCHEMA: Final = "flue"
 _RUN_PREFIX: Final = "runs/"
-_DB_RUN_PREFIX: Final = to_db(_RUN_PREFIX)
 _RETRIES: Final = 3
-# The driver's ways of saying "the server went away" (or is not back yet).
-_CONNECTION_ERRORS: Final = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
-# A connection the server terminated while it sat idle in the pool can surface as a protocol
-# state error on its next use (MagicStack/asyncpg#1069): it is broken the same way.
-_BROKEN_CONNECTION: Final = (*_CONNECTION_ERRORS, asyncpg.InternalClientError)
-
-
-class StoreConnectionError(ConnectionError):
-    """The PostgreSQL server could not be reached or dropped the connection mid-request.
-
-    Whatever was being written may or may not have committed; appends are fenced by
-    ``expected_seq``, so retrying one can never duplicate it. The message never shows a password.
-    """
 
 
 def _event_type(event: dict[str, Any]) -> str | None:
@@ -100,96 +74,29 @@ class PostgresEventStore:
     ) -> None:
         if not is_postgres_url(url):
             raise ValueError(f"Not a PostgreSQL URL: {redact_url(url)}")
-        self._dsn, url_schema = split_schema(url)
+        dsn, url_schema = split_schema(url)
         self.schema = schema if schema is not None else (url_schema or DEFAULT_SCHEMA)
         quoted = quote_schema(self.schema)
-        self.location = f"{redact_url(self._dsn)} (schema {self.schema})"
-        self._url = url
+        self.location = f"{redact_url(dsn)} (schema {self.schema})"
         self._sql = Statements(quoted, f"flue_{self.schema}"[:63])
-        self._min_size = min_size
-        self._max_size = max_size
-        self._timeout = connect_timeout
-        self._pool: Pool | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._open_lock = asyncio.Lock()
-        self._notifier = StreamNotifier(self._connect, self._sql.channel)
-        self._closed = False
+        self._db = Database(
+            dsn,
+            url=url,
+            schema=self.schema,
+            location=self.location,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+        )
+        self._connection = self._db.connection
+        self._notifier = StreamNotifier(self._db.connect, self._sql.channel)
 
     def __repr__(self) -> str:
         return f"PostgresEventStore({self.location!r})"
 
-    # --- connections ----------------------------------------------------------------------------
-
-    def _unreachable(self, error: BaseException) -> StoreConnectionError:
-        reason = redact_text(f"{type(error).__name__}: {error}", self._url)
-        return StoreConnectionError(
-            f"Could not reach the PostgreSQL store at {self.location}: {reason}"
-        )
-
-    async def _connect(self) -> Connection:
-        try:
-            return await asyncpg.connect(self._dsn, timeout=self._timeout)
-        except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as error:
-            raise self._unreachable(error) from None
-
     async def open(self) -> None:
         """Connect and check (or create) the schema now rather than on first use."""
-        await self._ready_pool()
-
-    async def _ready_pool(self) -> Pool:
-        pool = self._pool
-        if pool is None:
-            async with self._open_lock:
-                if self._pool is None:
-                    self._pool = await self._open_pool()
-                    self._loop = asyncio.get_running_loop()
-                pool = self._pool
-        if asyncio.get_running_loop() is not self._loop:
-            raise RuntimeError(
-                "A PostgresEventStore is bound to the event loop it was first used on; "
-                "open another store for this loop."
-            )
-        return pool
-
-    async def _open_pool(self) -> Pool:
-        if self._closed:
-            raise RuntimeError("The PostgreSQL store is closed.")
-        try:
-            pool: Pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                timeout=self._timeout,
-                reset=_keep_session,
-            )
-        except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as error:
-            raise self._unreachable(error) from None
-        try:
-            async with pool.acquire() as conn:
-                await ensure_schema(conn, self.schema, location=self.location)
-        except BaseException:
-            pool.terminate()
-            raise
-        return pool
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Conn]:
-        pool = await self._ready_pool()
-        try:
-            async with pool.acquire() as conn:
-                try:
-                    yield conn
-                except _BROKEN_CONNECTION as error:
-                    # Never hand a broken connection back: the pool opens a fresh one instead.
-                    # (One the server dropped has already left the pool on its own.)
-                    with contextlib.suppress(asyncpg.InterfaceError):
-                        conn.terminate()
-                    raise error
-        except _BROKEN_CONNECTION as error:
-            raise StoreConnectionError(
-                f"Lost the connection to the PostgreSQL store at {self.location}: "
-                + redact_text(f"{type(error).__name__}: {error}", self._url)
-            ) from error
+        await self._db.pool()
 
     # --- notification ---------------------------------------------------------------------------
 
@@ -480,27 +387,13 @@ class PostgresEventStore:
         return RunPage(pointers, encode_cursor(pointers[-1]) if more and pointers else None)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         await self._notifier.close()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), timeout=10)
-            except (*_CONNECTION_ERRORS, asyncpg.PostgresError, asyncpg.InterfaceError):
-                pool.terminate()
+        await self._db.close()
 
 
 def _meta(row: asyncpg.Record) -> StreamMeta:
     length = int(row["length"])
     return StreamMeta(next_offset=format_offset(length - 1), length=length, closed=row["closed"])
-
-
-async def _keep_session(conn: Connection) -> None:
-    """Released connections need no reset query (a round trip per request): the store never
-    changes session state on pooled connections, and the pool still rolls back any transaction
-    left open."""
 
 
 def _check_writable(path: str, row: asyncpg.Record | None, expected_seq: int | None) -> int:
