@@ -579,3 +579,16 @@ async def test_any_path_can_be_written_read_and_waited_on(store: EventStore, pat
     await store.append_once(path, "k\x00", log_event(index=3))
     assert await waiter is True
     assert await store.append_once(path, "k\x00", log_event(index=3)) == format_offset(3)
+
+
+async def test_concurrent_append_once_with_one_key_appends_once(store: EventStore) -> None:
+    await store.create_stream(PATH)
+    event = log_event(index=0, message="once")
+    outcomes = await gather_settled([store.append_once(PATH, "k", dict(event)) for _ in range(6)])
+    assert outcomes == [FIRST_OFFSET] * 6
+    rivals = [log_event(index=1, message=f"rival {i}") for i in range(4)]
+    outcomes = await gather_settled([store.append_once(PATH, "r", e) for e in rivals])
+    offsets = [o for o in outcomes if isinstance(o, str)]
+    assert offsets == [format_offset(1)]
+    assert sum(isinstance(o, StreamPayloadConflictError) for o in outcomes) == 3
+    assert len(await read_all(store, PATH)) == 2

@@ -258,34 +258,41 @@ class PostgresEventStore:
         db_path, db_key = to_db(path), to_db(key)
         lifecycle = path.startswith(_RUN_PREFIX) and event.get("type") in LIFECYCLE_EVENT_TYPES
         async with self._connection() as conn:
-            for attempt in range(_RETRIES):
-                try:
-                    if lifecycle:
-                        seq = await self._write_locked(
-                            conn, path, [data], [kind], [event], None, False, db_key
-                        )
-                        if seq < 0:
-                            return format_offset(-1 - seq)
-                        break
-                    row = await conn.fetchrow(
-                        self._sql.append_once, db_path, db_key, kind, data, notify_key(db_path)
-                    )
-                except asyncpg.UniqueViolationError:
-                    # A twin with the same key committed first: look again and find it.
-                    if attempt == _RETRIES - 1:
-                        raise
-                    continue
-                assert row is not None
-                if row["start"] is not None:
-                    seq = int(row["start"])
-                    break
-                if row["prior_seq"] is not None:
-                    if row["prior_data"] != data:
-                        raise PayloadConflict(path=path, key=key)
-                    return format_offset(int(row["prior_seq"]))
-                _check_writable(path, await conn.fetchrow(self._sql.meta, db_path), None)
+            if lifecycle:
+                seq = await self._write_locked(
+                    conn, path, [data], [kind], [event], None, False, db_key
+                )
+            else:
+                seq = await self._append_once_fast(conn, path, db_key, kind, data)
+        if seq < 0:  # appended before with this key
+            return format_offset(-1 - seq)
         self._notifier.wake(notify_key(db_path))
         return format_offset(seq)
+
+    async def _append_once_fast(
+        self, conn: Conn, path: str, db_key: str, kind: str | None, data: str
+    ) -> int:
+        """The new event's sequence, or ``-1 - seq`` of the event appended before with the key."""
+        db_path = to_db(path)
+        for attempt in range(_RETRIES):
+            try:
+                row = await conn.fetchrow(
+                    self._sql.append_once, db_path, db_key, kind, data, notify_key(db_path)
+                )
+            except asyncpg.UniqueViolationError:
+                # A twin with the same key committed first: look again and find it.
+                if attempt == _RETRIES - 1:
+                    raise
+                continue
+            assert row is not None
+            if row["start"] is not None:
+                return int(row["start"])
+            if row["prior_seq"] is not None:
+                if row["prior_data"] != data:
+                    raise PayloadConflict(path=path, key=from_db(db_key))
+                return -1 - int(row["prior_seq"])
+            _check_writable(path, await conn.fetchrow(self._sql.meta, db_path), None)
+        raise RuntimeError(f"append_once to {path!r} kept being refused")  # pragma: no cover
 
     async def close_stream(self, path: str) -> None:
         db_path = to_db(path)
