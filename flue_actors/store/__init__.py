@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .base import EventStore, StoredEvent, StreamMeta, StreamPage, run_stream
 from .offsets import BEFORE_START, NOW, format_offset, is_offset, parse_offset
+from .postgres import PostgresEventStore, is_postgres_url, redact_url
 from .sqlite import SqliteEventStore
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "NOW",
     "EventStore",
+    "PostgresEventStore",
     "SqliteEventStore",
     "StoredEvent",
     "StreamMeta",
@@ -24,6 +26,7 @@ __all__ = [
     "is_sqlite_url",
     "open_store",
     "parse_offset",
+    "redact_url",
     "resolve_database_url",
     "run_stream",
 ]
@@ -54,9 +57,13 @@ def open_store(url: str | None = None) -> EventStore:
     """Open the store a URL names.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite://:memory:`` (or a
-    plain file path) select the embedded SQLite log.
+    plain file path) select the embedded SQLite log; ``postgresql://user@host/db`` (or
+    ``postgres://``, optionally with ``?schema=name``) the PostgreSQL log, which connects on first
+    use.
     """
     url = resolve_database_url(url)
+    if is_postgres_url(url):
+        return PostgresEventStore(url)
     if url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:"):
         return SqliteEventStore(":memory:")
     if url.startswith("sqlite://"):
@@ -68,6 +75,6 @@ def open_store(url: str | None = None) -> EventStore:
         return SqliteEventStore(Path(url))
     scheme = url.split("://", 1)[0]
     raise ValueError(
-        f"Unsupported FLUE_DATABASE_URL scheme {scheme!r}: this build supports sqlite:// URLs "
-        "and file paths. (The credentials in the URL are not repeated here.)"
+        f"Unsupported FLUE_DATABASE_URL scheme {scheme!r}: use a sqlite:// URL, a file path or "
+        "a postgresql:// URL. (The credentials in the URL are not repeated here.)"
     )

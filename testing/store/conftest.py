@@ -11,24 +11,29 @@ v3 envelope (``v``, ``eventIndex``, ``timestamp``, ``runId``) around each payloa
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
 from flue_actors.events import RunAdmittedEvent, RunError
 from flue_actors.jsonvalue import UNSET, JsonValue, Unset
-from flue_actors.store import EventStore, SqliteEventStore, StoredEvent
+from flue_actors.store import EventStore, PostgresEventStore, SqliteEventStore, StoredEvent
 
 __all__ = [
     "BACKENDS",
     "PERSISTENT_BACKENDS",
+    "POSTGRES_URL",
     "StoreOpener",
     "admission",
     "append_events",
+    "drop_scratch_schemas",
     "gather_settled",
     "iso",
     "log_event",
@@ -38,21 +43,50 @@ __all__ = [
     "run_end",
     "run_resume",
     "run_start",
+    "scratch_schema",
 ]
 
-BACKENDS: list[str] = ["sqlite-memory", "sqlite-file"]
+BACKENDS: list[str] = ["sqlite-memory", "sqlite-file", "postgres"]
 # Backends whose data outlives the store object, so a second store can reopen it.
-PERSISTENT_BACKENDS: list[str] = ["sqlite-file"]
+PERSISTENT_BACKENDS: list[str] = ["sqlite-file", "postgres"]
+
+# The PostgreSQL server the "postgres" backend uses. It must be reachable: an unreachable server
+# fails those tests (CI has one), it never skips them.
+POSTGRES_URL = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Schemas the "postgres" backend created and that are not dropped yet.
+_SCRATCH_SCHEMAS: set[str] = set()
 
 StoreOpener = Callable[[], EventStore]
 
 
+def scratch_schema(tmp_path: Path) -> str:
+    """The schema a test's PostgreSQL stores use: one per ``tmp_path``, so reopening finds it."""
+    schema = "flue_t_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:24]
+    _SCRATCH_SCHEMAS.add(schema)
+    return schema
+
+
+async def drop_scratch_schemas() -> None:
+    """Drop every schema :func:`scratch_schema` handed out (after its stores are closed)."""
+    if not _SCRATCH_SCHEMAS:
+        return
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        while _SCRATCH_SCHEMAS:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{_SCRATCH_SCHEMAS.pop()}" CASCADE')
+    finally:
+        await conn.close()
+
+
 def open_backend(backend: str, tmp_path: Path) -> EventStore:
-    """A new store on ``backend``; persistent backends keep their data under ``tmp_path``."""
+    """A new store on ``backend``; persistent backends keep their data under ``tmp_path`` (for
+    PostgreSQL: in a schema named after it, dropped by :func:`drop_scratch_schemas`)."""
     if backend == "sqlite-memory":
         return SqliteEventStore(":memory:")
     if backend == "sqlite-file":
         return SqliteEventStore(tmp_path / "flue.db")
+    if backend == "postgres":
+        return PostgresEventStore(POSTGRES_URL, schema=scratch_schema(tmp_path), max_size=8)
     raise ValueError(f"Unknown store backend {backend!r}.")
 
 
@@ -63,6 +97,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
     finally:
         await opened.close()
+        await drop_scratch_schemas()
 
 
 @pytest_asyncio.fixture(params=PERSISTENT_BACKENDS)
@@ -82,6 +117,7 @@ async def store_opener(
     finally:
         for each in opened:
             await each.close()  # closing twice is a no-op, so tests may close early
+        await drop_scratch_schemas()
 
 
 # --- Factories ------------------------------------------------------------------------------------

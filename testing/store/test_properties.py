@@ -29,6 +29,7 @@ from flue_actors.store import (
 from .conftest import (
     BACKENDS,
     admission,
+    drop_scratch_schemas,
     iso,
     log_event,
     open_backend,
@@ -50,6 +51,7 @@ async def fresh_store(backend: str) -> AsyncIterator[EventStore]:
             yield store
         finally:
             await store.close()
+            await drop_scratch_schemas()
 
 
 # --- Strategies -----------------------------------------------------------------------------------

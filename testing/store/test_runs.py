@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import sqlite3
@@ -743,3 +744,86 @@ async def test_other_schema_version_is_refused(tmp_path: Path, found: int) -> No
     finally:
         conn.close()
     assert row == (str(found),)
+
+
+# --- Concurrency ----------------------------------------------------------------------------------
+
+
+async def _write_run(store: EventStore, n: int) -> RunRecord:
+    """One run's whole life, as a RunActor writes it: admit, then fenced appends, then the end."""
+    run_id = make_run_id(n)
+    path = run_stream(run_id)
+    header = admission(run_id, workflow_name=f"w{n % 3}", started_at=iso(n // 2), run_input=n)
+    assert await store.admit_run(header) is True
+    await store.append(
+        path, [run_start(run_id, run_input=n), log_event(run_id, index=1)], expected_seq=0
+    )
+    for i in range(2, 6):
+        await store.append(path, [log_event(run_id, index=i)], expected_seq=i)
+    end = run_end(run_id, index=6, duration_ms=n, timestamp=iso(1000 + n), result={"n": n})
+    await store.append(path, [end], expected_seq=6, close=True)
+    expected = fold(header, [run_start(run_id, run_input=n), end])
+    assert expected is not None
+    return expected
+
+
+async def test_many_runs_written_at_once_all_land(store: EventStore) -> None:
+    expected = await gather_settled([_write_run(store, n) for n in range(60)])
+    assert all(isinstance(r, RunRecord) for r in expected), expected
+    for record in expected:
+        assert await store.get_run(record.run_id) == record
+        assert await store.stream_meta(run_stream(record.run_id)) == StreamMeta(
+            "0000000000000000_0000000000000006", 7, closed=True
+        )
+    seen, _ = await _page_through(store, limit=7)
+    assert seen == _newest_first(expected)
+    assert await store.rebuild_records() == 60
+    assert [await store.get_run(r.run_id) for r in expected] == expected
+
+
+async def test_listing_while_runs_are_written_stays_consistent(store: EventStore) -> None:
+    writers = asyncio.ensure_future(gather_settled([_write_run(store, n) for n in range(40)]))
+    passes = 0
+    while not writers.done() or passes < 2:
+        passes += 1
+        seen: list[tuple[str, str]] = []
+        cursor: str | None = None
+        while True:
+            page = await store.list_runs(limit=5, cursor=cursor, status=None)
+            for pointer in page.runs:
+                assert pointer.status in ("active", "completed")
+                if pointer.status == "completed":
+                    # A completed pointer means the whole record is there.
+                    record = await _get(store, pointer.run_id)
+                    assert record.result == {"n": int(pointer.run_id[4:])}
+                seen.append((pointer.started_at, pointer.run_id))
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        # Keyset paging: strictly newest first, never a run twice, even while runs are admitted.
+        assert seen == sorted(set(seen), reverse=True)
+        await asyncio.sleep(0)
+    expected = await writers
+    assert all(isinstance(r, RunRecord) for r in expected), expected
+    final, _ = await _page_through(store, limit=100)
+    assert final == _newest_first(expected)
+    completed = await store.list_runs(status="completed", limit=1000)
+    assert len(completed.runs) == 40
+
+
+async def test_names_with_control_characters_order_by_code_point(store: EventStore) -> None:
+    ids = ["run_\x00", "run_\x01", "run_\x01\x00", "run_\x02", "run_", "run_a\x00b", "run_a"]
+    await _admit(
+        store, *(admission(run_id, workflow_name="w\x00\x01", started_at=iso(1)) for run_id in ids)
+    )
+    seen, _ = await _page_through(store, limit=2, workflow_name="w\x00\x01")
+    assert seen == sorted(ids, reverse=True)
+    assert (await store.list_runs(workflow_name="w\x00")).runs == []
+    record = await _get(store, "run_a\x00b")
+    assert (record.run_id, record.workflow_name) == ("run_a\x00b", "w\x00\x01")
+    end = run_end("run_a\x00b", index=0, duration_ms=1, timestamp="t\x00", result="\x00")
+    await store.append(run_stream("run_a\x00b"), [end], close=True)
+    ended = await _get(store, "run_a\x00b")
+    assert (ended.status, ended.ended_at, ended.result) == ("completed", "t\x00", "\x00")
+    assert await store.rebuild_records() == len(ids)
+    assert await _get(store, "run_a\x00b") == ended

@@ -25,7 +25,7 @@ from flue_actors.store import (
     parse_offset,
 )
 
-from .conftest import append_events, gather_settled, log_event, read_all
+from .conftest import StoreOpener, append_events, gather_settled, log_event, read_all
 
 PATH = "agents/echo/a1"
 OTHER = "agents/echo/a2"
@@ -445,6 +445,18 @@ async def test_wait_for_append_ignores_other_streams(store: EventStore) -> None:
     assert woke is False
 
 
+async def test_wait_for_append_on_a_stream_created_later(store: EventStore) -> None:
+    waiter = asyncio.create_task(store.wait_for_append(PATH, length=0, timeout=2.0))
+    await asyncio.sleep(0.05)
+    await store.create_stream(PATH)
+    await asyncio.sleep(0.1)
+    assert not waiter.done(), "an empty stream holds no more than 0 events"
+    started = time.monotonic()
+    await store.append(PATH, [log_event(index=0)])
+    assert await waiter is True
+    assert time.monotonic() - started < 0.5
+
+
 async def test_wait_for_append_returns_at_once_when_already_satisfied(store: EventStore) -> None:
     await store.create_stream(PATH)
     await append_events(store, PATH, 3)
@@ -522,3 +534,61 @@ async def test_concurrent_appends_to_many_streams_all_land(store: EventStore) ->
             assert seq_of[offsets[1]] == seq_of[offsets[0]] + 1
             assert [data_at[o] for o in offsets] == batch
     assert await store.stream_meta("agents/load/missing") is None
+
+
+async def test_writers_in_separate_stores_race_and_exactly_one_wins(
+    store_opener: StoreOpener,
+) -> None:
+    """Two store objects (for PostgreSQL: two pools) on the same data, racing on one stream."""
+    first, second = store_opener(), store_opener()
+    await first.create_stream(PATH)
+    await append_events(first, PATH, 1)
+    for round_ in range(10):
+        expected = 1 + round_ * 2
+        batches = [
+            [log_event(index=100 * w + round_), log_event(index=100 * w + 50)] for w in (1, 2)
+        ]
+        outcomes = await gather_settled(
+            [
+                first.append(PATH, batches[0], expected_seq=expected),
+                second.append(PATH, batches[1], expected_seq=expected),
+            ]
+        )
+        winners = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, list)]
+        assert len(winners) == 1, outcomes
+        loser = outcomes[1 - winners[0]]
+        assert isinstance(loser, StreamConflictError)
+        assert (loser.expected, loser.actual) == (expected, expected + 2)
+        stored = await read_all(second, PATH, offset=format_offset(expected - 1))
+        assert [e.data for e in stored] == batches[winners[0]]
+    assert await first.stream_meta(PATH) == StreamMeta(format_offset(20), 21, closed=False)
+
+
+@pytest.mark.parametrize(
+    "path", ["agents/nul\x00inside", "agents/\x01\x00\x01", "agents/é/名前/🚀", "a" * 3000]
+)
+async def test_any_path_can_be_written_read_and_waited_on(store: EventStore, path: str) -> None:
+    await store.create_stream(path)
+    events = await append_events(store, path, 3)
+    assert [e.data for e in await read_all(store, path)] == events
+    assert await store.stream_meta(path) == StreamMeta(format_offset(2), 3, closed=False)
+    assert await store.stream_meta(path + "x") is None
+    waiter = asyncio.create_task(store.wait_for_append(path, length=3, timeout=2.0))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await store.append_once(path, "k\x00", log_event(index=3))
+    assert await waiter is True
+    assert await store.append_once(path, "k\x00", log_event(index=3)) == format_offset(3)
+
+
+async def test_concurrent_append_once_with_one_key_appends_once(store: EventStore) -> None:
+    await store.create_stream(PATH)
+    event = log_event(index=0, message="once")
+    outcomes = await gather_settled([store.append_once(PATH, "k", dict(event)) for _ in range(6)])
+    assert outcomes == [FIRST_OFFSET] * 6
+    rivals = [log_event(index=1, message=f"rival {i}") for i in range(4)]
+    outcomes = await gather_settled([store.append_once(PATH, "r", e) for e in rivals])
+    offsets = [o for o in outcomes if isinstance(o, str)]
+    assert offsets == [format_offset(1)]
+    assert sum(isinstance(o, StreamPayloadConflictError) for o in outcomes) == 3
+    assert len(await read_all(store, PATH)) == 2

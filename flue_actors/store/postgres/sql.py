@@ -1,0 +1,169 @@
+"""The statements of the PostgreSQL store, for one schema and one notification channel.
+
+Each write that can be is one statement, so with the driver's prepared-statement cache it costs
+one round trip: the ``UPDATE ... RETURNING`` on the stream row is the fence (it takes the row
+lock, and a racing writer re-checks ``length`` against the committed row, so two appends with the
+same ``expected_seq`` cannot both match) and ``pg_notify`` rides in the same transaction, so it is
+delivered exactly when the events become visible.
+
+PostgreSQL serializes the commits of every transaction that notifies (database-wide), which would
+cap appends at one fsync each. So an append notifies only while its stream is *watched*: a waiter
+first sets ``watched_until`` on the stream row (``watch``). That update and an append's update
+take the same row lock, so either the waiter's update sees the append's new length, or the
+append sees the watch and notifies. Creating a stream always notifies, for waiters on a stream
+that did not exist yet.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .codec import RUN_COLUMNS
+
+__all__ = ["LIFECYCLE_TYPES_SQL", "Statements"]
+
+LIFECYCLE_TYPES_SQL: Final = "('run_start', 'run_resume', 'run_end')"
+_COLUMNS: Final = ", ".join(RUN_COLUMNS)
+_RUN_CASTS: Final = (
+    "$8::text, $9::text, $10::text, $11::text, $12::text, $13::text, $14::text, "
+    "$15::boolean, $16::bigint, $17::text, $18::text"
+)
+_UPSERT_SET: Final = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[1:])
+_RUNS_PREFIX: Final = "path >= 'runs/' AND path < 'runs0'"
+_IF_WATCHED: Final = "CASE WHEN watched_until >= now() THEN pg_notify({ch}, {payload}) END"
+
+# {s} is the quoted schema, {ch} the channel as a string literal.
+_TEMPLATES: Final = {
+    # $1 path, $2 data[], $3 expected_seq, $4 close, $5 types[], $6 notify payload
+    "append": """
+WITH s AS (
+    UPDATE {s}.streams
+       SET length = length + cardinality($2::text[]), closed = closed OR $4::boolean
+     WHERE path = $1 AND NOT closed AND ($3::bigint IS NULL OR length = $3::bigint)
+ RETURNING length - cardinality($2::text[]) AS start, {if_watched_6} AS notified
+), ins AS (
+    INSERT INTO {s}.events (path, seq, type, data)
+    SELECT $1, s.start + e.ord - 1, e.type, e.data
+      FROM s, unnest($5::text[], $2::text[]) WITH ORDINALITY AS e(type, data, ord)
+)
+SELECT start FROM s""",
+    # $1 path, $2 key, $3 type, $4 data, $5 notify payload. A racing twin with the same key
+    # fails on events_by_key and is retried by the caller, then finds the prior event.
+    "append_once": """
+WITH prior AS (
+    SELECT seq, data FROM {s}.events WHERE path = $1 AND idempotency_key = $2
+), s AS (
+    UPDATE {s}.streams SET length = length + 1
+     WHERE path = $1 AND NOT closed AND NOT EXISTS (SELECT FROM prior)
+ RETURNING length - 1 AS start, {if_watched_5} AS notified
+), ins AS (
+    INSERT INTO {s}.events (path, seq, type, idempotency_key, data)
+    SELECT $1, s.start, $3, $2, $4 FROM s
+)
+SELECT (SELECT start FROM s) AS start, p.seq AS prior_seq, p.data AS prior_data
+  FROM (SELECT) AS one LEFT JOIN prior AS p ON true""",
+    # In a transaction that holds the stream row (``lock``): events, length and run record.
+    # $1 path, $2 start, $3 data[], $4 types[], $5 key, $6 close, $7 notify payload,
+    # $8-$18 the run record (RUN_COLUMNS order), $19 whether to write it
+    "write_locked": f"""
+WITH ins AS (
+    INSERT INTO {{s}}.events (path, seq, type, idempotency_key, data)
+    SELECT $1, $2::bigint + e.ord - 1, e.type, $5::text, e.data
+      FROM unnest($4::text[], $3::text[]) WITH ORDINALITY AS e(type, data, ord)
+), st AS (
+    UPDATE {{s}}.streams
+       SET length = $2::bigint + cardinality($3::text[]), closed = closed OR $6::boolean
+     WHERE path = $1
+ RETURNING {{if_watched_7}} AS notified
+), run AS (
+    INSERT INTO {{s}}.runs ({_COLUMNS}) SELECT {_RUN_CASTS} WHERE $19::boolean
+    ON CONFLICT (run_id) DO UPDATE SET {_UPSERT_SET}
+)
+SELECT count(*) FROM st""",
+    "lock": "SELECT length, closed FROM {s}.streams WHERE path = $1 FOR UPDATE",
+    "prior": "SELECT seq, data FROM {s}.events WHERE path = $1 AND idempotency_key = $2",
+    "meta": "SELECT length, closed FROM {s}.streams WHERE path = $1",
+    "header": "SELECT header FROM {s}.streams WHERE path = $1",
+    # $1-$11 the record, $12 path, $13 header, $14 notify payload
+    "admit": f"""
+WITH r AS (
+    INSERT INTO {{s}}.runs ({_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (run_id) DO NOTHING RETURNING run_id
+), st AS (
+    INSERT INTO {{s}}.streams (path, header) SELECT $12, $13 FROM r
+    ON CONFLICT (path) DO UPDATE SET header = coalesce(streams.header, excluded.header)
+    RETURNING pg_notify({{ch}}, $14::text) AS notified
+)
+SELECT count(*) FROM r""",
+    # $1 path, $2 notify payload
+    "create": "INSERT INTO {s}.streams (path) VALUES ($1) ON CONFLICT (path) DO NOTHING "
+    "RETURNING pg_notify({ch}, $2::text) AS notified",
+    # $1 path, $2 notify payload
+    "close": "UPDATE {s}.streams SET closed = true WHERE path = $1 AND NOT closed "
+    "RETURNING {if_watched_2} AS notified",
+    # $1 path, $2 seconds: a waiter's mark (see above), and the stream's state after it.
+    "watch": "UPDATE {s}.streams "
+    "SET watched_until = greatest(watched_until, now() + make_interval(secs => $2::float8)) "
+    "WHERE path = $1 RETURNING length, closed",
+    # $1 path, $2 after, $3 limit: the stream's state and a page of its events, one snapshot.
+    "read": """
+SELECT s.length, s.closed, e.seq, e.data
+  FROM {s}.streams AS s
+  LEFT JOIN LATERAL (
+      SELECT seq, data FROM {s}.events
+       WHERE path = s.path AND seq > $2 ORDER BY seq LIMIT $3
+  ) AS e ON true
+ WHERE s.path = $1
+ ORDER BY e.seq""",
+    "get_run": f"SELECT {_COLUMNS} FROM {{s}}.runs WHERE run_id = $1",
+    # Rebuild blocks every writer (their row locks conflict with EXCLUSIVE), never a reader.
+    "rebuild_lock": "LOCK TABLE {s}.streams, {s}.runs IN EXCLUSIVE MODE",
+    "rebuild_clear": "DELETE FROM {s}.runs",
+    "rebuild_headers": f"SELECT path, header FROM {{s}}.streams WHERE {_RUNS_PREFIX}",
+    "rebuild_events": f"SELECT path, data FROM {{s}}.events WHERE type IN {LIFECYCLE_TYPES_SQL} "
+    f"AND {_RUNS_PREFIX} ORDER BY path, seq",
+}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Statements:
+    """Every statement, formatted once. ``schema`` is already a quoted identifier."""
+
+    append: str
+    append_once: str
+    write_locked: str
+    lock: str
+    prior: str
+    meta: str
+    header: str
+    admit: str
+    create: str
+    close: str
+    watch: str
+    read: str
+    get_run: str
+    rebuild_lock: str
+    rebuild_clear: str
+    rebuild_headers: str
+    rebuild_events: str
+
+    def __init__(self, schema: str, channel: str) -> None:
+        self.schema = schema
+        self.channel = channel
+        ch = _literal(channel)
+        watched = {
+            f"if_watched_{n}": _IF_WATCHED.format(ch=ch, payload=f"${n}::text")
+            for n in (2, 5, 6, 7)
+        }
+        for name, template in _TEMPLATES.items():
+            setattr(self, name, template.format(s=schema, ch=ch, **watched))
+
+    def list_runs(self, where: str, limit_param: str) -> str:
+        return (
+            f"SELECT {_COLUMNS} FROM {self.schema}.runs {where} "
+            f"ORDER BY started_at DESC, run_id DESC LIMIT {limit_param}"
+        )

@@ -1,0 +1,415 @@
+"""The cluster log: PostgreSQL through an asyncpg pool, live tails through LISTEN/NOTIFY.
+
+A store is bound to the event loop it is first used on (asyncpg pools are loop-bound): open, use
+and close it from that one loop; any number of coroutines on it may call it concurrently. Other
+processes and nodes open their own store on the same database and schema.
+
+Writes are fenced by the stream row: every append updates it with a guard on ``length`` (and
+``closed``), so two writers with the same ``expected_seq`` cannot both succeed, and a retry of an
+append whose acknowledgement was lost (the connection dropped after the commit) gets
+``StreamConflictError`` instead of writing twice. Appends without run-lifecycle events are one
+statement; lifecycle events also fold the run record with :func:`flue_actors.records.apply_event`
+in the same transaction, under the stream row's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import asyncpg
+
+from ...errors import StreamClosedError, StreamConflictError, StreamMissingError
+from ...errors import StreamPayloadConflictError as PayloadConflict
+from ...events import LIFECYCLE_EVENT_TYPES, RunAdmittedEvent
+from ...jsonvalue import dumps, loads
+from ...records import (
+    RunPage,
+    RunRecord,
+    RunStatus,
+    apply_event,
+    decode_cursor,
+    encode_cursor,
+    fold,
+    normalize_limit,
+    record_from_admission,
+)
+from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
+from ..offsets import NOW, format_offset, parse_offset
+from .codec import RUN_COLUMNS, from_db, notify_key, record_from_row, record_row, to_db
+from .connection import Database, StoreConnectionError
+from .notify import StreamNotifier
+from .schema import SCHEMA_VERSION, quote_schema
+from .sql import Statements
+from .urls import is_postgres_url, redact_url, split_schema
+
+if TYPE_CHECKING:
+    from .connection import Conn
+
+__all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresEventStore", "StoreConnectionError"]
+
+DEFAULT_SCHEMA: Final = "flue"
+_RUN_PREFIX: Final = "runs/"
+_RETRIES: Final = 3
+
+
+def _event_type(event: dict[str, Any]) -> str | None:
+    kind = event.get("type")
+    return to_db(kind) if isinstance(kind, str) else None
+
+
+class PostgresEventStore:
+    """The PostgreSQL store. ``url`` is ``postgresql://`` or ``postgres://``; the tables live in
+    ``schema`` (argument, else the URL's ``?schema=``, else ``flue``), created on first use."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not is_postgres_url(url):
+            raise ValueError(f"Not a PostgreSQL URL: {redact_url(url)}")
+        dsn, url_schema = split_schema(url)
+        self.schema = schema if schema is not None else (url_schema or DEFAULT_SCHEMA)
+        quoted = quote_schema(self.schema)
+        self.location = f"{redact_url(dsn)} (schema {self.schema})"
+        self._sql = Statements(quoted, f"flue_{self.schema}"[:63])
+        self._db = Database(
+            dsn,
+            url=url,
+            schema=self.schema,
+            location=self.location,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+        )
+        self._connection = self._db.connection
+        self._notifier = StreamNotifier(self._db.connect, self._sql.channel)
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self.location!r})"
+
+    async def open(self) -> None:
+        """Connect and check (or create) the schema now rather than on first use."""
+        await self._db.pool()
+
+    # --- notification ---------------------------------------------------------------------------
+
+    async def wait_for_append(self, path: str, *, length: int, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        key = notify_key(to_db(path))
+        first = True
+        while True:
+            waiter = self._notifier.register(key)
+            try:
+                try:
+                    # Listening and registered before looking: an append after the look wakes us.
+                    await self._notifier.listen()
+                    meta = await self._watch(path, deadline - loop.time())
+                except StoreConnectionError:
+                    if first:
+                        raise
+                    # The server is restarting: try again shortly, until the deadline.
+                    await asyncio.sleep(min(0.25, max(deadline - loop.time(), 0)))
+                    if loop.time() >= deadline:
+                        return False
+                    continue
+                first = False
+                if meta is not None and (meta.length > length or meta.closed):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                done, _ = await asyncio.wait({waiter}, timeout=remaining)
+                if not done:
+                    return False
+            finally:
+                self._notifier.unregister(key, waiter)
+
+    async def _watch(self, path: str, seconds: float) -> StreamMeta | None:
+        """Mark the stream watched for ``seconds`` (so appends notify) and return its state."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._sql.watch, to_db(path), max(seconds, 0.0) + 1.0)
+        return None if row is None else _meta(row)
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    async def admit_run(self, header: RunAdmittedEvent) -> bool:
+        row = record_row(record_from_admission(header))
+        path = to_db(_RUN_PREFIX + header["runId"])
+        header_json = dumps(header)
+        async with self._connection() as conn:
+            admitted = await conn.fetchval(
+                self._sql.admit, *row, path, header_json, notify_key(path)
+            )
+        if admitted:
+            self._notifier.wake(notify_key(path))
+        return bool(admitted)
+
+    async def create_stream(self, path: str) -> None:
+        async with self._connection() as conn:
+            db_path = to_db(path)
+            await conn.execute(self._sql.create, db_path, notify_key(db_path))
+
+    async def append(
+        self,
+        path: str,
+        events: Sequence[dict[str, Any]],
+        *,
+        expected_seq: int | None = None,
+        close: bool = False,
+    ) -> list[str]:
+        # Serialize before anything moves: an unserializable event fails here, in the caller.
+        datas = [dumps(event) for event in events]
+        types = [_event_type(event) for event in events]
+        db_path = to_db(path)
+        key = notify_key(db_path)
+        lifecycle = path.startswith(_RUN_PREFIX) and any(
+            event.get("type") in LIFECYCLE_EVENT_TYPES for event in events
+        )
+        async with self._connection() as conn:
+            if lifecycle:
+                start = await self._write_locked(
+                    conn, path, datas, types, events, expected_seq, close, None
+                )
+            else:
+                start = await self._append_fast(conn, db_path, datas, types, expected_seq, close)
+        if events or close:
+            self._notifier.wake(key)
+        return [format_offset(start + i) for i in range(len(datas))]
+
+    async def _append_fast(
+        self,
+        conn: Conn,
+        db_path: str,
+        datas: list[str],
+        types: list[str | None],
+        expected_seq: int | None,
+        close: bool,
+    ) -> int:
+        for _ in range(_RETRIES):
+            start = await conn.fetchval(
+                self._sql.append, db_path, datas, expected_seq, close, types, notify_key(db_path)
+            )
+            if start is not None:
+                return int(start)
+            # Refused: say why (the stream cannot become writable again, so this is stable).
+            row = await conn.fetchrow(self._sql.meta, db_path)
+            _check_writable(from_db(db_path), row, expected_seq)
+        raise RuntimeError(f"append to {from_db(db_path)!r} kept being refused")  # pragma: no cover
+
+    async def _write_locked(
+        self,
+        conn: Conn,
+        path: str,
+        datas: list[str],
+        types: list[str | None],
+        events: Sequence[dict[str, Any]],
+        expected_seq: int | None,
+        close: bool,
+        once_key: str | None,
+    ) -> int:
+        """Append under the stream row's lock, folding the run record in the same transaction.
+        With ``once_key``, a prior event with that key is returned (as ``-1 - seq``) instead."""
+        db_path = to_db(path)
+        async with conn.transaction():
+            row = await conn.fetchrow(self._sql.lock, db_path)
+            if once_key is not None and row is not None:
+                prior = await conn.fetchrow(self._sql.prior, db_path, once_key)
+                if prior is not None:
+                    if prior["data"] != datas[0]:
+                        raise PayloadConflict(path=path, key=from_db(once_key))
+                    return -1 - int(prior["seq"])
+            start = _check_writable(path, row, expected_seq)
+            before = after = await self._record(conn, path)
+            for event in events:
+                after = apply_event(after, event)
+            changed = after is not None and after != before
+            record = record_row(after) if changed and after is not None else (None,) * 11
+            await conn.execute(
+                self._sql.write_locked,
+                db_path,
+                start,
+                datas,
+                types,
+                once_key,
+                close,
+                notify_key(db_path),
+                *record,
+                changed,
+            )
+            return start
+
+    async def _record(self, conn: Conn, path: str) -> RunRecord | None:
+        if not path.startswith(_RUN_PREFIX):
+            return None
+        row = await conn.fetchrow(self._sql.get_run, to_db(path[len(_RUN_PREFIX) :]))
+        return record_from_row(row) if row is not None else None
+
+    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
+        data = dumps(event)
+        kind = _event_type(event)
+        db_path, db_key = to_db(path), to_db(key)
+        lifecycle = path.startswith(_RUN_PREFIX) and event.get("type") in LIFECYCLE_EVENT_TYPES
+        async with self._connection() as conn:
+            if lifecycle:
+                seq = await self._write_locked(
+                    conn, path, [data], [kind], [event], None, False, db_key
+                )
+            else:
+                seq = await self._append_once_fast(conn, path, db_key, kind, data)
+        if seq < 0:  # appended before with this key
+            return format_offset(-1 - seq)
+        self._notifier.wake(notify_key(db_path))
+        return format_offset(seq)
+
+    async def _append_once_fast(
+        self, conn: Conn, path: str, db_key: str, kind: str | None, data: str
+    ) -> int:
+        """The new event's sequence, or ``-1 - seq`` of the event appended before with the key."""
+        db_path = to_db(path)
+        for attempt in range(_RETRIES):
+            try:
+                row = await conn.fetchrow(
+                    self._sql.append_once, db_path, db_key, kind, data, notify_key(db_path)
+                )
+            except asyncpg.UniqueViolationError:
+                # A twin with the same key committed first: look again and find it.
+                if attempt == _RETRIES - 1:
+                    raise
+                continue
+            assert row is not None
+            if row["start"] is not None:
+                return int(row["start"])
+            if row["prior_seq"] is not None:
+                if row["prior_data"] != data:
+                    raise PayloadConflict(path=path, key=from_db(db_key))
+                return -1 - int(row["prior_seq"])
+            _check_writable(path, await conn.fetchrow(self._sql.meta, db_path), None)
+        raise RuntimeError(f"append_once to {path!r} kept being refused")  # pragma: no cover
+
+    async def close_stream(self, path: str) -> None:
+        db_path = to_db(path)
+        async with self._connection() as conn:
+            closed = await conn.fetch(self._sql.close, db_path, notify_key(db_path))
+        if closed:
+            self._notifier.wake(notify_key(db_path))
+
+    async def rebuild_records(self) -> int:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(self._sql.rebuild_lock)
+            await conn.execute(self._sql.rebuild_clear)
+            headers = {
+                row["path"]: loads(row["header"]) if row["header"] is not None else None
+                for row in await conn.fetch(self._sql.rebuild_headers)
+            }
+            lifecycle: dict[str, list[dict[str, Any]]] = {}
+            for row in await conn.fetch(self._sql.rebuild_events):
+                lifecycle.setdefault(row["path"], []).append(loads(row["data"]))
+            rows = []
+            for db_path, header in headers.items():
+                record = fold(header, lifecycle.get(db_path, ()))
+                if record is not None:
+                    rows.append(record_row(record))
+            if rows:
+                await conn.copy_records_to_table(
+                    "runs", schema_name=self.schema, columns=RUN_COLUMNS, records=rows
+                )
+            return len(rows)
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def read(self, path: str, *, offset: str = "-1", limit: int | None = None) -> StreamPage:
+        after = None if offset == NOW else parse_offset(offset)
+        count = normalize_read_limit(limit)
+        db_path = to_db(path)
+        async with self._connection() as conn:
+            if after is None:
+                row = await conn.fetchrow(self._sql.meta, db_path)
+                rows = [] if row is None else [row]
+            else:
+                rows = await conn.fetch(self._sql.read, db_path, after, count)
+        if not rows:
+            return StreamPage(events=[], next_offset="-1", up_to_date=True, closed=False)
+        length, closed = int(rows[0]["length"]), bool(rows[0]["closed"])
+        if after is None:
+            return StreamPage([], format_offset(length - 1), up_to_date=True, closed=closed)
+        events = [
+            StoredEvent(format_offset(row["seq"]), row["seq"], row["data"])
+            for row in rows
+            if row["seq"] is not None
+        ]
+        last = events[-1].seq if events else after
+        return StreamPage(events, format_offset(last), up_to_date=last >= length - 1, closed=closed)
+
+    async def stream_meta(self, path: str) -> StreamMeta | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._sql.meta, to_db(path))
+        return None if row is None else _meta(row)
+
+    async def read_header(self, run_id: str) -> RunAdmittedEvent | None:
+        async with self._connection() as conn:
+            header = await conn.fetchval(self._sql.header, to_db(_RUN_PREFIX + run_id))
+        return loads(header) if header is not None else None
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._sql.get_run, to_db(run_id))
+        return record_from_row(row) if row is not None else None
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> RunPage:
+        count = normalize_limit(limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            params.append(status)
+            clauses.append(f"status = ${len(params)}")
+        if workflow_name is not None:
+            params.append(to_db(workflow_name))
+            clauses.append(f"workflow_name = ${len(params)}")
+        position = decode_cursor(cursor)
+        if position is not None:
+            params += [to_db(position[0]), to_db(position[1])]
+            n = len(params)
+            clauses.append(f"(started_at, run_id) < (${n - 1}, ${n})")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(count + 1)
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql.list_runs(where, f"${len(params)}"), *params)
+        pointers = [record_from_row(row).pointer() for row in rows[:count]]
+        more = len(rows) > count
+        return RunPage(pointers, encode_cursor(pointers[-1]) if more and pointers else None)
+
+    async def close(self) -> None:
+        await self._notifier.close()
+        await self._db.close()
+
+
+def _meta(row: asyncpg.Record) -> StreamMeta:
+    length = int(row["length"])
+    return StreamMeta(next_offset=format_offset(length - 1), length=length, closed=row["closed"])
+
+
+def _check_writable(path: str, row: asyncpg.Record | None, expected_seq: int | None) -> int:
+    """The stream's length if an append may go ahead, else the error that says why not."""
+    if row is None:
+        raise StreamMissingError(path=path)
+    if row["closed"]:
+        raise StreamClosedError(path=path)
+    length = int(row["length"])
+    if expected_seq is not None and expected_seq != length:
+        raise StreamConflictError(path=path, expected=expected_seq, actual=length)
+    return length
