@@ -56,6 +56,15 @@ CREATE TABLE IF NOT EXISTS {s}.runs (
     result text,
     error text
 );
+CREATE TABLE IF NOT EXISTS {s}.run_owners (
+    run_id text COLLATE "C" PRIMARY KEY,
+    owner text COLLATE "C" NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_owners_by_owner ON {s}.run_owners (owner);
+CREATE TABLE IF NOT EXISTS {s}.owners (
+    owner text COLLATE "C" PRIMARY KEY,
+    heartbeat_ms bigint NOT NULL
+);
 CREATE INDEX IF NOT EXISTS runs_newest ON {s}.runs (started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_status ON {s}.runs (status, started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_workflow

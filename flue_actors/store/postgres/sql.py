@@ -84,18 +84,32 @@ SELECT count(*) FROM st""",
     "prior": "SELECT seq, data FROM {s}.events WHERE path = $1 AND idempotency_key = $2",
     "meta": "SELECT length, closed FROM {s}.streams WHERE path = $1",
     "header": "SELECT header FROM {s}.streams WHERE path = $1",
-    # $1-$11 the record, $12 path, $13 header, $14 notify payload
+    # $1-$11 the record, $12 path, $13 header, $14 notify payload, $15 owner (or null)
     "admit": f"""
 WITH r AS (
     INSERT INTO {{s}}.runs ({_COLUMNS})
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
     ON CONFLICT (run_id) DO NOTHING RETURNING run_id
+), o AS (
+    INSERT INTO {{s}}.run_owners (run_id, owner) SELECT run_id, $15::text FROM r
+    WHERE $15::text IS NOT NULL
 ), st AS (
     INSERT INTO {{s}}.streams (path, header) SELECT $12, $13 FROM r
     ON CONFLICT (path) DO UPDATE SET header = coalesce(streams.header, excluded.header)
     RETURNING pg_notify({{ch}}, $14::text) AS notified
 )
 SELECT count(*) FROM r""",
+    # $1 owner, $2 milliseconds
+    "heartbeat": "INSERT INTO {s}.owners (owner, heartbeat_ms) VALUES ($1, $2) "
+    "ON CONFLICT (owner) DO UPDATE SET heartbeat_ms = greatest(owners.heartbeat_ms, $2)",
+    "owner_of": "SELECT owner FROM {s}.run_owners WHERE run_id = $1",
+    # $1 owner, $2 admitted before (ISO text)
+    "orphans_of_owner": "SELECT r.run_id FROM {s}.runs r JOIN {s}.run_owners o "
+    "ON o.run_id = r.run_id WHERE r.status = 'active' AND o.owner = $1 AND r.started_at < $2",
+    # $1 heartbeat before (ms), $2 admitted before (ISO text)
+    "orphans": "SELECT r.run_id FROM {s}.runs r LEFT JOIN {s}.run_owners o ON o.run_id = r.run_id "
+    "LEFT JOIN {s}.owners h ON h.owner = o.owner WHERE r.status = 'active' AND "
+    "(h.heartbeat_ms < $1 OR (h.heartbeat_ms IS NULL AND r.started_at < $2))",
     # $1 path, $2 notify payload
     "create": "INSERT INTO {s}.streams (path) VALUES ($1) ON CONFLICT (path) DO NOTHING "
     "RETURNING pg_notify({ch}, $2::text) AS notified",
@@ -141,6 +155,10 @@ class Statements:
     meta: str
     header: str
     admit: str
+    heartbeat: str
+    owner_of: str
+    orphans_of_owner: str
+    orphans: str
     create: str
     close: str
     watch: str

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
+from ...clock import format_timestamp
 from ...errors import StreamClosedError, StreamConflictError, StreamMissingError
 from ...errors import StreamPayloadConflictError as PayloadConflict
 from ...events import LIFECYCLE_EVENT_TYPES, RunAdmittedEvent
@@ -140,17 +141,36 @@ class PostgresEventStore:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    async def admit_run(self, header: RunAdmittedEvent) -> bool:
+    async def admit_run(self, header: RunAdmittedEvent, *, owner: str | None = None) -> bool:
         row = record_row(record_from_admission(header))
         path = to_db(_RUN_PREFIX + header["runId"])
         header_json = dumps(header)
+        owner_db = None if owner is None else to_db(owner)
         async with self._connection() as conn:
             admitted = await conn.fetchval(
-                self._sql.admit, *row, path, header_json, notify_key(path)
+                self._sql.admit, *row, path, header_json, notify_key(path), owner_db
             )
         if admitted:
             self._notifier.wake(notify_key(path))
         return bool(admitted)
+
+    async def heartbeat(self, owner: str, now_ms: int) -> None:
+        async with self._connection() as conn:
+            await conn.execute(self._sql.heartbeat, to_db(owner), now_ms)
+
+    async def owner_of(self, run_id: str) -> str | None:
+        async with self._connection() as conn:
+            owner = await conn.fetchval(self._sql.owner_of, to_db(run_id))
+        return None if owner is None else from_db(owner)
+
+    async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
+        stale_before = to_db(format_timestamp(stale_before_ms))
+        async with self._connection() as conn:
+            if owner is not None:
+                rows = await conn.fetch(self._sql.orphans_of_owner, to_db(owner), stale_before)
+            else:
+                rows = await conn.fetch(self._sql.orphans, stale_before_ms, stale_before)
+        return [from_db(row[0]) for row in rows]
 
     async def create_stream(self, path: str) -> None:
         async with self._connection() as conn:

@@ -1,0 +1,91 @@
+"""Owners and leases: who executes a run, and which active runs nobody does (every backend)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flue_actors.clock import parse_timestamp
+from flue_actors.store import EventStore, run_stream
+
+from .conftest import admission, iso, make_run_id, run_end, run_start
+
+T0 = parse_timestamp(iso(0))
+
+
+async def _admit(store: EventStore, n: int, *, owner: str | None, at_ms: int) -> str:
+    run_id = make_run_id(n)
+    assert await store.admit_run(admission(run_id, started_at=iso(at_ms)), owner=owner)
+    return run_id
+
+
+async def test_admission_records_the_owner(store: EventStore) -> None:
+    owned = await _admit(store, 1, owner="host-a", at_ms=0)
+    unowned = await _admit(store, 2, owner=None, at_ms=0)
+
+    assert await store.owner_of(owned) == "host-a"
+    assert await store.owner_of(unowned) is None
+    assert await store.owner_of(make_run_id(99)) is None
+
+
+async def test_a_second_admission_keeps_the_first_owner(store: EventStore) -> None:
+    run_id = await _admit(store, 1, owner="host-a", at_ms=0)
+
+    assert not await store.admit_run(admission(run_id), owner="host-b")
+    assert await store.owner_of(run_id) == "host-a"
+
+
+async def test_runs_of_a_live_owner_are_not_orphans(store: EventStore) -> None:
+    await _admit(store, 1, owner="host-a", at_ms=0)
+    await store.heartbeat("host-a", T0 + 5_000)
+
+    assert await store.orphaned_runs(stale_before_ms=T0 + 4_000) == []
+    assert await store.orphaned_runs(stale_before_ms=T0 + 6_000) == [make_run_id(1)]
+
+
+async def test_heartbeats_never_go_back_in_time(store: EventStore) -> None:
+    await _admit(store, 1, owner="host-a", at_ms=0)
+    await store.heartbeat("host-a", T0 + 5_000)
+    await store.heartbeat("host-a", T0 + 1_000)  # a late, reordered beat
+
+    assert await store.orphaned_runs(stale_before_ms=T0 + 4_000) == []
+
+
+async def test_owners_that_never_beat_lose_runs_admitted_before_the_deadline(
+    store: EventStore,
+) -> None:
+    old = await _admit(store, 1, owner="host-silent", at_ms=0)
+    fresh = await _admit(store, 2, owner="host-silent", at_ms=10_000)
+    unowned = await _admit(store, 3, owner=None, at_ms=0)
+
+    orphans = await store.orphaned_runs(stale_before_ms=T0 + 5_000)
+
+    assert sorted(orphans) == sorted([old, unowned])
+    assert fresh not in orphans
+
+
+async def test_ended_runs_are_never_orphans(store: EventStore) -> None:
+    run_id = await _admit(store, 1, owner="host-a", at_ms=0)
+    await store.append(
+        run_stream(run_id),
+        [run_start(run_id, index=0), run_end(run_id, index=1, duration_ms=1)],
+        expected_seq=0,
+        close=True,
+    )
+
+    assert await store.orphaned_runs(stale_before_ms=T0 + 60_000) == []
+    assert await store.orphaned_runs(stale_before_ms=T0 + 60_000, owner="host-a") == []
+
+
+async def test_an_owner_asks_for_the_runs_of_its_past_life(store: EventStore) -> None:
+    past = await _admit(store, 1, owner="host-a", at_ms=0)
+    current = await _admit(store, 2, owner="host-a", at_ms=10_000)
+    await _admit(store, 3, owner="host-b", at_ms=0)
+    await store.heartbeat("host-a", T0 + 20_000)
+
+    # Born at +5 s: the run admitted before is its past life's, even though it heartbeats.
+    assert await store.orphaned_runs(stale_before_ms=T0 + 5_000, owner="host-a") == [past]
+    assert current not in await store.orphaned_runs(stale_before_ms=T0 + 5_000, owner="host-a")
+
+
+def test_the_epoch_used_here_is_utc() -> None:
+    assert datetime.fromtimestamp(T0 / 1000, tz=UTC).isoformat().startswith("2025-01-01")
