@@ -43,6 +43,7 @@ from ..records import (
 )
 from .base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
 from .offsets import NOW, format_offset, parse_offset
+from .sqlite_watch import ForeignCommitWatcher
 
 __all__ = ["SCHEMA_VERSION", "SqliteEventStore"]
 
@@ -132,12 +133,18 @@ class _DatabaseThread(threading.Thread):
         self._connection = connection
         self._transactional = transactional
         self._on_commit = on_commit
-        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job[Any] | Callable[[sqlite3.Connection], None] | None] = (
+            queue.SimpleQueue()
+        )
 
     def submit(self, work: Work[T]) -> asyncio.Future[T]:
         job = _Job(work, asyncio.get_running_loop())
         self._queue.put(job)
         return job.future
+
+    def post(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``work`` in this thread, for callers without an event loop; nobody waits on it."""
+        self._queue.put(work)
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -150,6 +157,9 @@ class _DatabaseThread(threading.Thread):
             first = self._queue.get()
             if first is None:
                 return
+            if not isinstance(first, _Job):
+                first(self._connection)
+                continue
             jobs = [first]
             while len(jobs) < _MAX_BATCH:
                 try:
@@ -159,6 +169,9 @@ class _DatabaseThread(threading.Thread):
                 if job is None:
                     stopping = True
                     break
+                if not isinstance(job, _Job):
+                    job(self._connection)
+                    continue
                 jobs.append(job)
             changed = self._execute(jobs)
             if changed:
@@ -260,6 +273,12 @@ class SqliteEventStore:
                 name="flue-sqlite-reader",
             )
             self._reader.start()
+        # Other processes (Ray hosts) writing to the same file wake this process's readers.
+        self._watcher = (
+            None
+            if self.location == ":memory:"
+            else ForeignCommitWatcher(Path(self.location), self._foreign_commit)
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -304,6 +323,30 @@ class SqliteEventStore:
         for loop, futures in by_loop.items():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_waiters, futures)
+
+    def _foreign_commit(self) -> None:
+        with self._waiters_lock:
+            if not self._waiters:
+                return
+        self._reader.post(self._recheck_watched)
+
+    def _recheck_watched(self, conn: sqlite3.Connection) -> None:
+        """After another process committed: wake the waiters whose stream moved."""
+        with self._waiters_lock:
+            paths = list(self._waiters)
+        changes: Changes = {}
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for path, length, closed in conn.execute(
+                f"SELECT path, length, closed FROM streams WHERE path IN ({marks})", chunk
+            ):
+                with self._waiters_lock:
+                    known = self._tails.get(path)
+                if known is None or length > known[0] or (closed and not known[1]):
+                    changes[path] = (int(length), bool(closed))
+        if changes:
+            self._wake(changes)
 
     def _remember_tail(self, path: str, length: int, closed: bool) -> tuple[int, bool]:
         with self._waiters_lock:
@@ -603,6 +646,8 @@ class SqliteEventStore:
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
         self._writer.stop()
         if self._reader is not self._writer:
             self._reader.stop()
