@@ -59,23 +59,13 @@ class RunRecord:
         return self.status != "active"
 
     def to_wire(self) -> dict[str, Any]:
-        """Flue's ``RunRecord`` JSON: camelCase keys, absent fields omitted."""
-        wire: dict[str, Any] = {
-            "runId": self.run_id,
-            "workflowName": self.workflow_name,
-            "status": self.status,
-            "startedAt": self.started_at,
-        }
+        """Flue's ``RunRecord`` JSON: the pointer's fields plus input, trace context, result and
+        error; camelCase keys, absent fields omitted."""
+        wire = self.pointer().to_wire()
         if self.input is not UNSET:
             wire["input"] = self.input
         if self.trace_carrier is not None:
             wire["traceCarrier"] = self.trace_carrier
-        if self.ended_at is not None:
-            wire["endedAt"] = self.ended_at
-        if self.is_error is not None:
-            wire["isError"] = self.is_error
-        if self.duration_ms is not None:
-            wire["durationMs"] = self.duration_ms
         if self.result is not UNSET:
             wire["result"] = self.result
         if self.error is not None:
@@ -84,16 +74,17 @@ class RunRecord:
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> RunRecord:
+        pointer = RunPointer.from_wire(wire)
         return cls(
-            run_id=wire["runId"],
-            workflow_name=wire["workflowName"],
-            status=wire["status"],
-            started_at=wire["startedAt"],
+            run_id=pointer.run_id,
+            workflow_name=pointer.workflow_name,
+            status=pointer.status,
+            started_at=pointer.started_at,
             input=wire.get("input", UNSET),
             trace_carrier=wire.get("traceCarrier"),
-            ended_at=wire.get("endedAt"),
-            is_error=wire.get("isError"),
-            duration_ms=wire.get("durationMs"),
+            ended_at=pointer.ended_at,
+            is_error=pointer.is_error,
+            duration_ms=pointer.duration_ms,
             result=wire.get("result", UNSET),
             error=wire.get("error"),
         )

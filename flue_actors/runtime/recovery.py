@@ -55,15 +55,17 @@ async def end_interrupted_run(store: EventStore, run_id: str, clock: Clock) -> b
             "run_resume",
             {"runId": run_id, "workflowName": record.workflow_name, "startedAt": record.started_at},
         )
+        await stream.flush()
+        ended_ms = clock.now_ms()
         end = {
             "runId": run_id,
             "result": None,
             "isError": True,
             "error": error_payload(RunInterruptedError()),
-            "durationMs": max(0, clock.now_ms() - parse_timestamp(record.started_at)),
+            "durationMs": max(0, ended_ms - parse_timestamp(record.started_at)),
         }
         try:
-            await stream.end("run_end", end)
+            await stream.end("run_end", end, at_ms=ended_ms)
             return True
         except StreamConflictError:
             continue  # its owner was still writing: look again

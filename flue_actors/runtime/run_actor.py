@@ -78,8 +78,12 @@ class RunActor:
         end["isError"] = error is not None
         if error is not None:
             end["error"] = error_payload(error)
-        end["durationMs"] = self._services.clock.now_ms() - self._started_ms
-        return await self._stream.end("run_end", end)
+        # Everything before run_end is written first, so its timestamp (the record's endedAt)
+        # and its durationMs come from the same instant: endedAt - startedAt == durationMs.
+        await self._stream.flush()
+        ended_ms = self._services.clock.now_ms()
+        end["durationMs"] = ended_ms - self._started_ms
+        return await self._stream.end("run_end", end, at_ms=ended_ms)
 
     async def _execute(self) -> JsonValue:
         services = self._services

@@ -50,13 +50,15 @@ class RunStream:
         """True once the log refused this writer as stale: it must not write again."""
         return isinstance(self.failure, StreamConflictError)
 
-    def _stamp(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _stamp(
+        self, type: str, payload: dict[str, Any], at_ms: int | None = None
+    ) -> dict[str, Any]:
         if self._ended:
             raise RuntimeError(f"run {self.run_id} has ended; nothing may be emitted after run_end")
         event = {"type": type, **payload}
         event["v"] = EVENT_VERSION
         event["eventIndex"] = self._next_index
-        event["timestamp"] = format_timestamp(self._clock.now_ms())
+        event["timestamp"] = format_timestamp(self._clock.now_ms() if at_ms is None else at_ms)
         event["runId"] = self.run_id
         self._next_index += 1
         return event
@@ -100,8 +102,11 @@ class RunStream:
             if self._pending and self.failure is None:
                 self._kick()
 
-    async def end(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def end(
+        self, type: str, payload: dict[str, Any], *, at_ms: int | None = None
+    ) -> dict[str, Any]:
         """Flush, then append the terminal event and close the stream in one transaction.
+        ``at_ms`` is the event's timestamp, when its payload was computed from that instant.
 
         After a store failure the terminal event is still attempted (a run must end); only a
         fenced writer, which no longer owns the stream, gives up.
@@ -110,7 +115,7 @@ class RunStream:
         if self.fenced:
             assert self.failure is not None
             raise self.failure
-        event = self._stamp(type, payload)
+        event = self._stamp(type, payload, at_ms)
         self._ended = True
         batch, self._pending = [*self._pending, event], []
         await self._store.append(self._path, batch, expected_seq=self._next_seq, close=True)

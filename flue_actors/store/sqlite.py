@@ -95,6 +95,7 @@ T = TypeVar("T")
 Changes = dict[str, tuple[int, bool]]
 Work = Callable[[sqlite3.Connection, Changes], T]
 _WATCHED_TAILS: Final = 4096
+_RECHECK_DELAYS: Final = (0.005, 0.02, 0.1, 0.5)
 
 
 class _Job(Generic[T]):
@@ -248,11 +249,15 @@ class SqliteEventStore:
         self.location = str(path)
         if self.location != ":memory:":
             Path(self.location).parent.mkdir(parents=True, exist_ok=True)
+        self._closed = False
         self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._waiters_lock = threading.Lock()
         # The tails of streams someone waits on, kept current by the writer, so a live reader
         # that goes back to waiting needs no database read to know whether it is behind.
         self._tails: OrderedDict[str, tuple[int, bool]] = OrderedDict()
+        self._recheck_lock = threading.Lock()
+        self._recheck_pending = False
+        self._recheck_round = 0
         writer_conn = _connect(self.location, synchronous)
         try:
             self._ensure_schema(writer_conn)
@@ -279,7 +284,6 @@ class SqliteEventStore:
             if self.location == ":memory:"
             else ForeignCommitWatcher(Path(self.location), self._foreign_commit)
         )
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"SqliteEventStore({self.location!r})"
@@ -328,10 +332,35 @@ class SqliteEventStore:
         with self._waiters_lock:
             if not self._waiters:
                 return
+        with self._recheck_lock:
+            self._recheck_round = 0  # a new burst: the schedule starts again
+            if self._recheck_pending:
+                return
+            self._recheck_pending = True
         self._reader.post(self._recheck_watched)
+
+    def _schedule_recheck(self) -> None:
+        # A writer's WAL frames (what inotify hears) land before its commit is visible (the
+        # -shm index, updated after the fsync, makes no inotify event): look again after a few
+        # short, growing delays, then stop until the next commit is heard.
+        with self._recheck_lock:
+            if self._recheck_round >= len(_RECHECK_DELAYS) or self._closed:
+                self._recheck_pending = False
+                return
+            delay = _RECHECK_DELAYS[self._recheck_round]
+            self._recheck_round += 1
+        timer = threading.Timer(delay, self._reader.post, args=(self._recheck_watched,))
+        timer.daemon = True
+        timer.start()
 
     def _recheck_watched(self, conn: sqlite3.Connection) -> None:
         """After another process committed: wake the waiters whose stream moved."""
+        try:
+            self._wake_moved_streams(conn)
+        finally:
+            self._schedule_recheck()
+
+    def _wake_moved_streams(self, conn: sqlite3.Connection) -> None:
         with self._waiters_lock:
             paths = list(self._waiters)
         changes: Changes = {}
@@ -343,7 +372,11 @@ class SqliteEventStore:
             ):
                 with self._waiters_lock:
                     known = self._tails.get(path)
-                if known is None or length > known[0] or (closed and not known[1]):
+                if known is None:
+                    # Its waiter is still reading the tail itself: leave what was seen here
+                    # for that read to merge with, rather than waking it for nothing.
+                    self._remember_tail(path, int(length), bool(closed))
+                elif length > known[0] or (closed and not known[1]):
                     changes[path] = (int(length), bool(closed))
         if changes:
             self._wake(changes)

@@ -2,13 +2,14 @@
 
 SQLite's own hooks only see this process's connections. In WAL mode every commit writes to the
 ``-wal`` file beside the database, so on Linux an inotify watch on the database's folder hears
-each commit of every process (Ray hosts writing runs that a gateway is tailing). Elsewhere
-there is no watcher and live readers see other processes' events when their wait times out.
+each commit of every process (Ray hosts writing runs that a gateway is tailing). One inotify
+instance and one thread serve every store of the process (the kernel allows each user only a
+few instances); folders are watched while some store needs them. Elsewhere there is no watcher,
+and live readers see other processes' events when their wait times out.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -30,69 +31,106 @@ _IN_CREATE: Final = 0x00000100
 _IN_MOVED_TO: Final = 0x00000080
 _IN_CLOEXEC: Final = 0o2000000
 _EVENT_HEADER: Final = struct.Struct("iIII")
+_Listener = tuple[frozenset[bytes], Callable[[], None]]
+
+
+class _Inotify:
+    """The process's one inotify instance: folder watches shared by every listener."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self._fd = self._libc.inotify_init1(_IN_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self._lock = threading.Lock()
+        self._watches: dict[bytes, int] = {}
+        self._listeners: dict[int, dict[int, _Listener]] = {}
+        self._next_token = 0
+        threading.Thread(target=self._run, name="flue-sqlite-watch", daemon=True).start()
+
+    def add(self, folder: Path, names: frozenset[bytes], callback: Callable[[], None]) -> int:
+        key = os.fsencode(folder)
+        with self._lock:
+            wd = self._watches.get(key)
+            if wd is None:
+                mask = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
+                wd = self._libc.inotify_add_watch(self._fd, key, mask)
+                if wd < 0:
+                    raise OSError(ctypes.get_errno(), f"inotify_add_watch({folder}) failed")
+                self._watches[key] = wd
+            self._next_token += 1
+            self._listeners.setdefault(wd, {})[self._next_token] = (names, callback)
+            return self._next_token
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            for key, wd in list(self._watches.items()):
+                listeners = self._listeners.get(wd, {})
+                if listeners.pop(token, None) is not None and not listeners:
+                    del self._watches[key]
+                    del self._listeners[wd]
+                    self._libc.inotify_rm_watch(self._fd, wd)
+                    return
+
+    def _run(self) -> None:
+        while True:
+            select.select([self._fd], [], [])
+            data = os.read(self._fd, 64 * 1024)
+            due: dict[int, Callable[[], None]] = {}
+            offset = 0
+            with self._lock:
+                while offset + _EVENT_HEADER.size <= len(data):
+                    wd, _, _, length = _EVENT_HEADER.unpack_from(data, offset)
+                    start = offset + _EVENT_HEADER.size
+                    name = data[start : start + length].rstrip(b"\0")
+                    offset = start + length
+                    for token, (names, callback) in self._listeners.get(wd, {}).items():
+                        if name in names:
+                            due[token] = callback  # once per batch, however many events
+            for callback in due.values():
+                try:
+                    callback()
+                except Exception:  # never let one store's failure end the others' watch
+                    logger.exception("waking readers after a foreign commit failed")
+
+
+_instance: _Inotify | None = None
+_instance_lock = threading.Lock()
+
+
+def _inotify() -> _Inotify | None:
+    global _instance
+    if not sys.platform.startswith("linux"):
+        return None
+    with _instance_lock:
+        if _instance is None:
+            try:
+                _instance = _Inotify()
+            except (OSError, AttributeError) as error:
+                logger.info("no cross-process wake-ups: %s", error)
+                return None
+        return _instance
 
 
 class ForeignCommitWatcher:
-    """Calls ``on_commit`` (from its own thread) whenever the database or its WAL changes."""
+    """Calls ``on_commit`` (from the watch thread) whenever the database or its WAL changes."""
 
     def __init__(self, database: Path, on_commit: Callable[[], None]) -> None:
-        self._names = {database.name.encode(), f"{database.name}-wal".encode()}
-        self._on_commit = on_commit
-        self._fd = -1
-        self._stop_read, self._stop_write = -1, -1
-        self._thread: threading.Thread | None = None
-        if not sys.platform.startswith("linux"):
+        self._inotify = _inotify()
+        self._token: int | None = None
+        if self._inotify is None:
             return
+        names = frozenset({database.name.encode(), f"{database.name}-wal".encode()})
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            fd = libc.inotify_init1(_IN_CLOEXEC)
-            if fd < 0:
-                raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-            mask = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
-            if libc.inotify_add_watch(fd, os.fsencode(database.parent), mask) < 0:
-                os.close(fd)
-                raise OSError(ctypes.get_errno(), "inotify_add_watch failed")
-        except (OSError, AttributeError) as error:
+            self._token = self._inotify.add(database.parent, names, on_commit)
+        except OSError as error:
             logger.info("no cross-process wake-ups for %s: %s", database, error)
-            return
-        self._fd = fd
-        self._stop_read, self._stop_write = os.pipe()
-        self._thread = threading.Thread(target=self._watch, name="flue-sqlite-watch", daemon=True)
-        self._thread.start()
 
     @property
     def active(self) -> bool:
-        return self._thread is not None
-
-    def _watch(self) -> None:
-        while True:
-            ready, _, _ = select.select([self._fd, self._stop_read], [], [])
-            if self._stop_read in ready:
-                return
-            data = os.read(self._fd, 64 * 1024)
-            if self._mentions_database(data):
-                try:
-                    self._on_commit()
-                except Exception:  # never let a wake-up failure end the watch
-                    logger.exception("waking readers after a foreign commit failed")
-
-    def _mentions_database(self, data: bytes) -> bool:
-        offset = 0
-        while offset + _EVENT_HEADER.size <= len(data):
-            _, _, _, length = _EVENT_HEADER.unpack_from(data, offset)
-            start = offset + _EVENT_HEADER.size
-            name = data[start : start + length].rstrip(b"\0")
-            if name in self._names:
-                return True
-            offset = start + length
-        return False
+        return self._token is not None
 
     def close(self) -> None:
-        if self._thread is None:
-            return
-        os.write(self._stop_write, b"x")
-        self._thread.join()
-        for fd in (self._fd, self._stop_read, self._stop_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._thread = None
+        if self._inotify is not None and self._token is not None:
+            self._inotify.remove(self._token)
+            self._token = None
