@@ -52,7 +52,10 @@ async def gateway(tmp_path: Path) -> AsyncIterator[str]:
         uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started:
+    deadline = asyncio.get_running_loop().time() + 10
+    while not server.started:  # uvicorn offers no event to await
+        assert not serving.done(), "uvicorn stopped before it started"
+        assert asyncio.get_running_loop().time() < deadline, "uvicorn did not start in 10 s"
         await asyncio.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -46,7 +46,7 @@ async def http(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 def waiters(runtime: Runtime) -> dict[str, Any]:
     """The SQLite store's registered append waiters, by stream path (white-box)."""
     store = cast(SqliteEventStore, runtime.store)
-    return cast(dict[str, Any], store._waiters)
+    return cast(dict[str, Any], store._live.waiters)
 
 
 def data_frame(payload: str) -> str:

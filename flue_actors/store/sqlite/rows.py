@@ -1,0 +1,83 @@
+"""Rows of the SQLite store: run records in and out, and the checks every append makes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ...errors import StreamClosedError, StreamConflictError, StreamMissingError
+from ...jsonvalue import UNSET, dumps, loads
+from ...records import RunRecord, apply_event
+
+__all__ = ["project", "record_from_row", "record_row", "tail", "writable_length"]
+
+
+def tail(conn: sqlite3.Connection, path: str) -> tuple[int, bool]:
+    length, closed = conn.execute(
+        "SELECT length, closed FROM streams WHERE path = ?", (path,)
+    ).fetchone()
+    return int(length), bool(closed)
+
+
+def writable_length(conn: sqlite3.Connection, path: str, expected_seq: int | None) -> int:
+    row = conn.execute("SELECT length, closed FROM streams WHERE path = ?", (path,)).fetchone()
+    if row is None:
+        raise StreamMissingError(path=path)
+    length, closed = row
+    if closed:
+        raise StreamClosedError(path=path)
+    if expected_seq is not None and expected_seq != length:
+        raise StreamConflictError(path=path, expected=expected_seq, actual=length)
+    return int(length)
+
+
+def project(conn: sqlite3.Connection, run_id: str, events: Iterable[dict[str, Any]]) -> None:
+    row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    before = record_from_row(row) if row is not None else None
+    after = before
+    for event in events:
+        after = apply_event(after, event)
+    if after is not None and after != before:
+        conn.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", record_row(after)
+        )
+
+
+def _optional_json(value: Any) -> str | None:
+    return None if value is UNSET or value is None else dumps(value)
+
+
+def record_row(record: RunRecord) -> tuple[Any, ...]:
+    return (
+        record.run_id,
+        record.workflow_name,
+        record.status,
+        record.started_at,
+        None if record.input is UNSET else dumps(record.input),
+        _optional_json(record.trace_carrier),
+        record.ended_at,
+        None if record.is_error is None else int(record.is_error),
+        record.duration_ms,
+        None if record.result is UNSET else dumps(record.result),
+        _optional_json(record.error),
+    )
+
+
+def record_from_row(row: Sequence[Any]) -> RunRecord:
+    (run_id, workflow, status, started, inp, carrier, ended, is_error, duration, result, error) = (
+        row
+    )
+    return RunRecord(
+        run_id=run_id,
+        workflow_name=workflow,
+        status=status,
+        started_at=started,
+        input=UNSET if inp is None else loads(inp),
+        trace_carrier=None if carrier is None else loads(carrier),
+        ended_at=ended,
+        is_error=None if is_error is None else bool(is_error),
+        duration_ms=duration,
+        result=UNSET if result is None else loads(result),
+        error=None if error is None else loads(error),
+    )
