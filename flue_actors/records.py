@@ -25,6 +25,7 @@ __all__ = [
     "RunPointer",
     "RunRecord",
     "RunStatus",
+    "admission_header",
     "apply_event",
     "decode_cursor",
     "encode_cursor",
@@ -170,6 +171,21 @@ def record_from_admission(header: RunAdmittedEvent) -> RunRecord:
         input=header.get("input", UNSET),
         trace_carrier=header.get("traceCarrier"),
     )
+
+
+def admission_header(record: RunRecord) -> RunAdmittedEvent:
+    """The admission header a record was folded from (the header holds nothing else)."""
+    header: RunAdmittedEvent = {
+        "type": "run_admitted",
+        "runId": record.run_id,
+        "workflowName": record.workflow_name,
+        "startedAt": record.started_at,
+    }
+    if record.input is not UNSET:
+        header["input"] = record.input
+    if record.trace_carrier is not None:
+        header["traceCarrier"] = record.trace_carrier
+    return header
 
 
 def apply_event(record: RunRecord | None, event: Mapping[str, Any]) -> RunRecord | None:

@@ -7,6 +7,7 @@ import logging
 from typing import Protocol
 
 from ..events import RunAdmittedEvent
+from ..store import EventStore
 from .lease import OwnerLease, process_owner_name
 from .run_actor import RunActor
 from .services import RunServices
@@ -49,6 +50,10 @@ class LocalBackend:
 
     def owner_for(self, run_id: str, workflow: str) -> str:
         return self.lease.owner
+
+    @property
+    def store(self) -> EventStore:
+        return self._services.store
 
     async def start(self, header: RunAdmittedEvent) -> None:
         self.lease.keep_alive()

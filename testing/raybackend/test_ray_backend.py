@@ -162,6 +162,31 @@ async def test_killing_a_host_ends_every_one_of_its_runs(ray_runtime: Runtime) -
     assert set(backend.host_names) == set(hosts)
 
 
+async def test_a_run_whose_hand_over_was_lost_is_adopted_by_its_host(
+    ray_runtime: Runtime,
+) -> None:
+    """Admitted with an owner, but the Ray call never came (its sender died at once)."""
+    from flue_actors.clock import format_timestamp
+
+    owner = _backend(ray_runtime).host_names[0]
+    run_id = "run_" + ray_runtime.ids.ulid()
+    header = {
+        "type": "run_admitted",
+        "runId": run_id,
+        "workflowName": "sleeper",
+        "startedAt": format_timestamp(ray_runtime.clock.now_ms()),
+        "input": {"seconds": 0.0},
+    }
+    assert await ray_runtime.store.admit_run(header, owner=owner)  # type: ignore[arg-type]
+
+    record = await ray_runtime.wait(run_id, timeout=20)
+
+    assert record.status == "completed", record.error
+    types = [event["type"] for event in await ray_runtime.events(run_id)]
+    assert types[0] == "run_start"
+    assert types.count("run_start") == 1
+
+
 def test_runs_outlive_the_process_that_admitted_them(ray_cluster: Any, project: Path) -> None:
     """A gateway (any driver) killed after admitting runs does not stop them."""
     database = f"sqlite:///{project / 'flue.db'}"

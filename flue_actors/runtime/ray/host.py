@@ -9,16 +9,18 @@ previous incarnation left active, so a killed host never leaves runs behind.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...clock import SystemClock
+from ...clock import SystemClock, parse_timestamp
 from ...events import RunAdmittedEvent
 from ...ids import UlidIds
 from ...models import ModelRegistry
-from ...store import open_store
+from ...records import admission_header
+from ...store import open_store, run_stream
 from ..backend import LocalBackend
 from ..discovery import WorkflowRegistry
 from ..recovery import end_orphaned_runs
@@ -27,6 +29,9 @@ from ..services import RunServices
 __all__ = ["HostConfig", "RunHost"]
 
 logger = logging.getLogger("flue_actors.host")
+_CLAIMS_KEPT = 100_000
+_ADOPT_EVERY_SECONDS = 2.0
+_ADOPT_AFTER_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class RunHost:
         self._born_ms = self._clock.now_ms()
         self._backend: LocalBackend | None = None
         self._opening: asyncio.Lock | None = None
+        # Runs this incarnation has taken on (recent ones, bounded): the guard that makes a
+        # run start here once, whether its Ray call or the adoption sweep gets to it first.
+        self._claimed: set[str] = set()
+        self._claim_order: collections.deque[str] = collections.deque()
+        self._adopter: asyncio.Task[None] | None = None
 
     async def _open(self) -> LocalBackend:
         if self._backend is not None:
@@ -84,8 +94,57 @@ class RunHost:
                             "%s ended %d runs of its past life", config.owner, len(ended)
                         )
                 self._backend = backend
+                if not config.dedicated:
+                    self._adopter = asyncio.get_running_loop().create_task(self._adopt_forever())
         assert self._backend is not None
         return self._backend
+
+    def _claim(self, run_id: str) -> bool:
+        """True the first time this incarnation sees ``run_id`` (synchronous: no await between
+        the check and the claim, so the Ray call and the adoption sweep cannot both win)."""
+        if run_id in self._claimed:
+            return False
+        self._claimed.add(run_id)
+        self._claim_order.append(run_id)
+        if len(self._claim_order) > _CLAIMS_KEPT:
+            self._claimed.discard(self._claim_order.popleft())
+        return True
+
+    async def _adopt_forever(self) -> None:
+        """Start the runs admitted to this host that never reached it.
+
+        The admitting process hands a run over with a Ray call it does not wait for; if that
+        process dies at once, the call can be lost, and the run would sit ``active`` under a
+        living owner forever. So a host looks for its own active runs that have no events yet
+        and that it has not taken on, and starts them from the log.
+        """
+        backend = self._backend
+        assert backend is not None
+        store = backend.store
+        while True:
+            await asyncio.sleep(_ADOPT_EVERY_SECONDS)
+            try:
+                owned = await store.orphaned_runs(
+                    stale_before_ms=self._clock.now_ms() - _ADOPT_AFTER_MS,
+                    owner=self._config.owner,
+                )
+                for run_id in owned:
+                    if run_id in self._claimed:
+                        continue
+                    record = await store.get_run(run_id)
+                    meta = await store.stream_meta(run_stream(run_id))
+                    if record is None or record.is_terminal or meta is None or meta.length:
+                        continue  # ended, or started by a previous life (its sweep ends it)
+                    if parse_timestamp(record.started_at) < self._born_ms or not self._claim(
+                        run_id
+                    ):
+                        continue
+                    logger.warning(
+                        "%s adopts run %s, which never reached it", self._config.owner, run_id
+                    )
+                    await backend.start(admission_header(record))
+            except Exception as error:
+                logger.warning("%s: adopting runs failed: %s", self._config.owner, error)
 
     async def ready(self) -> dict[str, Any]:
         """Open the host (store, workflows, recovery) and say where it runs."""
@@ -102,7 +161,8 @@ class RunHost:
         """Execute one admitted run to its end; returns its run id. The caller may drop the
         returned reference: the run goes on regardless."""
         backend = await self._open()
-        await backend.start(header)
+        if self._claim(header["runId"]):
+            await backend.start(header)
         await backend.join(header["runId"])
         if self._config.dedicated:
             asyncio.get_running_loop().call_later(0.05, self._exit)
