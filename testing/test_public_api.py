@@ -31,6 +31,7 @@ PUBLIC = [
     "ModelRequest",
     "ModelResponse",
     "OperationFailedError",
+    "Placement",
     "PromptResponse",
     "RunCancelledError",
     "RunLog",
