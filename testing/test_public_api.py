@@ -68,6 +68,7 @@ PUBLIC = [
 ]
 
 TESTING = [
+    "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",
     "FakeToolCall",
