@@ -68,6 +68,8 @@ PUBLIC = [
 ]
 
 TESTING = [
+    "AnthropicApi",
+    "AnthropicApiExhaustedError",
     "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",

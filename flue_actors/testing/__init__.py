@@ -4,6 +4,7 @@ The fixtures ``flue`` and ``fake_model`` are registered automatically when flue_
 installed. Outside pytest, build a :class:`FlueTestKit` yourself.
 """
 
+from .anthropic_api import AnthropicApi, AnthropicApiExhaustedError
 from .fake_model import (
     FakeFailure,
     FakeModel,
@@ -15,6 +16,8 @@ from .fake_model import (
 from .kit import FlueTestKit, RunResult
 
 __all__ = [
+    "AnthropicApi",
+    "AnthropicApiExhaustedError",
     "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",
