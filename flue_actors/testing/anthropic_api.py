@@ -413,12 +413,17 @@ class AnthropicApi:
                 content=content,
             )
         )
-        return httpx2.Response(
-            response.status_code,
-            headers=list(response.headers.raw),
-            stream=_BridgedStream(response),
-            request=request,
-        )
+        headers = list(response.headers.raw)
+        try:
+            body = response.content  # respx read plain bodies already
+        except httpx.ResponseNotRead:
+            return httpx2.Response(
+                response.status_code,
+                headers=headers,
+                stream=_BridgedStream(response),
+                request=request,
+            )
+        return httpx2.Response(response.status_code, headers=headers, content=body, request=request)
 
 
 class _BridgedStream(httpx2.AsyncByteStream):
