@@ -407,13 +407,24 @@ class ModelNotResolvedError(FlueError):
 
 
 class ModelRequestError(FlueError):
-    """A model provider call failed. ``transient`` errors are worth retrying."""
+    """A model provider call failed. ``transient`` errors are worth retrying (the harness does,
+    see :class:`~flue_actors.models.RetryPolicy`); ``retry_after`` is the provider's own hint in
+    seconds (a 429's ``retry-after`` header), and ``code`` names the failure when it matters to
+    the caller (``"context_overflow"``, ``"rate_limited"``, ``"overloaded"``, ...)."""
 
     type = "model_request_failed"
 
-    def __init__(self, message: str, *, transient: bool = False, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.transient = transient
         self.code = code
+        self.retry_after = retry_after
         super().__init__(message)
 
 

@@ -69,6 +69,9 @@ PUBLIC = [
 ]
 
 TESTING = [
+    "AnthropicApi",
+    "AnthropicApiExhaustedError",
+    "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",
     "FakeToolCall",

@@ -9,7 +9,7 @@ from ..clock import Clock
 from ..definitions import AgentConfig
 from ..errors import SessionAlreadyExistsError, SessionNotFoundError
 from ..ids import IdSource
-from ..models import ModelRegistry, ResolvedModel
+from ..models import ModelRegistry, ResolvedModel, RetryPolicy
 from .call import CallHandle
 from .session import Session
 from .sink import EventSink
@@ -54,8 +54,12 @@ class Harness:
         clock: Clock,
         ids: IdSource,
         name: str = "default",
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.name = name
+        # How sessions retry transient model errors (and sleep between tries): the registry's
+        # policy unless given, so a test kit's registry brings its no-wait sleep along.
+        self.retry = retry or models.retry
         self.config = config
         self._models = models
         self._sink = sink

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..clock import Clock
 from ..definitions import ThinkingLevel
-from ..errors import AbortError, OperationFailedError, SessionBusyError
+from ..errors import AbortError, ModelRequestError, OperationFailedError, SessionBusyError
 from ..events import error_payload
 from ..ids import IdSource
 from ..models import (
@@ -24,6 +24,7 @@ from ..models import (
     Usage,
 )
 from .call import CallHandle
+from .redaction import check_images, redact, redact_all
 from .sink import EventSink
 from .tools import ToolBox
 from .workspace import MemoryFs
@@ -140,14 +141,19 @@ class Session:
         *,
         model: str | None = None,
         thinking_level: ThinkingLevel | None = None,
+        images: Sequence[dict[str, Any]] = (),
     ) -> CallHandle[PromptResponse]:
-        """Send ``text`` to the agent and run its loop (model turns, tool calls) to the end."""
+        """Send ``text`` to the agent and run its loop (model turns, tool calls) to the end.
+
+        ``images`` (``{"type": "image", "data": base64, "mimeType": ...}``) go to the model
+        with the text; events show them with their data omitted."""
         if not isinstance(text, str):
             raise TypeError("prompt text must be a string")
+        attached = check_images(images)
         resolved = self._harness.resolve_model(model)
 
         async def body(correlation: dict[str, Any]) -> _Outcome:
-            return await self._agent_loop(correlation, text, resolved, thinking_level)
+            return await self._agent_loop(correlation, text, resolved, thinking_level, attached)
 
         return self._start("prompt", body)
 
@@ -194,27 +200,22 @@ class Session:
         text: str,
         resolved: ResolvedModel,
         thinking_level: ThinkingLevel | None,
+        images: list[dict[str, Any]],
     ) -> _Outcome:
         emit = self._sink.emit
         user = {
             "role": "user",
-            "content": [{"type": "text", "text": text}],
+            "content": [{"type": "text", "text": text}, *images],
             "timestamp": self._clock.now_ms(),
         }
         emit("agent_start", dict(correlation))
         self._messages.append(user)
         produced: list[dict[str, Any]] = [user]
         usage = Usage()
-        first_turn = True
+        pending_user: dict[str, Any] | None = user
         level = thinking_level or self._harness.config.thinking_level
+        retry = self._harness.retry
         while True:
-            turn_id = "turn_" + self._ids.ulid()
-            turn = {**correlation, "turnId": turn_id}
-            emit("turn_start", {"turnId": turn_id, "purpose": "agent", **correlation})
-            if first_turn:
-                emit("message_start", {"message": user, **turn})
-                emit("message_end", {"message": user, **turn})
-                first_turn = False
             request = ModelRequest(
                 model=resolved.model_id,
                 messages=list(self._messages),
@@ -222,11 +223,47 @@ class Session:
                 tools=self._tools.specs,
                 thinking_level=level,
             )
-            response, assistant = await self._model_turn(request, resolved, turn)
+            attempt = 0
+            while True:
+                # Every attempt is a turn of its own: a failed one is recorded (turn isError)
+                # before the retry, so the log shows what each attempt cost and why it failed.
+                turn_id = "turn_" + self._ids.ulid()
+                turn = {**correlation, "turnId": turn_id}
+                emit("turn_start", {"turnId": turn_id, "purpose": "agent", **correlation})
+                if pending_user is not None:
+                    shown = redact(pending_user)
+                    emit("message_start", {"message": shown, **turn})
+                    emit("message_end", {"message": shown, **turn})
+                    pending_user = None
+                try:
+                    response, assistant = await self._model_turn(request, resolved, turn)
+                    break
+                except ModelRequestError as error:
+                    if not error.transient or attempt >= retry.max_retries:
+                        raise OperationFailedError(kind="prompt", reason=str(error)) from error
+                    attempt += 1
+                    delay_ms = retry.delay_ms(attempt, error)
+                    emit(
+                        "log",
+                        {
+                            "level": "warn",
+                            "message": "[flue:model-retry] Retrying transient model error",
+                            "attributes": {
+                                "attempt": attempt,
+                                "delayMs": delay_ms,
+                                "error": {**error_payload(error), "code": error.code},
+                            },
+                            **correlation,
+                        },
+                    )
+                    # An abort lands here as CancelledError: no further model call is made.
+                    await retry.sleep(delay_ms / 1000)
+                except Exception as error:
+                    raise OperationFailedError(kind="prompt", reason=str(error)) from error
             usage += response.usage
             self._messages.append(assistant)
             produced.append(assistant)
-            emit("message_end", {"message": assistant, **turn})
+            emit("message_end", {"message": redact(assistant), **turn})
             tool_results = []
             for call in response.tool_calls:
                 result = await self._tools.call(call, turn)
@@ -235,11 +272,16 @@ class Session:
                 produced.append(result)
             emit(
                 "turn_messages",
-                {"purpose": "agent", "message": assistant, "toolResults": tool_results, **turn},
+                {
+                    "purpose": "agent",
+                    "message": redact(assistant),
+                    "toolResults": redact_all(tool_results),
+                    **turn,
+                },
             )
             if not tool_results:
                 break
-        emit("agent_end", {"messages": produced, **correlation})
+        emit("agent_end", {"messages": redact_all(produced), **correlation})
         final = PromptResponse(
             text=response.text,
             usage=usage,
@@ -303,11 +345,11 @@ class Session:
                     **turn_event,
                     "durationMs": self._clock.now_ms() - started,
                     "isError": True,
-                    "response": {"error": {"type": "model_error", **error_payload(error)}},
+                    "response": {"error": _turn_error(error)},
                     **turn,
                 },
             )
-            raise OperationFailedError(kind="prompt", reason=str(error)) from error
+            raise
         assistant = self._assistant_message(response, resolved)
         emit(
             "turn",
@@ -320,9 +362,7 @@ class Session:
             },
         )
         if response.stop_reason == "error":
-            raise OperationFailedError(
-                kind="prompt", reason=response.error_message or "model error"
-            )
+            raise ModelRequestError(response.error_message or "model error")
         return response, assistant
 
     def _assistant_message(
@@ -338,6 +378,13 @@ class Session:
             "stopReason": response.stop_reason,
             "timestamp": self._clock.now_ms(),
         }
+
+
+def _turn_error(error: BaseException) -> dict[str, Any]:
+    failure: dict[str, Any] = {"type": "model_error", **error_payload(error)}
+    if isinstance(error, ModelRequestError) and error.code is not None:
+        failure["code"] = error.code
+    return failure
 
 
 def _response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Model providers and how ``provider/model`` strings find them."""
 
+from .anthropic import AnthropicProvider
 from .base import (
     Cost,
     ModelProvider,
@@ -17,8 +18,11 @@ from .base import (
 )
 from .echo import FakeProvider
 from .registry import ModelRegistry, ResolvedModel
+from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
 __all__ = [
+    "MAX_TRANSIENT_MODEL_RETRIES",
+    "AnthropicProvider",
     "Cost",
     "FakeProvider",
     "ModelProvider",
@@ -26,6 +30,8 @@ __all__ = [
     "ModelRequest",
     "ModelResponse",
     "ResolvedModel",
+    "RetryPolicy",
+    "Sleep",
     "StopReason",
     "StreamEvent",
     "StreamListener",

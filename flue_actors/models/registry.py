@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ModelNotResolvedError
+from .anthropic import AnthropicProvider
 from .base import ModelProvider
 from .echo import FakeProvider
+from .retry import RetryPolicy
 
 __all__ = ["ModelRegistry", "ResolvedModel"]
 
@@ -33,17 +35,26 @@ def _split(model: str) -> tuple[str, str]:
 
 class ModelRegistry:
     """Providers by name. ``override`` (a model string, or a provider that takes every request)
-    replaces every agent's model: ``FLUE_MODEL`` sets it from the environment."""
+    replaces every agent's model: ``FLUE_MODEL`` sets it from the environment.
+
+    ``anthropic`` and ``fake`` are built in; the Anthropic provider reads its key at its first
+    call, so building a registry never needs one. ``retry`` is how sessions retry transient
+    model errors with these providers."""
 
     def __init__(
         self,
         providers: Mapping[str, ModelProvider] | None = None,
         *,
         override: str | ModelProvider | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self._providers: dict[str, ModelProvider] = {"fake": FakeProvider()}
+        self._providers: dict[str, ModelProvider] = {
+            "fake": FakeProvider(),
+            "anthropic": AnthropicProvider(),
+        }
         self._providers.update(providers or {})
         self._override = override
+        self.retry = retry or RetryPolicy()
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ModelRegistry:

@@ -4,10 +4,21 @@ The fixtures ``flue`` and ``fake_model`` are registered automatically when flue_
 installed. Outside pytest, build a :class:`FlueTestKit` yourself.
 """
 
-from .fake_model import FakeModel, FakeModelExhaustedError, FakeToolCall, FakeTurn, Responder
+from .anthropic_api import AnthropicApi, AnthropicApiExhaustedError
+from .fake_model import (
+    FakeFailure,
+    FakeModel,
+    FakeModelExhaustedError,
+    FakeToolCall,
+    FakeTurn,
+    Responder,
+)
 from .kit import FlueTestKit, RunResult
 
 __all__ = [
+    "AnthropicApi",
+    "AnthropicApiExhaustedError",
+    "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",
     "FakeToolCall",

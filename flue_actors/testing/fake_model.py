@@ -6,8 +6,9 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
+from ..errors import ModelRequestError
 from ..models import (
     ModelRequest,
     ModelResponse,
@@ -19,7 +20,14 @@ from ..models import (
     Usage,
 )
 
-__all__ = ["FakeModel", "FakeModelExhaustedError", "FakeToolCall", "FakeTurn", "Responder"]
+__all__ = [
+    "FakeFailure",
+    "FakeModel",
+    "FakeModelExhaustedError",
+    "FakeToolCall",
+    "FakeTurn",
+    "Responder",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,49 @@ class FakeTurn:
     thinking: str | None = None
     usage: Usage = field(default_factory=lambda: Usage(input=10, output=5))
     chunks: Sequence[str] | None = None
+
+
+FailureKind: TypeAlias = Literal["status", "context_overflow", "stream_cut"]
+
+
+@dataclass(frozen=True)
+class FakeFailure:
+    """One scripted failed model call, raised as the real provider would raise it: a
+    :class:`~flue_actors.errors.ModelRequestError`, transient or not."""
+
+    kind: FailureKind = "status"
+    status: int = 500
+    retry_after: float | None = None
+    after_chunks: int = 0
+
+    def error(self) -> ModelRequestError:
+        if self.kind == "context_overflow":
+            return ModelRequestError(
+                "Anthropic API error 400 (invalid_request_error): prompt is too long: "
+                "210000 tokens > 200000 maximum",
+                code="context_overflow",
+            )
+        if self.kind == "stream_cut":
+            return ModelRequestError(
+                f"The stream broke off after {self.after_chunks} chunk(s).",
+                transient=True,
+                code="stream_cut",
+            )
+        status = self.status
+        if status == 429:
+            kind, code, transient = "rate_limit_error", "rate_limited", True
+        elif status == 529:
+            kind, code, transient = "overloaded_error", "overloaded", True
+        elif status >= 500:
+            kind, code, transient = "api_error", "server_error", True
+        else:
+            kind, code, transient = "invalid_request_error", f"http_{status}", False
+        return ModelRequestError(
+            f"Fake API error {status} ({kind})",
+            transient=transient,
+            code=code,
+            retry_after=self.retry_after,
+        )
 
 
 Responder: TypeAlias = Callable[[ModelRequest], "str | FakeTurn | Awaitable[str | FakeTurn]"]
@@ -60,7 +111,7 @@ class FakeModel:
     api = "fake"
 
     def __init__(self) -> None:
-        self._script: deque[FakeTurn] = deque()
+        self._script: deque[FakeTurn | FakeFailure] = deque()
         self._responder: Responder | None = None
         self.requests: list[ModelRequest] = []
         self.exhausted: FakeModelExhaustedError | None = None
@@ -88,6 +139,22 @@ class FakeModel:
         self._script.append(turn if usage is None else replace(turn, usage=usage))
         return self
 
+    def fail(
+        self,
+        *,
+        status: int = 500,
+        retry_after: float | None = None,
+        kind: FailureKind = "status",
+        after_chunks: int = 0,
+    ) -> FakeModel:
+        """Queue one failed call, in order with the replies: ``fail(status=429,
+        retry_after=1.5)`` (rate limited, transient), ``fail(status=529)`` (overloaded,
+        transient), any 5xx (transient), 4xx (permanent), ``fail(kind="context_overflow")``
+        (permanent, code ``context_overflow``), ``fail(kind="stream_cut", after_chunks=N)``
+        (streams N text deltas ``"chunk1 "``... then breaks off, transient)."""
+        self._script.append(FakeFailure(kind, status, retry_after, after_chunks))
+        return self
+
     def respond_with(self, responder: Responder) -> FakeModel:
         """Answer requests the script does not cover with ``responder(request)``, which returns
         the reply text or a :class:`FakeTurn` (sync or async)."""
@@ -102,7 +169,12 @@ class FakeModel:
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         self.requests.append(request)
         if self._script:
-            turn = self._script.popleft()
+            scripted = self._script.popleft()
+            if isinstance(scripted, FakeFailure):
+                for number in range(1, scripted.after_chunks + 1):
+                    on_stream(TextDelta(f"chunk{number} "))
+                raise scripted.error()
+            turn = scripted
         elif self._responder is not None:
             answer = self._responder(request)
             if inspect.isawaitable(answer):

@@ -13,7 +13,7 @@ from ..definitions import WorkflowDefinition
 from ..events import RunError
 from ..ids import SequentialIds
 from ..jsonvalue import UNSET, JsonValue
-from ..models import ModelRegistry
+from ..models import ModelRegistry, RetryPolicy
 from ..records import RunRecord, RunStatus
 from ..runtime import Runtime, WorkflowRegistry
 from ..runtime.discovery import DiscoveredWorkflow
@@ -55,6 +55,10 @@ class FlueTestKit:
     2026-01-01T00:00:00Z and moves 1 ms per reading, so a run's events are the same every time.
     ``run`` is synchronous (it drives a private event loop); in an ``async def`` test use
     ``await flue.run_async(...)``.
+
+    Retries of transient model errors do not wait: ``sleeps`` records each backoff (seconds)
+    instead, and the jitter is fixed (0), so the delays are 1.5 s, 3 s, 6 s unless a
+    ``retry_after`` is longer.
     """
 
     def __init__(
@@ -72,15 +76,21 @@ class FlueTestKit:
         else:
             registry = WorkflowRegistry.from_definitions(workflows)
         self.clock = StepClock()
+        self.sleeps: list[float] = []
+        retry = RetryPolicy(sleep=self._sleep, jitter=lambda: 0.0)
         self.runtime = Runtime(
             registry,
             store=SqliteEventStore(":memory:"),
-            models=ModelRegistry(override=fake_model),
+            models=ModelRegistry(override=fake_model, retry=retry),
             clock=self.clock,
             ids=SequentialIds(),
             env=dict(env or {}),
         )
         self._runner: asyncio.Runner | None = None
+
+    async def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.sleep(0)  # still a point where an abort can land
 
     def register(self, definition: WorkflowDefinition, name: str | None = None) -> str:
         """Make a definition runnable under ``name`` (default: its module's name)."""

@@ -176,8 +176,10 @@ def test_without_flue_model_the_agent_model_is_used() -> None:
     models = ModelRegistry.from_environment({})
     resolved = models.resolve("fake/echo")
     assert resolved.model_id == "echo"
-    with pytest.raises(ModelNotResolvedError, match=r'"anthropic/claude-haiku-4-5" could not be'):
-        models.resolve("anthropic/claude-haiku-4-5")
+    # anthropic is built in, and resolving it needs no key (the key is read at the first call).
+    assert models.resolve("anthropic/claude-haiku-4-5").provider_name == "anthropic"
+    with pytest.raises(ModelNotResolvedError, match=r'"nowhere/model-x" could not be'):
+        models.resolve("nowhere/model-x")
 
 
 async def test_echo_model_replies_with_the_last_user_message(pytestconfig: pytest.Config) -> None:

@@ -1,0 +1,438 @@
+"""``anthropic/<model>``: Claude through the official SDK's async client, streaming.
+
+Our messages are pi-ai's shapes (see :mod:`.base`); this module translates them to the Messages
+API, maps the raw stream events back to our stream events and content blocks, and turns every
+SDK failure into a :class:`ModelRequestError` that says whether a retry may help. The SDK's own
+retries are off: the harness owns retries, so one attempt here is one HTTP request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelRequestError
+from .anthropic_catalog import DEFAULT_MAX_TOKENS, cost_of, model_info, thinking_budget
+from .base import (
+    ModelRequest,
+    ModelResponse,
+    StopReason,
+    StreamListener,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnd,
+    ThinkingStart,
+    ToolSpec,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+__all__ = ["AnthropicProvider", "map_error", "to_anthropic_messages"]
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",  # a server tool paused the turn; what was said so far stands
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "toolUse",
+    "refusal": "error",  # the model declined: nothing usable came back
+}
+
+_CONTEXT_OVERFLOW = ("prompt is too long", "exceed context limit", "context window")
+
+
+class AnthropicProvider:
+    """The built-in ``anthropic`` provider.
+
+    ``api_key`` and ``base_url`` default to ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL``,
+    read at the first model call, not at construction: a registry (and a dry run with
+    ``FLUE_MODEL=fake/echo``) never needs a key. ``http_client`` is passed to the SDK as is.
+    """
+
+    name = "anthropic"
+    api = "anthropic-messages"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 600.0,
+        http_client: Any = None,
+    ) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout = timeout
+        self._http_client = http_client
+        self._sdk: AsyncAnthropic | None = None
+
+    def _client(self) -> AsyncAnthropic:
+        if self._sdk is None:
+            api_key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
+            if not api_key:
+                raise ModelRequestError(
+                    "ANTHROPIC_API_KEY is not set: export it (or pass api_key= to "
+                    "AnthropicProvider) to call Anthropic models, or set FLUE_MODEL=fake/echo "
+                    "for a dry run without a model.",
+                    code="missing_api_key",
+                )
+            import anthropic  # imported on first use: importing flue_actors stays fast
+
+            self._sdk = anthropic.AsyncAnthropic(
+                api_key=api_key,
+                base_url=self._base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
+                max_retries=0,
+                timeout=self._timeout,
+                http_client=self._http_client,
+            )
+        return self._sdk
+
+    async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
+        client = self._client()
+        params = request_params(request)
+        try:
+            stream = await client.messages.create(**params, stream=True)
+            # Leaving the block closes the HTTP response, also when the task is cancelled
+            # mid-stream (CancelledError is not caught here: it is not an Exception).
+            async with stream:
+                turn = _StreamedTurn(request.model, on_stream)
+                async for event in stream:
+                    turn.feed(event)
+                return turn.finish()
+        except ModelRequestError:
+            raise
+        except Exception as error:
+            raise map_error(error) from error
+
+
+# --- request ----------------------------------------------------------------------------------
+
+
+def request_params(request: ModelRequest) -> dict[str, Any]:
+    """The Messages API body (minus ``stream``) for ``request``."""
+    info = model_info(request.model)
+    max_tokens = request.max_tokens or min(DEFAULT_MAX_TOKENS, info.max_output)
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": to_anthropic_messages(request.messages),
+    }
+    budget = thinking_budget(request.model, request.thinking_level)
+    if budget is not None:
+        # The budget is part of max_tokens: add it, within the model's ceiling, so thinking
+        # does not eat the answer; the API wants budget < max_tokens and budget >= 1024.
+        max_tokens = min(info.max_output, max_tokens + budget)
+        budget = max(1024, min(budget, max_tokens - 1024))
+        params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    params["max_tokens"] = max_tokens
+    if request.system_prompt:
+        params["system"] = request.system_prompt
+    if request.tools:
+        params["tools"] = [_tool(spec) for spec in request.tools]
+    return params
+
+
+def _tool(spec: ToolSpec) -> dict[str, Any]:
+    schema = dict(spec.parameters)
+    schema.setdefault("type", "object")
+    return {"name": spec.name, "description": spec.description, "input_schema": schema}
+
+
+def _image(block: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": block["mimeType"], "data": block["data"]},
+    }
+
+
+def _user_content(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    blocks = []
+    for block in content:
+        if block.get("type") == "text" and block.get("text"):
+            blocks.append({"type": "text", "text": block["text"]})
+        elif block.get("type") == "image":
+            blocks.append(_image(block))
+    return blocks
+
+
+def _assistant_content(content: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for block in content:
+        kind = block.get("type")
+        if kind == "text" and block.get("text"):
+            blocks.append({"type": "text", "text": block["text"]})
+        elif kind == "thinking":
+            signature = block.get("thinkingSignature")
+            if block.get("redacted") and signature:
+                blocks.append({"type": "redacted_thinking", "data": signature})
+            elif signature:
+                blocks.append(
+                    {"type": "thinking", "thinking": block["thinking"], "signature": signature}
+                )
+            elif block.get("thinking"):
+                # Thinking from another model has no signature the API would accept: keep it
+                # as text, so the model still sees what was thought.
+                blocks.append({"type": "text", "text": block["thinking"]})
+        elif kind == "toolCall":
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": block["id"],
+                    "name": block["name"],
+                    "input": block.get("arguments") or {},
+                }
+            )
+    return blocks
+
+
+def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
+    content = _user_content(message.get("content") or [])
+    result: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": message["toolCallId"],
+        "content": content or [{"type": "text", "text": "(no output)"}],
+    }
+    if message.get("isError"):
+        result["is_error"] = True
+    return result
+
+
+def to_anthropic_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pi-ai messages to Messages API turns. Consecutive tool results become one user turn (the
+    API wants every result of a turn's tool calls in the next user message)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        if role == "user":
+            content = _user_content(message.get("content") or [])
+            if content:
+                out.append({"role": "user", "content": content})
+        elif role == "assistant":
+            if message.get("stopReason") in ("error", "aborted"):
+                continue  # a failed turn said nothing the next request should build on
+            content = _assistant_content(message.get("content") or [])
+            if content:
+                out.append({"role": "assistant", "content": content})
+        elif role == "toolResult":
+            result = _tool_result(message)
+            previous = out[-1] if out else None
+            if (
+                previous is not None
+                and previous["role"] == "user"
+                and previous["content"]
+                and all(block["type"] == "tool_result" for block in previous["content"])
+            ):
+                previous["content"].append(result)
+            else:
+                out.append({"role": "user", "content": [result]})
+    return out
+
+
+# --- response ---------------------------------------------------------------------------------
+
+
+class _StreamedTurn:
+    """Folds the raw stream events of one response into our content blocks, reporting text and
+    thinking to the listener as they arrive."""
+
+    def __init__(self, model: str, on_stream: StreamListener) -> None:
+        self._model = model
+        self._on_stream = on_stream
+        self.content: list[dict[str, Any]] = []
+        self._by_index: dict[int, dict[str, Any]] = {}
+        self._positions: dict[int, int] = {}  # API block index -> index in self.content
+        self._json: dict[int, list[str]] = {}
+        self._usage: dict[str, int] = {}
+        self._stop_reason: str | None = None
+        self._response_id: str | None = None
+        self._response_model: str | None = None
+        self._stopped = False
+
+    def feed(self, event: Any) -> None:
+        kind = event.type
+        if kind == "content_block_delta":
+            block = self._by_index.get(event.index)
+            if block is None:
+                return
+            delta = event.delta
+            if delta.type == "text_delta":
+                block["text"] += delta.text
+                self._on_stream(TextDelta(delta.text))
+            elif delta.type == "thinking_delta":
+                block["thinking"] += delta.thinking
+                self._on_stream(
+                    ThinkingDelta(delta.thinking, content_index=self._positions[event.index])
+                )
+            elif delta.type == "signature_delta":
+                block["thinkingSignature"] = block.get("thinkingSignature", "") + delta.signature
+            elif delta.type == "input_json_delta":
+                self._json[event.index].append(delta.partial_json)
+        elif kind == "content_block_start":
+            self._start_block(event.index, event.content_block)
+        elif kind == "content_block_stop":
+            self._stop_block(event.index)
+        elif kind == "message_start":
+            message = event.message
+            self._response_id = message.id
+            self._response_model = message.model
+            self._add_usage(message.usage)
+        elif kind == "message_delta":
+            self._stop_reason = event.delta.stop_reason or self._stop_reason
+            self._add_usage(event.usage)
+        elif kind == "message_stop":
+            self._stopped = True
+
+    def _start_block(self, index: int, source: Any) -> None:
+        block: dict[str, Any]
+        if source.type == "text":
+            block = {"type": "text", "text": source.text or ""}
+            if block["text"]:
+                self._on_stream(TextDelta(block["text"]))
+        elif source.type == "thinking":
+            block = {"type": "thinking", "thinking": source.thinking or ""}
+            self._on_stream(ThinkingStart(content_index=len(self.content)))
+        elif source.type == "redacted_thinking":
+            block = {
+                "type": "thinking",
+                "thinking": "[Reasoning redacted]",
+                "thinkingSignature": source.data,
+                "redacted": True,
+            }
+        elif source.type == "tool_use":
+            block = {"type": "toolCall", "id": source.id, "name": source.name, "arguments": {}}
+            self._json[index] = []
+        else:
+            return  # server tool blocks and the like: not part of our message shapes
+        self._by_index[index] = block
+        self._positions[index] = len(self.content)
+        self.content.append(block)
+
+    def _stop_block(self, index: int) -> None:
+        block = self._by_index.get(index)
+        if block is None:
+            return
+        if block["type"] == "thinking" and not block.get("redacted"):
+            position = self._positions[index]
+            self._on_stream(ThinkingEnd(block["thinking"], content_index=position))
+        elif block["type"] == "toolCall":
+            raw = "".join(self._json.pop(index, []))
+            try:
+                block["arguments"] = json.loads(raw) if raw else {}
+            except json.JSONDecodeError as error:
+                raise ModelRequestError(
+                    f"Anthropic sent unparseable arguments for tool {block['name']!r}: {error}",
+                    transient=True,
+                    code="bad_tool_arguments",
+                ) from error
+
+    def _add_usage(self, usage: Any) -> None:
+        # message_start carries the input side; message_delta the (cumulative) output side and,
+        # on newer API versions, the input side again. Later non-null values win.
+        if usage is None:
+            return
+        for field in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ):
+            value = getattr(usage, field, None)
+            if value is not None:
+                self._usage[field] = value
+
+    def finish(self) -> ModelResponse:
+        if not self._stopped:
+            # The connection ended without message_stop: the answer may be cut short.
+            raise ModelRequestError(
+                "The Anthropic stream ended before message_stop.",
+                transient=True,
+                code="stream_cut",
+            )
+        usage = cost_of(
+            self._model,
+            Usage(
+                input=self._usage.get("input_tokens", 0),
+                output=self._usage.get("output_tokens", 0),
+                cache_read=self._usage.get("cache_read_input_tokens", 0),
+                cache_write=self._usage.get("cache_creation_input_tokens", 0),
+            ),
+        )
+        reason = self._stop_reason or "end_turn"
+        stop = _STOP_REASONS.get(reason, "stop")
+        return ModelResponse(
+            content=self.content,
+            usage=usage,
+            stop_reason=stop,
+            response_id=self._response_id,
+            response_model=self._response_model,
+            error_message=f"The model stopped with stop_reason {reason!r}."
+            if stop == "error"
+            else None,
+        )
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return float(milliseconds) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+        except (TypeError, ValueError):
+            return None
+
+
+def map_error(error: Exception) -> ModelRequestError:
+    """An SDK (or transport) failure as a :class:`ModelRequestError`: transient for 429, 529 /
+    overloaded, 5xx and connection trouble; permanent for the rest (bad request, auth, not
+    found, context overflow)."""
+    import anthropic
+    import httpx2
+
+    if isinstance(error, anthropic.APIStatusError):
+        status = error.status_code
+        body = error.body if isinstance(error.body, dict) else {}
+        raw_detail = body.get("error")
+        detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
+        kind = str(detail.get("type") or "")
+        message = str(detail.get("message") or error.message)
+        text = f"Anthropic API error {status} ({kind or 'unknown'}): {message}"
+        if status == 529 or kind == "overloaded_error":
+            return ModelRequestError(text, transient=True, code="overloaded")
+        if status == 429 or kind == "rate_limit_error":
+            retry_after = _retry_after(error.response.headers if status == 429 else None)
+            return ModelRequestError(
+                text, transient=True, code="rate_limited", retry_after=retry_after
+            )
+        if status >= 500 or kind == "api_error":
+            return ModelRequestError(text, transient=True, code="server_error")
+        if status in (400, 413) and any(sign in message.lower() for sign in _CONTEXT_OVERFLOW):
+            return ModelRequestError(text, code="context_overflow")
+        return ModelRequestError(text, code=kind or f"http_{status}")
+    if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
+        kind = "timeout" if isinstance(error, anthropic.APITimeoutError) else "connection"
+        return ModelRequestError(
+            f"Could not reach the Anthropic API ({kind}): {error}", transient=True, code=kind
+        )
+    return ModelRequestError(f"Anthropic request failed: {type(error).__name__}: {error}")
