@@ -42,6 +42,15 @@ UNSET: Final[Unset] = _UnsetType.UNSET
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder()
+# The stdlib's own C encoder, called without JSONEncoder's per-call Python layers: every event
+# written goes through here. Without the C speedups, the encoder above does the same job.
+_c_encode = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        {}, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if getattr(json.encoder, "c_make_encoder", None) is not None
+    else None
+)
 
 
 class NotJsonError(ValueError):
@@ -49,8 +58,11 @@ class NotJsonError(ValueError):
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON text; the one serializer for the log and the wire."""
-    return _encoder.encode(value)
+    """Compact JSON text; the one serializer for the log and the wire. Refuses NaN and
+    infinities, and values that are not JSON data (``TypeError``)."""
+    if _c_encode is None or isinstance(value, str):
+        return _encoder.encode(value)
+    return "".join(_c_encode(value, 0))
 
 
 def loads(text: str | bytes) -> Any:
