@@ -24,12 +24,14 @@ from .errors import (
     ActionOutputSerializationError,
     ActionOutputValidationError,
     DefinitionError,
+    ToolNameConflictError,
     WorkflowInputUnexpectedError,
 )
 from .jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
 
 if TYPE_CHECKING:
     from .harness import Harness, RunLog
+    from .harness.sandbox import SandboxFactory
 
 __all__ = [
     "ActionContext",
@@ -53,6 +55,9 @@ OutputT = TypeVar("OutputT")
 ThinkingLevel: TypeAlias = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
 _THINKING_LEVELS = typing.get_args(ThinkingLevel)
 _INLINE_ACTION_NAME = "workflow"
+# The workspace tools every agent's model gets (flue_actors.harness.workspace_tools); an
+# agent's own tools may not reuse these names.
+BUILTIN_TOOL_NAMES = ("read", "write", "edit", "bash", "grep", "glob")
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class AgentConfig:
     thinking_level: ThinkingLevel | None = None
     tools: Sequence[ToolDefinition] = ()
     cwd: str | None = None
+    # Where files live and commands run: "virtual" (in memory, the default), "local" (a
+    # temporary host directory; trusted use only) or a factory returning a Sandbox.
+    sandbox: Literal["virtual", "local"] | SandboxFactory = "virtual"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or "/" not in self.model.strip("/"):
@@ -123,7 +131,15 @@ class AgentConfig:
                 f"[flue] thinking_level must be one of {', '.join(_THINKING_LEVELS)}, "
                 f"got {self.thinking_level!r}."
             )
+        if self.sandbox not in ("virtual", "local") and not callable(self.sandbox):
+            raise DefinitionError(
+                "[flue] sandbox must be 'virtual', 'local' or a function returning a Sandbox, "
+                f"got {self.sandbox!r}."
+            )
         names = [tool.name for tool in self.tools]
+        for name in names:
+            if name in BUILTIN_TOOL_NAMES:
+                raise ToolNameConflictError(name=name)
         if len(names) != len(set(names)):
             raise DefinitionError(
                 "[flue] define_agent() tools must not contain duplicate tool names."

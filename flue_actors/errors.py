@@ -42,6 +42,7 @@ __all__ = [
     "StreamConflictError",
     "StreamMissingError",
     "StreamPayloadConflictError",
+    "ToolNameConflictError",
     "UnsupportedMediaTypeError",
     "WorkflowAdmissionFailedError",
     "WorkflowInputSerializationError",
@@ -385,6 +386,16 @@ class SandboxPathError(FlueError, ValueError):
 
     def __init__(self, *, path: str) -> None:
         super().__init__(f'Path "{path}" is outside the sandbox.')
+
+
+class ToolNameConflictError(FlueError):
+    """Two model tools of one agent share a name (a built-in workspace tool and a
+    ``define_tool`` tool, say): the model could not tell them apart."""
+
+    type = "tool_name_conflict"
+
+    def __init__(self, *, name: str) -> None:
+        super().__init__(f'Tool name "{name}" is used by more than one tool.')
 
 
 class AbortError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from ..clock import Clock
@@ -11,10 +12,12 @@ from ..errors import SessionAlreadyExistsError, SessionNotFoundError
 from ..ids import IdSource
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
 from .call import CallHandle
+from .sandbox import Sandbox, SandboxContext, SandboxFs, ShellResult, create_sandbox
 from .session import Session
+from .shell import run_shell
 from .sink import EventSink
 from .tools import ToolBox
-from .workspace import MemoryFs
+from .workspace_tools import workspace_tools
 
 __all__ = ["Harness", "Sessions"]
 
@@ -55,6 +58,7 @@ class Harness:
         ids: IdSource,
         name: str = "default",
         retry: RetryPolicy | None = None,
+        run_id: str = "",
     ) -> None:
         self.name = name
         # How sessions retry transient model errors (and sleep between tries): the registry's
@@ -66,11 +70,61 @@ class Harness:
         self._clock = clock
         self._ids = ids
         self._default_model = models.resolve(config.model)
-        self.fs = MemoryFs(cwd=config.cwd or "/workspace", now_ms=clock.now_ms())
-        self._tools = ToolBox(config.tools, sink=sink, clock=clock)
+        self.sandbox: Sandbox = create_sandbox(
+            config.sandbox, SandboxContext(id=run_id, cwd=config.cwd or "/workspace")
+        )
+        # Built-ins first, then the agent's tools; a name used twice is refused here.
+        self._tools = ToolBox(
+            [*workspace_tools(self.sandbox), *config.tools], sink=sink, clock=clock
+        )
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
         self.sessions = Sessions(self)
+
+    @property
+    def fs(self) -> SandboxFs:
+        """The sandbox's files (not recorded in the run's events)."""
+        return self.sandbox.fs
+
+    def shell(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+    ) -> CallHandle[ShellResult]:
+        """Run ``command`` in the sandbox, outside any session: recorded as a ``bash`` tool
+        call (``tool_start``/``tool``), not as an operation nor in any conversation.
+        ``timeout`` is in seconds; ``env`` values are never recorded."""
+        task = asyncio.get_running_loop().create_task(
+            self.run_shell(command, env=env, cwd=cwd, timeout=timeout, correlation={})
+        )
+        handle = CallHandle(task)
+        self.track(handle)
+        return handle
+
+    async def run_shell(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        timeout: float | None,
+        correlation: Mapping[str, Any],
+        call_id: str | None = None,
+    ) -> ShellResult:
+        return await run_shell(
+            self.sandbox,
+            command,
+            call_id=call_id or self._ids.uuid(),
+            correlation={"harness": self.name, **correlation},
+            sink=self._sink,
+            clock=self._clock,
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+        )
 
     def resolve_model(self, model: str | None) -> ResolvedModel:
         return self._default_model if model is None else self._models.resolve(model)
@@ -114,3 +168,5 @@ class Harness:
         if pending:
             await asyncio.gather(*(handle.settle() for handle in pending))
         self._in_flight.clear()
+        # Only now, with nothing left running in it, is the sandbox released.
+        await self.sandbox.close()

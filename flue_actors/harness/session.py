@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,9 +25,9 @@ from ..models import (
 )
 from .call import CallHandle
 from .redaction import check_images, redact, redact_all
+from .sandbox import SandboxFs, ShellResult
 from .sink import EventSink
 from .tools import ToolBox
-from .workspace import MemoryFs
 
 if TYPE_CHECKING:
     from .harness import Harness
@@ -118,7 +118,7 @@ class Session:
         self._active_kind: str | None = None
 
     @property
-    def fs(self) -> MemoryFs:
+    def fs(self) -> SandboxFs:
         return self._harness.fs
 
     @property
@@ -156,6 +156,67 @@ class Session:
             return await self._agent_loop(correlation, text, resolved, thinking_level, attached)
 
         return self._start("prompt", body)
+
+    def shell(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+    ) -> CallHandle[ShellResult]:
+        """Run ``command`` in the sandbox as an operation of this session (``shell``); the
+        exchange joins the conversation as a ``bash`` tool call and its result, so the model
+        sees it on the next prompt. ``env`` values are never recorded, here or in events."""
+
+        async def body(correlation: dict[str, Any]) -> _Outcome:
+            call_id = self._ids.uuid()
+            result = await self._harness.run_shell(
+                command,
+                env=env,
+                cwd=cwd,
+                timeout=timeout,
+                correlation=correlation,
+                call_id=call_id,
+            )
+            self._record_shell(call_id, command, cwd, result)
+            wire = {"stdout": result.stdout, "stderr": result.stderr, "exitCode": result.exit_code}
+            return _Outcome(value=result, usage=Usage(), wire_result=wire)
+
+        return self._start("shell", body)
+
+    def _record_shell(
+        self, call_id: str, command: str, cwd: str | None, result: ShellResult
+    ) -> None:
+        resolved = self._harness.resolve_model(None)
+        arguments: dict[str, Any] = {"command": command}
+        if cwd is not None:
+            arguments["cwd"] = cwd
+        now = self._clock.now_ms()
+        self._messages.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "toolCall", "id": call_id, "name": "bash", "arguments": arguments}
+                ],
+                "api": resolved.provider.api,
+                "provider": resolved.provider_name,
+                "model": resolved.model_id,
+                "usage": Usage().to_wire(),
+                "stopReason": "toolUse",
+                "timestamp": now,
+            }
+        )
+        self._messages.append(
+            {
+                "role": "toolResult",
+                "toolCallId": call_id,
+                "toolName": "bash",
+                "content": [{"type": "text", "text": result.stdout + result.stderr}],
+                "isError": result.exit_code != 0,
+                "timestamp": now,
+            }
+        )
 
     def _start(
         self, kind: str, body: Callable[[dict[str, Any]], Awaitable[_Outcome]]

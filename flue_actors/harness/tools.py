@@ -10,6 +10,7 @@ import pydantic
 
 from ..clock import Clock
 from ..definitions import ToolDefinition
+from ..errors import ToolNameConflictError
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
 from ..models import ToolSpec
@@ -23,7 +24,12 @@ class ToolBox:
     can read and correct, never a failed operation."""
 
     def __init__(self, tools: Sequence[ToolDefinition], *, sink: EventSink, clock: Clock) -> None:
-        self._tools = {tool.name: tool for tool in tools}
+        self._tools: dict[str, ToolDefinition] = {}
+        for tool in tools:
+            # Two tools of one name: the model could not say which it means.
+            if tool.name in self._tools:
+                raise ToolNameConflictError(name=tool.name)
+            self._tools[tool.name] = tool
         self._sink = sink
         self._clock = clock
         self.specs = [

@@ -3,6 +3,10 @@
 Paths are POSIX; relative paths resolve against the working directory, and a path that would
 climb above the root is refused rather than clamped, so a workflow never writes somewhere it
 did not name.
+
+The files live in a just-bash ``InMemoryFs`` (the ``store``), so the virtual sandbox's shell
+and ``harness.fs`` read and write one tree: a file written here is what ``cat`` prints there.
+This class keeps Flue's FlueFs semantics (errors, confinement) on top of that store.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from just_bash.fs import InMemoryFs
+
 from ..errors import SandboxPathError
 
-__all__ = ["FileStat", "MemoryFs"]
+__all__ = ["FileStat", "MemoryFs", "resolve_sandbox_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,114 +29,116 @@ class FileStat:
     mtime_ms: int
 
 
+def resolve_sandbox_path(path: str, base: str) -> str:
+    """``path`` made absolute against ``base`` (an absolute sandbox path) and normalized;
+    :class:`SandboxPathError` if it names something above the root."""
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise SandboxPathError(path=repr(path))
+    joined = posixpath.join(base, path)
+    depth = 0
+    for part in joined.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise SandboxPathError(path=path)
+        elif part not in ("", "."):
+            depth += 1
+    return "/" + posixpath.normpath(joined).lstrip("/")
+
+
 class MemoryFs:
     """``harness.fs``: async file operations over an in-memory tree."""
 
-    def __init__(self, *, cwd: str = "/workspace", now_ms: int = 0) -> None:
-        self._files: dict[str, tuple[bytes, int]] = {}
-        self._dirs: dict[str, int] = {"/": now_ms}
-        self.cwd = self._resolve(cwd, base="/")
-        self._make_dirs(self.cwd, now_ms)
-        self._now_ms = now_ms
+    def __init__(self, *, cwd: str = "/workspace", store: InMemoryFs | None = None) -> None:
+        self.store = store if store is not None else InMemoryFs()
+        self.cwd = resolve_sandbox_path(cwd, "/")
+        self.store._mkdir_sync(self.cwd, recursive=True)
 
-    def _resolve(self, path: str, *, base: str | None = None) -> str:
-        if not isinstance(path, str) or not path or "\x00" in path:
-            raise SandboxPathError(path=repr(path))
-        joined = posixpath.join(base if base is not None else self.cwd, path)
-        depth = 0
-        for part in joined.split("/"):
-            if part == "..":
-                depth -= 1
-                if depth < 0:
-                    raise SandboxPathError(path=path)
-            elif part not in ("", "."):
-                depth += 1
-        return posixpath.normpath(joined).replace("//", "/")
+    def _resolve(self, path: str) -> str:
+        return resolve_sandbox_path(path, self.cwd)
 
-    def _make_dirs(self, path: str, now_ms: int) -> None:
-        parts = [p for p in path.split("/") if p]
+    async def _kind(self, full: str) -> str | None:
+        try:
+            stat = await self.store.stat(full)
+        except OSError:
+            return None
+        return "file" if stat.is_file else "dir" if stat.is_directory else None
+
+    async def _make_dirs(self, full: str) -> None:
         current = ""
-        for part in parts:
+        for part in (p for p in full.split("/") if p):
             current += "/" + part
-            if current in self._files:
+            kind = await self._kind(current)
+            if kind == "file":
                 raise NotADirectoryError(current)
-            self._dirs.setdefault(current, now_ms)
+            if kind is None:
+                await self.store.mkdir(current)
 
     async def read_file(self, path: str, *, encoding: str = "utf-8") -> str:
         return (await self.read_file_bytes(path)).decode(encoding)
 
     async def read_file_bytes(self, path: str) -> bytes:
         full = self._resolve(path)
-        if full in self._dirs:
+        kind = await self._kind(full)
+        if kind == "dir":
             raise IsADirectoryError(path)
-        if full not in self._files:
+        if kind is None:
             raise FileNotFoundError(path)
-        return self._files[full][0]
+        return await self.store.read_file_bytes(full)
 
     async def write_file(self, path: str, data: str | bytes) -> None:
         """Write a file, creating its parent folders."""
         full = self._resolve(path)
-        if full in self._dirs:
+        if await self._kind(full) == "dir":
             raise IsADirectoryError(path)
-        self._make_dirs(posixpath.dirname(full), self._now_ms)
+        await self._make_dirs(posixpath.dirname(full))
         content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        self._files[full] = (content, self._now_ms)
+        await self.store.write_file(full, content)
 
     async def exists(self, path: str) -> bool:
-        full = self._resolve(path)
-        return full in self._files or full in self._dirs
+        return await self._kind(self._resolve(path)) is not None
 
     async def stat(self, path: str) -> FileStat:
         full = self._resolve(path)
-        if full in self._files:
-            content, mtime = self._files[full]
-            return FileStat(is_file=True, is_directory=False, size=len(content), mtime_ms=mtime)
-        if full in self._dirs:
-            return FileStat(is_file=False, is_directory=True, size=0, mtime_ms=self._dirs[full])
-        raise FileNotFoundError(path)
+        if await self._kind(full) is None:
+            raise FileNotFoundError(path)
+        stat = await self.store.stat(full)
+        return FileStat(
+            is_file=stat.is_file,
+            is_directory=stat.is_directory,
+            size=stat.size if stat.is_file else 0,
+            mtime_ms=int(stat.mtime * 1000),
+        )
 
     async def readdir(self, path: str = ".") -> list[str]:
         full = self._resolve(path)
-        if full in self._files:
+        kind = await self._kind(full)
+        if kind == "file":
             raise NotADirectoryError(path)
-        if full not in self._dirs:
+        if kind is None:
             raise FileNotFoundError(path)
-        prefix = full.rstrip("/") + "/"
-        names = {
-            entry[len(prefix) :].split("/", 1)[0]
-            for entry in (*self._files, *self._dirs)
-            if entry.startswith(prefix) and entry != full
-        }
-        return sorted(names)
+        return sorted(await self.store.readdir(full))
 
     async def mkdir(self, path: str, *, recursive: bool = False) -> None:
         full = self._resolve(path)
-        if full in self._files:
+        kind = await self._kind(full)
+        if kind == "file" or (kind == "dir" and not recursive):
             raise FileExistsError(path)
-        if full in self._dirs:
-            if recursive:
-                return
-            raise FileExistsError(path)
-        if not recursive and posixpath.dirname(full) not in self._dirs:
+        if kind == "dir":
+            return
+        if not recursive and await self._kind(posixpath.dirname(full)) != "dir":
             raise FileNotFoundError(posixpath.dirname(path) or path)
-        self._make_dirs(full, self._now_ms)
+        await self._make_dirs(full)
 
     async def rm(self, path: str, *, recursive: bool = False, force: bool = False) -> None:
         full = self._resolve(path)
-        if full in self._files:
-            del self._files[full]
-            return
-        if full not in self._dirs:
+        kind = await self._kind(full)
+        if kind is None:
             if force:
                 return
             raise FileNotFoundError(path)
         if full == "/":
             raise SandboxPathError(path=path)
-        prefix = full + "/"
-        children = [p for p in (*self._files, *self._dirs) if p.startswith(prefix)]
-        if children and not recursive:
+        if kind == "dir" and not recursive and await self.store.readdir(full):
             raise OSError(f"Directory not empty: {path}")
-        for child in children:
-            self._files.pop(child, None)
-            self._dirs.pop(child, None)
-        del self._dirs[full]
+        await self.store.rm(full, recursive=recursive, force=force)

@@ -97,6 +97,7 @@ class RunActor:
             sink=self._stream,
             clock=services.clock,
             ids=services.ids,
+            run_id=self.run_id,
         )
         self._harness = harness
         context = ActionContext(harness=harness, log=RunLog(self._stream), input=parsed)

@@ -333,9 +333,19 @@ async def test_tool_call_runs_the_tool_and_feeds_the_result_back() -> None:
     response = await session.prompt("What is 2 + 3?")
 
     assert response.text == "It is 5."
-    assert fake.requests[0].tools == [
-        ToolSpec("add", "Add two integers.", AddArgs.model_json_schema())
+    # The workspace built-ins come first, then the agent's own tools.
+    assert [spec.name for spec in fake.requests[0].tools] == [
+        "read",
+        "write",
+        "edit",
+        "bash",
+        "grep",
+        "glob",
+        "add",
     ]
+    assert fake.requests[0].tools[-1] == ToolSpec(
+        "add", "Add two integers.", AddArgs.model_json_schema()
+    )
     results = _tool_results(fake.requests[1])
     assert len(results) == 1
     assert results[0]["toolCallId"] == "call_1"
