@@ -224,3 +224,16 @@ async def test_a_sandbox_factory_is_called_with_the_context() -> None:
 def test_an_unknown_sandbox_is_refused() -> None:
     with pytest.raises(DefinitionError, match="sandbox"):
         AgentConfig(model="fake/echo", sandbox="docker")  # type: ignore[arg-type]
+
+
+async def test_no_command_can_patch_asyncio_for_the_whole_process() -> None:
+    """just-bash applies nest_asyncio on one path (command substitution in an array subscript),
+    which would replace asyncio.run for every run in the host; the sandbox refuses that."""
+    import asyncio
+
+    from flue_actors.harness.sandbox.virtual import VirtualSandbox
+
+    result = await VirtualSandbox().run("arr=(a b c); echo ${arr[$(echo 1)]}")
+
+    assert result.stdout == "b\n"
+    assert asyncio.run.__module__ == "asyncio.runners"

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
+import nest_asyncio  # type: ignore[import-untyped]
 from just_bash import Bash, ExecutionLimits
 
 from ..workspace import MemoryFs, resolve_sandbox_path
 from .base import TIMEOUT_EXIT_CODE, ShellResult
 
 __all__ = ["VirtualSandbox"]
+
+
+def _refuse_nested_loops(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("nested event loops are not available in the virtual sandbox")
+
+
+# just-bash calls nest_asyncio.apply() on one rare path (a command substitution inside an array
+# subscript, which any model could write), and that patches asyncio for the whole process: every
+# run of a host. Refused here, so that command fails like any other bad command instead.
+nest_asyncio.apply = _refuse_nested_loops
 
 
 class VirtualSandbox:
