@@ -4,6 +4,7 @@ Everything public is importable from here (and the test kit from ``flue_actors.t
 every other module is internal and may change.
 """
 
+from .capabilities import AgentProfile, SkillDefinition, define_agent_profile, define_skill
 from .client import AsyncFlueClient, FlueApiError, FlueClient
 from .definitions import (
     ActionContext,
@@ -26,15 +27,20 @@ from .errors import (
     ActionOutputSerializationError,
     ActionOutputValidationError,
     DefinitionError,
+    DelegationDepthExceededError,
     FlueError,
     ModelNotResolvedError,
     OperationFailedError,
+    ResultUnavailableError,
     RunCancelledError,
     RunNotFoundError,
     SessionAlreadyExistsError,
     SessionBusyError,
     SessionNotFoundError,
+    SkillNotRegisteredError,
     StreamConflictError,
+    SubagentNotDeclaredError,
+    ToolNameConflictError,
     WorkflowAdmissionFailedError,
     WorkflowInputSerializationError,
     WorkflowInputUnexpectedError,
@@ -42,7 +48,7 @@ from .errors import (
     WorkflowNotDiscoveredError,
     WorkflowNotFoundError,
 )
-from .harness import CallHandle, Harness, PromptResponse, RunLog, Session
+from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
 from .jsonvalue import UNSET, JsonValue
 from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
 from .records import RunPage, RunPointer, RunRecord, RunStatus
@@ -60,9 +66,11 @@ __all__ = [
     "AgentConfig",
     "AgentContext",
     "AgentDefinition",
+    "AgentProfile",
     "AsyncFlueClient",
     "CallHandle",
     "DefinitionError",
+    "DelegationDepthExceededError",
     "EventStore",
     "FlueApiError",
     "FlueClient",
@@ -77,6 +85,8 @@ __all__ = [
     "OperationFailedError",
     "Placement",
     "PromptResponse",
+    "PromptResultResponse",
+    "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
     "RunNotFoundError",
@@ -90,12 +100,16 @@ __all__ = [
     "SessionAlreadyExistsError",
     "SessionBusyError",
     "SessionNotFoundError",
+    "SkillDefinition",
+    "SkillNotRegisteredError",
     "SqliteEventStore",
     "StoredEvent",
     "StreamConflictError",
     "StreamPage",
+    "SubagentNotDeclaredError",
     "ThinkingLevel",
     "ToolDefinition",
+    "ToolNameConflictError",
     "Usage",
     "WorkflowAdmissionFailedError",
     "WorkflowDefinition",
@@ -107,6 +121,8 @@ __all__ = [
     "WorkflowRegistry",
     "define_action",
     "define_agent",
+    "define_agent_profile",
+    "define_skill",
     "define_tool",
     "define_workflow",
     "open_store",

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 from typing_extensions import is_typeddict
 
+from .capabilities import AgentProfile, SkillDefinition, check_tool_names
 from .errors import (
     ActionInputValidationError,
     ActionOutputSerializationError,
@@ -115,6 +116,8 @@ class AgentConfig:
     description: str | None = None
     thinking_level: ThinkingLevel | None = None
     tools: Sequence[ToolDefinition] = ()
+    skills: Sequence[SkillDefinition] = ()
+    subagents: Sequence[AgentProfile] = ()
     cwd: str | None = None
     # Where files live and commands run: "virtual" (in memory, the default), "local" (a
     # temporary host directory; trusted use only) or a factory returning a Sandbox.
@@ -144,6 +147,13 @@ class AgentConfig:
             raise DefinitionError(
                 "[flue] define_agent() tools must not contain duplicate tool names."
             )
+        check_tool_names(self.tools)
+        for kind, items in (("skill", self.skills), ("subagent", self.subagents)):
+            named = [item.name for item in items]
+            if len(named) != len(set(named)):
+                raise DefinitionError(
+                    f"[flue] define_agent() {kind}s must not contain duplicate {kind} names."
+                )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> AgentConfig:

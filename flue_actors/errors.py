@@ -17,6 +17,7 @@ __all__ = [
     "ActionOutputSerializationError",
     "ActionOutputValidationError",
     "DefinitionError",
+    "DelegationDepthExceededError",
     "FlueError",
     "FlueHttpError",
     "InternalError",
@@ -28,6 +29,7 @@ __all__ = [
     "OperationFailedError",
     "PayloadTooLargeError",
     "ProductEventVersionError",
+    "ResultUnavailableError",
     "RouteNotFoundError",
     "RunCancelledError",
     "RunInterruptedError",
@@ -37,11 +39,13 @@ __all__ = [
     "SessionAlreadyExistsError",
     "SessionBusyError",
     "SessionNotFoundError",
+    "SkillNotRegisteredError",
     "StoreSchemaVersionError",
     "StreamClosedError",
     "StreamConflictError",
     "StreamMissingError",
     "StreamPayloadConflictError",
+    "SubagentNotDeclaredError",
     "ToolNameConflictError",
     "UnsupportedMediaTypeError",
     "WorkflowAdmissionFailedError",
@@ -381,21 +385,71 @@ class OperationFailedError(FlueError):
         super().__init__(f"{kind} failed: {reason}")
 
 
+class SkillNotRegisteredError(FlueError):
+    type = "skill_not_registered"
+
+    def __init__(self, *, name: str, available: Sequence[str] = ()) -> None:
+        super().__init__(
+            f'Skill "{name}" is not registered.',
+            details="Register it in the agent's skills, or use a registered skill name.",
+            dev=f"Registered skills: {_quoted_list(list(available))}.",
+        )
+
+
+class SubagentNotDeclaredError(FlueError):
+    type = "subagent_not_declared"
+
+    def __init__(self, *, name: str, available: Sequence[str] = ()) -> None:
+        super().__init__(
+            f'Subagent "{name}" is not declared.',
+            details="Declare it in the agent's subagents, or omit agent to reuse this agent.",
+            dev=f"Declared subagents: {_quoted_list(list(available))}.",
+        )
+
+
+class DelegationDepthExceededError(FlueError):
+    type = "delegation_depth_exceeded"
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            f"Delegation depth limit of {limit} exceeded.",
+            details="Tasks may nest at most this deep; do the work in this session instead.",
+        )
+
+
+class ToolNameConflictError(FlueError):
+    """Two model tools of one agent share a name (a built-in workspace tool and a
+    ``define_tool`` tool, say), or a tool takes a name the framework reserves: the model could
+    not tell them apart."""
+
+    type = "tool_name_conflict"
+
+    def __init__(self, *, name: str, reason: str | None = None) -> None:
+        what = f"conflicts with {reason}" if reason else "is used by more than one tool"
+        super().__init__(f'Tool name "{name}" {what}.')
+
+
+class ResultUnavailableError(Exception):
+    """The agent produced no structured result: it called ``give_up`` or never called ``finish``.
+
+    Not a :class:`FlueError`, as in Flue: the request was fine, the model declined or failed to
+    answer in the requested shape. ``reason`` is the model's (or the ceiling's) explanation and
+    ``assistant_text`` the text of the last assistant turn.
+    """
+
+    def __init__(
+        self, reason: str, assistant_text: str = "", *, message: str | None = None
+    ) -> None:
+        self.reason = reason
+        self.assistant_text = assistant_text
+        super().__init__(message if message is not None else f"The agent gave up: {reason}")
+
+
 class SandboxPathError(FlueError, ValueError):
     type = "sandbox_path_invalid"
 
     def __init__(self, *, path: str) -> None:
         super().__init__(f'Path "{path}" is outside the sandbox.')
-
-
-class ToolNameConflictError(FlueError):
-    """Two model tools of one agent share a name (a built-in workspace tool and a
-    ``define_tool`` tool, say): the model could not tell them apart."""
-
-    type = "tool_name_conflict"
-
-    def __init__(self, *, name: str) -> None:
-        super().__init__(f'Tool name "{name}" is used by more than one tool.')
 
 
 class AbortError(Exception):

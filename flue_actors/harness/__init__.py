@@ -3,7 +3,7 @@
 from .call import CallHandle
 from .harness import Harness, Sessions
 from .log import RunLog
-from .session import ModelRef, PromptResponse, Session
+from .session import ModelRef, PromptResponse, PromptResultResponse, Session
 from .sink import EventSink
 from .workspace import FileStat, MemoryFs
 
@@ -15,6 +15,7 @@ __all__ = [
     "MemoryFs",
     "ModelRef",
     "PromptResponse",
+    "PromptResultResponse",
     "RunLog",
     "Session",
     "Sessions",

@@ -74,9 +74,9 @@ class Harness:
             config.sandbox, SandboxContext(id=run_id, cwd=config.cwd or "/workspace")
         )
         # Built-ins first, then the agent's tools; a name used twice is refused here.
-        self._tools = ToolBox(
-            [*workspace_tools(self.sandbox), *config.tools], sink=sink, clock=clock
-        )
+        # The sandbox's tools come with every session of the run, a task's child included.
+        self.workspace_tools = workspace_tools(self.sandbox)
+        self._tools = ToolBox([*self.workspace_tools, *config.tools], sink=sink, clock=clock)
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
         self.sessions = Sessions(self)

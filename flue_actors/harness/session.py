@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..clock import Clock
 from ..definitions import ThinkingLevel
-from ..errors import AbortError, ModelRequestError, OperationFailedError, SessionBusyError
+from ..errors import (
+    AbortError,
+    ModelRequestError,
+    OperationFailedError,
+    SessionBusyError,
+    SkillNotRegisteredError,
+)
 from ..events import error_payload
 from ..ids import IdSource
+from ..jsonvalue import dumps
 from ..models import (
     ModelRequest,
     ModelResponse,
@@ -23,16 +30,22 @@ from ..models import (
     ThinkingStart,
     Usage,
 )
+from . import compaction
 from .call import CallHandle
+from .framework import FrameworkTool, run_framework_tool
 from .redaction import check_images, redact, redact_all
+from .results import ResultSpec, run_with_result
 from .sandbox import SandboxFs, ShellResult
+from .scope import AgentScope
 from .sink import EventSink
+from .skills import skill_prompt, skill_tools
+from .tasks import plan_task, run_task, task_tool
 from .tools import ToolBox
 
 if TYPE_CHECKING:
     from .harness import Harness
 
-__all__ = ["ModelRef", "PromptResponse", "Session"]
+__all__ = ["ModelRef", "PromptResponse", "PromptResultResponse", "Session"]
 
 T = TypeVar("T")
 
@@ -51,10 +64,21 @@ class PromptResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptResultResponse(Generic[T]):
+    """A prompt's structured result: ``data`` is the validated value the model gave ``finish``."""
+
+    data: T
+    usage: Usage
+    model: ModelRef
+
+
+@dataclass(frozen=True, slots=True)
 class _Outcome:
     value: Any
     usage: Usage
     wire_result: Any
+    # What a task reports as its result: the reply text, or the structured result as JSON.
+    text: str = ""
 
 
 class _Operation:
@@ -106,6 +130,8 @@ class Session:
         clock: Clock,
         ids: IdSource,
         tools: ToolBox,
+        scope: AgentScope | None = None,
+        lineage: Mapping[str, str] | None = None,
     ) -> None:
         self._harness = harness
         self.name = name
@@ -114,6 +140,10 @@ class Session:
         self._clock = clock
         self._ids = ids
         self._tools = tools
+        # The agent this session speaks as; a task's child session brings its own.
+        self._scope = scope or AgentScope.root(harness.config, tools)
+        # parentSession / taskId, carried by every event of a task's child session.
+        self._lineage = dict(lineage or {})
         self._messages: list[dict[str, Any]] = []
         self._active_kind: str | None = None
 
@@ -131,31 +161,184 @@ class Session:
             "harness": self._harness.name,
             "session": self.name,
             "conversationId": self.conversation_id,
+            **self._lineage,
         }
 
     # --- operations -----------------------------------------------------------------------------
+
+    @overload
+    def prompt(
+        self,
+        text: str,
+        *,
+        result: None = None,
+        model: str | None = None,
+        thinking_level: ThinkingLevel | None = None,
+        images: Sequence[dict[str, Any]] = (),
+    ) -> CallHandle[PromptResponse]: ...
+
+    @overload
+    def prompt(
+        self,
+        text: str,
+        *,
+        result: type[T],
+        model: str | None = None,
+        thinking_level: ThinkingLevel | None = None,
+        images: Sequence[dict[str, Any]] = (),
+    ) -> CallHandle[PromptResultResponse[T]]: ...
 
     def prompt(
         self,
         text: str,
         *,
+        result: Any = None,
         model: str | None = None,
         thinking_level: ThinkingLevel | None = None,
         images: Sequence[dict[str, Any]] = (),
-    ) -> CallHandle[PromptResponse]:
+    ) -> CallHandle[Any]:
         """Send ``text`` to the agent and run its loop (model turns, tool calls) to the end.
 
-        ``images`` (``{"type": "image", "data": base64, "mimeType": ...}``) go to the model
-        with the text; events show them with their data omitted."""
+        With ``result`` (a pydantic model or any type) the model must answer by calling
+        ``finish`` with a matching value, and the handle resolves to a
+        :class:`PromptResultResponse`. ``images`` (``{"type": "image", "data": base64,
+        "mimeType": ...}``) go to the model with the text; events show them with their data
+        omitted."""
         if not isinstance(text, str):
             raise TypeError("prompt text must be a string")
+        return self._start_prompt("prompt", text, result, model, thinking_level, images)
+
+    def skill(
+        self,
+        name: str,
+        *,
+        args: Any = None,
+        result: Any = None,
+        model: str | None = None,
+        thinking_level: ThinkingLevel | None = None,
+        images: Sequence[dict[str, Any]] = (),
+    ) -> CallHandle[Any]:
+        """Run one of the agent's skills, with ``args`` (JSON data) if given."""
+        skill = self._scope.skills.get(name)
+        if skill is None:
+            raise SkillNotRegisteredError(name=name, available=list(self._scope.skills))
+        text = skill_prompt(skill, args)
+        return self._start_prompt("skill", text, result, model, thinking_level, images)
+
+    def task(
+        self,
+        text: str,
+        *,
+        agent: str | None = None,
+        result: Any = None,
+        model: str | None = None,
+        thinking_level: ThinkingLevel | None = None,
+        images: Sequence[dict[str, Any]] = (),
+    ) -> CallHandle[Any]:
+        """Delegate ``text`` to a fresh child session speaking as subagent ``agent`` (or as
+        this agent); resolves to the child's :class:`PromptResponse` /
+        :class:`PromptResultResponse`."""
+        if not isinstance(text, str):
+            raise TypeError("task text must be a string")
         attached = check_images(images)
-        resolved = self._harness.resolve_model(model)
+        spec = ResultSpec(result) if result is not None else None
+        plan = plan_task(self, agent, model=model, thinking_level=thinking_level)
 
         async def body(correlation: dict[str, Any]) -> _Outcome:
-            return await self._agent_loop(correlation, text, resolved, thinking_level, attached)
+            return await run_task(self, plan, correlation, text, images=attached, result=spec)
 
-        return self._start("prompt", body)
+        return self._start("task", body)
+
+    async def compact(self) -> None:
+        """Summarize the older part of the conversation into one message, keeping the latest
+        exchange; does nothing (and calls no model) when there is nothing older."""
+
+        async def body(correlation: dict[str, Any]) -> _Outcome:
+            usage = await compaction.compact(self, correlation)
+            return _Outcome(value=None, usage=usage, wire_result=None)
+
+        await self._start("compact", body)
+
+    def _start_prompt(
+        self,
+        kind: str,
+        text: str,
+        result: Any,
+        model: str | None,
+        thinking_level: ThinkingLevel | None,
+        images: Sequence[dict[str, Any]],
+    ) -> CallHandle[Any]:
+        attached = check_images(images)
+        spec = ResultSpec(result) if result is not None else None
+        self._resolve(model)  # an unknown model fails the call, before any operation starts
+
+        async def body(correlation: dict[str, Any]) -> _Outcome:
+            return await self._run_prompt(
+                correlation,
+                text,
+                model=model,
+                thinking_level=thinking_level,
+                images=attached,
+                spec=spec,
+            )
+
+        return self._start(kind, body)
+
+    def _resolve(self, model: str | None) -> ResolvedModel:
+        return self._harness.resolve_model(model or self._scope.model)
+
+    async def _run_prompt(
+        self,
+        correlation: dict[str, Any],
+        text: str,
+        *,
+        model: str | None,
+        thinking_level: ThinkingLevel | None,
+        images: list[dict[str, Any]],
+        spec: ResultSpec | None,
+    ) -> _Outcome:
+        """A prompt's work, shared by prompt, skill and a task's child: one agent loop, or
+        with ``spec`` the loop repeated until the model settles on a structured result."""
+        resolved = self._resolve(model)
+        if spec is None:
+            return await self._agent_loop(correlation, text, resolved, thinking_level, images)
+
+        async def loop(
+            message: str,
+            attached: list[dict[str, Any]],
+            tools: Mapping[str, FrameworkTool],
+            stop: Callable[[], bool],
+        ) -> tuple[str, Usage]:
+            outcome = await self._agent_loop(
+                correlation, message, resolved, thinking_level, attached, extra=tools, stop=stop
+            )
+            return outcome.text, outcome.usage
+
+        data, usage = await run_with_result(loop, text, images, spec)
+        wire = spec.to_wire(data)
+        response = PromptResultResponse(
+            data=data,
+            usage=usage,
+            model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
+        )
+        return _Outcome(value=response, usage=usage, wire_result={"data": wire}, text=dumps(wire))
+
+    def _spawn(self, name: str, scope: AgentScope, task_id: str) -> Session:
+        """A detached child session for a task: not registered with the harness."""
+        return Session(
+            self._harness,
+            name,
+            conversation_id="conv_" + self._ids.ulid(),
+            sink=self._sink,
+            clock=self._clock,
+            ids=self._ids,
+            tools=scope.tools,
+            scope=scope,
+            lineage={"parentSession": self.name, "taskId": task_id},
+        )
+
+    def _framework_tools(self) -> dict[str, FrameworkTool]:
+        return {**skill_tools(self._scope.skills), **task_tool(self)}
 
     def shell(
         self,
@@ -262,8 +445,14 @@ class Session:
         resolved: ResolvedModel,
         thinking_level: ThinkingLevel | None,
         images: list[dict[str, Any]],
+        *,
+        extra: Mapping[str, FrameworkTool] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> _Outcome:
+        # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
+        # batch, without another model turn (a structured result was settled).
         emit = self._sink.emit
+        framework = {**self._framework_tools(), **(extra or {})}
         user = {
             "role": "user",
             "content": [{"type": "text", "text": text}, *images],
@@ -274,14 +463,15 @@ class Session:
         produced: list[dict[str, Any]] = [user]
         usage = Usage()
         pending_user: dict[str, Any] | None = user
-        level = thinking_level or self._harness.config.thinking_level
+        level = thinking_level or self._scope.thinking_level
         retry = self._harness.retry
+        kind = self._active_kind or "prompt"
         while True:
             request = ModelRequest(
                 model=resolved.model_id,
                 messages=list(self._messages),
-                system_prompt=self._harness.config.instructions,
-                tools=self._tools.specs,
+                system_prompt=self._scope.instructions,
+                tools=[*self._scope.tools.specs, *(tool.spec for tool in framework.values())],
                 thinking_level=level,
             )
             attempt = 0
@@ -301,7 +491,7 @@ class Session:
                     break
                 except ModelRequestError as error:
                     if not error.transient or attempt >= retry.max_retries:
-                        raise OperationFailedError(kind="prompt", reason=str(error)) from error
+                        raise OperationFailedError(kind=kind, reason=str(error)) from error
                     attempt += 1
                     delay_ms = retry.delay_ms(attempt, error)
                     emit(
@@ -320,14 +510,20 @@ class Session:
                     # An abort lands here as CancelledError: no further model call is made.
                     await retry.sleep(delay_ms / 1000)
                 except Exception as error:
-                    raise OperationFailedError(kind="prompt", reason=str(error)) from error
+                    raise OperationFailedError(kind=kind, reason=str(error)) from error
             usage += response.usage
             self._messages.append(assistant)
             produced.append(assistant)
             emit("message_end", {"message": redact(assistant), **turn})
             tool_results = []
             for call in response.tool_calls:
-                result = await self._tools.call(call, turn)
+                tool = framework.get(call["name"])
+                if tool is not None:
+                    result = await run_framework_tool(
+                        tool, call, turn, sink=self._sink, clock=self._clock
+                    )
+                else:
+                    result = await self._scope.tools.call(call, turn)
                 tool_results.append(result)
                 self._messages.append(result)
                 produced.append(result)
@@ -340,7 +536,7 @@ class Session:
                     **turn,
                 },
             )
-            if not tool_results:
+            if not tool_results or (stop is not None and stop()):
                 break
         emit("agent_end", {"messages": redact_all(produced), **correlation})
         final = PromptResponse(
@@ -348,7 +544,7 @@ class Session:
             usage=usage,
             model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
         )
-        return _Outcome(value=final, usage=usage, wire_result={"text": final.text})
+        return _Outcome(value=final, usage=usage, wire_result={"text": final.text}, text=final.text)
 
     async def _model_turn(
         self, request: ModelRequest, resolved: ResolvedModel, turn: dict[str, Any]

@@ -1,0 +1,155 @@
+"""Tasks (reference 1.5): delegating a prompt to a detached child session.
+
+The child is named ``task:<parentSession>:<taskId>``, is not reachable through
+``harness.sessions``, speaks as the chosen subagent profile (or as the parent's agent) and runs
+one level deeper in delegation. ``task_start`` / ``task`` bracket it in the parent's log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..capabilities import AgentProfile
+from ..definitions import ThinkingLevel
+from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
+from .framework import FrameworkTool, ToolFailure
+from .scope import MAX_DELEGATION_DEPTH
+
+if TYPE_CHECKING:
+    from .results import ResultSpec
+    from .session import Session, _Outcome
+
+__all__ = ["TaskPlan", "plan_task", "run_task", "task_tool"]
+
+
+class TaskPlan:
+    """A task checked and ready to run: its child session and the subagent it speaks as."""
+
+    def __init__(self, child: Session, task_id: str, profile: AgentProfile | None) -> None:
+        self.child = child
+        self.task_id = task_id
+        self.profile = profile
+
+
+def plan_task(
+    parent: Session,
+    agent: str | None,
+    *,
+    model: str | None,
+    thinking_level: ThinkingLevel | None,
+) -> TaskPlan:
+    """Check the delegation (unknown subagent, depth) and make the child session."""
+    scope = parent._scope
+    profile = None
+    if agent is not None:
+        profile = scope.subagents.get(agent)
+        if profile is None:
+            raise SubagentNotDeclaredError(name=agent, available=list(scope.subagents))
+    if scope.depth >= MAX_DELEGATION_DEPTH:
+        raise DelegationDepthExceededError(limit=MAX_DELEGATION_DEPTH)
+    child_scope = scope.delegate(
+        profile,
+        model=model,
+        thinking_level=thinking_level,
+        sink=parent._sink,
+        clock=parent._clock,
+        workspace=parent._harness.workspace_tools,
+    )
+    task_id = parent._ids.uuid()
+    child = parent._spawn(f"task:{parent.name}:{task_id}", child_scope, task_id)
+    return TaskPlan(child, task_id, profile)
+
+
+async def run_task(
+    parent: Session,
+    plan: TaskPlan,
+    correlation: dict[str, Any],
+    text: str,
+    *,
+    images: list[dict[str, Any]],
+    result: ResultSpec | None,
+) -> _Outcome:
+    """Run the child's prompt between ``task_start`` and ``task`` events."""
+    child = plan.child
+    emit, clock = parent._sink.emit, parent._clock
+    named = {"agent": plan.profile.name} if plan.profile is not None else {}
+    lineage = {
+        "parentSession": parent.name,
+        "session": child.name,
+        "conversationId": child.conversation_id,
+    }
+    emit(
+        "task_start",
+        {**correlation, "taskId": plan.task_id, "prompt": text, **named, **lineage},
+    )
+    started = clock.now_ms()
+    child_correlation = {**child._correlation()}
+    if "operationId" in correlation:
+        child_correlation["operationId"] = correlation["operationId"]
+    ended = {**correlation, "taskId": plan.task_id, **named}
+    try:
+        outcome = await child._run_prompt(
+            child_correlation, text, model=None, thinking_level=None, images=images, spec=result
+        )
+    except BaseException as error:
+        emit(
+            "task",
+            {
+                **ended,
+                "isError": True,
+                "result": str(error),
+                "durationMs": clock.now_ms() - started,
+                **lineage,
+            },
+        )
+        raise
+    emit(
+        "task",
+        {
+            **ended,
+            "isError": False,
+            "result": outcome.text,
+            "durationMs": clock.now_ms() - started,
+            **lineage,
+        },
+    )
+    return outcome
+
+
+def task_tool(session: Session) -> dict[str, FrameworkTool]:
+    """The model's ``task`` tool, when the agent declares subagents."""
+    subagents = session._scope.subagents
+    if not subagents:
+        return {}
+
+    async def run(arguments: dict[str, Any], turn: dict[str, Any]) -> str:
+        prompt, agent = arguments.get("prompt"), arguments.get("agent")
+        if not isinstance(prompt, str) or not prompt:
+            raise ToolFailure('Invalid arguments: "prompt" must be a non-empty string.')
+        if agent is not None and not isinstance(agent, str):
+            raise ToolFailure('Invalid arguments: "agent" must be a string.')
+        plan = plan_task(session, agent, model=None, thinking_level=None)
+        correlation = {key: value for key, value in turn.items() if key != "turnId"}
+        outcome = await run_task(session, plan, correlation, prompt, images=[], result=None)
+        return outcome.text
+
+    listing = "; ".join(
+        f"{profile.name}: {profile.instructions or 'no instructions'}"
+        for profile in subagents.values()
+    )
+    return {
+        "task": FrameworkTool(
+            "task",
+            f"Delegate a self-contained task to a subagent and get its answer. "
+            f"Subagents: {listing}",
+            {
+                "type": "object",
+                "properties": {
+                    "prompt": {"type": "string"},
+                    "agent": {"type": "string", "enum": list(subagents)},
+                },
+                "required": ["prompt"],
+            },
+            run,
+        )
+    }
