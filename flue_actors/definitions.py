@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 from typing_extensions import is_typeddict
 
-from .capabilities import AgentProfile, SkillDefinition, check_tool_names
+from .capabilities import RESERVED_TOOL_NAMES, AgentProfile, SkillDefinition, check_tool_names
 from .errors import (
     ActionInputValidationError,
     ActionOutputSerializationError,
@@ -118,6 +118,8 @@ class AgentConfig:
     tools: Sequence[ToolDefinition] = ()
     skills: Sequence[SkillDefinition] = ()
     subagents: Sequence[AgentProfile] = ()
+    # Actions the model may call as tools, each run in a scope of its own on the run's sandbox.
+    actions: Sequence[ActionDefinition[Any, Any]] = ()
     cwd: str | None = None
     # Where files live and commands run: "virtual" (in memory, the default), "local" (a
     # temporary host directory; trusted use only) or a factory returning a Sandbox.
@@ -139,14 +141,19 @@ class AgentConfig:
                 "[flue] sandbox must be 'virtual', 'local' or a function returning a Sandbox, "
                 f"got {self.sandbox!r}."
             )
-        names = [tool.name for tool in self.tools]
+        for action in self.actions:
+            if not isinstance(action, ActionDefinition):
+                raise DefinitionError(
+                    "[flue] define_agent() actions must be define_action() values."
+                )
+        names = [tool.name for tool in self.tools] + [action.name for action in self.actions]
         for name in names:
             if name in BUILTIN_TOOL_NAMES:
                 raise ToolNameConflictError(name=name)
+            if name in RESERVED_TOOL_NAMES:
+                raise ToolNameConflictError(name=name, reason="a framework tool")
         if len(names) != len(set(names)):
-            raise DefinitionError(
-                "[flue] define_agent() tools must not contain duplicate tool names."
-            )
+            raise DefinitionError("[flue] define_agent() tools and actions must not share a name.")
         check_tool_names(self.tools)
         for kind, items in (("skill", self.skills), ("subagent", self.subagents)):
             named = [item.name for item in items]

@@ -11,6 +11,7 @@ from ..definitions import AgentConfig
 from ..errors import SessionAlreadyExistsError, SessionNotFoundError
 from ..ids import IdSource
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
+from .actions import action_tool
 from .call import CallHandle
 from .sandbox import Sandbox, SandboxContext, SandboxFs, ShellResult, create_sandbox
 from .session import Session
@@ -59,6 +60,7 @@ class Harness:
         name: str = "default",
         retry: RetryPolicy | None = None,
         run_id: str = "",
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.name = name
         # How sessions retry transient model errors (and sleep between tries): the registry's
@@ -70,16 +72,26 @@ class Harness:
         self._clock = clock
         self._ids = ids
         self._default_model = models.resolve(config.model)
-        self.sandbox: Sandbox = create_sandbox(
+        self._run_id = run_id
+        # A child scope (an action run as a tool) shares its parent's sandbox and leaves it open.
+        self._owns_sandbox = sandbox is None
+        self.sandbox: Sandbox = sandbox or create_sandbox(
             config.sandbox, SandboxContext(id=run_id, cwd=config.cwd or "/workspace")
         )
         # Built-ins first, then the agent's tools; a name used twice is refused here.
         # The sandbox's tools come with every session of the run, a task's child included.
         self.workspace_tools = workspace_tools(self.sandbox)
-        self._tools = ToolBox([*self.workspace_tools, *config.tools], sink=sink, clock=clock)
+        actions = [action_tool(self, action) for action in config.actions]
+        self._tools = ToolBox(
+            [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock
+        )
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
         self.sessions = Sessions(self)
+
+    @property
+    def sink(self) -> EventSink:
+        return self._sink
 
     @property
     def fs(self) -> SandboxFs:
@@ -169,4 +181,22 @@ class Harness:
             await asyncio.gather(*(handle.settle() for handle in pending))
         self._in_flight.clear()
         # Only now, with nothing left running in it, is the sandbox released.
-        await self.sandbox.close()
+        if self._owns_sandbox:
+            await self.sandbox.close()
+
+    def child(self, name: str) -> Harness:
+        """An isolated scope of this run (its own sessions) on the same sandbox and agent."""
+        return Harness(
+            config=self.config,
+            models=self._models,
+            sink=self._sink,
+            clock=self._clock,
+            ids=self._ids,
+            name=name,
+            retry=self.retry,
+            run_id=self._run_id,
+            sandbox=self.sandbox,
+        )
+
+    def new_invocation_id(self) -> str:
+        return self._ids.uuid()

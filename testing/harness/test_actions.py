@@ -1,0 +1,99 @@
+"""Actions offered to the model as tools: validated arguments, a scope of their own, the
+action's output as the tool's result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from flue_actors import (
+    ActionContext,
+    DefinitionError,
+    define_action,
+    define_agent,
+    define_workflow,
+)
+from flue_actors.errors import ToolNameConflictError
+from flue_actors.testing import FakeModel, FakeToolCall, FlueTestKit
+
+
+class Greeting(BaseModel):
+    name: str
+
+
+class Greeted(BaseModel):
+    text: str
+    scope: str
+
+
+@define_action(name="greet", description="Greet someone by name.")
+async def greet(ctx: ActionContext[Greeting]) -> Greeted:
+    await ctx.harness.fs.write_file("greeted.txt", ctx.input.name)
+    session = await ctx.harness.session()
+    return Greeted(text=f"Hello, {ctx.input.name}!", scope=ctx.harness.name + "|" + session.name)
+
+
+AGENT = define_agent(model="fake/echo", actions=[greet])
+
+
+@define_workflow(agent=AGENT)
+async def host(ctx: ActionContext[None]) -> dict[str, str]:
+    session = await ctx.harness.session()
+    response = await session.prompt("Greet Ada.")
+    return {"text": response.text, "file": await ctx.harness.fs.read_file("greeted.txt")}
+
+
+def test_the_model_calls_an_action_as_a_tool() -> None:
+    fake = FakeModel()
+    fake.reply(tool_calls=[FakeToolCall("greet", {"name": "Ada"}, "call_greet")]).reply("done")
+    kit = FlueTestKit(fake)
+    try:
+        run = kit.run(host)
+    finally:
+        kit.close()
+
+    assert run.status == "completed", run.error
+    # The action ran on the run's sandbox: the workflow reads the file it wrote.
+    assert run.result == {"text": "done", "file": "Ada"}
+    [tool] = run.events_of("tool")
+    assert (tool["toolName"], tool["toolCallId"], tool["isError"]) == ("greet", "call_greet", False)
+    output = json.loads(tool["result"]["content"][0]["text"])
+    assert output["text"] == "Hello, Ada!"
+    scope, session = output["scope"].split("|")
+    assert scope.startswith("action:")  # its own scope, as in Flue
+    assert session == "default"
+    first = fake.requests[0]
+    greet_spec = next(spec for spec in first.tools if spec.name == "greet")
+    assert greet_spec.description == "Greet someone by name."
+    assert greet_spec.parameters["properties"].keys() == {"name"}
+
+
+def test_invalid_arguments_go_back_to_the_model() -> None:
+    fake = FakeModel()
+    fake.reply(tool_calls=[FakeToolCall("greet", {"nom": "Ada"}, "call_bad")])
+    fake.reply(tool_calls=[FakeToolCall("greet", {"name": "Ada"}, "call_good")]).reply("done")
+    kit = FlueTestKit(fake)
+    try:
+        run = kit.run(host)
+    finally:
+        kit.close()
+
+    assert run.status == "completed", run.error
+    bad, good = run.events_of("tool")
+    assert bad["isError"] is True
+    assert "name" in bad["result"]["content"][0]["text"]
+    assert good["isError"] is False
+
+
+def test_action_names_cannot_collide_with_tools() -> None:
+    with pytest.raises(ToolNameConflictError):
+        define_agent(
+            model="fake/echo", actions=[greet.__class__(**{**greet.__dict__, "name": "read"})]
+        )
+
+
+def test_only_actions_are_accepted() -> None:
+    with pytest.raises(DefinitionError, match="define_action"):
+        define_agent(model="fake/echo", actions=["greet"])
