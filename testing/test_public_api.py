@@ -87,6 +87,7 @@ TESTING = [
     "FakeToolCall",
     "FakeTurn",
     "FlueTestKit",
+    "RecordingSink",
     "Responder",
     "RunResult",
 ]

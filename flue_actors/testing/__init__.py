@@ -14,6 +14,7 @@ from .fake_model import (
     Responder,
 )
 from .kit import FlueTestKit, RunResult
+from .sink import RecordingSink
 
 __all__ = [
     "AnthropicApi",
@@ -24,6 +25,7 @@ __all__ = [
     "FakeToolCall",
     "FakeTurn",
     "FlueTestKit",
+    "RecordingSink",
     "Responder",
     "RunResult",
 ]

@@ -8,24 +8,7 @@ from flue_actors import AgentConfig, Harness, ModelRegistry
 from flue_actors.clock import StepClock
 from flue_actors.ids import SequentialIds
 from flue_actors.models import RetryPolicy
-from flue_actors.testing import FakeModel
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        event = {"type": type, **payload}
-        self.events.append(event)
-        return event
-
-    def of(self, type: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["type"] == type]
-
-    @property
-    def types(self) -> list[str]:
-        return [event["type"] for event in self.events]
+from flue_actors.testing import FakeModel, RecordingSink
 
 
 def make_harness(fake: FakeModel, **config: Any) -> tuple[Harness, RecordingSink]:

@@ -23,22 +23,9 @@ from flue_actors import (
 from flue_actors.clock import StepClock
 from flue_actors.ids import SequentialIds
 from flue_actors.models import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy
-from flue_actors.testing import FakeModel, FlueTestKit
+from flue_actors.testing import FakeModel, FlueTestKit, RecordingSink
 
 RETRY_MESSAGE = "[flue:model-retry] Retrying transient model error"
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        event = {"type": type, **payload}
-        self.events.append(event)
-        return event
-
-    def of(self, type: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["type"] == type]
 
 
 def make(

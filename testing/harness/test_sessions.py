@@ -36,28 +36,9 @@ from flue_actors.errors import SandboxPathError
 from flue_actors.harness import FileStat, MemoryFs, ModelRef, PromptResponse
 from flue_actors.ids import SequentialIds
 from flue_actors.models import Cost, StreamListener, TextDelta, ToolSpec
-from flue_actors.testing import FakeModel, FakeTurn, FlueTestKit
+from flue_actors.testing import FakeModel, FakeTurn, FlueTestKit, RecordingSink
 
 SHORT = 1.0
-
-
-class RecordingSink:
-    """An event sink that keeps what the harness emits."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        event = {"type": type, **payload}
-        self.events.append(event)
-        return event
-
-    @property
-    def types(self) -> list[str]:
-        return [event["type"] for event in self.events]
-
-    def of(self, type: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["type"] == type]
 
 
 def make_harness(

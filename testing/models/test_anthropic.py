@@ -24,22 +24,9 @@ from flue_actors.errors import ModelRequestError
 from flue_actors.harness.redaction import IMAGE_DATA_OMITTED
 from flue_actors.ids import SequentialIds
 from flue_actors.models import AnthropicProvider, ModelRequest, RetryPolicy, TextDelta
-from flue_actors.testing import AnthropicApi
+from flue_actors.testing import AnthropicApi, RecordingSink
 
 MODEL = "anthropic/claude-haiku-4-5"
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        event = {"type": type, **payload}
-        self.events.append(event)
-        return event
-
-    def of(self, type: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["type"] == type]
 
 
 class NoWait:
