@@ -14,6 +14,7 @@ from ..errors import OperationFailedError
 from ..events import error_payload
 from ..jsonvalue import dumps
 from ..models import ModelRequest, Usage
+from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
     from .session import Session
@@ -48,7 +49,6 @@ def _render(message: dict[str, Any]) -> str:
 
 async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
     """Compact ``session``'s conversation in place; returns the model usage (zero if none)."""
-    from .session import _response_info, _turn_error  # session imports this module
 
     messages = session._messages
     users = [index for index, message in enumerate(messages) if message["role"] == "user"]
@@ -100,7 +100,7 @@ async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
     except Exception as error:
         duration = clock.now_ms() - started
         emit("turn", {**info, "durationMs": duration, "isError": True,
-                      "response": {"error": _turn_error(error)}, **turn})  # fmt: skip
+                      "response": {"error": turn_error(error)}, **turn})  # fmt: skip
         emit(
             "compaction",
             {
@@ -115,7 +115,7 @@ async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
         raise OperationFailedError(kind="compact", reason=str(error)) from error
     output = {"role": "assistant", "content": response.content, "stopReason": response.stop_reason}
     emit("turn", {**info, "durationMs": clock.now_ms() - started, "isError": False,
-                  "response": _response_info(response, output), **turn})  # fmt: skip
+                  "response": response_info(response, output), **turn})  # fmt: skip
     summary = {
         "role": "user",
         "content": [{"type": "text", "text": SUMMARY_PREFIX + response.text}],

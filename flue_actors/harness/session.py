@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ..clock import Clock
 from ..definitions import ThinkingLevel
 from ..errors import (
     AbortError,
-    ModelRequestError,
-    OperationFailedError,
     SessionBusyError,
     SkillNotRegisteredError,
 )
@@ -20,20 +17,15 @@ from ..events import error_payload
 from ..ids import IdSource
 from ..jsonvalue import dumps
 from ..models import (
-    ModelRequest,
-    ModelResponse,
     ResolvedModel,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ThinkingEnd,
-    ThinkingStart,
     Usage,
 )
 from . import compaction
+from .agent_loop import agent_loop
 from .call import CallHandle
-from .framework import FrameworkTool, run_framework_tool
-from .redaction import check_images, redact, redact_all
+from .framework import FrameworkTool
+from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
+from .redaction import check_images
 from .results import ResultSpec, run_with_result
 from .sandbox import SandboxFs, ShellResult
 from .scope import AgentScope
@@ -48,37 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelRef", "PromptResponse", "PromptResultResponse", "Session"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRef:
-    provider: str
-    id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PromptResponse:
-    text: str
-    usage: Usage
-    model: ModelRef
-
-
-@dataclass(frozen=True, slots=True)
-class PromptResultResponse(Generic[T]):
-    """A prompt's structured result: ``data`` is the validated value the model gave ``finish``."""
-
-    data: T
-    usage: Usage
-    model: ModelRef
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    value: Any
-    usage: Usage
-    wire_result: Any
-    # What a task reports as its result: the reply text, or the structured result as JSON.
-    text: str = ""
 
 
 class _Operation:
@@ -108,7 +69,7 @@ class _Operation:
         session._sink.emit("operation", {**ended, **fields, **self.correlation})
         session._sink.emit("idle", session._correlation())
 
-    def succeed(self, outcome: _Outcome) -> None:
+    def succeed(self, outcome: Outcome) -> None:
         self._end(
             {"isError": False, "result": outcome.wire_result, "usage": outcome.usage.to_wire()}
         )
@@ -244,7 +205,7 @@ class Session:
         spec = ResultSpec(result) if result is not None else None
         plan = plan_task(self, agent, model=model, thinking_level=thinking_level)
 
-        async def body(correlation: dict[str, Any]) -> _Outcome:
+        async def body(correlation: dict[str, Any]) -> Outcome:
             return await run_task(self, plan, correlation, text, images=attached, result=spec)
 
         return self._start("task", body)
@@ -253,9 +214,9 @@ class Session:
         """Summarize the older part of the conversation into one message, keeping the latest
         exchange; does nothing (and calls no model) when there is nothing older."""
 
-        async def body(correlation: dict[str, Any]) -> _Outcome:
+        async def body(correlation: dict[str, Any]) -> Outcome:
             usage = await compaction.compact(self, correlation)
-            return _Outcome(value=None, usage=usage, wire_result=None)
+            return Outcome(value=None, usage=usage, wire_result=None)
 
         await self._start("compact", body)
 
@@ -272,7 +233,7 @@ class Session:
         spec = ResultSpec(result) if result is not None else None
         self._resolve(model)  # an unknown model fails the call, before any operation starts
 
-        async def body(correlation: dict[str, Any]) -> _Outcome:
+        async def body(correlation: dict[str, Any]) -> Outcome:
             return await self._run_prompt(
                 correlation,
                 text,
@@ -296,12 +257,12 @@ class Session:
         thinking_level: ThinkingLevel | None,
         images: list[dict[str, Any]],
         spec: ResultSpec | None,
-    ) -> _Outcome:
+    ) -> Outcome:
         """A prompt's work, shared by prompt, skill and a task's child: one agent loop, or
         with ``spec`` the loop repeated until the model settles on a structured result."""
         resolved = self._resolve(model)
         if spec is None:
-            return await self._agent_loop(correlation, text, resolved, thinking_level, images)
+            return await agent_loop(self, correlation, text, resolved, thinking_level, images)
 
         async def loop(
             message: str,
@@ -309,8 +270,15 @@ class Session:
             tools: Mapping[str, FrameworkTool],
             stop: Callable[[], bool],
         ) -> tuple[str, Usage]:
-            outcome = await self._agent_loop(
-                correlation, message, resolved, thinking_level, attached, extra=tools, stop=stop
+            outcome = await agent_loop(
+                self,
+                correlation,
+                message,
+                resolved,
+                thinking_level,
+                attached,
+                extra=tools,
+                stop=stop,
             )
             return outcome.text, outcome.usage
 
@@ -321,7 +289,7 @@ class Session:
             usage=usage,
             model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
         )
-        return _Outcome(value=response, usage=usage, wire_result={"data": wire}, text=dumps(wire))
+        return Outcome(value=response, usage=usage, wire_result={"data": wire}, text=dumps(wire))
 
     def _spawn(self, name: str, scope: AgentScope, task_id: str) -> Session:
         """A detached child session for a task: not registered with the harness."""
@@ -352,7 +320,7 @@ class Session:
         exchange joins the conversation as a ``bash`` tool call and its result, so the model
         sees it on the next prompt. ``env`` values are never recorded, here or in events."""
 
-        async def body(correlation: dict[str, Any]) -> _Outcome:
+        async def body(correlation: dict[str, Any]) -> Outcome:
             call_id = self._ids.uuid()
             result = await self._harness.run_shell(
                 command,
@@ -364,7 +332,7 @@ class Session:
             )
             self._record_shell(call_id, command, cwd, result)
             wire = {"stdout": result.stdout, "stderr": result.stderr, "exitCode": result.exit_code}
-            return _Outcome(value=result, usage=Usage(), wire_result=wire)
+            return Outcome(value=result, usage=Usage(), wire_result=wire)
 
         return self._start("shell", body)
 
@@ -402,7 +370,7 @@ class Session:
         )
 
     def _start(
-        self, kind: str, body: Callable[[dict[str, Any]], Awaitable[_Outcome]]
+        self, kind: str, body: Callable[[dict[str, Any]], Awaitable[Outcome]]
     ) -> CallHandle[Any]:
         if self._active_kind is not None:
             raise SessionBusyError(name=self.name, kind=self._active_kind)
@@ -437,221 +405,3 @@ class Session:
         return handle
 
     # --- the agent loop ---------------------------------------------------------------------------
-
-    async def _agent_loop(
-        self,
-        correlation: dict[str, Any],
-        text: str,
-        resolved: ResolvedModel,
-        thinking_level: ThinkingLevel | None,
-        images: list[dict[str, Any]],
-        *,
-        extra: Mapping[str, FrameworkTool] | None = None,
-        stop: Callable[[], bool] | None = None,
-    ) -> _Outcome:
-        # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
-        # batch, without another model turn (a structured result was settled).
-        emit = self._sink.emit
-        framework = {**self._framework_tools(), **(extra or {})}
-        user = {
-            "role": "user",
-            "content": [{"type": "text", "text": text}, *images],
-            "timestamp": self._clock.now_ms(),
-        }
-        emit("agent_start", dict(correlation))
-        self._messages.append(user)
-        produced: list[dict[str, Any]] = [user]
-        usage = Usage()
-        pending_user: dict[str, Any] | None = user
-        level = thinking_level or self._scope.thinking_level
-        retry = self._harness.retry
-        kind = self._active_kind or "prompt"
-        while True:
-            request = ModelRequest(
-                model=resolved.model_id,
-                messages=list(self._messages),
-                system_prompt=self._scope.instructions,
-                tools=[*self._scope.tools.specs, *(tool.spec for tool in framework.values())],
-                thinking_level=level,
-            )
-            attempt = 0
-            while True:
-                # Every attempt is a turn of its own: a failed one is recorded (turn isError)
-                # before the retry, so the log shows what each attempt cost and why it failed.
-                turn_id = "turn_" + self._ids.ulid()
-                turn = {**correlation, "turnId": turn_id}
-                emit("turn_start", {"turnId": turn_id, "purpose": "agent", **correlation})
-                if pending_user is not None:
-                    shown = redact(pending_user)
-                    emit("message_start", {"message": shown, **turn})
-                    emit("message_end", {"message": shown, **turn})
-                    pending_user = None
-                try:
-                    response, assistant = await self._model_turn(request, resolved, turn)
-                    break
-                except ModelRequestError as error:
-                    if not error.transient or attempt >= retry.max_retries:
-                        raise OperationFailedError(kind=kind, reason=str(error)) from error
-                    attempt += 1
-                    delay_ms = retry.delay_ms(attempt, error)
-                    emit(
-                        "log",
-                        {
-                            "level": "warn",
-                            "message": "[flue:model-retry] Retrying transient model error",
-                            "attributes": {
-                                "attempt": attempt,
-                                "delayMs": delay_ms,
-                                "error": {**error_payload(error), "code": error.code},
-                            },
-                            **correlation,
-                        },
-                    )
-                    # An abort lands here as CancelledError: no further model call is made.
-                    await retry.sleep(delay_ms / 1000)
-                except Exception as error:
-                    raise OperationFailedError(kind=kind, reason=str(error)) from error
-            usage += response.usage
-            self._messages.append(assistant)
-            produced.append(assistant)
-            emit("message_end", {"message": redact(assistant), **turn})
-            tool_results = []
-            for call in response.tool_calls:
-                tool = framework.get(call["name"])
-                if tool is not None:
-                    result = await run_framework_tool(
-                        tool, call, turn, sink=self._sink, clock=self._clock
-                    )
-                else:
-                    result = await self._scope.tools.call(call, turn)
-                tool_results.append(result)
-                self._messages.append(result)
-                produced.append(result)
-            emit(
-                "turn_messages",
-                {
-                    "purpose": "agent",
-                    "message": redact(assistant),
-                    "toolResults": redact_all(tool_results),
-                    **turn,
-                },
-            )
-            if not tool_results or (stop is not None and stop()):
-                break
-        emit("agent_end", {"messages": redact_all(produced), **correlation})
-        final = PromptResponse(
-            text=response.text,
-            usage=usage,
-            model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
-        )
-        return _Outcome(value=final, usage=usage, wire_result={"text": final.text}, text=final.text)
-
-    async def _model_turn(
-        self, request: ModelRequest, resolved: ResolvedModel, turn: dict[str, Any]
-    ) -> tuple[ModelResponse, dict[str, Any]]:
-        emit = self._sink.emit
-        started = self._clock.now_ms()
-        emit(
-            "message_start",
-            {"message": {"role": "assistant", "content": [], "timestamp": started}, **turn},
-        )
-
-        def on_stream(event: StreamEvent) -> None:
-            if isinstance(event, TextDelta):
-                emit("text_delta", {"text": event.text, **turn})
-            elif isinstance(event, ThinkingStart):
-                emit("thinking_start", {"contentIndex": event.content_index, **turn})
-            elif isinstance(event, ThinkingDelta):
-                emit(
-                    "thinking_delta",
-                    {"contentIndex": event.content_index, "delta": event.delta, **turn},
-                )
-            elif isinstance(event, ThinkingEnd):
-                emit(
-                    "thinking_end",
-                    {"contentIndex": event.content_index, "content": event.content, **turn},
-                )
-
-        request_info: dict[str, Any] = {
-            "providerId": resolved.provider_name,
-            "providerName": resolved.provider_name,
-            "requestedModel": resolved.model_id,
-            "api": resolved.provider.api,
-        }
-        if request.thinking_level is not None:
-            request_info["reasoningLevel"] = request.thinking_level
-        turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
-        try:
-            response = await resolved.provider.complete(request, on_stream)
-        except asyncio.CancelledError:
-            emit(
-                "turn",
-                {
-                    **turn_event,
-                    "durationMs": self._clock.now_ms() - started,
-                    "isError": True,
-                    "response": {"finishReason": "aborted"},
-                    **turn,
-                },
-            )
-            raise
-        except Exception as error:
-            emit(
-                "turn",
-                {
-                    **turn_event,
-                    "durationMs": self._clock.now_ms() - started,
-                    "isError": True,
-                    "response": {"error": _turn_error(error)},
-                    **turn,
-                },
-            )
-            raise
-        assistant = self._assistant_message(response, resolved)
-        emit(
-            "turn",
-            {
-                **turn_event,
-                "durationMs": self._clock.now_ms() - started,
-                "isError": response.stop_reason in ("error", "aborted"),
-                "response": _response_info(response, assistant),
-                **turn,
-            },
-        )
-        if response.stop_reason == "error":
-            raise ModelRequestError(response.error_message or "model error")
-        return response, assistant
-
-    def _assistant_message(
-        self, response: ModelResponse, resolved: ResolvedModel
-    ) -> dict[str, Any]:
-        return {
-            "role": "assistant",
-            "content": response.content,
-            "api": resolved.provider.api,
-            "provider": resolved.provider_name,
-            "model": response.response_model or resolved.model_id,
-            "usage": response.usage.to_wire(),
-            "stopReason": response.stop_reason,
-            "timestamp": self._clock.now_ms(),
-        }
-
-
-def _turn_error(error: BaseException) -> dict[str, Any]:
-    failure: dict[str, Any] = {"type": "model_error", **error_payload(error)}
-    if isinstance(error, ModelRequestError) and error.code is not None:
-        failure["code"] = error.code
-    return failure
-
-
-def _response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "output": output,
-        "usage": response.usage.to_wire(),
-        "finishReason": response.stop_reason,
-    }
-    if response.response_id is not None:
-        info["responseId"] = response.response_id
-    if response.response_model is not None:
-        info["responseModel"] = response.response_model
-    return info

@@ -13,11 +13,12 @@ from ..capabilities import AgentProfile
 from ..definitions import ThinkingLevel
 from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
 from .framework import FrameworkTool, ToolFailure
+from .outcomes import Outcome
 from .scope import MAX_DELEGATION_DEPTH
 
 if TYPE_CHECKING:
     from .results import ResultSpec
-    from .session import Session, _Outcome
+    from .session import Session
 
 __all__ = ["TaskPlan", "plan_task", "run_task", "task_tool"]
 
@@ -68,7 +69,7 @@ async def run_task(
     *,
     images: list[dict[str, Any]],
     result: ResultSpec | None,
-) -> _Outcome:
+) -> Outcome:
     """Run the child's prompt between ``task_start`` and ``task`` events."""
     child = plan.child
     emit, clock = parent._sink.emit, parent._clock

@@ -1,0 +1,237 @@
+"""The agent loop: model turns (with retries of transient errors) and tool calls, until the
+model answers without calling a tool, every step recorded as events.
+
+Functions over a :class:`Session` (its conversation, scope, sink and clock), kept apart from
+the session's operation bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..definitions import ThinkingLevel
+from ..errors import ModelRequestError, OperationFailedError
+from ..events import error_payload
+from ..models import (
+    ModelRequest,
+    ModelResponse,
+    ResolvedModel,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnd,
+    ThinkingStart,
+    Usage,
+)
+from .framework import FrameworkTool, run_framework_tool
+from .outcomes import ModelRef, Outcome, PromptResponse
+from .redaction import redact, redact_all
+from .turns import response_info, turn_error
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["agent_loop", "assistant_message", "model_turn"]
+
+
+async def agent_loop(
+    session: Session,
+    correlation: dict[str, Any],
+    text: str,
+    resolved: ResolvedModel,
+    thinking_level: ThinkingLevel | None,
+    images: list[dict[str, Any]],
+    *,
+    extra: Mapping[str, FrameworkTool] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Outcome:
+    # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
+    # batch, without another model turn (a structured result was settled).
+    emit = session._sink.emit
+    framework = {**session._framework_tools(), **(extra or {})}
+    user = {
+        "role": "user",
+        "content": [{"type": "text", "text": text}, *images],
+        "timestamp": session._clock.now_ms(),
+    }
+    emit("agent_start", dict(correlation))
+    session._messages.append(user)
+    produced: list[dict[str, Any]] = [user]
+    usage = Usage()
+    pending_user: dict[str, Any] | None = user
+    level = thinking_level or session._scope.thinking_level
+    retry = session._harness.retry
+    kind = session._active_kind or "prompt"
+    while True:
+        request = ModelRequest(
+            model=resolved.model_id,
+            messages=list(session._messages),
+            system_prompt=session._scope.instructions,
+            tools=[*session._scope.tools.specs, *(tool.spec for tool in framework.values())],
+            thinking_level=level,
+        )
+        attempt = 0
+        while True:
+            # Every attempt is a turn of its own: a failed one is recorded (turn isError)
+            # before the retry, so the log shows what each attempt cost and why it failed.
+            turn_id = "turn_" + session._ids.ulid()
+            turn = {**correlation, "turnId": turn_id}
+            emit("turn_start", {"turnId": turn_id, "purpose": "agent", **correlation})
+            if pending_user is not None:
+                shown = redact(pending_user)
+                emit("message_start", {"message": shown, **turn})
+                emit("message_end", {"message": shown, **turn})
+                pending_user = None
+            try:
+                response, assistant = await model_turn(session, request, resolved, turn)
+                break
+            except ModelRequestError as error:
+                if not error.transient or attempt >= retry.max_retries:
+                    raise OperationFailedError(kind=kind, reason=str(error)) from error
+                attempt += 1
+                delay_ms = retry.delay_ms(attempt, error)
+                emit(
+                    "log",
+                    {
+                        "level": "warn",
+                        "message": "[flue:model-retry] Retrying transient model error",
+                        "attributes": {
+                            "attempt": attempt,
+                            "delayMs": delay_ms,
+                            "error": {**error_payload(error), "code": error.code},
+                        },
+                        **correlation,
+                    },
+                )
+                # An abort lands here as CancelledError: no further model call is made.
+                await retry.sleep(delay_ms / 1000)
+            except Exception as error:
+                raise OperationFailedError(kind=kind, reason=str(error)) from error
+        usage += response.usage
+        session._messages.append(assistant)
+        produced.append(assistant)
+        emit("message_end", {"message": redact(assistant), **turn})
+        tool_results = []
+        for call in response.tool_calls:
+            tool = framework.get(call["name"])
+            if tool is not None:
+                result = await run_framework_tool(
+                    tool, call, turn, sink=session._sink, clock=session._clock
+                )
+            else:
+                result = await session._scope.tools.call(call, turn)
+            tool_results.append(result)
+            session._messages.append(result)
+            produced.append(result)
+        emit(
+            "turn_messages",
+            {
+                "purpose": "agent",
+                "message": redact(assistant),
+                "toolResults": redact_all(tool_results),
+                **turn,
+            },
+        )
+        if not tool_results or (stop is not None and stop()):
+            break
+    emit("agent_end", {"messages": redact_all(produced), **correlation})
+    final = PromptResponse(
+        text=response.text,
+        usage=usage,
+        model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
+    )
+    return Outcome(value=final, usage=usage, wire_result={"text": final.text}, text=final.text)
+
+
+async def model_turn(
+    session: Session, request: ModelRequest, resolved: ResolvedModel, turn: dict[str, Any]
+) -> tuple[ModelResponse, dict[str, Any]]:
+    emit = session._sink.emit
+    started = session._clock.now_ms()
+    emit(
+        "message_start",
+        {"message": {"role": "assistant", "content": [], "timestamp": started}, **turn},
+    )
+
+    def on_stream(event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            emit("text_delta", {"text": event.text, **turn})
+        elif isinstance(event, ThinkingStart):
+            emit("thinking_start", {"contentIndex": event.content_index, **turn})
+        elif isinstance(event, ThinkingDelta):
+            emit(
+                "thinking_delta",
+                {"contentIndex": event.content_index, "delta": event.delta, **turn},
+            )
+        elif isinstance(event, ThinkingEnd):
+            emit(
+                "thinking_end",
+                {"contentIndex": event.content_index, "content": event.content, **turn},
+            )
+
+    request_info: dict[str, Any] = {
+        "providerId": resolved.provider_name,
+        "providerName": resolved.provider_name,
+        "requestedModel": resolved.model_id,
+        "api": resolved.provider.api,
+    }
+    if request.thinking_level is not None:
+        request_info["reasoningLevel"] = request.thinking_level
+    turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
+    try:
+        response = await resolved.provider.complete(request, on_stream)
+    except asyncio.CancelledError:
+        emit(
+            "turn",
+            {
+                **turn_event,
+                "durationMs": session._clock.now_ms() - started,
+                "isError": True,
+                "response": {"finishReason": "aborted"},
+                **turn,
+            },
+        )
+        raise
+    except Exception as error:
+        emit(
+            "turn",
+            {
+                **turn_event,
+                "durationMs": session._clock.now_ms() - started,
+                "isError": True,
+                "response": {"error": turn_error(error)},
+                **turn,
+            },
+        )
+        raise
+    assistant = assistant_message(session, response, resolved)
+    emit(
+        "turn",
+        {
+            **turn_event,
+            "durationMs": session._clock.now_ms() - started,
+            "isError": response.stop_reason in ("error", "aborted"),
+            "response": response_info(response, assistant),
+            **turn,
+        },
+    )
+    if response.stop_reason == "error":
+        raise ModelRequestError(response.error_message or "model error")
+    return response, assistant
+
+
+def assistant_message(
+    session: Session, response: ModelResponse, resolved: ResolvedModel
+) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": response.content,
+        "api": resolved.provider.api,
+        "provider": resolved.provider_name,
+        "model": response.response_model or resolved.model_id,
+        "usage": response.usage.to_wire(),
+        "stopReason": response.stop_reason,
+        "timestamp": session._clock.now_ms(),
+    }

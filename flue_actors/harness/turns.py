@@ -1,0 +1,31 @@
+"""How a model turn is described in its ``turn`` event: the response summary and the error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ModelRequestError
+from ..events import error_payload
+from ..models import ModelResponse
+
+__all__ = ["response_info", "turn_error"]
+
+
+def turn_error(error: BaseException) -> dict[str, Any]:
+    failure: dict[str, Any] = {"type": "model_error", **error_payload(error)}
+    if isinstance(error, ModelRequestError) and error.code is not None:
+        failure["code"] = error.code
+    return failure
+
+
+def response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "output": output,
+        "usage": response.usage.to_wire(),
+        "finishReason": response.stop_reason,
+    }
+    if response.response_id is not None:
+        info["responseId"] = response.response_id
+    if response.response_model is not None:
+        info["responseModel"] = response.response_model
+    return info
