@@ -153,7 +153,9 @@ class AgentConfig:
             if name in RESERVED_TOOL_NAMES:
                 raise ToolNameConflictError(name=name, reason="a framework tool")
         if len(names) != len(set(names)):
-            raise DefinitionError("[flue] define_agent() tools and actions must not share a name.")
+            raise DefinitionError(
+                "[flue] define_agent() tools and actions must not contain duplicate tool names."
+            )
         check_tool_names(self.tools)
         for kind, items in (("skill", self.skills), ("subagent", self.subagents)):
             named = [item.name for item in items]
