@@ -19,7 +19,7 @@ from ..errors import (
     WorkflowInputUnexpectedError,
     WorkflowNotDiscoveredError,
 )
-from ..events import EVENT_VERSION, RunAdmittedEvent, error_payload
+from ..events import RunAdmittedEvent, error_payload
 from ..ids import IdSource, UlidIds
 from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
 from ..models import ModelRegistry
@@ -38,6 +38,7 @@ from .backend import LocalBackend, RunBackend
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
 from .recovery import end_orphaned_runs
+from .run_stream import RunStream
 from .services import RunServices
 
 __all__ = ["RunReceipt", "Runtime", "WorkflowSource"]
@@ -227,19 +228,16 @@ class Runtime:
         return RunReceipt(run_id, entry.name)
 
     async def _end_unstarted(self, header: RunAdmittedEvent, error: BaseException) -> None:
+        # Only run_end, as in Flue when scheduling fails: the stream holds nothing else.
         now = self.clock.now_ms()
         end = {
-            "type": "run_end",
             "runId": header["runId"],
             "result": None,
             "isError": True,
             "error": error_payload(error),
             "durationMs": now - parse_timestamp(header["startedAt"]),
-            "v": EVENT_VERSION,
-            "eventIndex": 0,
-            "timestamp": format_timestamp(now),
         }
-        await self.store.append(run_stream(header["runId"]), [end], expected_seq=0, close=True)
+        await RunStream(self.store, header["runId"], self.clock).end("run_end", end, at_ms=now)
 
     async def run(
         self,
