@@ -231,10 +231,16 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
         err.write("error: --address needs --backend ray\n")
         return EXIT_USAGE
     runtime = Runtime(workflows, store=args.database_url, backend=backend, address=address)
-    ended = asyncio.run(runtime.recover())
-    if ended:
-        err.write(f"ended {len(ended)} runs whose owner had gone (run_interrupted)\n")
     app = create_app(runtime, max_body_bytes=args.max_body_bytes, close_runtime=True)
+
+    async def recover() -> None:
+        # In the server's own event loop: a PostgreSQL store belongs to the loop it first runs
+        # on, so nothing may touch it before uvicorn's loop starts.
+        ended = await runtime.recover()
+        if ended:
+            err.write(f"ended {len(ended)} runs whose owner had gone (run_interrupted)\n")
+
+    app.router.add_event_handler("startup", recover)
     err.write(
         f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}\n"
     )
