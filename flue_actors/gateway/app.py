@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import FlueError, MethodNotAllowedError, RouteNotFoundError
 from ..runtime import Runtime
@@ -60,6 +61,12 @@ def create_app(
     app.include_router(run_reads.router)
     app.add_exception_handler(FlueError, handle_flue_error)
     app.add_exception_handler(Exception, handle_unexpected_error)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, error: ClientDisconnect) -> Response:
+        # The client went away mid-body (or the server's read timeout closed it): nobody is
+        # left to answer, and nothing went wrong here.
+        return Response(status_code=499)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_exception(request: Request, error: StarletteHTTPException) -> Response:

@@ -37,7 +37,12 @@ from ..store import (
 )
 from .backend import LocalBackend, RunBackend
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
-from .lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, lease_deadline_ms
+from .lease import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_SWEEP_SECONDS,
+    check_lease_settings,
+    lease_deadline_ms,
+)
 from .recovery import end_cancelled_run, end_orphaned_runs
 from .run_stream import RunStream
 from .services import RunServices
@@ -103,6 +108,7 @@ class Runtime:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
     ) -> None:
+        check_lease_settings(lease_seconds, sweep_seconds)
         self.workflows = _registry(workflows)
         if store is None or isinstance(store, str):
             self.database_url: str | None = absolute_database_url(store)
@@ -119,7 +125,6 @@ class Runtime:
             ids=self.ids,
             env=dict(os.environ if env is None else env),
         )
-        # Checked before any backend starts, so bad settings cost nothing.
         self.supervisor = LeaseSupervisor(
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
