@@ -17,7 +17,9 @@ What a bare uvicorn does not do, and a gateway facing the network must:
   get the rest of ``graceful_seconds`` to finish (then they are cancelled), and runs hosted in
   this process get what remains of it before they are ended ``run_interrupted`` and the
   process's lease is released. So the process exits within ``graceful_seconds`` plus the time
-  to record those interruptions (one fenced append per run).
+  to record those interruptions (one fenced append per run). A second signal makes uvicorn exit
+  at once, skipping all of this: runs hosted here are then left to the lease sweep of whichever
+  process serves next, as after a crash.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class _ProtectedProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        self._arm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._arm()  # a body nobody will read (answered already) needs no deadline
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
