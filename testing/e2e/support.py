@@ -97,25 +97,22 @@ class Project:
     fake Messages API server, and the store ``database_url``."""
 
     root: Path
-    database_url: str
-    api: MessagesServer
+    database_url: str | None
+    api: MessagesServer | None
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, root: Path, database_url: str, api: MessagesServer) -> Project:
+    def create(cls, root: Path, database_url: str | None, api: MessagesServer | None) -> Project:
+        """``database_url`` None: the default store; ``api`` None: no provider configured."""
         (root / "workflows").mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "workflows" / "summarize.py", root / "workflows" / "summarize.py")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUE_", "ANTHROPIC_"))}
         env.update(loopback_environment())
-        env.update(
-            {
-                "RAY_AUTH_MODE": "disabled",
-                "ANTHROPIC_BASE_URL": api.url,
-                "ANTHROPIC_API_KEY": FAKE_API_KEY,
-                "FLUE_DATABASE_URL": database_url,
-                "PYTHONIOENCODING": "utf-8",
-            }
-        )
+        env.update({"RAY_AUTH_MODE": "disabled", "PYTHONIOENCODING": "utf-8"})
+        if api is not None:
+            env.update({"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_API_KEY})
+        if database_url is not None:
+            env["FLUE_DATABASE_URL"] = database_url
         return cls(root, database_url, api, env)
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -155,9 +152,11 @@ class Project:
 
     def model_request(self, token: str, timeout: float = 30) -> dict[str, Any]:
         """The fake server's logged request whose last user message carries ``token``."""
+        api = self.api
+        assert api is not None, "this project has no fake Messages API server"
 
         def find() -> dict[str, Any] | None:
-            for entry in self.api.requests():
+            for entry in api.requests():
                 if token in json.dumps(entry["body"]):
                     return entry
             return None
@@ -179,14 +178,30 @@ def free_port() -> int:
 
 
 class Serve:
-    """``flue-actors serve`` for a project, on a port of its own; ``start`` returns once it
-    answers ``/healthz``. Restarting keeps the port."""
+    """``flue-actors serve`` for a project, on a port of its own, with ``args`` after the
+    address and workflows options (or exactly ``command``, if given: the words after
+    ``flue-actors``); ``start`` returns once it answers ``/healthz``. Restarting keeps the port."""
 
-    def __init__(self, project: Project, args: Sequence[str]) -> None:
+    def __init__(
+        self, project: Project, args: Sequence[str] = (), *, command: Sequence[str] | None = None
+    ) -> None:
         self.project = project
-        self.args = list(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.command = (
+            list(command)
+            if command is not None
+            else [
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workflows",
+                "workflows",
+                *args,
+            ]
+        )
         self.log = project.root / "serve.log"
         self.process: subprocess.Popen[str] | None = None
         self.starts = 0
@@ -198,17 +213,7 @@ class Serve:
         self.starts += 1
         with self.log.open("a", encoding="utf-8") as log:
             log.write(f"--- start {self.starts}\n")
-        self.process = process = self.project.start(
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workflows",
-            "workflows",
-            *self.args,
-            log=self.log,
-        )
+        self.process = process = self.project.start(*self.command, log=self.log)
 
         def healthy() -> bool | None:
             if process.poll() is not None:
