@@ -43,7 +43,7 @@ def ray_cluster(flue_messages_server_process: MessagesServer) -> Iterator[Any]:
     saved = {name: os.environ.get(name) for name in node_environment}
     os.environ.update(node_environment)
     try:
-        cluster = Cluster(
+        cluster: Any = Cluster(
             initialize_head=True,
             head_node_args={
                 "num_cpus": 2,

@@ -288,8 +288,8 @@ class MessagesServer:
         self._owner = owner
 
     def for_test(self) -> MessagesServer:
-        """A view of this server for one test: the script emptied, ``requests()`` only those
-        made from now on; stopping it leaves the server running."""
+        """A view of this server for one test: the script emptied (ids count from 1 again),
+        ``requests()`` only those made from now on; stopping it leaves the server running."""
         self.clear()
         first = len(self._read_log())
         return MessagesServer(self.process, self.url, self.log, first_request=first, owner=False)

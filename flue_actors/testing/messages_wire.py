@@ -180,9 +180,10 @@ class MessagesScript:
         return len(self._queue)
 
     def clear(self) -> int:
-        """Drop every queued answer; how many there were."""
+        """Drop every queued answer and count ids from 1 again; how many answers there were."""
         left = len(self._queue)
         self._queue.clear()
+        self._ids = 0
         return left
 
     def _next_id(self, prefix: str) -> str:
