@@ -15,6 +15,8 @@ from typing import Final
 import httpx
 import pytest
 
+from flue_actors.testing.messages_server import READY_PREFIX, MessagesServer
+
 from .support import REPO, Project, Serve, describe
 
 README: Final = (REPO / "README.md").read_text(encoding="utf-8")
@@ -113,3 +115,30 @@ def _curl(line: str) -> tuple[str, str, dict[str, str], bytes]:
         else:
             url = word if "://" in word else "http://" + word
     return method, url, headers, body
+
+
+def test_fake_messages_server_example_works_as_shown(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    (_, block), *_ = (
+        b for b in _blocks_after("## The Anthropic provider") if "messages_server" in b[1]
+    )
+    start, shown, run = block.replace("\\\n", " ").strip().splitlines()
+    words = shlex.split(start)
+    assert words[:3] == ["python", "-m", "flue_actors.testing.messages_server"], start
+    options = [word for word in words[3:] if not word.startswith("[") and not word.endswith("]")]
+    assert options == ["--port", "0"], start
+    shown_url = shown.split()[-1]
+    command, _, answer = run.partition("#")
+    with MessagesServer.start(log=tmp_path_factory.mktemp("readme-api") / "log.jsonl") as api:
+        assert re.fullmatch(
+            re.escape(shown.removeprefix("# ")).replace(
+                re.escape(shown_url), r"http://127\.0\.0\.1:\d+"
+            ),
+            READY_PREFIX + api.url,
+        )
+        env, args = _command(command.replace(shown_url, api.url))
+        project = _project(tmp_path_factory, env)
+        result = project.run(*args)
+    assert result.returncode == 0, describe(result)
+    assert result.stdout == answer.strip() + "\n", describe(result)
