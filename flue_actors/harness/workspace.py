@@ -53,8 +53,8 @@ class MemoryFs:
 
     def __init__(self, *, cwd: str = "/workspace", store: InMemoryFs | None = None) -> None:
         if store is None:
-            # just-bash (and aiohttp under it) is a quarter second of import: paid by the first
-            # run that uses a virtual sandbox, not by every process that imports flue_actors.
+            # just-bash (with aiohttp under it) was most of flue_actors' import time: paid by the
+            # first run that uses a virtual sandbox, not by every process that imports the package.
             from just_bash.fs import InMemoryFs
 
             store = InMemoryFs()

@@ -57,8 +57,10 @@ def loaded_after(statement: str) -> set[str]:
         "import flue_actors",
         # What pytest does in every run: the pytest11 entry point loads this module.
         "import pytest, flue_actors.testing.plugin",
-        # What a workflow file does (and with it the CLI, a Ray host, a test module).
+        # What a workflow file does (and with it a Ray host, a test module).
         "import workflows.summarize",
+        # The CLI: `flue-actors runs list` on SQLite needs none of them.
+        "import flue_actors.cli",
     ],
 )
 def test_nothing_heavy_is_loaded(statement: str) -> None:
