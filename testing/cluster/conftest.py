@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,7 +38,12 @@ from flue_actors.client import FlueClient
 from flue_actors.runtime.ray.environment import loopback_environment
 
 from .netns import Machine, Network, NetworkUnavailableError, remove_stale
-from .postgres import PostgresUnavailableError, ThrowawayPostgres, remove_stale_servers
+from .postgres import (
+    PostgresUnavailableError,
+    ThrowawayPostgres,
+    find_binaries,
+    remove_stale_servers,
+)
 
 __all__ = ["BIN", "WHEREAMI", "Cluster", "node_environment"]
 
@@ -115,6 +123,8 @@ class Cluster:
     postgres: ThrowawayPostgres
     folder: Path
     serve: subprocess.Popen[bytes]
+    # Seconds each step of the setup took, for the record (printed with -s).
+    timings: dict[str, float]
 
     @property
     def head(self) -> Machine:
@@ -174,6 +184,16 @@ def _ray_start(machine: Machine, folder: Path, *args: str) -> None:
     )
 
 
+def _wait_for_port(address: str, port: int, starting: Future[None]) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not starting.done():
+        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
+            return
+        assert time.monotonic() < deadline, f"nothing listens on {address}:{port}"
+        time.sleep(0.1)
+    starting.result()  # it ended: if it failed, say why
+
+
 def _wait_for_gateway(cluster: Cluster) -> None:
     deadline = time.monotonic() + _START_TIMEOUT
     with httpx.Client(transport=httpx.HTTPTransport(), timeout=2.0) as http:
@@ -231,17 +251,23 @@ def cluster() -> Iterator[Cluster]:
     postgres: ThrowawayPostgres | None = None
     folder: Path | None = None
     serve: subprocess.Popen[bytes] | None = None
-    with _teardown_on_sigterm():
+    timings: dict[str, float] = {}
+    with _teardown_on_sigterm(), ThreadPoolExecutor(max_workers=2) as background:
         try:
+            step = time.monotonic()
             try:
                 network = Network.create(["head", "worker"])
             except NetworkUnavailableError as error:
                 pytest.skip(f"cannot create network namespaces here: {error}")
-            postgres = ThrowawayPostgres(address=network.gateway, clients=network.subnet)
+            timings["machines"] = time.monotonic() - step
             try:
-                postgres.start()
-            except PostgresUnavailableError as error:
-                pytest.skip(f"cannot start a PostgreSQL server of the test's own: {error}")
+                find_binaries()
+                pwd.getpwnam("postgres")
+            except (PostgresUnavailableError, KeyError) as error:
+                pytest.skip(f"cannot start a PostgreSQL server of the test's own: {error!r}")
+            postgres = ThrowawayPostgres(address=network.gateway, clients=network.subnet)
+            # The server starts while the head does: both take seconds, on other processes.
+            postgres_started = background.submit(postgres.start)
 
             folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-"))
             workflows = folder / "project" / "workflows"
@@ -250,9 +276,24 @@ def cluster() -> Iterator[Cluster]:
             (workflows / "whereami.py").write_text(WHEREAMI, encoding="utf-8")
 
             head, worker = network["head"], network["worker"]
-            _ray_start(head, folder, "--head", f"--port={RAY_PORT}", "--include-dashboard=false")
+            step = time.monotonic()
+            head_started = background.submit(
+                _ray_start,
+                head,
+                folder,
+                "--head",
+                f"--port={RAY_PORT}",
+                "--include-dashboard=false",
+            )
+            # The worker joins as soon as the head's GCS listens (it waits for the rest itself):
+            # both starts take seconds of mostly waiting, so they overlap.
+            _wait_for_port(head.address, RAY_PORT, head_started)
             _ray_start(worker, folder, f"--address={head.address}:{RAY_PORT}")
+            head_started.result()
+            postgres_started.result()
+            timings["ray start, both machines"] = time.monotonic() - step
 
+            step = time.monotonic()
             with (folder / "serve.log").open("wb") as log:
                 serve = subprocess.Popen(
                     head.command(
@@ -269,8 +310,12 @@ def cluster() -> Iterator[Cluster]:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
-            made = Cluster(network=network, postgres=postgres, folder=folder, serve=serve)
+            made = Cluster(
+                network=network, postgres=postgres, folder=folder, serve=serve, timings=timings
+            )
             _wait_for_gateway(made)
+            timings["flue-actors serve"] = time.monotonic() - step
+            print("\ncluster setup:", ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
             yield made
         finally:
             # Machines first (Ray, the gateway: every client of the server), then the server,

@@ -210,8 +210,8 @@ class Network:
         # The peer is made inside the namespace, where it is simply eth0.
         _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", namespace)
         _ip("link", "set", link, "master", self.bridge, "up")
-        _ip("-n", namespace, "addr", "add", f"{machine.address}/{self.subnet.prefixlen}", "dev",
-            "eth0")  # fmt: skip
+        address = f"{machine.address}/{self.subnet.prefixlen}"
+        _ip("-n", namespace, "addr", "add", address, "dev", "eth0")
         _ip("-n", namespace, "link", "set", "eth0", "up")
         _ip("-n", namespace, "link", "set", "lo", "up")
 
