@@ -35,7 +35,7 @@ _BRIDGE: Final = re.compile(r"^flb(\d+)$")
 _LINK: Final = re.compile(r"^flv(\d+)\d$")
 # Private /24s are drawn from here; one that overlaps any address or route already on the
 # machine is never used.
-_POOL: Final = ipaddress.ip_network("10.128.0.0/9")
+_POOL: Final = ipaddress.IPv4Network("10.128.0.0/9")
 
 
 class NetworkUnavailableError(Exception):
