@@ -1,6 +1,6 @@
 """The pytest plugin, registered by the ``pytest11`` entry point: fixtures ``flue``,
-``fake_model`` and ``anthropic_api``, and what a project laid out as the README shows needs to
-run its tests with plain ``pytest``.
+``fake_model``, ``anthropic_api`` and ``messages_server``, and what a project laid out as the
+README shows needs to run its tests with plain ``pytest``.
 
 pytest loads this module in every run of an environment where flue_actors is installed, whether
 or not the tests use the kit, so it imports nothing heavy at load: each fixture imports its part
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .anthropic_api import AnthropicApi
     from .fake_model import FakeModel
     from .kit import FlueTestKit
+    from .messages_server import MessagesServer
 
 
 def project_root(config: pytest.Config) -> Path | None:
@@ -117,3 +118,34 @@ def anthropic_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[AnthropicApi]:
         api.stop()
     if api.exhausted is not None:
         raise api.exhausted
+
+
+@pytest.fixture(scope="session")
+def flue_messages_server_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MessagesServer]:
+    """The fake Messages API server process, started once per session when first asked for."""
+    from .messages_server import MessagesServer
+
+    log = tmp_path_factory.mktemp("messages-server") / "requests.jsonl"
+    with MessagesServer.start(log=log) as server:
+        yield server
+
+
+@pytest.fixture
+def messages_server(
+    flue_messages_server_process: MessagesServer, monkeypatch: pytest.MonkeyPatch
+) -> MessagesServer:
+    """A fake Anthropic Messages API server in another process on 127.0.0.1, for tests that
+    run workflows in subprocesses (``flue-actors run``/``serve``) on the real provider.
+
+    ``ANTHROPIC_BASE_URL`` (its ``url``) and ``ANTHROPIC_API_KEY`` are set for the test, so
+    subprocesses inherit them. With nothing scripted it answers ``"SUMMARY: "`` plus the first
+    20 characters of the last user message (``[delay=NNN]`` in it: NNN ms late);
+    ``reply``/``fail``/``stall`` queue answers first; ``requests()`` lists this test's requests.
+    One server serves the session; each test gets an empty script.
+    """
+    server = flue_messages_server_process.for_test()
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake")
+    return server
