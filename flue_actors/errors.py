@@ -36,6 +36,7 @@ __all__ = [
     "RunNotActiveError",
     "RunNotFoundError",
     "SandboxPathError",
+    "ServerShuttingDownError",
     "SessionAlreadyExistsError",
     "SessionBusyError",
     "SessionNotFoundError",
@@ -213,6 +214,23 @@ class RunNotActiveError(FlueHttpError):
             f'Run "{run_id}" is not active.',
             details="The run has already ended; only active runs can be cancelled.",
         )
+
+
+class ServerShuttingDownError(FlueHttpError):
+    """Beyond Flue: the server is shutting down and admits no new runs."""
+
+    type = "server_shutting_down"
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down.",
+            details="No new runs are admitted while it stops; retry against a running server.",
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1", "Connection": "close"}
 
 
 class RouteNotFoundError(FlueHttpError):

@@ -8,10 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import FlueError, MethodNotAllowedError, RouteNotFoundError
 from ..runtime import Runtime
 from . import invocation, listing, run_reads
+from .draining import Draining
 from .errors import error_response, handle_flue_error, handle_unexpected_error
 from .shared_reads import SharedReads
 
@@ -35,7 +37,9 @@ def create_app(
     ``max_body_bytes`` refuses larger request bodies with 413 before parsing. ``list_runs`` is
     the dependency that authorizes ``GET /runs`` across workflows (not served without it).
     ``dev`` adds the developer-only ``dev`` field to error envelopes. ``close_runtime`` closes
-    the runtime when the application shuts down.
+    the runtime when the application shuts down. ``app.state.draining`` (a
+    :class:`~flue_actors.gateway.draining.Draining`) is what a server begins when asked to stop,
+    so that waiting requests are answered instead of holding the shutdown.
     """
     app = FastAPI(
         title="flue_actors gateway",
@@ -51,11 +55,18 @@ def create_app(
     app.state.long_poll_seconds = long_poll_seconds
     app.state.heartbeat_seconds = heartbeat_seconds
     app.state.shared_reads = SharedReads(runtime)
+    app.state.draining = Draining()
     app.include_router(invocation.router)
     app.include_router(listing.router)
     app.include_router(run_reads.router)
     app.add_exception_handler(FlueError, handle_flue_error)
     app.add_exception_handler(Exception, handle_unexpected_error)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, error: ClientDisconnect) -> Response:
+        # The client went away mid-body (or the server's read timeout closed it): nobody is
+        # left to answer, and nothing went wrong here.
+        return Response(status_code=499)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_exception(request: Request, error: StarletteHTTPException) -> Response:

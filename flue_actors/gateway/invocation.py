@@ -18,6 +18,7 @@ from ..errors import (
     InvalidRequestError,
     MethodNotAllowedError,
     PayloadTooLargeError,
+    ServerShuttingDownError,
     UnsupportedMediaTypeError,
     WorkflowInputUnexpectedError,
     WorkflowNotFoundError,
@@ -25,6 +26,7 @@ from ..errors import (
 from ..jsonvalue import UNSET, Unset
 from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
+from .draining import Draining, unless_draining
 from .errors import error_response
 from .exposure import authorize
 from .protocol import SECURITY_HEADERS
@@ -56,6 +58,7 @@ _INVOKE_DOC: dict[str, Any] = {
     "responses": {
         "202": {"description": "Admitted: `{runId}`."},
         "200": {"description": "With `wait=result`: `{result, runId}`."},
+        "503": {"description": "`server_shutting_down`: no run was created."},
         "400": {"description": "`invalid_request` or `invalid_json`."},
         "404": {"description": "`workflow_not_found`."},
         "413": {"description": "`payload_too_large`."},
@@ -170,10 +173,17 @@ async def invoke_workflow(name: str, request: Request) -> Response:
         checked = runtime.check_input(name, value)
     except (ActionInputValidationError, WorkflowInputUnexpectedError) as error:
         return error_response(error, dev=request.app.state.dev, status=422)
+    draining: Draining = request.app.state.draining
+    if draining.started:
+        raise ServerShuttingDownError()
     receipt = await runtime.invoke(name, checked, trace_carrier=_trace_carrier(request))
     if not waits:
         return JSONResponse({"runId": receipt.run_id}, status_code=202)
-    record = await runtime.wait(receipt.run_id)
+    ended, record = await unless_draining(draining, runtime.wait(receipt.run_id))
+    if not ended or record is None:
+        # The server is stopping: answer as an invocation without wait (the run goes on, or
+        # is recovered), so the caller can read it later at /runs/{runId}.
+        return JSONResponse({"runId": receipt.run_id}, status_code=202)
     if record.status != "completed":
         return _failed_run_response(record)
     result = None if record.result is UNSET else record.result

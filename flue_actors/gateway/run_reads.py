@@ -22,6 +22,7 @@ from ..jsonvalue import dumps
 from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
 from ..store import StreamPage, format_offset, parse_offset, run_stream
+from .draining import Draining, unless_draining
 from .exposure import authorize
 from .protocol import (
     SECURITY_HEADERS,
@@ -225,15 +226,18 @@ async def _disconnected(request: Request) -> None:
 async def _until_append_or_disconnect(
     request: Request, run_id: str, length: int, timeout: float
 ) -> str:
-    """``data``, ``timeout`` or ``aborted``: whichever comes first."""
+    """``data``, ``timeout`` or ``aborted``: whichever comes first (the server beginning to
+    stop counts as ``timeout``: the reader gets where the stream stands, and may ask again)."""
     waiting = asyncio.ensure_future(
         _runtime(request).wait_for_events(run_id, length=length, timeout=timeout)
     )
     leaving = asyncio.ensure_future(_disconnected(request))
+    draining: Draining = request.app.state.draining
+    stopping = asyncio.ensure_future(draining.wait())
     try:
-        await asyncio.wait({waiting, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiting, leaving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (waiting, leaving):
+        for task in (waiting, leaving, stopping):
             task.cancel()
     if leaving.done() and not leaving.cancelled():
         return "aborted"
@@ -282,10 +286,12 @@ async def _long_poll(request: Request, run_id: str, offset: str, shared: SharedP
 
 
 async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]:
-    """Data and control frames until the stream is closed at the reader's offset. Starlette
-    cancels this generator when the client disconnects, which releases its waiter."""
+    """Data and control frames until the stream is closed at the reader's offset, or the server
+    begins to stop (the reader resumes elsewhere from its last control frame's offset).
+    Starlette cancels this generator when the client disconnects, which releases its waiter."""
     runtime = _runtime(request)
     state = request.app.state
+    draining: Draining = state.draining
     last_beat = time.monotonic()
     reads = _shared(request)
     while True:
@@ -323,7 +329,13 @@ async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]
                 yield sse_frame("control", dumps(keep_alive))
                 break
             wait = min(remaining, state.heartbeat_seconds - (now - last_beat))
-            if await runtime.wait_for_events(
-                run_id, length=parse_offset(offset) + 1, timeout=max(wait, 0.0)
-            ):
+            waited, appended = await unless_draining(
+                draining,
+                runtime.wait_for_events(
+                    run_id, length=parse_offset(offset) + 1, timeout=max(wait, 0.0)
+                ),
+            )
+            if not waited:
+                return
+            if appended:
                 break

@@ -20,8 +20,11 @@ from ..store import EventStore
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_SWEEP_SECONDS",
     "HEARTBEAT_SECONDS",
+    "MIN_LEASE_SECONDS",
     "OwnerLease",
+    "check_lease_settings",
     "lease_deadline_ms",
     "process_owner_name",
 ]
@@ -30,6 +33,23 @@ logger = logging.getLogger("flue_actors.lease")
 HEARTBEAT_SECONDS: Final = 1.0
 # A run whose owner has not been heard of for this long is considered orphaned.
 DEFAULT_LEASE_SECONDS: Final = 10.0
+# How often a serving process looks for orphaned runs. A run orphaned by a crash is ended at
+# most lease + sweep seconds after its owner's last heartbeat (15 s with these defaults).
+DEFAULT_SWEEP_SECONDS: Final = 5.0
+# Owners (Ray hosts included) heartbeat every second; a lease shorter than three heartbeats
+# would end the runs of an owner that is merely busy for a moment.
+MIN_LEASE_SECONDS: Final = 3 * HEARTBEAT_SECONDS
+
+
+def check_lease_settings(lease_seconds: float, sweep_seconds: float) -> None:
+    """Refuse a lease or sweep interval that cannot work (``ValueError``)."""
+    if not lease_seconds >= MIN_LEASE_SECONDS:
+        raise ValueError(
+            f"lease_seconds must be at least {MIN_LEASE_SECONDS:g} (three heartbeats); "
+            f"got {lease_seconds:g}"
+        )
+    if not 0 < sweep_seconds < float("inf"):
+        raise ValueError(f"sweep_seconds must be a positive number; got {sweep_seconds:g}")
 
 
 def process_owner_name(kind: str) -> str:

@@ -33,6 +33,7 @@ async def ray_runtime(ray_cluster: Any, project: Path) -> AsyncIterator[Runtime]
         project / "workflows", store=f"sqlite:///{project / 'flue.db'}", backend="ray"
     )
     try:
+        await runtime.serve()  # a long-lived runtime: its lease supervisor sweeps meanwhile
         yield runtime
     finally:
         await runtime.close()

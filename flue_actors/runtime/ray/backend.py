@@ -4,21 +4,19 @@ One Ray call per run hands the admitted run to its host (placement hashes the ru
 hosts, so any driver places a run the same way); the host drives it to its end and writes to the
 store directly. Hosts are named, detached and restartable, so the process that admitted a run
 (a gateway) can die without stopping it. A run whose host dies is ended at once when the call
-fails with the actor's death, and in any case by the lease sweep or the host's restart.
+fails with the actor's death, and in any case by the Runtime's lease sweep or the host's restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from typing import Any
 
 from ...events import RunAdmittedEvent
 from ...store import is_sqlite_url
-from ..lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
-from ..recovery import end_interrupted_run, end_orphaned_runs
+from ..recovery import end_interrupted_run
 from ..services import RunServices
 from .environment import NAMESPACE, connect
 from .host import HostConfig, RunHost
@@ -53,7 +51,6 @@ class RayBackend:
         address: str | None = None,
         model: str | None = None,
         hosts_per_node: int = 1,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         num_cpus: int | None = None,
     ) -> None:
         directory = services.workflows.directory
@@ -63,7 +60,6 @@ class RayBackend:
                 "them from it): pass the folder, not definitions."
             )
         self._services = services
-        self._lease_seconds = lease_seconds
         self._ray = ray = connect(address, num_cpus=num_cpus)
         nodes = [node for node in ray.nodes() if node["Alive"]]
         check_store_for_cluster(database_url, nodes)
@@ -78,7 +74,6 @@ class RayBackend:
         self._hosts = self._start_hosts(nodes, hosts_per_node)
         self._names = sorted(self._hosts)
         self._pending: dict[str, asyncio.Task[None]] = {}
-        self._supervisor: asyncio.Task[None] | None = None
 
     def _start_hosts(self, nodes: list[dict[str, Any]], per_node: int) -> dict[str, Any]:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -119,7 +114,6 @@ class RayBackend:
         return self._names[zlib.crc32(run_id.encode("ascii")) % len(self._names)]
 
     async def start(self, header: RunAdmittedEvent) -> None:
-        self._supervise()
         run_id = header["runId"]
         owner = self.owner_for(run_id, header["workflowName"])
         if owner.startswith(_RUN_PREFIX):
@@ -153,23 +147,6 @@ class RayBackend:
         finally:
             self._pending.pop(run_id, None)
 
-    def _supervise(self) -> None:
-        if self._supervisor is None or self._supervisor.done():
-            self._supervisor = asyncio.get_running_loop().create_task(self._sweep_forever())
-
-    async def _sweep_forever(self) -> None:
-        services = self._services
-        while True:
-            await asyncio.sleep(self._lease_seconds / 2)
-            try:
-                await end_orphaned_runs(
-                    services.store,
-                    services.clock,
-                    stale_before_ms=lease_deadline_ms(self._lease_seconds),
-                )
-            except Exception as error:
-                logger.warning("sweeping orphaned runs failed: %s", error)
-
     async def join(self, run_id: str) -> bool:
         pending = self._pending.get(run_id)
         if pending is None:
@@ -188,12 +165,9 @@ class RayBackend:
         cancelled: bool = await actor.cancel.remote(run_id, reason)
         return cancelled
 
-    async def close(self) -> None:
-        """Stop supervising. Hosts are left running: runs already admitted go on."""
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+    async def close(self, *, grace_seconds: float | None = None) -> None:
+        """Hosts are left running: runs already admitted go on (the lease sweep is the
+        Runtime's, see ``LeaseSupervisor``)."""
 
     def shutdown_hosts(self) -> None:
         """End this backend's host processes (their runs end with them)."""
