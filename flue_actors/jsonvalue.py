@@ -3,6 +3,12 @@
 ``snapshot`` is the strict deep copy Flue applies to workflow input and action output: it accepts
 plain JSON data only, so nothing a caller mutates later can leak into a stored run, and nothing
 that would not round-trip (NaN, bytes, arbitrary objects, cycles) is ever written.
+
+Any string is JSON data, lone surrogates (U+D800-DFFF) and NUL included: ``dumps`` writes them as
+``\\uXXXX`` escapes, so the text it returns always encodes as UTF-8 (SQLite, PostgreSQL ``text``,
+HTTP bodies) and reads back as the same string. JSON, like JavaScript's UTF-16 strings, cannot
+tell a high surrogate followed by a low one from the character they encode: such a pair written
+as two code points reads back as that one character.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from typing import Any, Final, Literal, TypeAlias
 
 __all__ = [
@@ -43,14 +50,25 @@ UNSET: Final[Unset] = _UnsetType.UNSET
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder()
 # The stdlib's own C encoder, called without JSONEncoder's per-call Python layers: every event
-# written goes through here. Without the C speedups, the encoder above does the same job.
+# written goes through here. Without the C speedups, the encoder above does the same job. It has
+# no circular-reference markers: one shared dict would keep whatever a failed call left in it
+# (and refuse those objects ever after), so a cycle ends in RecursionError instead.
 _c_encode = (
     json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        {}, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
     )
     if getattr(json.encoder, "c_make_encoder", None) is not None
     else None
 )
+
+
+# Everything a JSON text holds outside its strings is ASCII, so a surrogate found anywhere in the
+# encoder's output is inside a string and may be replaced by its escape.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 class NotJsonError(ValueError):
@@ -58,11 +76,16 @@ class NotJsonError(ValueError):
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON text; the one serializer for the log and the wire. Refuses NaN and
-    infinities, and values that are not JSON data (``TypeError``)."""
+    """Compact JSON text, always encodable as UTF-8; the one serializer for the log and the
+    wire. Refuses NaN and infinities, and values that are not JSON data (``TypeError``)."""
     if _c_encode is None or isinstance(value, str):
-        return _encoder.encode(value)
-    return "".join(_c_encode(value, 0))
+        text: str = _encoder.encode(value)
+    else:
+        text = "".join(_c_encode(value, 0))
+    # isascii() is a flag check, so ASCII text (almost all of it) pays nothing more.
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(_escape_surrogate, text)
 
 
 def loads(text: str | bytes) -> Any:
