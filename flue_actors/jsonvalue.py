@@ -9,6 +9,9 @@ Any string is JSON data, lone surrogates (U+D800-DFFF) and NUL included: ``dumps
 HTTP bodies) and reads back as the same string. JSON, like JavaScript's UTF-16 strings, cannot
 tell a high surrogate followed by a low one from the character they encode: such a pair written
 as two code points reads back as that one character.
+
+Nesting is bounded (:data:`MAX_DEPTH`): deeper values would reach Python's recursion limit in
+some encoder, decoder or validator along the way, so they are refused where they come in.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 from typing import Any, Final, Literal, TypeAlias
 
 __all__ = [
+    "MAX_DEPTH",
     "UNSET",
     "JsonObject",
     "JsonValue",
@@ -27,6 +31,7 @@ __all__ = [
     "Unset",
     "dumps",
     "loads",
+    "nesting_exceeds",
     "snapshot",
 ]
 
@@ -46,6 +51,9 @@ class _UnsetType(enum.Enum):
 
 Unset: TypeAlias = Literal[_UnsetType.UNSET]
 UNSET: Final[Unset] = _UnsetType.UNSET
+
+MAX_DEPTH: Final = 128
+"""The deepest nesting of arrays and objects accepted as input (a scalar is depth 0, ``[]`` 1)."""
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder()
@@ -94,11 +102,32 @@ def loads(text: str | bytes) -> Any:
     return _decoder.decode(text)
 
 
+# JSON text's strings (escapes included), whose brackets are not nesting; and an innermost pair.
+_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_INNERMOST: Final = re.compile(rb"\[\]|\{\}")
+
+
+def nesting_exceeds(text: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON ``text`` nests arrays and objects more than ``limit`` deep, found without
+    parsing it (a parser recurses once per level). Text with unbalanced brackets is malformed,
+    not deep: that is left to the parser, whose own error says more."""
+    if text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    # Each pass removes every innermost pair, so the depth drops by exactly one per pass.
+    for _ in range(limit):
+        brackets, removed = _INNERMOST.subn(b"", brackets)
+        if not brackets or not removed:
+            return False
+    return bool(_INNERMOST.search(brackets))
+
+
 def snapshot(value: Any, *, where: str = "value") -> JsonValue:
     """A deep copy of ``value`` if it is plain JSON data, else :class:`NotJsonError`.
 
     Dict keys must be strings. Tuples are refused rather than turned into lists, so what is stored
-    is exactly what was given.
+    is exactly what was given. Nesting deeper than :data:`MAX_DEPTH` is refused.
     """
     return _snapshot(value, where, set())
 
@@ -116,6 +145,8 @@ def _snapshot(value: Any, where: str, active: set[int]) -> JsonValue:
         ident = id(value)
         if ident in active:
             raise NotJsonError(f"{where} contains a circular reference")
+        if len(active) >= MAX_DEPTH:
+            raise NotJsonError(f"{where} is nested more than {MAX_DEPTH} levels deep")
         active.add(ident)
         try:
             if isinstance(value, list):

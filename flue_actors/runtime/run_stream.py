@@ -185,7 +185,7 @@ class RunStream:
         batch, self._pending = [*self._pending, event], []
         try:
             await self._append(batch, close=True)
-        except _ENCODING_FAILURES as error:
+        except _ENCODING_FAILURES:
             found = _unstorable(batch)
             if found is None:
                 raise
