@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +39,7 @@ from flue_actors import (
     define_workflow,
 )
 from flue_actors.clock import StepClock
+from flue_actors.errors import FlueError
 from flue_actors.gateway import create_app
 from flue_actors.ids import SequentialIds
 from flue_actors.models import ModelRequest
@@ -105,6 +107,17 @@ async def through(ctx: ActionContext[Texts]) -> dict[str, str]:
     return {"reply": response.text, "input": ctx.input.input}
 
 
+class OddError(FlueError):
+    """A workflow's own error whose ``meta`` is not JSON data: its ``run_end`` cannot be stored."""
+
+    type = "odd"
+
+
+async def odd_meta(ctx: ActionContext[None]) -> None:
+    ctx.log.info("\ud800 before the failure")
+    raise OddError("odd", meta={"when": datetime(2026, 1, 1, tzinfo=UTC)})
+
+
 @dataclass
 class Served:
     runtime: Runtime
@@ -114,9 +127,13 @@ class Served:
 
 async def serve(store: EventStore) -> AsyncIterator[Served]:
     script = Script()
-    definition = define_workflow(agent=AGENT, run=through)
     registry = WorkflowRegistry.from_definitions(
-        {"through": DiscoveredWorkflow("through", definition, route=allow, runs=allow)}
+        {
+            name: DiscoveredWorkflow(
+                name, define_workflow(agent=AGENT, run=run), route=allow, runs=allow
+            )
+            for name, run in [("through", through), ("odd_meta", odd_meta)]
+        }
     )
     runtime = Runtime(
         registry,
@@ -256,3 +273,24 @@ async def test_awkward_text_reads_back_over_sse(
     ]
     assert streamed == await read_events(served.client, run_id)
     assert json.loads(frames[-1].split("\n", 1)[1][len("data:") :])["streamClosed"] is True
+
+
+@pytest.mark.parametrize("backend", ["on_sqlite", "on_postgres"])
+async def test_a_run_end_that_cannot_be_stored_still_ends_the_run(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The workflow's error cannot be encoded (its ``meta`` holds a datetime): the run still
+    ends, errored ``event_not_storable``, its stream closed, with no gap in ``eventIndex``."""
+    served: Served = request.getfixturevalue(backend)
+    response = await served.client.post("/workflows/odd_meta", params={"wait": "result"})
+    assert response.status_code == 500, response.text
+    error = response.json()["error"]
+    assert error["type"] == "event_not_storable", error
+    run_id = error["meta"]["runId"]
+    events = await read_events(served.client, run_id)
+    assert [event["type"] for event in events] == ["run_start", "log", "run_end"]
+    assert [event["eventIndex"] for event in events] == [0, 1, 2]
+    assert events[1]["message"] == "\ud800 before the failure"
+    assert events[-1]["error"]["meta"] == {"eventType": "run_end", "eventIndex": 2}
+    record = (await served.client.get(f"/runs/{run_id}", params={"meta": ""})).json()
+    assert record["status"] == "errored"
