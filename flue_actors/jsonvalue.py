@@ -83,11 +83,14 @@ class NotJsonError(ValueError):
     """A value is not plain JSON; the message names where and why."""
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text, always encodable as UTF-8; the one serializer for the log and the
-    wire. Refuses NaN and infinities, and values that are not JSON data (``TypeError``)."""
-    if _c_encode is None or isinstance(value, str):
-        text: str = _encoder.encode(value)
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """Compact JSON text (or indented, for people), always encodable as UTF-8; the one
+    serializer for the log and the wire. Refuses NaN and infinities, and values that are not
+    JSON data (``TypeError``)."""
+    if indent is not None:
+        text: str = json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False)
+    elif _c_encode is None or isinstance(value, str):
+        text = _encoder.encode(value)
     else:
         text = "".join(_c_encode(value, 0))
     # isascii() is a flag check, so ASCII text (almost all of it) pays nothing more.
