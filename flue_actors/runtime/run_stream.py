@@ -145,7 +145,8 @@ class RunStream:
         failure = _not_storable(batch[position], cause)
         logger.error("run %s: %s", self.run_id, failure.message)
         try:
-            await self._append(batch[:position])
+            if position:
+                await self._append(batch[:position])
         except Exception as error:
             self.failure = error
             self._pending = batch[:position] + self._pending

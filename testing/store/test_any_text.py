@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+import pytest
+
 from flue_actors.clock import StepClock
 from flue_actors.events import error_payload
 from flue_actors.jsonvalue import dumps, loads
@@ -110,11 +112,16 @@ async def test_awkward_text_everywhere_is_stored_and_read_back(store: EventStore
     assert meta.closed
 
 
-async def test_an_unstorable_event_ends_the_run_errored_without_a_gap(store: EventStore) -> None:
+@pytest.mark.parametrize("batch_starts_with_it", [False, True])
+async def test_an_unstorable_event_ends_the_run_errored_without_a_gap(
+    store: EventStore, batch_starts_with_it: bool
+) -> None:
     run_id = await admit(store, 2, None)
     stream = RunStream(store, run_id, StepClock())
     stream.emit("run_start", start_payload(run_id, None))
     stream.emit("log", {"level": "info", "message": "kept"})
+    if batch_starts_with_it:
+        await stream.flush()
     stream.emit("log", {"level": "info", "message": "not JSON", "attributes": {"x": math.nan}})
     stream.emit("log", {"level": "info", "message": "after the bad one"})
     await stream.flush()
