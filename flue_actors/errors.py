@@ -18,6 +18,7 @@ __all__ = [
     "ActionOutputValidationError",
     "DefinitionError",
     "DelegationDepthExceededError",
+    "EventNotStorableError",
     "FlueError",
     "FlueHttpError",
     "InternalError",
@@ -558,6 +559,21 @@ class StreamConflictError(FlueError):
         super().__init__(
             f'Event stream "{path}" expected next sequence {expected} but is at {actual}.',
             meta={"expected": expected, "actual": actual},
+        )
+
+
+class EventNotStorableError(FlueError):
+    """An event a run emitted cannot be written as JSON (a non-finite number, an object that is
+    not JSON data, nesting too deep to encode). The run ends with this error instead; text of
+    any kind is always storable."""
+
+    type = "event_not_storable"
+
+    def __init__(self, *, event_type: str, event_index: int, reason: str) -> None:
+        super().__init__(
+            f'The run\'s "{event_type}" event #{event_index} could not be stored: {reason}',
+            details="Events must be plain JSON data; the run was ended without it.",
+            meta={"eventType": event_type, "eventIndex": event_index},
         )
 
 

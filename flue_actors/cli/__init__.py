@@ -229,7 +229,7 @@ async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 from ..errors import RunNotFoundError
 
                 raise RunNotFoundError(run_id=args.run_id)
-            out.write(json.dumps(record.to_wire(), indent=2, ensure_ascii=False) + "\n")
+            out.write(dumps(record.to_wire(), indent=2) + "\n")
             return 0
         if args.verb == "events":
             return await _events(store, args, out)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -14,7 +14,8 @@ from ..errors import FlueError, MethodNotAllowedError, RouteNotFoundError
 from ..runtime import Runtime
 from . import invocation, listing, run_reads
 from .draining import Draining
-from .errors import error_response, handle_flue_error, handle_unexpected_error
+from .errors import UnexpectedErrors, error_response, handle_flue_error
+from .protocol import JsonResponse
 from .shared_reads import SharedReads
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -47,6 +48,7 @@ def create_app(
         version="1",
         # /runs/ is not /runs: an unknown route, as in Flue, not a redirect.
         redirect_slashes=False,
+        default_response_class=JsonResponse,
     )
     app.state.runtime = runtime
     app.state.max_body_bytes = max_body_bytes
@@ -60,7 +62,7 @@ def create_app(
     app.include_router(listing.router)
     app.include_router(run_reads.router)
     app.add_exception_handler(FlueError, handle_flue_error)
-    app.add_exception_handler(Exception, handle_unexpected_error)
+    app.add_middleware(UnexpectedErrors)
 
     @app.exception_handler(ClientDisconnect)
     async def client_left(request: Request, error: ClientDisconnect) -> Response:
@@ -78,7 +80,7 @@ def create_app(
             allowed = (error.headers or {}).get("allow", (error.headers or {}).get("Allow", ""))
             methods = [method.strip() for method in allowed.split(",") if method.strip()]
             return error_response(MethodNotAllowedError(method=request.method, allowed=methods))
-        return JSONResponse(
+        return JsonResponse(
             {"detail": error.detail}, status_code=error.status_code, headers=error.headers
         )
 
