@@ -70,8 +70,16 @@ class OwnerLease:
             await asyncio.sleep(self._interval)
 
     async def stop(self) -> None:
+        """Stop heartbeating and leave: the owner's row goes unless it still has active runs
+        (then it stays, silent, so the sweep ends them)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            try:
+                await self._store.prune_owners(
+                    stale_before_ms=self._clock.now_ms() + 1, owner=self.owner
+                )
+            except Exception as error:  # the sweep prunes it later
+                logger.warning("%s could not leave the owners table: %s", self.owner, error)
