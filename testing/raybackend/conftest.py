@@ -22,6 +22,10 @@ from flue_actors.runtime.ray.environment import NAMESPACE, loopback_environment
 os.environ.update(loopback_environment())
 os.environ["RAY_AUTH_MODE"] = "disabled"  # a private test instance
 os.environ["FLUE_MODEL"] = "fake/echo"
+# In the environment the cluster's nodes start with, as `NAME=value ray start` would put it:
+# hosts must read what they need from there, never from the driver.
+NODE_ENV_PROBE = "set-when-the-node-started"
+os.environ["NODE_ENV_PROBE"] = NODE_ENV_PROBE
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = Path(__file__).parent / "workflows"

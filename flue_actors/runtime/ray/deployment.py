@@ -37,8 +37,9 @@ __all__ = [
 
 # Where the configuration comes from rather than what it does; the store URL is hashed apart.
 _NOT_SETTINGS: Final = frozenset({"FLUE_DATABASE_URL", "FLUE_RAY_ADDRESS"})
-# FLUE_* variables named like these stay on the nodes, as credentials do.
-_SECRET_NAME: Final = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+# FLUE_* variables named like these stay on the nodes, as credentials do (a URL may carry a
+# password: the store's is handled apart, without it).
+_SECRET_NAME: Final = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|URL|DSN", re.IGNORECASE)
 _PASSWORD_PARAMS: Final = frozenset({"password", "sslpassword"})
 _KV_NAMESPACE: Final = "flue_actors"
 _SKIPPED_PARTS: Final = frozenset({"__pycache__"})
