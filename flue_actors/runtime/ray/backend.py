@@ -25,7 +25,7 @@ from ...store import is_sqlite_url
 from ..lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
 from ..recovery import end_interrupted_run, end_orphaned_runs
 from ..services import RunServices
-from .deployment import Deployment, HostDrainingError, mark_current
+from .deployment import Deployment, HostDrainingError, current_deployment, mark_current
 from .environment import NAMESPACE, connect
 from .host import HostConfig, RunHost
 
@@ -79,10 +79,12 @@ class RayBackend:
             directory, database_url=database_url, model=model, environ=services.env
         )
         self._host_class: Any = ray.remote(RunHost)
-        mark_current(self._deployment)
         self._nodes = {node["NodeID"]: node for node in nodes}
-        self._hosts = self._start_hosts(hosts_per_node)
+        current = current_deployment(self._deployment.lineage)
+        generation = 1 if current is None else current[0] + 1
+        self._hosts = self._start_hosts(hosts_per_node, generation)
         self._names = sorted(self._hosts)
+        mark_current(self._deployment, generation)
         self._retire_superseded()
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
@@ -106,7 +108,7 @@ class RayBackend:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(HostConfig(owner=name, deployment=self._deployment))
 
-    def _start_hosts(self, per_node: int) -> dict[str, Any]:
+    def _start_hosts(self, per_node: int, generation: int) -> dict[str, Any]:
         """This deployment's hosts, open (store, workflows, recovery of a past life) and
         serving before runs arrive: existing ones are reused (and resume if they were
         draining), a host that is exiting is replaced once its name is free."""
@@ -121,7 +123,7 @@ class RayBackend:
         deadline = time.monotonic() + _PLACE_SECONDS
         waiting = dict(hosts)
         while True:
-            answers = {name: host.ready.remote(True) for name, host in waiting.items()}
+            answers = {name: host.ready.remote(True, generation) for name, host in waiting.items()}
             refused = []
             for name, answer in answers.items():
                 try:
@@ -143,7 +145,8 @@ class RayBackend:
 
     def _retire_superseded(self) -> None:
         """Tell the hosts of this lineage's other deployments to drain now (they would also
-        notice on their own, within a second, that this deployment is current)."""
+        notice on their own, within a second, that this deployment is current; so does one
+        that restarts later)."""
         lineage = f"{HOST_PREFIX}{self._deployment.lineage}-"
         for actor in self._ray.util.list_named_actors(all_namespaces=True):
             name = actor["name"]

@@ -4,9 +4,9 @@ Hosts belong to one deployment and run exactly its code and configuration. Its i
 ``<lineage>-<fingerprint>``: the lineage names the store and workflows folder (what a serve
 replaces when it restarts), the fingerprint hashes everything that changes behaviour (every file
 under the folder, the model override, the non-secret ``FLUE_*`` settings, the package version).
-Two serves of the same deployment share hosts; a serve of a new one records itself as its
-lineage's current deployment in Ray's cluster-wide key-value store, and hosts of any other
-deployment of that lineage drain and exit.
+Two serves of the same deployment share hosts; a serve of a new one, once its hosts are ready,
+records itself as its lineage's current deployment in Ray's cluster-wide key-value store, and
+hosts of any other deployment of that lineage drain and exit.
 
 Secrets never enter a deployment: the store URL goes to hosts without its password, and
 credentials (``ANTHROPIC_API_KEY``, ...) are read by hosts from their node's environment.
@@ -162,23 +162,29 @@ def _kv_key(lineage: str) -> bytes:
     return f"deployment/{lineage}".encode()
 
 
-def mark_current(deployment: Deployment) -> None:
-    """Record ``deployment`` as its lineage's current one, cluster-wide (the last serve to
-    start wins); hosts of any other deployment of the lineage see it and drain. Needs a
-    connected Ray (the key-value store is the cluster's)."""
+def mark_current(deployment: Deployment, generation: int) -> None:
+    """Record ``deployment`` as its lineage's current one, cluster-wide, as of ``generation``
+    (see :func:`current_deployment`). Needs a connected Ray: the key-value store is the
+    cluster's."""
     from ray.experimental import internal_kv
 
     internal_kv._internal_kv_put(
         _kv_key(deployment.lineage),
-        deployment.id.encode(),
+        f"{generation} {deployment.id}".encode(),
         overwrite=True,
         namespace=_KV_NAMESPACE,
     )
 
 
-def current_deployment(lineage: str) -> str | None:
-    """The id of the lineage's current deployment, or ``None`` if none was recorded."""
+def current_deployment(lineage: str) -> tuple[int, str] | None:
+    """The lineage's current deployment as ``(generation, id)``, or ``None`` if none was
+    recorded. A serve starts its hosts at the next generation and records itself only once they
+    are ready, so hosts of a deployment that is about to become current are never mistaken for
+    superseded ones, and a serve that fails to start leaves the running deployment alone."""
     from ray.experimental import internal_kv
 
     value = internal_kv._internal_kv_get(_kv_key(lineage), namespace=_KV_NAMESPACE)
-    return None if value is None else bytes(value).decode()
+    if value is None:
+        return None
+    generation, _, deployment = bytes(value).decode().partition(" ")
+    return int(generation), deployment

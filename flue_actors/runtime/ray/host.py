@@ -72,6 +72,9 @@ class RunHost:
         self._watcher: asyncio.Task[None] | None = None
         self._draining = False
         self._retiring = False
+        # The generation its deployment was made current at (see deployment.current_deployment);
+        # a restarted incarnation knows none, and yields to any other current deployment.
+        self._generation = 0
         self._calls = 0  # run() calls in progress
 
     async def _open(self) -> LocalBackend:
@@ -202,7 +205,7 @@ class RunHost:
             try:
                 if not self._draining:
                     current = await asyncio.to_thread(current_deployment, lineage)
-                    if current is not None and current != self._deployment_id:
+                    if self._superseded_by(current):
                         logger.warning(
                             "%s: deployment %s is superseded by %s; draining",
                             self._config.owner,
@@ -215,6 +218,12 @@ class RunHost:
                     return
             except Exception as error:
                 logger.warning("%s: watching its deployment failed: %s", self._config.owner, error)
+
+    def _superseded_by(self, current: tuple[int, str] | None) -> bool:
+        if current is None:
+            return False
+        generation, deployment = current
+        return deployment != self._deployment_id and generation >= self._generation
 
     async def _retire(self) -> None:
         """Leave for good: stop heartbeating (leaving the owners table), then end the process."""
@@ -243,14 +252,16 @@ class RunHost:
             "dedicated": self._config.dedicated,
         }
 
-    async def ready(self, resume: bool = False) -> dict[str, Any]:
+    async def ready(self, resume: bool = False, generation: int = 0) -> dict[str, Any]:
         """Open the host (store, workflows, recovery) and say where it runs. ``resume``: a
-        serve of this very deployment has just become current, so a draining host serves again
-        (one already retiring refuses, and the serve places a new host under its name)."""
+        serve of this very deployment is becoming current at ``generation``, so a draining host
+        serves again (one already retiring refuses, and the serve places a new host under its
+        name)."""
         await self._open()
         if resume:
             if self._retiring:
                 raise HostDrainingError(host=self._config.owner, deployment=self._deployment_id)
+            self._generation = max(self._generation, generation)
             self._draining = False
         info = await self.describe()
         info["owner"] = info["name"]
