@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flue_actors.clock import SystemClock, parse_timestamp
 from flue_actors.runtime.lease import OwnerLease
 from flue_actors.runtime.recovery import end_orphaned_runs
 from flue_actors.store import EventStore, run_stream
 
-from .conftest import admission, iso, make_run_id, run_end, run_start
+from .conftest import (
+    BACKENDS,
+    admission,
+    drop_scratch_schemas,
+    iso,
+    make_run_id,
+    open_backend,
+    run_end,
+    run_start,
+)
 
 T0 = parse_timestamp(iso(0))
 
@@ -139,6 +154,53 @@ async def test_owners_leave_on_exit_and_the_sweep_forgets_the_crashed(store: Eve
     assert ended == [busy]  # its run ended first, then the owner could be forgotten
     everyone = SystemClock().now_ms() + 60_000
     assert await store.prune_owners(stale_before_ms=everyone) == []
+
+
+OWNERS = ["host-a", "host-b", "host-c", "host-d"]
+owner_beats = st.dictionaries(
+    st.sampled_from(OWNERS), st.integers(min_value=0, max_value=20_000), max_size=4
+)
+# Each run: its owner (or none), when it was admitted, and whether it has ended.
+runs = st.lists(
+    st.tuples(
+        st.sampled_from([None, *OWNERS]),
+        st.integers(min_value=0, max_value=20_000),
+        st.booleans(),
+    ),
+    max_size=8,
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(beats=owner_beats, admitted=runs, horizon=st.integers(min_value=0, max_value=21_000))
+@settings(max_examples=20, deadline=None)
+async def test_pruning_forgets_exactly_the_silent_idle_owners_and_no_orphan_changes(
+    backend: str, beats: dict[str, int], admitted: list[tuple[str | None, int, bool]], horizon: int
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="flue-owners-") as folder:
+        store = open_backend(backend, Path(folder))
+        try:
+            busy = set()
+            for n, (owner, at_ms, ended) in enumerate(admitted):
+                run_id = await _admit(store, n, owner=owner, at_ms=at_ms)
+                if ended:
+                    events = [run_start(run_id, index=0), run_end(run_id, index=1, duration_ms=1)]
+                    await store.append(run_stream(run_id), events, expected_seq=0, close=True)
+                elif owner is not None:
+                    busy.add(owner)
+            for owner, at_ms in beats.items():
+                await store.heartbeat(owner, T0 + at_ms)
+            orphans = sorted(await store.orphaned_runs(stale_before_ms=T0 + horizon))
+
+            pruned = await store.prune_owners(stale_before_ms=T0 + horizon)
+
+            silent = {owner for owner, at_ms in beats.items() if at_ms < horizon}
+            assert pruned == sorted(silent - busy)
+            assert sorted(await store.orphaned_runs(stale_before_ms=T0 + horizon)) == orphans
+            assert await store.prune_owners(stale_before_ms=T0 + horizon) == []
+        finally:
+            await store.close()
+            await drop_scratch_schemas()
 
 
 def test_the_epoch_used_here_is_utc() -> None:
