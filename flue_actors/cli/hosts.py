@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
-__all__ = ["add_hosts_parser", "run_hosts"]
+if TYPE_CHECKING:
+    from ..runtime.ray.fleet import HostView
+
+__all__ = ["add_hosts_parser", "host_table", "run_hosts"]
 
 EXIT_FAILED = 1
 
@@ -41,6 +45,18 @@ def add_hosts_parser(commands: Any) -> None:
     )
 
 
+def host_table(hosts: Sequence[HostView]) -> str:
+    """``hosts list``: one line per host, unknowns as ``-``."""
+    lines = [f"{'NAME':<48}  {'DEPLOYMENT':<21}  {'NODE':<12}  {'PID':>7}  RUNS  STATE"]
+    for host in hosts:
+        runs = "-" if host.active is None else str(host.active)
+        lines.append(
+            f"{host.name:<48}  {host.deployment or '-':<21}  {(host.node_id or '-')[:12]:<12}  "
+            f"{host.pid or '-':>7}  {runs:>4}  {host.state}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def run_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # Ray is imported only by the commands that need it.
     from ..runtime.ray import connect
@@ -52,13 +68,7 @@ def run_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.json:
             out.write(json.dumps([host.to_json() for host in hosts]) + "\n")
             return 0
-        out.write(f"{'NAME':<48}  {'DEPLOYMENT':<21}  {'NODE':<12}  {'PID':>7}  RUNS  STATE\n")
-        for host in hosts:
-            out.write(
-                f"{host.name:<48}  {host.deployment or '-':<21}  "
-                f"{(host.node_id or '-')[:12]:<12}  {host.pid or '-':>7}  "
-                f"{'-' if host.active is None else host.active:>4}  {host.state}\n"
-            )
+        out.write(host_table(hosts))
         return 0
     known = {host.name for host in hosts}
     if args.all:

@@ -35,6 +35,7 @@ def test_the_same_code_and_configuration_is_the_same_deployment(folder: Path) ->
     first = _of(folder)
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "summarize.cpython-311.pyc").write_bytes(b"\0bytecode")
+    (folder / ".summarize.py.swp").write_bytes(b"\0editor")
 
     assert _of(folder) == first
     assert first.id.startswith(first.lineage + "-")
@@ -104,3 +105,32 @@ def test_settings_are_the_non_secret_flue_variables() -> None:
     env = {"FLUE_MODEL": "m", "FLUE_SECRET_THING": "s", "FLUE_X": "1", "HOME": "/root"}
 
     assert settings_of(env) == {"FLUE_MODEL": "m", "FLUE_X": "1"}
+
+
+def test_hosts_list_prints_one_line_per_host() -> None:
+    from flue_actors.cli.hosts import host_table
+    from flue_actors.runtime.ray.fleet import HostView
+
+    serving = HostView(
+        "flue-host-1be04a07-44a121a42fb1-93dec9c4b5a4-0",
+        "1be04a07-44a121a42fb1",
+        "93dec9c4b5a4e0f1",
+        4242,
+        3,
+        "serving",
+        False,
+    )
+    lost = HostView("flue-run-run_01X", None, None, None, None, "unreachable", True)
+
+    lines = host_table([serving, lost]).splitlines()
+
+    assert lines[0].split() == ["NAME", "DEPLOYMENT", "NODE", "PID", "RUNS", "STATE"]
+    assert lines[1].split() == [
+        serving.name,
+        serving.deployment,
+        "93dec9c4b5a4",
+        "4242",
+        "3",
+        "serving",
+    ]
+    assert lines[2].split() == [lost.name, "-", "-", "-", "-", "unreachable"]

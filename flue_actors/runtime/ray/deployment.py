@@ -102,14 +102,15 @@ def _digest(parts: list[str | bytes]) -> str:
 
 
 def _code_files(directory: Path) -> list[Path]:
-    """Every file a workflow can read or import from its folder (bytecode caches aside)."""
-    return sorted(
-        path
-        for path in directory.rglob("*")
-        if path.is_file()
-        and not _SKIPPED_PARTS.intersection(path.relative_to(directory).parts)
-        and path.suffix != ".pyc"
-    )
+    """Every file a workflow can read or import from its folder: not bytecode caches, nor
+    hidden files (an editor's swap file, .DS_Store)."""
+
+    def kept(path: Path) -> bool:
+        parts = path.relative_to(directory).parts
+        hidden = any(part.startswith(".") for part in parts)
+        return not hidden and not _SKIPPED_PARTS.intersection(parts) and path.suffix != ".pyc"
+
+    return sorted(path for path in directory.rglob("*") if path.is_file() and kept(path))
 
 
 def _package_version() -> str:
