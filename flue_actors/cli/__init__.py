@@ -25,6 +25,7 @@ from ..runtime import Runtime, WorkflowRegistry
 from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, lease_deadline_ms
 from ..runtime.recovery import end_orphaned_runs
 from ..store import open_store, resolve_database_url
+from .hosts import add_hosts_parser, run_hosts
 from .presenter import EventPresenter
 
 __all__ = ["main"]
@@ -123,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser(
         "recover", help="end runs whose owner is gone (a crashed process or a lost node)"
     )
+    add_hosts_parser(commands)
     return parser
 
 
@@ -329,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(args, WorkflowRegistry.discover(directory), out, err))
         if args.command == "serve":
             return _serve(args, err)
+        if args.command == "hosts":
+            return run_hosts(args, out, err)
         return asyncio.run(_runs(args, out, err))
     except FlueError as error:
         _report(error, err)

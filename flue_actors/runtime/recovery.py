@@ -109,4 +109,7 @@ async def end_orphaned_runs(
         if await end_interrupted_run(store, run_id, clock):
             logger.warning("run %s was interrupted (its owner is gone) and has been ended", run_id)
             ended.append(run_id)
+    if owner is None:
+        # Owners silent this long with nothing left active are gone for good: forget them.
+        await store.prune_owners(stale_before_ms=stale_before_ms)
     return ended

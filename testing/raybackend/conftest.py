@@ -14,6 +14,10 @@ import pytest
 from flue_actors import Runtime
 
 os.environ["FLUE_MODEL"] = "fake/echo"
+# In the environment the cluster's nodes start with, as `NAME=value ray start` would put it:
+# hosts must read what they need from there, never from the driver.
+NODE_ENV_PROBE = "set-when-the-node-started"
+os.environ["NODE_ENV_PROBE"] = NODE_ENV_PROBE
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = Path(__file__).parent / "workflows"
