@@ -22,11 +22,17 @@ from ..errors import (
     StreamClosedError,
     StreamConflictError,
 )
-from ..events import error_payload
+from ..events import RunAdmittedEvent, error_payload
 from ..store import EventStore, StreamMeta, run_stream
 from .run_stream import RunStream
 
-__all__ = ["end_cancelled_run", "end_interrupted_run", "end_orphaned_runs", "end_run_as"]
+__all__ = [
+    "end_cancelled_run",
+    "end_interrupted_run",
+    "end_orphaned_runs",
+    "end_run_as",
+    "end_unstarted_run",
+]
 
 logger = logging.getLogger("flue_actors.recovery")
 _ATTEMPTS = 5
@@ -44,6 +50,23 @@ async def _last_event_index(store: EventStore, run_id: str, meta: StreamMeta) ->
         offset = page.next_offset
         if page.up_to_date or not page.events:
             return last, ended
+
+
+async def end_unstarted_run(
+    store: EventStore, header: RunAdmittedEvent, clock: Clock, error: BaseException
+) -> None:
+    """End a run that never started anywhere (its hand-over failed, or a draining host refused
+    it) with only an errored ``run_end``, as Flue does when scheduling fails. Fenced: raises
+    ``StreamConflictError``/``StreamClosedError`` if someone else wrote to it meanwhile."""
+    now = clock.now_ms()
+    end = {
+        "runId": header["runId"],
+        "result": None,
+        "isError": True,
+        "error": error_payload(error),
+        "durationMs": max(0, now - parse_timestamp(header["startedAt"])),
+    }
+    await RunStream(store, header["runId"], clock).end("run_end", end, at_ms=now)
 
 
 async def end_interrupted_run(store: EventStore, run_id: str, clock: Clock) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from ..clock import Clock, SystemClock, format_timestamp, parse_timestamp
+from ..clock import Clock, SystemClock, format_timestamp
 from ..definitions import WorkflowDefinition
 from ..errors import (
     RunNotFoundError,
@@ -20,7 +20,7 @@ from ..errors import (
     WorkflowInputUnexpectedError,
     WorkflowNotDiscoveredError,
 )
-from ..events import RunAdmittedEvent, error_payload
+from ..events import RunAdmittedEvent
 from ..ids import IdSource, UlidIds
 from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
 from ..models import ModelRegistry
@@ -43,8 +43,7 @@ from .lease import (
     check_lease_settings,
     lease_deadline_ms,
 )
-from .recovery import end_cancelled_run, end_orphaned_runs
-from .run_stream import RunStream
+from .recovery import end_cancelled_run, end_orphaned_runs, end_unstarted_run
 from .services import RunServices
 from .supervisor import LeaseSupervisor
 
@@ -253,21 +252,9 @@ class Runtime:
             await self.backend.start(header)
         except Exception as error:
             # Admitted but never started: end it, so no run is left half-written.
-            await self._end_unstarted(header, error)
+            await end_unstarted_run(self.store, header, self.clock, error)
             raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
         return RunReceipt(run_id, entry.name)
-
-    async def _end_unstarted(self, header: RunAdmittedEvent, error: BaseException) -> None:
-        # Only run_end, as in Flue when scheduling fails: the stream holds nothing else.
-        now = self.clock.now_ms()
-        end = {
-            "runId": header["runId"],
-            "result": None,
-            "isError": True,
-            "error": error_payload(error),
-            "durationMs": now - parse_timestamp(header["startedAt"]),
-        }
-        await RunStream(self.store, header["runId"], self.clock).end("run_end", end, at_ms=now)
 
     async def run(
         self,

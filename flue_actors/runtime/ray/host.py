@@ -24,15 +24,14 @@ from typing import Any, Final
 
 from ...clock import SystemClock, parse_timestamp
 from ...errors import StreamClosedError, StreamConflictError
-from ...events import RunAdmittedEvent, error_payload
+from ...events import RunAdmittedEvent
 from ...ids import UlidIds
 from ...models import ModelRegistry
 from ...records import admission_header
 from ...store import open_store, run_stream
 from ..backend import LocalBackend
 from ..discovery import WorkflowRegistry
-from ..recovery import end_orphaned_runs
-from ..run_stream import RunStream
+from ..recovery import end_orphaned_runs, end_unstarted_run
 from ..services import RunServices
 from .deployment import Deployment, HostDrainingError, current_deployment, host_database_url
 
@@ -174,22 +173,12 @@ class RunHost:
         if not self._draining:
             await backend.start(header)
             return
-        # Only run_end, as when admission fails: the run never started anywhere.
-        run_id = header["runId"]
-        now = self._clock.now_ms()
-        end = {
-            "runId": run_id,
-            "result": None,
-            "isError": True,
-            "error": error_payload(
-                HostDrainingError(host=self._config.owner, deployment=self._deployment_id)
-            ),
-            "durationMs": max(0, now - parse_timestamp(header["startedAt"])),
-        }
+        refusal = HostDrainingError(host=self._config.owner, deployment=self._deployment_id)
         # Written meanwhile by someone else (a cancel, recovery): not this host's to end.
         with contextlib.suppress(StreamConflictError, StreamClosedError):
-            await RunStream(backend.store, run_id, self._clock).end("run_end", end, at_ms=now)
-        logger.warning("%s is draining and ended run %s unstarted", self._config.owner, run_id)
+            await end_unstarted_run(backend.store, header, self._clock, refusal)
+        owner = self._config.owner
+        logger.warning("%s is draining and ended run %s unstarted", owner, header["runId"])
 
     @property
     def _deployment_id(self) -> str:
