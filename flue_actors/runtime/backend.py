@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import Protocol
 
+from ..errors import StreamClosedError, StreamConflictError
 from ..events import RunAdmittedEvent
 from ..store import EventStore
 from .lease import OwnerLease, process_owner_name
@@ -72,8 +73,13 @@ class LocalBackend:
     def _finished(self, run_id: str, task: asyncio.Task[object]) -> None:
         self._actors.pop(run_id, None)
         self._tasks.pop(run_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("run %s could not be ended: %s", run_id, task.exception())
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, (StreamConflictError, StreamClosedError)):
+            # Another writer ended it (a cancellation or recovery elsewhere): the run has its
+            # run_end, just not from here.
+            logger.info("run %s was ended by another writer", run_id)
+        elif error is not None:
+            logger.error("run %s could not be ended: %s", run_id, error)
 
     async def join(self, run_id: str) -> bool:
         task = self._tasks.get(run_id)

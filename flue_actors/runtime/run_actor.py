@@ -30,6 +30,10 @@ class RunActor:
         self._services = services
         self._started_ms = parse_timestamp(header["startedAt"])
         self._stream = RunStream(services.store, self.run_id, services.clock)
+        # Ended from elsewhere (cancelled before this host took it, recovered while it was
+        # presumed dead): nothing it does can be recorded any more, so it stops now rather than
+        # running the workflow to its end for nobody.
+        self._stream.on_fenced = lambda: self.cancel("The run was ended by another writer.")
         self._body: asyncio.Task[JsonValue] | None = None
         self._cancel_reason: str | None = None
         self._harness: Harness | None = None

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from ..clock import Clock, format_timestamp
-from ..errors import EventNotStorableError, FlueError, StreamConflictError
+from ..errors import EventNotStorableError, FlueError, StreamClosedError, StreamConflictError
 from ..events import BUFFERED_EVENT_TYPES, EVENT_VERSION, error_payload
 from ..jsonvalue import dumps
 from ..store import EventStore, run_stream
@@ -72,11 +73,15 @@ class RunStream:
         self._delta_timer: asyncio.TimerHandle | None = None
         self._ended = False
         self.failure: BaseException | None = None
+        # Called once when the log refuses this writer (see ``fenced``), so its owner can stop
+        # work that can no longer be recorded.
+        self.on_fenced: Callable[[], None] | None = None
 
     @property
     def fenced(self) -> bool:
-        """True once the log refused this writer as stale: it must not write again."""
-        return isinstance(self.failure, StreamConflictError)
+        """True once the log refused this writer as stale (another writer appended, or ended and
+        closed the stream: a cancellation or recovery from elsewhere): it must not write again."""
+        return isinstance(self.failure, (StreamConflictError, StreamClosedError))
 
     def _stamp(
         self, type: str, payload: dict[str, Any], at_ms: int | None = None
@@ -133,6 +138,11 @@ class RunStream:
                     await self._keep_storable(batch, *found)
                     return
                 self.failure = error
+                if self.fenced:
+                    logger.warning("run %s: another writer ended it: %s", self.run_id, error)
+                    if self.on_fenced is not None:
+                        self.on_fenced()
+                    return
                 # Kept, so that end() writes them ahead of run_end if the store comes back.
                 self._pending = batch + self._pending
                 logger.error("run %s: appending events failed: %s", self.run_id, error)

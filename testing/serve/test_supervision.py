@@ -16,6 +16,7 @@ from flue_actors import Runtime
 from flue_actors.clock import SystemClock, format_timestamp
 from flue_actors.events import RunAdmittedEvent
 from flue_actors.gateway import create_app
+from flue_actors.records import admission_header
 
 from .conftest import BLOCKER
 
@@ -123,6 +124,28 @@ async def test_cancel_of_an_active_run_without_an_owner_here_ends_it_cancelled(
         assert again.json()["error"]["type"] == "run_not_active"
     assert (await _types(runtime, run_id)) == ["run_resume", "run_end"]
     assert await runtime.cancel(run_id) is False
+
+
+async def test_a_run_ended_elsewhere_before_its_owner_took_it_stops_at_once(
+    runtime: Runtime,
+) -> None:
+    """The cancel race of a late hand-over: the canceller ends the run, then its owner starts
+    it. The owner's first append is refused, and the workflow (which would block forever) is
+    stopped instead of running for nobody; the log keeps the canceller's ending alone."""
+    run_id = await _admit(runtime, "flue-host-late", heard_ms_ago=0)
+    assert await runtime.cancel(run_id, "before the host took it") is True
+    record = await runtime.get_run(run_id)
+    assert record is not None
+    header = admission_header(record)
+
+    await runtime.backend.start(header)
+
+    assert await asyncio.wait_for(runtime.backend.join(run_id), BOUND) is True
+    assert (await _types(runtime, run_id)) == ["run_resume", "run_end"]
+    ended = await runtime.get_run(run_id)
+    assert ended is not None
+    assert ended.error is not None
+    assert ended.error["type"] == "run_cancelled"
 
 
 async def test_cancel_of_a_run_hosted_here_goes_to_its_actor(runtime: Runtime) -> None:
