@@ -25,8 +25,9 @@ class RunBackend(Protocol):
         """The owner that will execute this run, recorded at admission."""
         ...
 
-    async def start(self, header: RunAdmittedEvent) -> None:
-        """Hand an admitted run to its owner. Returns once the owner has accepted it."""
+    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
+        """Hand an admitted run to its owner (``owner``: the one admission recorded, from
+        ``owner_for``; placement may have moved on since). Returns once it has accepted it."""
         ...
 
     async def join(self, run_id: str) -> bool:
@@ -59,7 +60,7 @@ class LocalBackend:
     def store(self) -> EventStore:
         return self._services.store
 
-    async def start(self, header: RunAdmittedEvent) -> None:
+    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
         self.lease.keep_alive()
         actor = RunActor(header, self._services)
         run_id = actor.run_id

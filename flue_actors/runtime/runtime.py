@@ -244,12 +244,13 @@ class Runtime:
             header["input"] = value
         if trace_carrier:
             header["traceCarrier"] = dict(trace_carrier)
+        owner = self.backend.owner_for(run_id, entry.name)
         try:
-            await self.store.admit_run(header, owner=self.backend.owner_for(run_id, entry.name))
+            await self.store.admit_run(header, owner=owner)
         except Exception as error:
             raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
         try:
-            await self.backend.start(header)
+            await self.backend.start(header, owner=owner)
         except Exception as error:
             # Admitted but never started: end it, so no run is left half-written.
             await end_unstarted_run(self.store, header, self.clock, error)

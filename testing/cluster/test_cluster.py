@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.netns]
 # The runtime's lease (10 s) plus its sweep interval (half the lease) plus a heartbeat, with room
 # for a loaded two-core machine: every run the dead worker held must be ended within this.
 RECOVERY_BOUND_SECONDS: Final = 30.0
+# Ray declares a node dead once its health checks fail (about 15 s with Ray's defaults).
+NODE_DEATH_BOUND_SECONDS: Final = 45.0
 # Long enough that the worker's runs are certainly in flight when it is killed.
 SLOW_RUN_SECONDS: Final = 10.0
 
@@ -244,3 +246,18 @@ def test_killing_the_worker_machine_mid_load_ends_every_run(cluster: Cluster) ->
     # Both kinds happened: runs on the head finished, runs on the dead worker were ended.
     print("outcomes (node, status, error type):", dict(outcomes))
     assert {node for node, _, _ in outcomes} == {head, worker}, outcomes
+
+    # Once Ray has declared the worker's node dead, the gateway stops placing runs on its host:
+    # every later run completes on the head instead of being admitted to a dead host.
+    with cluster.client() as client:
+        while "are on nodes that died" not in cluster.serve_log():
+            assert time.monotonic() - killed < NODE_DEATH_BOUND_SECONDS, (
+                f"the gateway still places runs on the dead worker's host "
+                f"{NODE_DEATH_BOUND_SECONDS} s after the kill\n{cluster.serve_log()}"
+            )
+            client.workflows.invoke("whereami", {"seconds": 0})
+            time.sleep(0.5)
+        later = [
+            client.workflows.invoke("whereami", {"seconds": 0}, wait="result") for _ in range(8)
+        ]
+    assert [invocation.result for invocation in later] == [{"node": head}] * 8

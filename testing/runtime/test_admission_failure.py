@@ -23,7 +23,7 @@ class RefusingBackend:
     def owner_for(self, run_id: str, workflow: str) -> str:
         return "nowhere"
 
-    async def start(self, header: RunAdmittedEvent) -> None:
+    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
         raise RuntimeError("no host would take it")
 
     async def join(self, run_id: str) -> bool:

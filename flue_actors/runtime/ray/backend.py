@@ -34,6 +34,8 @@ HOST_PREFIX = "flue-host-"
 RUN_PREFIX = "flue-run-"
 # How long a serve waits for a retiring host of its own deployment to give up its name.
 _PLACE_SECONDS = 30.0
+# How often placement looks at which nodes are alive (one call to the cluster's control plane).
+_NODES_EVERY_SECONDS = 2.0
 
 
 def check_store_for_cluster(database_url: str, nodes: list[dict[str, Any]]) -> None:
@@ -74,15 +76,19 @@ class RayBackend:
         self._deployment = Deployment.of(
             directory, database_url=database_url, model=model, environ=services.env
         )
+        self._database_url = database_url
         self._host_class: Any = ray.remote(RunHost)
         self._nodes = {node["NodeID"]: node for node in nodes}
+        self._per_node = hosts_per_node
         current = current_deployment(self._deployment.lineage)
-        generation = 1 if current is None else current[0] + 1
-        self._hosts = self._start_hosts(hosts_per_node, generation)
+        self._generation = 1 if current is None else current[0] + 1
+        self._hosts = self._start_hosts(set(self._nodes))
         self._names = sorted(self._hosts)
-        mark_current(self._deployment, generation)
+        mark_current(self._deployment, self._generation)
         self._retire_superseded()
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._nodes_checked = time.monotonic()
+        self._joining: asyncio.Task[None] | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -103,16 +109,20 @@ class RayBackend:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(HostConfig(owner=name, deployment=self._deployment))
 
-    def _start_hosts(self, per_node: int, generation: int) -> dict[str, Any]:
+    def _host_name(self, node_id: str, index: int) -> str:
+        return f"{HOST_PREFIX}{self._deployment.id}-{node_id[:12]}-{index}"
+
+    def _start_hosts(self, node_ids: set[str]) -> dict[str, Any]:
         """This deployment's hosts, open (store, workflows, recovery of a past life) and
         serving before runs arrive: existing ones are reused (and resume if they were
         draining), a host that is exiting is replaced once its name is free."""
         from ray.exceptions import RayActorError, RayTaskError
 
+        generation = self._generation
         wanted = {
-            f"{HOST_PREFIX}{self._deployment.id}-{node_id[:12]}-{index}": node_id
-            for node_id in self._nodes
-            for index in range(per_node)
+            self._host_name(node_id, index): node_id
+            for node_id in node_ids
+            for index in range(self._per_node)
         }
         hosts = {name: self._place(name, node_id) for name, node_id in wanted.items()}
         deadline = time.monotonic() + _PLACE_SECONDS
@@ -165,11 +175,55 @@ class RayBackend:
     def owner_for(self, run_id: str, workflow: str) -> str:
         if self._placement(workflow).isolation == "process":
             return RUN_PREFIX + run_id
+        self._follow_nodes()
         return self._names[zlib.crc32(run_id.encode("ascii")) % len(self._names)]
 
-    async def start(self, header: RunAdmittedEvent) -> None:
+    def _follow_nodes(self) -> None:
+        """Place runs only on hosts whose node is alive, and give nodes that joined since the
+        last look hosts of their own (at most every ``_NODES_EVERY_SECONDS``; one GCS call).
+
+        A host's node that dies takes the host with it for good (hosts are pinned to their
+        node), and Ray reports the host as restarting rather than dead, so without this every
+        run hashed to it would be admitted and then ended by the lease sweep."""
+        now = time.monotonic()
+        if now - self._nodes_checked < _NODES_EVERY_SECONDS:
+            return
+        self._nodes_checked = now
+        alive = {node["NodeID"]: node for node in self._ray.nodes() if node["Alive"]}
+        live = sorted(name for name, node_id in self._host_nodes.items() if node_id in alive)
+        if live and live != self._names:
+            gone = sorted(set(self._names) - set(live))
+            if gone:
+                logger.warning("hosts %s are on nodes that died: no new runs go there", gone)
+            self._names = live
+        joined = {node_id for node_id in alive if node_id not in self._nodes}
+        if joined and (self._joining is None or self._joining.done()):
+            self._joining = asyncio.get_running_loop().create_task(self._join_nodes(alive, joined))
+
+    async def _join_nodes(self, alive: dict[str, dict[str, Any]], joined: set[str]) -> None:
+        try:
+            check_store_for_cluster(self._database_url, list(alive.values()))
+            # Starting a host waits for it to open (seconds): not in the serving loop.
+            hosts = await asyncio.to_thread(self._start_hosts, joined)
+        except Exception as error:
+            logger.error("nodes %s joined, but no host could be started there: %s", joined, error)
+            return
+        self._nodes.update({node_id: alive[node_id] for node_id in joined})
+        self._hosts.update(hosts)
+        logger.warning("nodes joined the cluster: hosts %s now take runs", sorted(hosts))
+        self._nodes_checked = 0.0  # recompute the placement with them at the next admission
+
+    @property
+    def _host_nodes(self) -> dict[str, str]:
+        return {
+            self._host_name(node_id, index): node_id
+            for node_id in self._nodes
+            for index in range(self._per_node)
+        }
+
+    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
         run_id = header["runId"]
-        owner = self.owner_for(run_id, header["workflowName"])
+        owner = owner or self.owner_for(run_id, header["workflowName"])
         if owner.startswith(RUN_PREFIX):
             placement = self._placement(header["workflowName"])
             config = HostConfig(owner=owner, deployment=self._deployment, dedicated=True)
