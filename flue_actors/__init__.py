@@ -2,10 +2,17 @@
 
 Everything public is importable from here (and the test kit from ``flue_actors.testing``);
 every other module is internal and may change.
+
+What a workflow file needs to define workflows (definitions, capabilities, errors, records)
+loads with the package. The machinery that runs, stores and serves them (runtime, harness,
+stores, model providers, HTTP clients) loads on first access to one of its names, so a process
+pays only for what it uses: the pytest plugin, loaded by every pytest run in an environment
+with this package, and a CLI command that reads a record do not load just-bash, asyncpg or httpx.
 """
 
+from typing import TYPE_CHECKING
+
 from .capabilities import AgentProfile, SkillDefinition, define_agent_profile, define_skill
-from .client import AsyncFlueClient, FlueApiError, FlueClient
 from .definitions import (
     ActionContext,
     ActionDefinition,
@@ -48,12 +55,16 @@ from .errors import (
     WorkflowNotDiscoveredError,
     WorkflowNotFoundError,
 )
-from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
 from .jsonvalue import UNSET, JsonValue
-from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
+from .lazy import lazy_exports
 from .records import RunPage, RunPointer, RunRecord, RunStatus
-from .runtime import RunReceipt, Runtime, WorkflowRegistry
-from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
+
+if TYPE_CHECKING:
+    from .client import AsyncFlueClient, FlueApiError, FlueClient
+    from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
+    from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
+    from .runtime import RunReceipt, Runtime, WorkflowRegistry
+    from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
     "UNSET",
@@ -127,3 +138,25 @@ __all__ = [
     "define_workflow",
     "open_store",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient"),
+        ".harness": (
+            "CallHandle",
+            "Harness",
+            "PromptResponse",
+            "PromptResultResponse",
+            "RunLog",
+            "Session",
+        ),
+        ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
+        ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
+    },
+)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -18,6 +18,7 @@ __all__ = [
     "ActionOutputValidationError",
     "DefinitionError",
     "DelegationDepthExceededError",
+    "EventNotStorableError",
     "FlueError",
     "FlueHttpError",
     "InternalError",
@@ -36,6 +37,7 @@ __all__ = [
     "RunNotActiveError",
     "RunNotFoundError",
     "SandboxPathError",
+    "ServerShuttingDownError",
     "SessionAlreadyExistsError",
     "SessionBusyError",
     "SessionNotFoundError",
@@ -213,6 +215,23 @@ class RunNotActiveError(FlueHttpError):
             f'Run "{run_id}" is not active.',
             details="The run has already ended; only active runs can be cancelled.",
         )
+
+
+class ServerShuttingDownError(FlueHttpError):
+    """Beyond Flue: the server is shutting down and admits no new runs."""
+
+    type = "server_shutting_down"
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down.",
+            details="No new runs are admitted while it stops; retry against a running server.",
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1", "Connection": "close"}
 
 
 class RouteNotFoundError(FlueHttpError):
@@ -540,6 +559,21 @@ class StreamConflictError(FlueError):
         super().__init__(
             f'Event stream "{path}" expected next sequence {expected} but is at {actual}.',
             meta={"expected": expected, "actual": actual},
+        )
+
+
+class EventNotStorableError(FlueError):
+    """An event a run emitted cannot be written as JSON (a non-finite number, an object that is
+    not JSON data, nesting too deep to encode). The run ends with this error instead; text of
+    any kind is always storable."""
+
+    type = "event_not_storable"
+
+    def __init__(self, *, event_type: str, event_index: int, reason: str) -> None:
+        super().__init__(
+            f'The run\'s "{event_type}" event #{event_index} could not be stored: {reason}',
+            details="Events must be plain JSON data; the run was ended without it.",
+            meta={"eventType": event_type, "eventIndex": event_index},
         )
 
 

@@ -256,4 +256,8 @@ def decode_cursor(cursor: str | None) -> tuple[str, str] | None:
     started_at, run_id = data.get("s"), data.get("r")
     if not isinstance(started_at, str) or not isinstance(run_id, str):
         return None
+    try:
+        (started_at + run_id).encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: no run has it, and no store could be asked for it
     return started_at, run_id

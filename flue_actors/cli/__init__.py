@@ -23,9 +23,10 @@ from ..jsonvalue import UNSET, dumps, loads
 from ..models.anthropic import TRANSPORT_VARIABLE
 from ..records import RUN_STATUSES
 from ..runtime import Runtime, WorkflowRegistry
-from ..runtime.lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
+from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, lease_deadline_ms
 from ..runtime.recovery import end_orphaned_runs
 from ..store import open_store, resolve_database_url
+from .hosts import add_hosts_parser, run_hosts
 from .presenter import EventPresenter
 
 __all__ = ["main"]
@@ -65,6 +66,47 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--address", help="attach to this Ray cluster (auto: the one `ray start` made here)"
     )
+    _seconds = _positive(float)
+    serve.add_argument(
+        "--lease-seconds",
+        type=_seconds,
+        default=DEFAULT_LEASE_SECONDS,
+        help="a run whose owner has not heartbeated for this long is ended (run_interrupted); "
+        f"at least 3 (default {DEFAULT_LEASE_SECONDS:g})",
+    )
+    serve.add_argument(
+        "--sweep-seconds",
+        type=_seconds,
+        default=DEFAULT_SWEEP_SECONDS,
+        help="how often to look for such runs; an orphaned run ends within lease + sweep "
+        f"seconds (default {DEFAULT_SWEEP_SECONDS:g})",
+    )
+    serve.add_argument(
+        "--keep-alive-seconds",
+        type=_seconds,
+        default=5.0,
+        help="close a keep-alive connection idle this long (default 5)",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=10.0,
+        help="a request head must arrive, and a body must not stall, within this many seconds "
+        "(default 10; a late head gets 408)",
+    )
+    serve.add_argument(
+        "--limit-connections",
+        type=_positive(int),
+        default=1000,
+        help="with this many connections open, new requests get 503 at once (default 1000)",
+    )
+    serve.add_argument(
+        "--graceful-seconds",
+        type=_seconds,
+        default=10.0,
+        help="on SIGTERM: open requests and runs hosted here get this long before runs are "
+        "ended run_interrupted and the server exits (default 10)",
+    )
 
     runs = commands.add_parser("runs", help="inspect stored runs")
     verbs = runs.add_subparsers(dest="verb", required=True)
@@ -83,7 +125,21 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser(
         "recover", help="end runs whose owner is gone (a crashed process or a lost node)"
     )
+    add_hosts_parser(commands)
     return parser
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
 
 
 def _report(error: BaseException, err: TextIO) -> None:
@@ -176,7 +232,7 @@ async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 from ..errors import RunNotFoundError
 
                 raise RunNotFoundError(run_id=args.run_id)
-            out.write(json.dumps(record.to_wire(), indent=2, ensure_ascii=False) + "\n")
+            out.write(dumps(record.to_wire(), indent=2) + "\n")
             return 0
         if args.verb == "events":
             return await _events(store, args, out)
@@ -215,9 +271,8 @@ async def _events(store: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _serve(args: argparse.Namespace, err: TextIO) -> int:
-    import uvicorn
-
     from ..gateway import create_app
+    from ..gateway.server import ServeOptions, serve_app
 
     directory = Path(args.workflows)
     if not directory.is_dir():
@@ -234,21 +289,34 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
     # The Anthropic SDK's aiohttp transport: about a third less CPU per model call than its
     # default, which in-process tests keep (the test kit's anthropic_api intercepts that one).
     os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
-    runtime = Runtime(workflows, store=args.database_url, backend=backend, address=address)
-    app = create_app(runtime, max_body_bytes=args.max_body_bytes, close_runtime=True)
+    runtime = Runtime(
+        workflows,
+        store=args.database_url,
+        backend=backend,
+        address=address,
+        lease_seconds=args.lease_seconds,
+        sweep_seconds=args.sweep_seconds,
+    )
+    app = create_app(runtime, max_body_bytes=args.max_body_bytes)
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        keep_alive=args.keep_alive_seconds,
+        read_timeout=args.read_timeout,
+        limit_connections=args.limit_connections,
+        graceful_seconds=args.graceful_seconds,
+    )
 
-    async def recover() -> None:
-        # In the server's own event loop: a PostgreSQL store belongs to the loop it first runs
-        # on, so nothing may touch it before uvicorn's loop starts.
-        ended = await runtime.recover()
+    def started(ended: list[str]) -> None:
         if ended:
             err.write(f"ended {len(ended)} runs whose owner had gone (run_interrupted)\n")
+        err.write(
+            f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}"
+            f" (orphaned runs end within {args.lease_seconds + args.sweep_seconds:g} s)\n"
+        )
+        err.flush()
 
-    app.router.add_event_handler("startup", recover)
-    err.write(
-        f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}\n"
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve_app(app, runtime, options, on_started=started)
     return 0
 
 
@@ -267,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(args, WorkflowRegistry.discover(directory), out, err))
         if args.command == "serve":
             return _serve(args, err)
+        if args.command == "hosts":
+            return run_hosts(args, out, err)
         return asyncio.run(_runs(args, out, err))
     except FlueError as error:
         _report(error, err)

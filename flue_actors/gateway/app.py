@@ -6,13 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import FlueError, MethodNotAllowedError, RouteNotFoundError
 from ..runtime import Runtime
 from . import invocation, listing, run_reads
-from .errors import error_response, handle_flue_error, handle_unexpected_error
+from .draining import Draining
+from .errors import UnexpectedErrors, error_response, handle_flue_error
+from .protocol import JsonResponse
 from .shared_reads import SharedReads
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -35,7 +38,9 @@ def create_app(
     ``max_body_bytes`` refuses larger request bodies with 413 before parsing. ``list_runs`` is
     the dependency that authorizes ``GET /runs`` across workflows (not served without it).
     ``dev`` adds the developer-only ``dev`` field to error envelopes. ``close_runtime`` closes
-    the runtime when the application shuts down.
+    the runtime when the application shuts down. ``app.state.draining`` (a
+    :class:`~flue_actors.gateway.draining.Draining`) is what a server begins when asked to stop,
+    so that waiting requests are answered instead of holding the shutdown.
     """
     app = FastAPI(
         title="flue_actors gateway",
@@ -43,6 +48,7 @@ def create_app(
         version="1",
         # /runs/ is not /runs: an unknown route, as in Flue, not a redirect.
         redirect_slashes=False,
+        default_response_class=JsonResponse,
     )
     app.state.runtime = runtime
     app.state.max_body_bytes = max_body_bytes
@@ -51,11 +57,18 @@ def create_app(
     app.state.long_poll_seconds = long_poll_seconds
     app.state.heartbeat_seconds = heartbeat_seconds
     app.state.shared_reads = SharedReads(runtime)
+    app.state.draining = Draining()
     app.include_router(invocation.router)
     app.include_router(listing.router)
     app.include_router(run_reads.router)
     app.add_exception_handler(FlueError, handle_flue_error)
-    app.add_exception_handler(Exception, handle_unexpected_error)
+    app.add_middleware(UnexpectedErrors)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, error: ClientDisconnect) -> Response:
+        # The client went away mid-body (or the server's read timeout closed it): nobody is
+        # left to answer, and nothing went wrong here.
+        return Response(status_code=499)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_exception(request: Request, error: StarletteHTTPException) -> Response:
@@ -67,7 +80,7 @@ def create_app(
             allowed = (error.headers or {}).get("allow", (error.headers or {}).get("Allow", ""))
             methods = [method.strip() for method in allowed.split(",") if method.strip()]
             return error_response(MethodNotAllowedError(method=request.method, allowed=methods))
-        return JSONResponse(
+        return JsonResponse(
             {"detail": error.detail}, status_code=error.status_code, headers=error.headers
         )
 

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ..errors import (
     ActionInputValidationError,
@@ -18,16 +18,18 @@ from ..errors import (
     InvalidRequestError,
     MethodNotAllowedError,
     PayloadTooLargeError,
+    ServerShuttingDownError,
     UnsupportedMediaTypeError,
     WorkflowInputUnexpectedError,
     WorkflowNotFoundError,
 )
-from ..jsonvalue import UNSET, Unset
+from ..jsonvalue import MAX_DEPTH, UNSET, Unset, nesting_exceeds
 from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
+from .draining import Draining, unless_draining
 from .errors import error_response
 from .exposure import authorize
-from .protocol import SECURITY_HEADERS
+from .protocol import SECURITY_HEADERS, JsonResponse, whole_number
 
 __all__ = ["router"]
 
@@ -56,6 +58,7 @@ _INVOKE_DOC: dict[str, Any] = {
     "responses": {
         "202": {"description": "Admitted: `{runId}`."},
         "200": {"description": "With `wait=result`: `{result, runId}`."},
+        "503": {"description": "`server_shutting_down`: no run was created."},
         "400": {"description": "`invalid_request` or `invalid_json`."},
         "404": {"description": "`workflow_not_found`."},
         "413": {"description": "`payload_too_large`."},
@@ -81,7 +84,8 @@ def _is_json(content_type: str | None) -> bool:
 
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    size = None if declared is None else whole_number(declared, clamp=limit + 1)
+    if size is not None and size > limit:
         raise PayloadTooLargeError(limit=limit)
     chunks: list[bytes] = []
     size = 0
@@ -106,6 +110,13 @@ def _finite_float(text: str) -> float:
 
 
 def _parse_json(body: bytes) -> Any:
+    """The body's JSON value. It must be UTF-8 (so the bytes of a surrogate are refused, while a
+    ``\\ud800`` escape is a string like any other) and nest at most MAX_DEPTH deep, checked
+    before parsing, since every layer that handles the value afterwards recurses per level."""
+    if nesting_exceeds(body):
+        raise InvalidJsonError(
+            parse_error=f"arrays and objects are nested more than {MAX_DEPTH} levels deep"
+        )
     try:
         return json.loads(
             body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
@@ -139,7 +150,7 @@ def _failed_run_response(record: RunRecord) -> Response:
     else:
         body = InternalError().envelope()["error"]
     body["meta"] = {**error.get("meta", {}), "runId": record.run_id}
-    return JSONResponse({"error": body}, status_code=500, headers=SECURITY_HEADERS)
+    return JsonResponse({"error": body}, status_code=500, headers=SECURITY_HEADERS)
 
 
 @router.post("/workflows/{name}", openapi_extra=_INVOKE_DOC, summary="Invoke a workflow")
@@ -170,14 +181,21 @@ async def invoke_workflow(name: str, request: Request) -> Response:
         checked = runtime.check_input(name, value)
     except (ActionInputValidationError, WorkflowInputUnexpectedError) as error:
         return error_response(error, dev=request.app.state.dev, status=422)
+    draining: Draining = request.app.state.draining
+    if draining.started:
+        raise ServerShuttingDownError()
     receipt = await runtime.invoke(name, checked, trace_carrier=_trace_carrier(request))
     if not waits:
-        return JSONResponse({"runId": receipt.run_id}, status_code=202)
-    record = await runtime.wait(receipt.run_id)
+        return JsonResponse({"runId": receipt.run_id}, status_code=202)
+    ended, record = await unless_draining(draining, runtime.wait(receipt.run_id))
+    if not ended or record is None:
+        # The server is stopping: answer as an invocation without wait (the run goes on, or
+        # is recovered), so the caller can read it later at /runs/{runId}.
+        return JsonResponse({"runId": receipt.run_id}, status_code=202)
     if record.status != "completed":
         return _failed_run_response(record)
     result = None if record.result is UNSET else record.result
-    return JSONResponse({"result": result, "runId": receipt.run_id})
+    return JsonResponse({"result": result, "runId": receipt.run_id})
 
 
 @router.api_route("/workflows/{name}", methods=_OTHER_METHODS, include_in_schema=False)

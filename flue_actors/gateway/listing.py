@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ..errors import FlueError, InvalidRequestError, RouteNotFoundError, WorkflowNotFoundError
-from ..records import RUN_STATUSES, RunStatus
+from ..records import MAX_LIST_LIMIT, RUN_STATUSES, RunStatus
 from ..runtime import Runtime
 from .exposure import authorize
+from .protocol import JsonResponse, whole_number
 
 __all__ = ["router"]
 
@@ -49,7 +50,9 @@ async def list_runs(request: Request) -> Response:
     if status is not None and status not in RUN_STATUSES:
         raise InvalidRequestError(reason=f"status must be one of {', '.join(RUN_STATUSES)}.")
     limit_text = query.get("limit")
-    if limit_text is not None and not limit_text.isdigit():
+    # Past the maximum, a page is the maximum (Flue's rule), however many digits ask for more.
+    limit = None if limit_text is None else whole_number(limit_text, clamp=MAX_LIST_LIMIT)
+    if limit_text is not None and limit is None:
         raise InvalidRequestError(reason="limit must be a whole number.")
     if workflow is not None:
         try:
@@ -68,7 +71,7 @@ async def list_runs(request: Request) -> Response:
     page = await runtime.list_runs(
         status=checked_status,
         workflow_name=workflow,
-        limit=int(limit_text) if limit_text is not None else None,
+        limit=limit,
         cursor=query.get("cursor"),
     )
-    return JSONResponse(page.to_wire())
+    return JsonResponse(page.to_wire())

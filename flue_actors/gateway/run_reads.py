@@ -8,13 +8,12 @@ dependency authorizes every method; then anything but GET/HEAD is 405.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from ..errors import InvalidRequestError, MethodNotAllowedError, RunNotActiveError, RunNotFoundError
 from ..ids import is_run_id
@@ -22,6 +21,7 @@ from ..jsonvalue import dumps
 from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
 from ..store import StreamPage, format_offset, parse_offset, run_stream
+from .draining import Draining, unless_draining
 from .exposure import authorize
 from .protocol import (
     SECURITY_HEADERS,
@@ -29,17 +29,18 @@ from .protocol import (
     STREAM_CURSOR,
     STREAM_NEXT_OFFSET,
     STREAM_UP_TO_DATE,
+    JsonResponse,
     etag,
+    is_read_offset,
     next_cursor,
     sse_frame,
+    tail_count,
 )
 from .shared_reads import SharedPage, SharedReads, checked_json
 
 __all__ = ["router"]
 
 router = APIRouter()
-_OFFSET = re.compile(r"^\d+_\d+$")
-_TAIL = re.compile(r"^[1-9]\d*$")
 # Other methods still pass the `runs` dependency first, then get 405 (Flue's order).
 _OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -121,7 +122,7 @@ async def read_run(run_id: str, request: Request) -> Response:
     if request.method == "HEAD":
         return await _head(request, run_id)
     if "meta" in request.query_params:
-        return JSONResponse(record.to_wire())
+        return JsonResponse(record.to_wire())
     return await _read(request, run_id)
 
 
@@ -132,7 +133,7 @@ async def cancel_run(run_id: str, request: Request) -> Response:
     record, _ = await _exposed_run(request, run_id)
     if record.is_terminal or not await _runtime(request).cancel(run_id):
         raise RunNotActiveError(run_id=run_id)
-    return JSONResponse({"runId": run_id, "cancelled": True}, status_code=202)
+    return JsonResponse({"runId": run_id, "cancelled": True}, status_code=202)
 
 
 async def _head(request: Request, run_id: str) -> Response:
@@ -161,14 +162,15 @@ async def _read(request: Request, run_id: str) -> Response:
         raise InvalidRequestError(reason="Duplicate offset parameters are not allowed.")
     if len(tails) > 1:
         raise InvalidRequestError(reason="Duplicate tail parameters are not allowed.")
-    if tails and not _TAIL.match(tails[0]):
+    tail = tail_count(tails[0]) if tails else None
+    if tails and tail is None:
         raise InvalidRequestError(reason="Tail must be an integer greater than or equal to 1.")
     if live is not None and not offsets:
         raise InvalidRequestError(reason="Offset is required for live mode.")
     if live is not None and live not in ("long-poll", "sse"):
         raise InvalidRequestError(reason='Invalid live mode. Use "long-poll" or "sse".')
     offset = offsets[0] if offsets else "-1"
-    if offset not in ("-1", "now") and not _OFFSET.match(offset):
+    if not is_read_offset(offset):
         raise InvalidRequestError(reason="Invalid offset format.")
 
     runtime = _runtime(request)
@@ -177,8 +179,8 @@ async def _read(request: Request, run_id: str) -> Response:
         raise RunNotFoundError(run_id=run_id)
     if offset == "now" and live is not None:
         offset = meta.next_offset
-    elif offset == "-1" and tails:
-        offset = format_offset(max(-1, parse_offset(meta.next_offset) - int(tails[0])))
+    elif offset == "-1" and tail is not None:
+        offset = format_offset(max(-1, parse_offset(meta.next_offset) - tail))
 
     if live == "sse":
         return StreamingResponse(
@@ -225,15 +227,18 @@ async def _disconnected(request: Request) -> None:
 async def _until_append_or_disconnect(
     request: Request, run_id: str, length: int, timeout: float
 ) -> str:
-    """``data``, ``timeout`` or ``aborted``: whichever comes first."""
+    """``data``, ``timeout`` or ``aborted``: whichever comes first (the server beginning to
+    stop counts as ``timeout``: the reader gets where the stream stands, and may ask again)."""
     waiting = asyncio.ensure_future(
         _runtime(request).wait_for_events(run_id, length=length, timeout=timeout)
     )
     leaving = asyncio.ensure_future(_disconnected(request))
+    draining: Draining = request.app.state.draining
+    stopping = asyncio.ensure_future(draining.wait())
     try:
-        await asyncio.wait({waiting, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiting, leaving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (waiting, leaving):
+        for task in (waiting, leaving, stopping):
             task.cancel()
     if leaving.done() and not leaving.cancelled():
         return "aborted"
@@ -282,10 +287,12 @@ async def _long_poll(request: Request, run_id: str, offset: str, shared: SharedP
 
 
 async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]:
-    """Data and control frames until the stream is closed at the reader's offset. Starlette
-    cancels this generator when the client disconnects, which releases its waiter."""
+    """Data and control frames until the stream is closed at the reader's offset, or the server
+    begins to stop (the reader resumes elsewhere from its last control frame's offset).
+    Starlette cancels this generator when the client disconnects, which releases its waiter."""
     runtime = _runtime(request)
     state = request.app.state
+    draining: Draining = state.draining
     last_beat = time.monotonic()
     reads = _shared(request)
     while True:
@@ -323,7 +330,13 @@ async def _sse(request: Request, run_id: str, offset: str) -> AsyncIterator[str]
                 yield sse_frame("control", dumps(keep_alive))
                 break
             wait = min(remaining, state.heartbeat_seconds - (now - last_beat))
-            if await runtime.wait_for_events(
-                run_id, length=parse_offset(offset) + 1, timeout=max(wait, 0.0)
-            ):
+            waited, appended = await unless_draining(
+                draining,
+                runtime.wait_for_events(
+                    run_id, length=parse_offset(offset) + 1, timeout=max(wait, 0.0)
+                ),
+            )
+            if not waited:
+                return
+            if appended:
                 break

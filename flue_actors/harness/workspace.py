@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-
-from just_bash.fs import InMemoryFs
+from typing import TYPE_CHECKING
 
 from ..errors import SandboxPathError
+
+if TYPE_CHECKING:
+    from just_bash.fs import InMemoryFs
 
 __all__ = ["FileStat", "MemoryFs", "resolve_sandbox_path"]
 
@@ -50,7 +52,13 @@ class MemoryFs:
     """``harness.fs``: async file operations over an in-memory tree."""
 
     def __init__(self, *, cwd: str = "/workspace", store: InMemoryFs | None = None) -> None:
-        self.store = store if store is not None else InMemoryFs()
+        if store is None:
+            # just-bash (with aiohttp under it) was most of flue_actors' import time: paid by the
+            # first run that uses a virtual sandbox, not by every process that imports the package.
+            from just_bash.fs import InMemoryFs
+
+            store = InMemoryFs()
+        self.store = store
         self.cwd = resolve_sandbox_path(cwd, "/")
         self.store._mkdir_sync(self.cwd, recursive=True)
 

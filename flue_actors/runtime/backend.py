@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
 from ..events import RunAdmittedEvent
 from ..store import EventStore
 from .lease import OwnerLease, process_owner_name
+from .recovery import end_interrupted_run
 from .run_actor import RunActor
 from .services import RunServices
 
@@ -34,8 +36,9 @@ class RunBackend(Protocol):
         """Ask the run's owner to cancel it; ``False`` if no live owner has it."""
         ...
 
-    async def close(self) -> None:
-        """Let hosted runs finish, then release resources."""
+    async def close(self, *, grace_seconds: float | None = None) -> None:
+        """Release resources. Runs hosted in this process get ``grace_seconds`` to finish
+        (``None``: as long as they take); any still going then is ended ``run_interrupted``."""
         ...
 
 
@@ -90,7 +93,28 @@ class LocalBackend:
     def active(self) -> int:
         return len(self._tasks)
 
-    async def close(self) -> None:
+    async def close(self, *, grace_seconds: float | None = None) -> None:
+        if self._tasks and (grace_seconds is None or grace_seconds > 0):
+            await asyncio.wait(set(self._tasks.values()), timeout=grace_seconds)
         if self._tasks:
-            await asyncio.wait(set(self._tasks.values()))
+            await self._interrupt_all()
         await self.lease.stop()
+
+    async def _interrupt_all(self) -> None:
+        """End every run still hosted here as interrupted, as recovery would after a crash, but
+        now, so that nothing waits for the lease to expire. The actor's task is cancelled first
+        (its harness closes; it writes nothing more), then the run is ended through the fenced
+        recovery path, which also finishes any append the actor left in flight."""
+        tasks = dict(self._tasks)
+        for task in tasks.values():
+            task.cancel()
+        for task in tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        services = self._services
+        for run_id in tasks:
+            try:
+                if await end_interrupted_run(services.store, run_id, services.clock):
+                    logger.warning("run %s was interrupted by the shutdown of its host", run_id)
+            except Exception as error:  # the lease sweep of another process remains
+                logger.error("run %s could not be ended at shutdown: %s", run_id, error)

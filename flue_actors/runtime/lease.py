@@ -20,8 +20,11 @@ from ..store import EventStore
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_SWEEP_SECONDS",
     "HEARTBEAT_SECONDS",
+    "MIN_LEASE_SECONDS",
     "OwnerLease",
+    "check_lease_settings",
     "lease_deadline_ms",
     "process_owner_name",
 ]
@@ -30,6 +33,27 @@ logger = logging.getLogger("flue_actors.lease")
 HEARTBEAT_SECONDS: Final = 1.0
 # A run whose owner has not been heard of for this long is considered orphaned.
 DEFAULT_LEASE_SECONDS: Final = 10.0
+# How often a serving process looks for orphaned runs. A run orphaned by a crash is ended at
+# most lease + sweep seconds after its owner's last heartbeat (15 s with these defaults).
+DEFAULT_SWEEP_SECONDS: Final = 5.0
+# Owners (Ray hosts included) heartbeat every second; a lease shorter than three heartbeats
+# would end the runs of an owner that is merely busy for a moment.
+MIN_LEASE_SECONDS: Final = 3 * HEARTBEAT_SECONDS
+
+
+def check_lease_settings(lease_seconds: float, sweep_seconds: float) -> None:
+    """Refuse a lease or sweep interval that cannot work (``ValueError``)."""
+    if not lease_seconds >= MIN_LEASE_SECONDS:
+        raise ValueError(
+            f"lease_seconds must be at least {MIN_LEASE_SECONDS:g} (three heartbeats); "
+            f"got {lease_seconds:g}"
+        )
+    if not 0 < sweep_seconds < float("inf"):
+        raise ValueError(f"sweep_seconds must be a positive number; got {sweep_seconds:g}")
+
+
+# How long stopping waits for a heartbeat in flight.
+_STOP_SECONDS: Final = 5.0
 
 
 def process_owner_name(kind: str) -> str:
@@ -52,6 +76,7 @@ class OwnerLease:
         self._clock = SystemClock()
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def beat(self) -> None:
         await self._store.heartbeat(self.owner, self._clock.now_ms())
@@ -59,19 +84,37 @@ class OwnerLease:
     def keep_alive(self) -> None:
         """Heartbeat from now on, in the running event loop (idempotent)."""
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._beat_forever())
+            self._stopping = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._beat_forever(self._stopping))
 
-    async def _beat_forever(self) -> None:
-        while True:
+    async def _beat_forever(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             try:
                 await self.beat()
             except Exception as error:  # a store hiccup must not stop the heartbeats for good
                 logger.warning("heartbeat of %s failed: %s", self.owner, error)
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop heartbeating and leave: the owner's row goes unless it still has active runs
+        (then it stays, silent, so the sweep ends them)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # Let a beat in flight finish rather than cancel it: a cancelled write can still land
+        # after the leave and bring the row back.
+        self._stopping.set()
+        if not task.done():  # (done already if its event loop has gone)
+            await asyncio.wait({task}, timeout=_STOP_SECONDS)
+        if not task.done():  # the store hangs: leave the row to the sweep
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+            return
+        try:
+            await self._store.prune_owners(
+                stale_before_ms=self._clock.now_ms() + 1, owner=self.owner
+            )
+        except Exception as error:  # the sweep prunes it later
+            logger.warning("%s could not leave the owners table: %s", self.owner, error)

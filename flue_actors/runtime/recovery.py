@@ -5,6 +5,9 @@ that already has ``run_end`` is only reconciled (its stream closed); any other g
 then an errored ``run_end`` saying it was interrupted. Here the same happens when a host dies.
 The append is fenced by the expected sequence, so a host that was only presumed dead (and is
 still writing) either wins the race, and recovery looks again, or is refused from then on.
+
+A cancellation that no live owner can take (its owner is gone, or unreachable from the process
+asked) ends the run the same way, with ``run_cancelled`` instead of ``run_interrupted``.
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ from __future__ import annotations
 import logging
 
 from ..clock import Clock, parse_timestamp
-from ..errors import RunInterruptedError, StreamClosedError, StreamConflictError
+from ..errors import (
+    FlueError,
+    RunCancelledError,
+    RunInterruptedError,
+    StreamClosedError,
+    StreamConflictError,
+)
 from ..events import error_payload
 from ..store import EventStore, StreamMeta, run_stream
 from .run_stream import RunStream
 
-__all__ = ["end_interrupted_run", "end_orphaned_runs"]
+__all__ = ["end_cancelled_run", "end_interrupted_run", "end_orphaned_runs", "end_run_as"]
 
 logger = logging.getLogger("flue_actors.recovery")
 _ATTEMPTS = 5
@@ -39,6 +48,17 @@ async def _last_event_index(store: EventStore, run_id: str, meta: StreamMeta) ->
 
 async def end_interrupted_run(store: EventStore, run_id: str, clock: Clock) -> bool:
     """End ``run_id`` as interrupted. ``False`` if it had already ended (or does not exist)."""
+    return await end_run_as(store, run_id, clock, RunInterruptedError())
+
+
+async def end_cancelled_run(store: EventStore, run_id: str, clock: Clock, reason: str) -> bool:
+    """End ``run_id`` as cancelled without its owner. ``False`` if it had already ended."""
+    return await end_run_as(store, run_id, clock, RunCancelledError(run_id=run_id, reason=reason))
+
+
+async def end_run_as(store: EventStore, run_id: str, clock: Clock, error: FlueError) -> bool:
+    """End ``run_id`` from outside its owner: ``run_resume``, then an errored ``run_end``
+    carrying ``error``, fenced. ``False`` if it had already ended (or does not exist)."""
     path = run_stream(run_id)
     for _ in range(_ATTEMPTS):
         record = await store.get_run(run_id)
@@ -61,7 +81,7 @@ async def end_interrupted_run(store: EventStore, run_id: str, clock: Clock) -> b
             "runId": run_id,
             "result": None,
             "isError": True,
-            "error": error_payload(RunInterruptedError()),
+            "error": error_payload(error),
             "durationMs": max(0, ended_ms - parse_timestamp(record.started_at)),
         }
         try:
@@ -89,4 +109,7 @@ async def end_orphaned_runs(
         if await end_interrupted_run(store, run_id, clock):
             logger.warning("run %s was interrupted (its owner is gone) and has been ended", run_id)
             ended.append(run_id)
+    if owner is None:
+        # Owners silent this long with nothing left active are gone for good: forget them.
+        await store.prune_owners(stale_before_ms=stale_before_ms)
     return ended

@@ -72,15 +72,16 @@ class RunActor:
             # Requested cancellation decides the outcome, whatever the workflow made of the
             # AbortError its operations saw.
             error = RunCancelledError(run_id=self.run_id, reason=self._cancel_reason)
+        # Everything before run_end is written first, so its timestamp (the record's endedAt)
+        # and its durationMs come from the same instant: endedAt - startedAt == durationMs.
+        # Only then is the stream's failure known: the last events may be the ones it refused.
+        await self._stream.flush()
         if self._stream.failure is not None and error is None:
             error = self._stream.failure  # the run's own events were not all recorded
         end: dict[str, Any] = {"runId": self.run_id, "result": None if error else result}
         end["isError"] = error is not None
         if error is not None:
             end["error"] = error_payload(error)
-        # Everything before run_end is written first, so its timestamp (the record's endedAt)
-        # and its durationMs come from the same instant: endedAt - startedAt == durationMs.
-        await self._stream.flush()
         ended_ms = self._services.clock.now_ms()
         end["durationMs"] = ended_ms - self._started_ms
         return await self._stream.end("run_end", end, at_ms=ended_ms)

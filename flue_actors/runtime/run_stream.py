@@ -4,6 +4,12 @@ Events are stamped (v3 envelope) as they are emitted and handed to one flusher t
 whatever has accumulated in one store call, carrying the expected sequence, so a run makes one
 append per burst of events rather than one per event and a stale writer is fenced by the log.
 Streaming detail (``text_delta``, ``thinking_*``) waits for the next other event or 3 s.
+
+Whatever a run emits, its stream ends with ``run_end`` and its ``eventIndex`` has no gap. Text of
+any kind is storable (``jsonvalue.dumps``); an event that is not JSON data at all is not. Stores
+encode a batch before anything is written, so such an event costs the run nothing already
+durable: the events before it are written, it and everything after are dropped, and ``run_end``
+(errored ``event_not_storable``) takes the first index that was not written.
 """
 
 from __future__ import annotations
@@ -13,14 +19,35 @@ import logging
 from typing import Any, Final
 
 from ..clock import Clock, format_timestamp
-from ..errors import StreamConflictError
-from ..events import BUFFERED_EVENT_TYPES, EVENT_VERSION
+from ..errors import EventNotStorableError, FlueError, StreamConflictError
+from ..events import BUFFERED_EVENT_TYPES, EVENT_VERSION, error_payload
+from ..jsonvalue import dumps
 from ..store import EventStore, run_stream
 
 __all__ = ["RunStream"]
 
 logger = logging.getLogger("flue_actors.run")
 DELTA_FLUSH_SECONDS: Final = 3.0
+# What the encoder raises for a value that is not JSON data: TypeError for objects, ValueError
+# for non-finite numbers, RecursionError for nesting deeper than the stack allows.
+_ENCODING_FAILURES: Final = (TypeError, ValueError, RecursionError)
+
+
+def _unstorable(batch: list[dict[str, Any]]) -> tuple[int, BaseException] | None:
+    """The position of the first event of ``batch`` the store's encoder refuses, and why."""
+    for position, event in enumerate(batch):
+        try:
+            dumps(event)
+        except _ENCODING_FAILURES as error:
+            return position, error
+    return None
+
+
+def _not_storable(event: dict[str, Any], cause: BaseException) -> EventNotStorableError:
+    reason = f"{type(cause).__name__}: {cause}"[:500]
+    return EventNotStorableError(
+        event_type=str(event.get("type")), event_index=int(event["eventIndex"]), reason=reason
+    )
 
 
 class RunStream:
@@ -39,6 +66,7 @@ class RunStream:
         self._clock = clock
         self._next_seq = next_seq
         self._next_index = next_index
+        self._durable_index = next_index  # the eventIndex that follows the last one written
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._delta_timer: asyncio.TimerHandle | None = None
@@ -81,18 +109,51 @@ class RunStream:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._drain())
 
+    @property
+    def _dropping(self) -> bool:
+        """True once an unstorable event was met: nothing more is written before ``run_end``."""
+        return isinstance(self.failure, EventNotStorableError)
+
+    async def _append(self, batch: list[dict[str, Any]], *, close: bool = False) -> None:
+        await self._store.append(self._path, batch, expected_seq=self._next_seq, close=close)
+        self._next_seq += len(batch)
+        if batch:
+            self._durable_index = int(batch[-1]["eventIndex"]) + 1
+
     async def _drain(self) -> None:
         while self._pending and self.failure is None:
             batch, self._pending = self._pending, []
             try:
-                await self._store.append(self._path, batch, expected_seq=self._next_seq)
+                await self._append(batch)
             except Exception as error:
                 # Nothing more may be written: after a conflict another writer owns the stream,
                 # after a store failure the order of what follows could not be kept.
+                found = None if isinstance(error, FlueError) else _unstorable(batch)
+                if found is not None:
+                    await self._keep_storable(batch, *found)
+                    return
                 self.failure = error
+                # Kept, so that end() writes them ahead of run_end if the store comes back.
+                self._pending = batch + self._pending
                 logger.error("run %s: appending events failed: %s", self.run_id, error)
                 return
-            self._next_seq += len(batch)
+
+    async def _keep_storable(
+        self, batch: list[dict[str, Any]], position: int, cause: BaseException
+    ) -> None:
+        """Write the events before the unstorable one; the run will end on its error."""
+        failure = _not_storable(batch[position], cause)
+        logger.error("run %s: %s", self.run_id, failure.message)
+        try:
+            if position:
+                await self._append(batch[:position])
+        except Exception as error:
+            self.failure = error
+            self._pending = batch[:position] + self._pending
+            logger.error("run %s: appending events failed: %s", self.run_id, error)
+            return
+        self.failure = failure
+        self._pending = []
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is durable (or the writer has failed)."""
@@ -109,15 +170,50 @@ class RunStream:
         ``at_ms`` is the event's timestamp, when its payload was computed from that instant.
 
         After a store failure the terminal event is still attempted (a run must end); only a
-        fenced writer, which no longer owns the stream, gives up.
+        fenced writer, which no longer owns the stream, gives up. After an unstorable event,
+        nothing emitted since is written and the terminal event takes the next index; if the
+        terminal event itself cannot be stored, an errored one saying so is written instead.
         """
         await self.flush()
         if self.fenced:
             assert self.failure is not None
             raise self.failure
+        if self._dropping:
+            self._pending = []
+            self._next_index = self._durable_index
         event = self._stamp(type, payload, at_ms)
         self._ended = True
         batch, self._pending = [*self._pending, event], []
-        await self._store.append(self._path, batch, expected_seq=self._next_seq, close=True)
-        self._next_seq += len(batch)
+        try:
+            await self._append(batch, close=True)
+        except _ENCODING_FAILURES:
+            found = _unstorable(batch)
+            if found is None:
+                raise
+            return await self._end_unstorable(batch, *found, at_ms=at_ms)
+        return event
+
+    async def _end_unstorable(
+        self,
+        batch: list[dict[str, Any]],
+        position: int,
+        cause: BaseException,
+        *,
+        at_ms: int | None,
+    ) -> dict[str, Any]:
+        """The terminal batch held an unstorable event: write what precedes it and an errored
+        terminal event (plain data only, so it always encodes) in its place."""
+        failure = _not_storable(batch[position], cause)
+        logger.error("run %s: %s", self.run_id, failure.message)
+        last = batch[-1]
+        kept = batch[: min(position, len(batch) - 1)]
+        self._next_index = int(last["eventIndex"]) - (len(batch) - 1) + len(kept)
+        self._ended = False
+        payload: dict[str, Any] = {"runId": self.run_id, "result": None, "isError": True}
+        payload["error"] = error_payload(failure)
+        if isinstance(last.get("durationMs"), int):
+            payload["durationMs"] = last["durationMs"]
+        event = self._stamp(str(last["type"]), payload, at_ms)
+        self._ended = True
+        await self._append([*kept, event], close=True)
         return event

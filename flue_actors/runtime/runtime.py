@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -36,10 +37,16 @@ from ..store import (
 )
 from .backend import LocalBackend, RunBackend
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
-from .lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
-from .recovery import end_orphaned_runs
+from .lease import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_SWEEP_SECONDS,
+    check_lease_settings,
+    lease_deadline_ms,
+)
+from .recovery import end_cancelled_run, end_orphaned_runs
 from .run_stream import RunStream
 from .services import RunServices
+from .supervisor import LeaseSupervisor
 
 __all__ = ["RunReceipt", "Runtime", "WorkflowSource"]
 
@@ -47,6 +54,7 @@ WorkflowSource = (
     WorkflowRegistry | Mapping[str, WorkflowDefinition | DiscoveredWorkflow] | str | Path
 )
 LIVE_WAIT_SECONDS = 30.0
+logger = logging.getLogger("flue_actors.runtime")
 
 
 class RunReceipt:
@@ -80,6 +88,10 @@ class Runtime:
     ``backend`` is where runs execute: ``"local"`` (this process, the default) or ``"ray"``
     (RunHosts on the Ray cluster at ``address``, or ``FLUE_RAY_ADDRESS``; with neither, a private
     local Ray instance), or any :class:`RunBackend`.
+
+    ``lease_seconds`` and ``sweep_seconds`` govern recovery once :meth:`serve` is called:
+    a run whose owner has not heartbeated for ``lease_seconds`` is ended ``run_interrupted`` by
+    a sweep made every ``sweep_seconds``, so an orphaned run is terminal within their sum.
     """
 
     def __init__(
@@ -93,7 +105,10 @@ class Runtime:
         clock: Clock | None = None,
         ids: IdSource | None = None,
         env: Mapping[str, str] | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
     ) -> None:
+        check_lease_settings(lease_seconds, sweep_seconds)
         self.workflows = _registry(workflows)
         if store is None or isinstance(store, str):
             self.database_url: str | None = absolute_database_url(store)
@@ -109,6 +124,9 @@ class Runtime:
             clock=self.clock,
             ids=self.ids,
             env=dict(os.environ if env is None else env),
+        )
+        self.supervisor = LeaseSupervisor(
+            self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
         self.backend: RunBackend = self._backend(backend, address, models)
         self._closed = False
@@ -147,12 +165,24 @@ class Runtime:
     ) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Let runs in flight here finish, then close the backend and the store."""
+    async def serve(self) -> list[str]:
+        """Start serving: end the runs whose owner's lease has expired now, then keep sweeping
+        every ``sweep_seconds`` until :meth:`close` (see ``LeaseSupervisor``). Call it in the
+        event loop that serves (a PostgreSQL store belongs to the loop it first runs on).
+        Returns the runs the first sweep ended."""
+        ended = await self.supervisor.sweep()
+        self.supervisor.start()
+        return ended
+
+    async def close(self, *, grace_seconds: float | None = None) -> None:
+        """Stop sweeping; let runs in flight here finish (at most ``grace_seconds``, after which
+        they are ended ``run_interrupted`` and this process's lease released), then close the
+        backend and the store."""
         if self._closed:
             return
         self._closed = True
-        await self.backend.close()
+        await self.supervisor.stop()
+        await self.backend.close(grace_seconds=grace_seconds)
         await self.store.close()
 
     # --- invocation ------------------------------------------------------------------------------
@@ -250,19 +280,39 @@ class Runtime:
         receipt = await self.invoke(workflow, input)
         return await self.wait(receipt.run_id, timeout=timeout)
 
-    async def recover(self, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> list[str]:
-        """End every run whose owner has not been heard of for ``lease_seconds`` (a crashed
-        process, a lost node): ``run_resume`` then an errored ``run_end`` (``run_interrupted``).
-        Returns the runs ended."""
-        deadline = lease_deadline_ms(lease_seconds)
+    async def recover(self, *, lease_seconds: float | None = None) -> list[str]:
+        """End every run whose owner has not been heard of for ``lease_seconds`` (default: the
+        runtime's lease; a crashed process, a lost node): ``run_resume`` then an errored
+        ``run_end`` (``run_interrupted``). Returns the runs ended."""
+        lease = self.supervisor.lease_seconds if lease_seconds is None else lease_seconds
+        deadline = lease_deadline_ms(lease)
         return await end_orphaned_runs(self.store, self.clock, stale_before_ms=deadline)
 
     async def cancel(self, run_id: str, reason: str = "The run was cancelled.") -> bool:
-        """Cancel an active run. ``False`` if it is not active (ended, or unknown)."""
+        """Cancel an active run; ``False`` only if its record is not active (ended, unknown).
+
+        The run's owner is asked first (in this process, or its Ray host), and the run ends
+        ``run_cancelled`` when the owner has aborted it. If no owner reachable from here has the
+        run (its process crashed and the lease has not yet expired, or it is hosted by a local
+        backend in another process), the run is ended here at once, ``run_resume`` then an
+        errored ``run_end`` of type ``run_cancelled``, through the same fenced append as
+        recovery: an owner that is in fact still running it is refused its next write and
+        records nothing more. Either way the record never stays ``active`` after ``True``."""
         record = await self.store.get_run(run_id)
         if record is None or record.is_terminal:
             return False
-        return await self.backend.cancel(run_id, reason)
+        try:
+            if await self.backend.cancel(run_id, reason):
+                return True
+        except Exception as error:  # an owner that fails to answer is treated as unreachable
+            logger.warning("run %s: its owner did not take the cancellation: %s", run_id, error)
+        if await end_cancelled_run(self.store, run_id, self.clock, reason):
+            return True
+        # Ended meanwhile (by its owner or a sweep): the record says so, and so do we.
+        record = await self.store.get_run(run_id)
+        if record is None or record.is_terminal:
+            return False
+        raise RuntimeError(f"run {run_id} could not be cancelled: its stream kept moving")
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .base import EventStore, StoredEvent, StreamMeta, StreamPage, run_stream
 from .offsets import BEFORE_START, NOW, format_offset, is_offset, parse_offset
-from .postgres import PostgresEventStore, is_postgres_url, redact_url
+from .postgres import is_postgres_url, redact_url
 from .sqlite import SqliteEventStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresEventStore
 
 __all__ = [
     "BEFORE_START",
@@ -30,6 +35,9 @@ __all__ = [
     "resolve_database_url",
     "run_stream",
 ]
+
+# The PostgreSQL store needs asyncpg: loaded when a URL or an access names it, not before.
+__getattr__ = lazy_exports(__name__, {".postgres": ["PostgresEventStore"]})
 
 DEFAULT_DATABASE_URL = "sqlite:///.flue/flue.db"
 
@@ -63,6 +71,8 @@ def open_store(url: str | None = None) -> EventStore:
     """
     url = resolve_database_url(url)
     if is_postgres_url(url):
+        from .postgres import PostgresEventStore
+
         return PostgresEventStore(url)
     if url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:"):
         return SqliteEventStore(":memory:")

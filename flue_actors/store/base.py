@@ -96,6 +96,13 @@ class EventStore(Protocol):
         admitted before it and whose owner never heartbeated."""
         ...
 
+    async def prune_owners(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
+        """Forget owners last heard of before ``stale_before_ms`` that own no active run, so the
+        owners table holds the living (and the dead whose runs are not ended yet), not every
+        process that ever ran. With ``owner``: only that one (an owner leaving on exit).
+        Returns the owners forgotten. A forgotten owner that heartbeats again is recorded anew."""
+        ...
+
     async def create_stream(self, path: str) -> None:
         """Create an empty stream; idempotent (an existing stream keeps its events)."""
         ...

@@ -9,7 +9,10 @@ __all__ = ["BEFORE_START", "NOW", "format_offset", "is_offset", "parse_offset"]
 
 BEFORE_START: Final = "-1"
 NOW: Final = "now"
-_OFFSET = re.compile(r"^\d+_(\d+)$")
+# ASCII digits only, and nothing after them (``\d`` takes other scripts' digits, ``$`` a trailing
+# newline). The sequence has at most 18 significant digits, so it and its successor fit the
+# stores' 64-bit integers.
+_OFFSET = re.compile("[0-9]+_0*([0-9]{1,18})")
 
 
 def format_offset(seq: int) -> str:
@@ -21,11 +24,11 @@ def parse_offset(offset: str) -> int:
     """The sequence an offset names (``-1`` before the start). ``ValueError`` if malformed."""
     if offset == BEFORE_START:
         return -1
-    match = _OFFSET.match(offset)
+    match = _OFFSET.fullmatch(offset)
     if match is None:
         raise ValueError(f"Invalid offset {offset!r}.")
     return int(match.group(1))
 
 
 def is_offset(offset: str) -> bool:
-    return offset == BEFORE_START or _OFFSET.match(offset) is not None
+    return offset == BEFORE_START or _OFFSET.fullmatch(offset) is not None

@@ -1,20 +1,30 @@
 """The pytest kit: test workflows deterministically, with a scripted model.
 
-The fixtures ``flue`` and ``fake_model`` are registered automatically when flue_actors is
-installed. Outside pytest, build a :class:`FlueTestKit` yourself.
+The fixtures ``flue``, ``fake_model`` and ``anthropic_api`` are registered automatically when
+flue_actors is installed. Outside pytest, build a :class:`FlueTestKit` yourself.
+
+The names below load on first access: pytest loads this package's plugin in every run of an
+environment where flue_actors is installed, and that must not cost a runtime, respx or httpx.
 """
 
-from .anthropic_api import AnthropicApi, AnthropicApiExhaustedError
-from .fake_model import (
-    FakeFailure,
-    FakeModel,
-    FakeModelExhaustedError,
-    FakeToolCall,
-    FakeTurn,
-    Responder,
-)
-from .kit import FlueTestKit, RunResult
-from .sink import RecordingSink
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .anthropic_api import AnthropicApi, AnthropicApiExhaustedError
+    from .fake_model import (
+        FakeFailure,
+        FakeModel,
+        FakeModelExhaustedError,
+        FakeToolCall,
+        FakeTurn,
+        Responder,
+    )
+    from .kit import FlueTestKit, RunResult
+    from .sink import RecordingSink
 
 __all__ = [
     "AnthropicApi",
@@ -29,3 +39,24 @@ __all__ = [
     "Responder",
     "RunResult",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        ".anthropic_api": ("AnthropicApi", "AnthropicApiExhaustedError"),
+        ".fake_model": (
+            "FakeFailure",
+            "FakeModel",
+            "FakeModelExhaustedError",
+            "FakeToolCall",
+            "FakeTurn",
+            "Responder",
+        ),
+        ".kit": ("FlueTestKit", "RunResult"),
+        ".sink": ("RecordingSink",),
+    },
+)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +20,15 @@ import httpx2
 import respx
 
 from ..models import AnthropicProvider
+from .messages_wire import (
+    STREAM_HEADERS,
+    FailureKind,
+    JsonAnswer,
+    MessagesScript,
+    Stall,
+    StreamAnswer,
+    error_answer,
+)
 
 __all__ = ["AnthropicApi", "AnthropicApiExhaustedError"]
 
@@ -32,56 +39,15 @@ class AnthropicApiExhaustedError(AssertionError):
     """The code under test made more Messages API calls than the test scripted."""
 
 
-@dataclass(frozen=True)
-class _Reply:
-    text: str
-    tool_calls: Sequence[tuple[str, dict[str, Any], str]]
-    thinking: str | None
-    chunks: Sequence[str] | None
-    usage: dict[str, int]
-    stop_reason: str | None
-    model: str | None
-
-
-@dataclass(frozen=True)
-class _Failure:
-    kind: Literal["status", "context_overflow", "stream_cut"]
-    status: int
-    retry_after: float | None
-    after_chunks: int
-    message: str | None
-
-
-@dataclass
-class _Stall:
-    """A stream that starts and then never ends (until the client goes away)."""
-
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
-
-
 class AnthropicApi:
     """A scripted Messages API at ``base_url`` (a loopback placeholder nothing listens on).
 
     ``reply(...)`` and ``fail(...)`` queue answers in order, as ``FakeModel`` does;
     ``requests`` holds every request body (parsed JSON), ``headers`` their headers. A call
     beyond the script is answered with an error and recorded in ``exhausted``; the fixture
-    re-raises it at teardown so the test fails loudly.
+    re-raises it at teardown so the test fails loudly. The answers themselves are built by
+    :class:`~flue_actors.testing.messages_wire.MessagesScript`, as the out-of-process
+    ``messages_server`` builds them.
     """
 
     def __init__(
@@ -93,8 +59,7 @@ class AnthropicApi:
         self.headers: list[dict[str, str]] = []
         self.exhausted: AnthropicApiExhaustedError | None = None
         self.streams_closed = 0
-        self._script: deque[_Reply | _Failure | _Stall] = deque()
-        self._ids = 0
+        self._script = MessagesScript()
         parts = urlsplit(self.base_url)
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -128,23 +93,14 @@ class AnthropicApi:
         or ``(name, input, id)``; ``chunks`` splits the text into deltas; ``usage`` uses the
         API's names (``input_tokens``, ``output_tokens``, ``cache_read_input_tokens``,
         ``cache_creation_input_tokens``)."""
-        calls = []
-        for call in tool_calls:
-            if len(call) == 3:
-                calls.append(call)
-            else:
-                self._ids += 1
-                calls.append((call[0], call[1], f"toolu_{self._ids}"))
-        self._script.append(
-            _Reply(
-                text,
-                calls,
-                thinking,
-                chunks,
-                usage or {"input_tokens": 10, "output_tokens": 5},
-                stop_reason,
-                model,
-            )
+        self._script.reply(
+            text,
+            tool_calls=tool_calls,
+            thinking=thinking,
+            chunks=chunks,
+            usage=usage,
+            stop_reason=stop_reason,
+            model=model,
         )
         return self
 
@@ -153,7 +109,7 @@ class AnthropicApi:
         *,
         status: int = 500,
         retry_after: float | None = None,
-        kind: Literal["status", "context_overflow", "stream_cut"] = "status",
+        kind: FailureKind = "status",
         after_chunks: int = 0,
         message: str | None = None,
     ) -> AnthropicApi:
@@ -161,15 +117,19 @@ class AnthropicApi:
         given), ``kind="context_overflow"`` (400, prompt is too long), or
         ``kind="stream_cut"`` (a 200 stream that sends ``after_chunks`` text deltas, then an
         ``overloaded_error`` event, as the API does when it sheds load mid-answer)."""
-        self._script.append(_Failure(kind, status, retry_after, after_chunks, message))
+        self._script.fail(
+            status=status,
+            retry_after=retry_after,
+            kind=kind,
+            after_chunks=after_chunks,
+            message=message,
+        )
         return self
 
     def stall(self) -> asyncio.Event:
         """Queue a stream that sends ``message_start`` and then nothing; the returned event is
         set when it has started. ``streams_closed`` counts the streams the client closed."""
-        stall = _Stall()
-        self._script.append(stall)
-        return stall.started
+        return self._script.stall().started
 
     # --- serving ------------------------------------------------------------------------------
 
@@ -177,202 +137,31 @@ class AnthropicApi:
         body = json.loads(request.content or b"{}")
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        if not self._script:
+        answer = self._script.answer(body)
+        if answer is None:
             self.exhausted = AnthropicApiExhaustedError(
                 f"anthropic_api has no answer for Messages API request #{len(self.requests)}: "
                 f"the script held {len(self.requests) - 1}. Queue more with "
                 "anthropic_api.reply(...) or anthropic_api.fail(...)."
             )
-            return self._error(400, "invalid_request_error", str(self.exhausted))
-        answer = self._script.popleft()
-        model = str(body.get("model", "claude"))
-        if isinstance(answer, _Failure):
-            if answer.kind == "context_overflow":
-                return self._error(
-                    400,
-                    "invalid_request_error",
-                    answer.message or "prompt is too long: 210000 tokens > 200000 maximum",
-                )
-            if answer.kind == "status":
-                kind = _ERROR_TYPES.get(answer.status, "api_error")
-                headers = {}
-                if answer.retry_after is not None:
-                    headers["retry-after"] = f"{answer.retry_after:g}"
-                return self._error(answer.status, kind, answer.message or kind, headers)
-            return self._stream(self._cut(model, answer))
-        if isinstance(answer, _Stall):
-            return self._stream(self._stalled(model, answer))
-        if body.get("stream"):
-            return self._stream(self._events(model, answer))
-        return httpx.Response(200, json=self._message(model, answer))
+            answer = error_answer(400, "invalid_request_error", str(self.exhausted))
+        if isinstance(answer, JsonAnswer):
+            return httpx.Response(answer.status, json=answer.body, headers=dict(answer.headers))
+        return httpx.Response(200, headers=dict(STREAM_HEADERS), content=self._stream(answer))
 
-    def _error(
-        self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        payload = {"type": "error", "error": {"type": kind, "message": message}}
-        return httpx.Response(
-            status, json=payload, headers={"request-id": "req_1", **(headers or {})}
-        )
-
-    def _stream(self, events: AsyncIterator[bytes]) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=events)
-
-    def _start(self, model: str, usage: dict[str, int]) -> bytes:
-        self._ids += 1
-        message: dict[str, Any] = {
-            "id": f"msg_{self._ids}",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {
-                "input_tokens": usage.get("input_tokens", 0),
-                "output_tokens": 1,
-                "cache_read_input_tokens": usage.get("cache_read_input_tokens", 0),
-                "cache_creation_input_tokens": usage.get("cache_creation_input_tokens", 0),
-            },
-        }
-        return _sse("message_start", {"type": "message_start", "message": message})
-
-    def _blocks(self, reply: _Reply) -> Iterator[bytes]:
-        index = 0
-        if reply.thinking is not None:
-            yield _sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-                },
-            )
-            for delta in (
-                {"type": "thinking_delta", "thinking": reply.thinking},
-                {"type": "signature_delta", "signature": f"sig-{index}"},
-            ):
-                yield _sse(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": index, "delta": delta},
-                )
-            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-            index += 1
-        if reply.text:
-            yield _sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            )
-            for chunk in reply.chunks if reply.chunks is not None else [reply.text]:
-                yield _sse(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "text_delta", "text": chunk},
-                    },
-                )
-            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-            index += 1
-        for name, arguments, call_id in reply.tool_calls:
-            yield _sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}},
-                },
-            )
-            raw = json.dumps(arguments)
-            middle = len(raw) // 2  # two partial deltas, as the API splits input JSON
-            for part in (raw[:middle], raw[middle:]):
-                yield _sse(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "input_json_delta", "partial_json": part},
-                    },
-                )
-            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-            index += 1
-
-    def _stop_reason(self, reply: _Reply) -> str:
-        return reply.stop_reason or ("tool_use" if reply.tool_calls else "end_turn")
-
-    async def _events(self, model: str, reply: _Reply) -> AsyncIterator[bytes]:
-        yield self._start(reply.model or model, reply.usage)
-        yield _sse("ping", {"type": "ping"})
-        for event in self._blocks(reply):
+    async def _stream(self, answer: StreamAnswer) -> AsyncIterator[bytes]:
+        for event in answer.events:
             yield event
-        yield _sse(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": self._stop_reason(reply), "stop_sequence": None},
-                "usage": {"output_tokens": reply.usage.get("output_tokens", 0)},
-            },
-        )
-        yield _sse("message_stop", {"type": "message_stop"})
+        if answer.stall is not None:
+            yield await self._stalled(answer.stall)
 
-    async def _cut(self, model: str, failure: _Failure) -> AsyncIterator[bytes]:
-        yield self._start(model, {"input_tokens": 10})
-        yield _sse(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        )
-        for number in range(1, failure.after_chunks + 1):
-            yield _sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": f"chunk{number} "},
-                },
-            )
-        yield _sse(
-            "error",
-            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-        )
-
-    async def _stalled(self, model: str, stall: _Stall) -> AsyncIterator[bytes]:
+    async def _stalled(self, stall: Stall) -> bytes:
         try:
-            yield self._start(model, {"input_tokens": 10})
             stall.started.set()
             await asyncio.Event().wait()  # until the client goes away
         finally:
             self.streams_closed += 1
-
-    def _message(self, model: str, reply: _Reply) -> dict[str, Any]:
-        content: list[dict[str, Any]] = []
-        if reply.thinking is not None:
-            content.append({"type": "thinking", "thinking": reply.thinking, "signature": "sig-0"})
-        if reply.text:
-            content.append({"type": "text", "text": reply.text})
-        for name, arguments, call_id in reply.tool_calls:
-            content.append({"type": "tool_use", "id": call_id, "name": name, "input": arguments})
-        self._ids += 1
-        return {
-            "id": f"msg_{self._ids}",
-            "type": "message",
-            "role": "assistant",
-            "model": reply.model or model,
-            "content": content,
-            "stop_reason": self._stop_reason(reply),
-            "stop_sequence": None,
-            "usage": {
-                "cache_read_input_tokens": 0,
-                "cache_creation_input_tokens": 0,
-                **reply.usage,
-            },
-        }
+        return b""
 
     # --- interception -------------------------------------------------------------------------
 

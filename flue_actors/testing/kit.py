@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import StepClock
 from ..definitions import WorkflowDefinition
@@ -21,6 +21,8 @@ from ..store import SqliteEventStore
 from .fake_model import FakeModel
 
 __all__ = ["FlueTestKit", "RunResult"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,12 @@ class FlueTestKit:
         self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, timeout: float = 30.0
     ) -> RunResult:
         """Invoke ``workflow`` with ``input``, wait for its end, and return what happened."""
-        return self._loop().run(self.run_async(workflow, input, timeout=timeout))
+        return self.drive(self.run_async(workflow, input, timeout=timeout))
+
+    def drive(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` to its end on the kit's event loop, the one its runtime lives on
+        (the pytest plugin runs an ``async def`` test that uses ``flue`` this way)."""
+        return self._loop().run(coroutine)
 
     def _loop(self) -> asyncio.Runner:
         if self._runner is None:
@@ -136,7 +143,7 @@ class FlueTestKit:
         await self.runtime.close()
 
     def close(self) -> None:
-        self._loop().run(self.aclose())
+        self.drive(self.aclose())
         if self._runner is not None:
             self._runner.close()
             self._runner = None

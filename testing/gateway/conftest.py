@@ -280,7 +280,8 @@ def asgi_client(app: FastAPI, *, raise_app_exceptions: bool = True) -> httpx.Asy
 
 @pytest_asyncio.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """In-process client: unexpected exceptions in the app fail the test loudly."""
+    """In-process client. An unexpected exception in the app answers 500 ``internal_error``
+    and is logged (pytest shows the log with the failure); transport errors still raise."""
     async with asgi_client(app) as opened:
         yield opened
 

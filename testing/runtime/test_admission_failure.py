@@ -32,7 +32,7 @@ class RefusingBackend:
     async def cancel(self, run_id: str, reason: str) -> bool:
         return False
 
-    async def close(self) -> None:
+    async def close(self, *, grace_seconds: float | None = None) -> None:
         return None
 
 

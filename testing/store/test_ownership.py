@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
-from flue_actors.clock import parse_timestamp
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flue_actors.clock import SystemClock, parse_timestamp
+from flue_actors.runtime.lease import OwnerLease
+from flue_actors.runtime.recovery import end_orphaned_runs
 from flue_actors.store import EventStore, run_stream
 
-from .conftest import admission, iso, make_run_id, run_end, run_start
+from .conftest import (
+    admission,
+    drop_scratch_schemas,
+    iso,
+    make_run_id,
+    open_backend,
+    run_end,
+    run_start,
+)
 
 T0 = parse_timestamp(iso(0))
 
@@ -85,6 +101,106 @@ async def test_an_owner_asks_for_the_runs_of_its_past_life(store: EventStore) ->
     # Born at +5 s: the run admitted before is its past life's, even though it heartbeats.
     assert await store.orphaned_runs(stale_before_ms=T0 + 5_000, owner="host-a") == [past]
     assert current not in await store.orphaned_runs(stale_before_ms=T0 + 5_000, owner="host-a")
+
+
+async def test_silent_owners_without_active_runs_are_pruned(store: EventStore) -> None:
+    finished = await _admit(store, 1, owner="host-done", at_ms=0)
+    await store.append(
+        run_stream(finished),
+        [run_start(finished, index=0), run_end(finished, index=1, duration_ms=1)],
+        expected_seq=0,
+        close=True,
+    )
+    await _admit(store, 2, owner="host-busy", at_ms=0)
+    await store.heartbeat("host-done", T0 + 1_000)
+    await store.heartbeat("host-busy", T0 + 1_000)
+    await store.heartbeat("host-idle", T0 + 1_000)
+    await store.heartbeat("host-alive", T0 + 9_000)
+
+    pruned = await store.prune_owners(stale_before_ms=T0 + 5_000)
+
+    # host-busy still has an active run: its silence is what makes that run an orphan.
+    assert pruned == ["host-done", "host-idle"]
+    assert await store.prune_owners(stale_before_ms=T0 + 5_000) == []  # they are gone
+    assert await store.orphaned_runs(stale_before_ms=T0 + 5_000) == [make_run_id(2)]
+    # A pruned owner that comes back is recorded anew.
+    await store.heartbeat("host-idle", T0 + 20_000)
+    assert await store.prune_owners(stale_before_ms=T0 + 30_000) == ["host-alive", "host-idle"]
+
+
+async def test_an_owner_leaving_prunes_only_itself(store: EventStore) -> None:
+    await store.heartbeat("host-a", T0 + 1_000)
+    await store.heartbeat("host-b", T0 + 1_000)
+    await _admit(store, 1, owner="host-c", at_ms=0)
+    await store.heartbeat("host-c", T0 + 1_000)
+
+    assert await store.prune_owners(stale_before_ms=T0 + 60_000, owner="host-a") == ["host-a"]
+    assert await store.prune_owners(stale_before_ms=T0 + 60_000, owner="host-c") == []
+    assert await store.prune_owners(stale_before_ms=T0 + 60_000) == ["host-b"]
+
+
+async def test_owners_leave_on_exit_and_the_sweep_forgets_the_crashed(store: EventStore) -> None:
+    lease = OwnerLease(store, "host-leaving")
+    await lease.beat()
+    lease.keep_alive()
+    await store.heartbeat("host-crashed", T0)
+    await store.heartbeat("host-crashed-busy", T0)
+    busy = await _admit(store, 1, owner="host-crashed-busy", at_ms=0)
+
+    await lease.stop()
+    ended = await end_orphaned_runs(store, SystemClock(), stale_before_ms=T0 + 1_000)
+
+    assert ended == [busy]  # its run ended first, then the owner could be forgotten
+    everyone = SystemClock().now_ms() + 60_000
+    assert await store.prune_owners(stale_before_ms=everyone) == []
+
+
+OWNERS = ["host-a", "host-b", "host-c", "host-d"]
+owner_beats = st.dictionaries(
+    st.sampled_from(OWNERS), st.integers(min_value=0, max_value=20_000), max_size=4
+)
+# Each run: its owner (or none), when it was admitted, and whether it has ended.
+runs = st.lists(
+    st.tuples(
+        st.sampled_from([None, *OWNERS]),
+        st.integers(min_value=0, max_value=20_000),
+        st.booleans(),
+    ),
+    max_size=8,
+)
+
+
+# SQLite's file and memory stores share their SQL: one of them, and PostgreSQL.
+@pytest.mark.parametrize("backend", ["sqlite-memory", "postgres"])
+@given(beats=owner_beats, admitted=runs, horizon=st.integers(min_value=0, max_value=21_000))
+@settings(max_examples=15, deadline=None)
+async def test_pruning_forgets_exactly_the_silent_idle_owners_and_no_orphan_changes(
+    backend: str, beats: dict[str, int], admitted: list[tuple[str | None, int, bool]], horizon: int
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="flue-owners-") as folder:
+        store = open_backend(backend, Path(folder))
+        try:
+            busy = set()
+            for n, (owner, at_ms, ended) in enumerate(admitted):
+                run_id = await _admit(store, n, owner=owner, at_ms=at_ms)
+                if ended:
+                    events = [run_start(run_id, index=0), run_end(run_id, index=1, duration_ms=1)]
+                    await store.append(run_stream(run_id), events, expected_seq=0, close=True)
+                elif owner is not None:
+                    busy.add(owner)
+            for owner, at_ms in beats.items():
+                await store.heartbeat(owner, T0 + at_ms)
+            orphans = sorted(await store.orphaned_runs(stale_before_ms=T0 + horizon))
+
+            pruned = await store.prune_owners(stale_before_ms=T0 + horizon)
+
+            silent = {owner for owner, at_ms in beats.items() if at_ms < horizon}
+            assert pruned == sorted(silent - busy)
+            assert sorted(await store.orphaned_runs(stale_before_ms=T0 + horizon)) == orphans
+            assert await store.prune_owners(stale_before_ms=T0 + horizon) == []
+        finally:
+            await store.close()
+            await drop_scratch_schemas()
 
 
 def test_the_epoch_used_here_is_utc() -> None:

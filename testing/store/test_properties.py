@@ -279,10 +279,24 @@ def test_offset_round_trips(seq: int) -> None:
     assert parse_offset(offset) == seq
 
 
-@given(first=st.integers(min_value=0, max_value=10**20), seq=st.integers(min_value=0))
+@given(
+    first=st.integers(min_value=0, max_value=10**20),
+    seq=st.integers(min_value=0, max_value=10**18 - 1),
+)
 @settings(max_examples=100, deadline=None)
 def test_parse_offset_reads_the_second_component(first: int, seq: int) -> None:
     assert parse_offset(f"{first}_{seq}") == seq
+
+
+@given(seq=st.integers(min_value=10**18), zeros=st.integers(min_value=0, max_value=30))
+@settings(max_examples=50, deadline=None)
+def test_a_sequence_past_18_digits_is_not_an_offset(seq: int, zeros: int) -> None:
+    """It and its successor must fit the stores' 64-bit integers; leading zeros do not count."""
+    offset = f"0_{'0' * zeros}{seq}"
+    assert not is_offset(offset)
+    with pytest.raises(ValueError, match="Invalid offset"):
+        parse_offset(offset)
+    assert parse_offset(f"0_{'0' * zeros}{seq % 10**18}") == seq % 10**18
 
 
 @given(seqs=st.lists(sequences, min_size=2, max_size=20, unique=True))

@@ -7,11 +7,14 @@ the real bash, for trusted use) or a factory returning any :class:`Sandbox`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ...lazy import lazy_exports
 from .base import Sandbox, SandboxContext, SandboxFactory, SandboxFs, ShellResult
 from .local import LocalFs, LocalSandbox
-from .virtual import VirtualSandbox
+
+if TYPE_CHECKING:
+    from .virtual import VirtualSandbox
 
 __all__ = [
     "LocalFs",
@@ -25,10 +28,15 @@ __all__ = [
     "create_sandbox",
 ]
 
+# The virtual sandbox is just-bash: loaded by the first run that uses it.
+__getattr__ = lazy_exports(__name__, {".virtual": ["VirtualSandbox"]})
+
 
 def create_sandbox(choice: Any, context: SandboxContext) -> Sandbox:
     """The sandbox ``AgentConfig.sandbox`` names, made for one run."""
     if choice == "virtual":
+        from .virtual import VirtualSandbox
+
         return VirtualSandbox(cwd=context.cwd)
     if choice == "local":
         return LocalSandbox(cwd=context.cwd)

@@ -4,30 +4,36 @@ One Ray call per run hands the admitted run to its host (placement hashes the ru
 hosts, so any driver places a run the same way); the host drives it to its end and writes to the
 store directly. Hosts are named, detached and restartable, so the process that admitted a run
 (a gateway) can die without stopping it. A run whose host dies is ended at once when the call
-fails with the actor's death, and in any case by the lease sweep or the host's restart.
+fails with the actor's death, and in any case by the Runtime's lease sweep or the host's restart.
+
+Hosts belong to a deployment (``deployment.py``): they are named after its id, so serves of the
+same code and configuration share them, and a serve of a new one starts hosts of its own, marks
+itself current and tells the previous deployment's hosts to drain.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 import zlib
 from typing import Any
 
 from ...events import RunAdmittedEvent
 from ...store import is_sqlite_url
-from ..lease import DEFAULT_LEASE_SECONDS, lease_deadline_ms
-from ..recovery import end_interrupted_run, end_orphaned_runs
+from ..recovery import end_interrupted_run
 from ..services import RunServices
+from .deployment import Deployment, HostDrainingError, current_deployment, mark_current
 from .environment import NAMESPACE, connect
 from .host import HostConfig, RunHost
 
-__all__ = ["RayBackend", "check_store_for_cluster"]
+__all__ = ["HOST_PREFIX", "RUN_PREFIX", "RayBackend", "check_store_for_cluster"]
 
 logger = logging.getLogger("flue_actors.ray")
-_HOST_PREFIX = "flue-host-"
-_RUN_PREFIX = "flue-run-"
+HOST_PREFIX = "flue-host-"
+RUN_PREFIX = "flue-run-"
+# How long a serve waits for a retiring host of its own deployment to give up its name.
+_PLACE_SECONDS = 30.0
 
 
 def check_store_for_cluster(database_url: str, nodes: list[dict[str, Any]]) -> None:
@@ -53,7 +59,6 @@ class RayBackend:
         address: str | None = None,
         model: str | None = None,
         hosts_per_node: int = 1,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         num_cpus: int | None = None,
     ) -> None:
         directory = services.workflows.directory
@@ -63,48 +68,92 @@ class RayBackend:
                 "them from it): pass the folder, not definitions."
             )
         self._services = services
-        self._lease_seconds = lease_seconds
         self._ray = ray = connect(address, num_cpus=num_cpus)
         nodes = [node for node in ray.nodes() if node["Alive"]]
         check_store_for_cluster(database_url, nodes)
-        self._config = HostConfig(
-            owner="",
-            database_url=database_url,
-            workflows_dir=str(directory),
-            model=model,
-            env=dict(services.env),
+        self._deployment = Deployment.of(
+            directory, database_url=database_url, model=model, environ=services.env
         )
         self._host_class: Any = ray.remote(RunHost)
-        self._hosts = self._start_hosts(nodes, hosts_per_node)
+        self._nodes = {node["NodeID"]: node for node in nodes}
+        current = current_deployment(self._deployment.lineage)
+        generation = 1 if current is None else current[0] + 1
+        self._hosts = self._start_hosts(hosts_per_node, generation)
         self._names = sorted(self._hosts)
+        mark_current(self._deployment, generation)
+        self._retire_superseded()
         self._pending: dict[str, asyncio.Task[None]] = {}
-        self._supervisor: asyncio.Task[None] | None = None
 
-    def _start_hosts(self, nodes: list[dict[str, Any]], per_node: int) -> dict[str, Any]:
+    @property
+    def deployment(self) -> Deployment:
+        return self._deployment
+
+    def _place(self, name: str, node_id: str) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # Deployments (a store and a workflow folder) sharing a cluster get hosts of their own.
-        identity = f"{self._config.database_url}|{self._config.workflows_dir}"
-        deployment = f"{zlib.crc32(identity.encode()):08x}"
-        hosts: dict[str, Any] = {}
-        for node in nodes:
-            for index in range(per_node):
-                name = f"{_HOST_PREFIX}{deployment}-{node['NodeID'][:12]}-{index}"
-                config = HostConfig(**{**self._config.__dict__, "owner": name})
-                hosts[name] = self._host_class.options(
-                    name=name,
-                    namespace=NAMESPACE,
-                    get_if_exists=True,
-                    lifetime="detached",
-                    max_restarts=-1,
-                    max_task_retries=0,
-                    max_concurrency=100_000,
-                    num_cpus=0,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                ).remote(config)
-        # Every host open (store, workflows, recovery of its past life) before runs arrive.
-        self._ray.get([host.ready.remote() for host in hosts.values()])
-        return hosts
+        return self._host_class.options(
+            name=name,
+            namespace=NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=0,
+            max_concurrency=100_000,
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        ).remote(HostConfig(owner=name, deployment=self._deployment))
+
+    def _start_hosts(self, per_node: int, generation: int) -> dict[str, Any]:
+        """This deployment's hosts, open (store, workflows, recovery of a past life) and
+        serving before runs arrive: existing ones are reused (and resume if they were
+        draining), a host that is exiting is replaced once its name is free."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        wanted = {
+            f"{HOST_PREFIX}{self._deployment.id}-{node_id[:12]}-{index}": node_id
+            for node_id in self._nodes
+            for index in range(per_node)
+        }
+        hosts = {name: self._place(name, node_id) for name, node_id in wanted.items()}
+        deadline = time.monotonic() + _PLACE_SECONDS
+        waiting = dict(hosts)
+        while True:
+            answers = {name: host.ready.remote(True, generation) for name, host in waiting.items()}
+            refused = []
+            for name, answer in answers.items():
+                try:
+                    self._ray.get(answer)
+                except (RayActorError, RayTaskError) as error:
+                    retiring = isinstance(error, HostDrainingError) or isinstance(
+                        getattr(error, "cause", None), HostDrainingError
+                    )
+                    if isinstance(error, RayTaskError) and not retiring:
+                        raise
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"host {name} could not be started: {error}") from None
+                    refused.append(name)
+            if not refused:
+                return hosts
+            time.sleep(0.2)
+            waiting = {name: self._place(name, wanted[name]) for name in refused}
+            hosts.update(waiting)
+
+    def _retire_superseded(self) -> None:
+        """Tell the hosts of this lineage's other deployments to drain now (they would also
+        notice on their own, within a second, that this deployment is current; so does one
+        that restarts later)."""
+        lineage = f"{HOST_PREFIX}{self._deployment.lineage}-"
+        for actor in self._ray.util.list_named_actors(all_namespaces=True):
+            name = actor["name"]
+            if actor["namespace"] != NAMESPACE or not name.startswith(lineage):
+                continue
+            if name in self._hosts:
+                continue
+            try:
+                self._ray.get_actor(name, namespace=NAMESPACE).drain.remote()
+            except ValueError:
+                continue  # gone meanwhile
+            logger.warning("host %s belongs to a superseded deployment: draining it", name)
 
     @property
     def host_names(self) -> list[str]:
@@ -115,16 +164,15 @@ class RayBackend:
 
     def owner_for(self, run_id: str, workflow: str) -> str:
         if self._placement(workflow).isolation == "process":
-            return _RUN_PREFIX + run_id
+            return RUN_PREFIX + run_id
         return self._names[zlib.crc32(run_id.encode("ascii")) % len(self._names)]
 
     async def start(self, header: RunAdmittedEvent) -> None:
-        self._supervise()
         run_id = header["runId"]
         owner = self.owner_for(run_id, header["workflowName"])
-        if owner.startswith(_RUN_PREFIX):
+        if owner.startswith(RUN_PREFIX):
             placement = self._placement(header["workflowName"])
-            config = HostConfig(**{**self._config.__dict__, "owner": owner, "dedicated": True})
+            config = HostConfig(owner=owner, deployment=self._deployment, dedicated=True)
             host = self._host_class.options(
                 name=owner,
                 namespace=NAMESPACE,
@@ -153,23 +201,6 @@ class RayBackend:
         finally:
             self._pending.pop(run_id, None)
 
-    def _supervise(self) -> None:
-        if self._supervisor is None or self._supervisor.done():
-            self._supervisor = asyncio.get_running_loop().create_task(self._sweep_forever())
-
-    async def _sweep_forever(self) -> None:
-        services = self._services
-        while True:
-            await asyncio.sleep(self._lease_seconds / 2)
-            try:
-                await end_orphaned_runs(
-                    services.store,
-                    services.clock,
-                    stale_before_ms=lease_deadline_ms(self._lease_seconds),
-                )
-            except Exception as error:
-                logger.warning("sweeping orphaned runs failed: %s", error)
-
     async def join(self, run_id: str) -> bool:
         pending = self._pending.get(run_id)
         if pending is None:
@@ -188,12 +219,9 @@ class RayBackend:
         cancelled: bool = await actor.cancel.remote(run_id, reason)
         return cancelled
 
-    async def close(self) -> None:
-        """Stop supervising. Hosts are left running: runs already admitted go on."""
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+    async def close(self, *, grace_seconds: float | None = None) -> None:
+        """Hosts are left running: runs already admitted go on (the lease sweep is the
+        Runtime's, see ``LeaseSupervisor``)."""
 
     def shutdown_hosts(self) -> None:
         """End this backend's host processes (their runs end with them)."""

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
+import threading
+from types import FrameType
 from typing import Any, Final
 
 from ...errors import FlueError
@@ -66,6 +70,19 @@ def _reachable(address: str) -> str | None:
         return str(error)
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # As Ray's own driver handler, an exit that runs atexit (ray.shutdown, which stops a
+    # private instance), but with the shell's code for a signal: 143, as the CLI documents.
+    sys.exit(128 + signum)
+
+
+def _init(ray: Any, **options: Any) -> None:
+    """``ray.init``, keeping a SIGTERM exit status of 128 + 15 (Ray's handler exits with 15)."""
+    ray.init(**options)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 def connect(address: str | None, *, num_cpus: int | None = None) -> Any:
     """Attach to the cluster at ``address`` (``"auto"``: the one ``ray start`` made here), or
     with ``None`` start a private instance bound to 127.0.0.1 that ends with this process.
@@ -82,7 +99,8 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Any:
     if ray.is_initialized():
         return ray
     if address is None:
-        ray.init(
+        _init(
+            ray,
             address="local",
             namespace=NAMESPACE,
             num_cpus=num_cpus,
@@ -93,8 +111,12 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Any:
         )
         return ray
     try:
-        ray.init(
-            address=address, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False
+        _init(
+            ray,
+            address=address,
+            namespace=NAMESPACE,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
         )
     except (ConnectionError, RuntimeError) as error:
         raise RayClusterUnavailableError(address=address, reason=str(error)) from None

@@ -110,6 +110,11 @@ SELECT count(*) FROM r""",
     "orphans": "SELECT r.run_id FROM {s}.runs r LEFT JOIN {s}.run_owners o ON o.run_id = r.run_id "
     "LEFT JOIN {s}.owners h ON h.owner = o.owner WHERE r.status = 'active' AND "
     "(h.heartbeat_ms < $1 OR (h.heartbeat_ms IS NULL AND r.started_at < $2))",
+    # $1 heartbeat before (ms), $2 owner (or null: every owner)
+    "prune_owners": "DELETE FROM {s}.owners h WHERE h.heartbeat_ms < $1 "
+    "AND ($2::text IS NULL OR h.owner = $2::text) AND NOT EXISTS (SELECT 1 FROM {s}.run_owners o "
+    "JOIN {s}.runs r ON r.run_id = o.run_id WHERE o.owner = h.owner AND r.status = 'active') "
+    "RETURNING h.owner",
     # $1 path, $2 notify payload
     "create": "INSERT INTO {s}.streams (path) VALUES ($1) ON CONFLICT (path) DO NOTHING "
     "RETURNING pg_notify({ch}, $2::text) AS notified",
@@ -159,6 +164,7 @@ class Statements:
     owner_of: str
     orphans_of_owner: str
     orphans: str
+    prune_owners: str
     create: str
     close: str
     watch: str

@@ -172,6 +172,12 @@ class PostgresEventStore:
                 rows = await conn.fetch(self._sql.orphans, stale_before_ms, stale_before)
         return [from_db(row[0]) for row in rows]
 
+    async def prune_owners(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
+        owner_db = None if owner is None else to_db(owner)
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql.prune_owners, stale_before_ms, owner_db)
+        return sorted(from_db(row[0]) for row in rows)
+
     async def create_stream(self, path: str) -> None:
         async with self._connection() as conn:
             db_path = to_db(path)

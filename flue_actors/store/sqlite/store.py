@@ -244,6 +244,18 @@ class SqliteEventStore:
 
         return await self._reader.submit(work)
 
+    async def prune_owners(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
+        def work(conn: sqlite3.Connection, changed: Changes) -> list[str]:
+            rows = conn.execute(
+                "DELETE FROM owners WHERE heartbeat_ms < ? AND (? IS NULL OR owner = ?) "
+                "AND NOT EXISTS (SELECT 1 FROM run_owners o JOIN runs r ON r.run_id = o.run_id "
+                "WHERE o.owner = owners.owner AND r.status = 'active') RETURNING owner",
+                (stale_before_ms, owner, owner),
+            ).fetchall()
+            return sorted(str(row[0]) for row in rows)
+
+        return await self._writer.submit(work)
+
     async def rebuild_records(self) -> int:
         def work(conn: sqlite3.Connection, changed: Changes) -> int:
             conn.execute("DELETE FROM runs")
