@@ -10,7 +10,7 @@ A ``flue-actors serve`` process (uvicorn, durable file SQLite, ``FLUE_MODEL=fake
   apart:
   delivery latency from emission to receipt (target: p99 under 50 ms).
 
-    python benchmarks/bench_gateway.py [--runs 500] [--meta 2000] [--readers 200]
+    python benchmarks/bench_gateway.py [--runs 500] [--meta 2000] [--readers 200] [--quick]
 """
 
 from __future__ import annotations
@@ -180,7 +180,10 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=30)
     parser.add_argument("--reader-processes", type=int, default=4)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between ticks")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the load (for CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.meta, args.readers, args.ticks, args.reader_processes = 100, 300, 40, 10, 2
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         workflows = Path(tmp) / "workflows"

@@ -5,14 +5,17 @@ with a canned ``text/event-stream`` response (message_start, one text block in `
 deltas, message_delta, message_stop). In this process, sequentially:
 
 * ``provider``: ``AnthropicProvider.complete`` (SDK async client, request mapping, stream
-  events mapped to our stream events and content, usage and cost);
+  events mapped to our stream events and content, usage and cost), on the SDK's default
+  transport (httpx2);
+* ``provider_aiohttp``: the same on the SDK's aiohttp transport (what ``flue-actors serve``
+  uses);
 * ``baseline``: the same streaming POST with plain ``httpx`` (no SDK, no mapping), reading
   the body line by line.
 
 Both are measured in the same run: calls/s (wall) and CPU ms per call of this process
 (``time.process_time``; the server's CPU is not counted). Prints one JSON object.
 
-    python benchmarks/bench_provider.py [--calls 500] [--deltas 20]
+    python benchmarks/bench_provider.py [--calls 500] [--deltas 20] [--quick]
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ async def _run(base_url: str, calls: int, deltas: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from flue_actors.models import AnthropicProvider, ModelRequest
 
-    provider = AnthropicProvider(api_key="bench", base_url=base_url)
+    provider = AnthropicProvider(api_key="bench", base_url=base_url, transport="httpx")
+    on_aiohttp = AnthropicProvider(api_key="bench", base_url=base_url, transport="aiohttp")
     request = ModelRequest(
         model="claude-haiku-4-5",
         messages=[{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}],
@@ -116,6 +120,12 @@ async def _run(base_url: str, calls: int, deltas: int) -> dict[str, Any]:
     async def provider_call() -> None:
         seen.clear()
         response = await provider.complete(request, seen.append)
+        assert len(seen) == deltas
+        assert response.stop_reason == "stop"
+
+    async def aiohttp_call() -> None:
+        seen.clear()
+        response = await on_aiohttp.complete(request, seen.append)
         assert len(seen) == deltas
         assert response.stop_reason == "stop"
 
@@ -138,7 +148,10 @@ async def _run(base_url: str, calls: int, deltas: int) -> dict[str, Any]:
 
         baseline = await _measure(calls, baseline_call)
         measured = await _measure(calls, provider_call)
+        measured_aiohttp = await _measure(calls, aiohttp_call)
         baseline_again = await _measure(calls, baseline_call)
+    await provider.aclose()
+    await on_aiohttp.aclose()
     # The baseline is measured before and after the provider; the better of the two is used,
     # so warm-up drift does not flatter the ratio.
     if baseline_again["cpu_ms_per_call"] < baseline["cpu_ms_per_call"]:
@@ -148,8 +161,12 @@ async def _run(base_url: str, calls: int, deltas: int) -> dict[str, Any]:
         "calls": calls,
         "deltas_per_call": deltas,
         "provider": measured,
+        "provider_aiohttp": measured_aiohttp,
         "baseline_httpx": baseline,
         "cpu_ratio": round(measured["cpu_ms_per_call"] / baseline["cpu_ms_per_call"], 2),
+        "cpu_ratio_aiohttp": round(
+            measured_aiohttp["cpu_ms_per_call"] / baseline["cpu_ms_per_call"], 2
+        ),
         "throughput_ratio": round(measured["calls_per_s"] / baseline["calls_per_s"], 2),
         "python": sys.version.split()[0],
     }
@@ -159,7 +176,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--deltas", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="100 calls (for CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.calls = 100
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(port), str(args.deltas)],

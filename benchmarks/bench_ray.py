@@ -6,7 +6,7 @@ file SQLite: ``--runs`` runs invoked concurrently through RunHosts; ``--dedicate
 the same ``--runs`` on the local backend, measured in the same process for the ratio. Prints one
 JSON object.
 
-    python benchmarks/bench_ray.py [--runs 2000] [--dedicated 20] [--rounds 3]
+    python benchmarks/bench_ray.py [--runs 2000] [--dedicated 20] [--rounds 3] [--quick]
 """
 
 from __future__ import annotations
@@ -100,7 +100,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--dedicated", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="500 runs, 1 round (for CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.dedicated, args.rounds = 500, 4, 1
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "workflows").mkdir()

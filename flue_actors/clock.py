@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 __all__ = ["Clock", "StepClock", "SystemClock", "format_timestamp", "parse_timestamp"]
@@ -11,8 +12,13 @@ __all__ = ["Clock", "StepClock", "SystemClock", "format_timestamp", "parse_times
 
 def format_timestamp(epoch_ms: int) -> str:
     """ISO-8601 with milliseconds and ``Z``, as Flue writes every timestamp."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    # Every event is stamped, and most stamps of a busy second share it: its text is cached.
+    return _second(epoch_ms // 1000) + f"{epoch_ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=8)
+def _second(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 class Clock(Protocol):

@@ -75,12 +75,15 @@ class Harness:
         self._run_id = run_id
         # A child scope (an action run as a tool) shares its parent's sandbox and leaves it open.
         self._owns_sandbox = sandbox is None
-        self.sandbox: Sandbox = sandbox or create_sandbox(
-            config.sandbox, SandboxContext(id=run_id, cwd=config.cwd or "/workspace")
-        )
+        self._sandbox = sandbox
+        # The built-in sandboxes are made on first use: most runs never touch a file, and an
+        # in-memory tree per run was a third of a fake-model run's cost. A user's factory is
+        # called now, so what it does (and any error it raises) happens at the run's start.
+        if sandbox is None and config.sandbox not in ("virtual", "local"):
+            self._sandbox = self._make_sandbox()
         # Built-ins first, then the agent's tools; a name used twice is refused here.
         # The sandbox's tools come with every session of the run, a task's child included.
-        self.workspace_tools = workspace_tools(self.sandbox)
+        self.workspace_tools = workspace_tools(lambda: self.sandbox)
         actions = [action_tool(self, action) for action in config.actions]
         self._tools = ToolBox(
             [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock
@@ -88,6 +91,17 @@ class Harness:
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
         self.sessions = Sessions(self)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The run's sandbox, made on first use."""
+        if self._sandbox is None:
+            self._sandbox = self._make_sandbox()
+        return self._sandbox
+
+    def _make_sandbox(self) -> Sandbox:
+        context = SandboxContext(id=self._run_id, cwd=self.config.cwd or "/workspace")
+        return create_sandbox(self.config.sandbox, context)
 
     @property
     def sink(self) -> EventSink:
@@ -181,8 +195,8 @@ class Harness:
             await asyncio.gather(*(handle.settle() for handle in pending))
         self._in_flight.clear()
         # Only now, with nothing left running in it, is the sandbox released.
-        if self._owns_sandbox:
-            await self.sandbox.close()
+        if self._owns_sandbox and self._sandbox is not None:
+            await self._sandbox.close()
 
     def child(self, name: str) -> Harness:
         """An isolated scope of this run (its own sessions) on the same sandbox and agent."""

@@ -9,6 +9,7 @@ ends without either tool gets a reminder, up to a ceiling of attempts.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import pydantic
@@ -56,6 +57,16 @@ class ResultSpec:
             }
         self.parameters = schema
 
+    @staticmethod
+    def of(result: Any) -> ResultSpec:
+        """The spec of ``result``, built once per result type: a TypeAdapter and its JSON
+        schema are definition work, not per-prompt work. A type that cannot be a dict key
+        (rare: an unhashable annotation) gets a fresh spec each time."""
+        try:
+            return _spec_of(result)
+        except TypeError:
+            return ResultSpec(result)
+
     def validate(self, arguments: dict[str, Any]) -> Any:
         if self.wrapped:
             if "result" not in arguments:
@@ -70,6 +81,11 @@ class ResultSpec:
 
     def to_wire(self, data: Any) -> Any:
         return self.adapter.dump_python(data, mode="json")
+
+
+@lru_cache(maxsize=1024)
+def _spec_of(result: Any) -> ResultSpec:
+    return ResultSpec(result)
 
 
 class _Attempt:

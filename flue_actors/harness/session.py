@@ -202,7 +202,7 @@ class Session:
         if not isinstance(text, str):
             raise TypeError("task text must be a string")
         attached = check_images(images)
-        spec = ResultSpec(result) if result is not None else None
+        spec = ResultSpec.of(result) if result is not None else None
         plan = plan_task(self, agent, model=model, thinking_level=thinking_level)
 
         async def body(correlation: dict[str, Any]) -> Outcome:
@@ -230,7 +230,7 @@ class Session:
         images: Sequence[dict[str, Any]],
     ) -> CallHandle[Any]:
         attached = check_images(images)
-        spec = ResultSpec(result) if result is not None else None
+        spec = ResultSpec.of(result) if result is not None else None
         self._resolve(model)  # an unknown model fails the call, before any operation starts
 
         async def body(correlation: dict[str, Any]) -> Outcome:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import pydantic
@@ -16,7 +17,15 @@ from ..jsonvalue import NotJsonError, dumps, snapshot
 from ..models import ToolSpec
 from .sink import EventSink
 
-__all__ = ["ToolBox"]
+__all__ = ["ToolBox", "tool_spec"]
+
+
+@lru_cache(maxsize=4096)
+def tool_spec(name: str, description: str, input: type[pydantic.BaseModel]) -> ToolSpec:
+    """A tool as the model sees it. Its JSON schema depends only on the definition, yet
+    generating it costs more than the rest of a fake-model run, so it is built once per
+    (name, description, input class) and shared by every run; the spec is never mutated."""
+    return ToolSpec(name, description, input.model_json_schema())
 
 
 class ToolBox:
@@ -32,9 +41,7 @@ class ToolBox:
             self._tools[tool.name] = tool
         self._sink = sink
         self._clock = clock
-        self.specs = [
-            ToolSpec(tool.name, tool.description, tool.input.model_json_schema()) for tool in tools
-        ]
+        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in tools]
 
     async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""

@@ -8,6 +8,7 @@ error result the model can read and correct.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -62,10 +63,12 @@ class GlobInput(BaseModel):
     path: str = Field(".", description="Folder the pattern is relative to.")
 
 
-def workspace_tools(sandbox: Sandbox) -> list[ToolDefinition]:
-    fs = sandbox.fs
+def workspace_tools(sandbox: Callable[[], Sandbox]) -> list[ToolDefinition]:
+    """The six tools over the run's sandbox, which ``sandbox()`` returns: it is asked for on
+    each call, not here, so a run whose model never touches a file never builds one."""
 
     async def read(args: ReadInput) -> str:
+        fs = sandbox().fs
         try:
             text = await fs.read_file(args.path)
         except FileNotFoundError:
@@ -75,10 +78,12 @@ def workspace_tools(sandbox: Sandbox) -> list[ToolDefinition]:
         return "".join(lines[args.offset - 1 : end])
 
     async def write(args: WriteInput) -> str:
+        fs = sandbox().fs
         await fs.write_file(args.path, args.content)
         return f"Wrote {len(args.content.encode())} bytes to {args.path}."
 
     async def edit(args: EditInput) -> str:
+        fs = sandbox().fs
         try:
             text = await fs.read_file(args.path)
         except FileNotFoundError:
@@ -95,13 +100,14 @@ def workspace_tools(sandbox: Sandbox) -> list[ToolDefinition]:
         return f"Replaced {count if args.replace_all else 1} occurrence(s) in {args.path}."
 
     async def bash(args: BashInput) -> str:
-        result = await sandbox.run(args.command, timeout=args.timeout)
+        result = await sandbox().run(args.command, timeout=args.timeout)
         output = result.stdout + result.stderr
         if result.exit_code != 0:
             raise WorkspaceToolError(f"{output}\nCommand exited with code {result.exit_code}")
         return output
 
     async def grep(args: GrepInput) -> str:
+        fs = sandbox().fs
         try:
             regex = re.compile(args.pattern)
         except re.error as error:
@@ -123,6 +129,7 @@ def workspace_tools(sandbox: Sandbox) -> list[ToolDefinition]:
         return "\n".join(found) if found else "No matches."
 
     async def glob(args: GlobInput) -> str:
+        fs = sandbox().fs
         base = await _directory(fs, args.path)
         matcher = _glob_regex(args.pattern)
         prefix = base.rstrip("/") + "/"

@@ -2,8 +2,11 @@
 
 Readers register a waiter, then look at the stream; the writer thread, after each commit, updates
 the tails of watched streams and wakes their waiters (one hop per event loop). Commits by other
-processes are heard through inotify (``inotify.py``): the watched tails are then re-read a few
-times, since WAL frames are heard before the commit is visible.
+processes are heard through inotify (``inotify.py``), armed only while someone waits: then the
+writer's connection is asked a few times whether anyone else committed (``PRAGMA data_version``
+ignores a connection's own commits, so this process's commits, which inotify hears too, cost a
+pragma and no query), and the watched tails are re-read only when someone did. A few times,
+since WAL frames are heard before the commit is visible.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from .worker import Changes
 
@@ -33,16 +36,39 @@ def _resolve(futures: list[asyncio.Future[bool]]) -> None:
             fut.set_result(True)
 
 
+class Watcher(Protocol):
+    """What hears other processes' commits (``inotify.ForeignCommitWatcher``)."""
+
+    def arm(self) -> None: ...
+    def disarm(self) -> None: ...
+    def call_later(self, delay: float, function: Callable[[], None]) -> None: ...
+    def close(self) -> None: ...
+
+
 class LiveTails:
     def __init__(self, post: Callable[[Callable[[sqlite3.Connection], None]], None]) -> None:
-        """``post`` runs a function on the reader's connection, in the reader's thread."""
+        """``post`` runs a function on the writer's connection, in the writer's thread."""
         self._post = post
         self._lock = threading.Lock()
         self.waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._tails: OrderedDict[str, Tail] = OrderedDict()
         self._recheck_pending = False
         self._recheck_round = 0
+        self._watcher: Watcher | None = None
+        self._armed = False
+        self._data_version: int | None = None
         self.closed = False
+
+    def watch(self, watcher: Watcher) -> None:
+        """Hear other processes' commits through ``watcher`` (armed while someone waits)."""
+        self._watcher = watcher
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            if self._watcher is not None:
+                self._watcher.close()
+                self._armed = False
 
     # --- readers ------------------------------------------------------------------------------
 
@@ -51,6 +77,10 @@ class LiveTails:
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         with self._lock:
             self.waiters.setdefault(path, []).append(waiter)
+            if not self._armed and self._watcher is not None and not self.closed:
+                # Armed before the reader looks at the stream: a commit after that look wakes it.
+                self._watcher.arm()
+                self._armed = True
             # Tails are updated before waiters are woken, under this lock: a tail read here
             # reflects every commit that will not wake this waiter.
             return waiter, self._tails.get(path)
@@ -98,6 +128,11 @@ class LiveTails:
         """Another process wrote to the database (called from the inotify thread)."""
         with self._lock:
             if not self.waiters:
+                # Nobody waits: stop hearing commits (this process's own, mostly) until
+                # someone does.
+                if self._armed and self._watcher is not None:
+                    self._watcher.disarm()
+                    self._armed = False
                 return
             self._recheck_round = 0  # a new burst: the schedule starts again
             if self._recheck_pending:
@@ -107,7 +142,10 @@ class LiveTails:
 
     def _recheck(self, conn: sqlite3.Connection) -> None:
         try:
-            self._wake_moved(conn)
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if version != self._data_version:  # another connection committed meanwhile
+                self._data_version = version
+                self._wake_moved(conn)
         finally:
             self._schedule_recheck()
 
@@ -116,14 +154,13 @@ class LiveTails:
         # -shm index, updated after the fsync, makes no inotify event): look again after a few
         # short, growing delays, then stop until the next commit is heard.
         with self._lock:
-            if self._recheck_round >= len(_RECHECK_DELAYS) or self.closed:
+            if self._recheck_round >= len(_RECHECK_DELAYS) or self.closed or not self._watcher:
                 self._recheck_pending = False
                 return
             delay = _RECHECK_DELAYS[self._recheck_round]
             self._recheck_round += 1
-        timer = threading.Timer(delay, self._post, args=(self._recheck,))
-        timer.daemon = True
-        timer.start()
+            watcher = self._watcher
+        watcher.call_later(delay, lambda: self._post(self._recheck))
 
     def _wake_moved(self, conn: sqlite3.Connection) -> None:
         with self._lock:

@@ -75,13 +75,12 @@ class SqliteEventStore:
                 name="flue-sqlite-reader",
             )
             self._reader.start()
-        self._live = LiveTails(self._reader.post)
-        # Other processes (Ray hosts) writing to the same file wake this process's readers.
-        self._watcher = (
-            None
-            if self.location == ":memory:"
-            else ForeignCommitWatcher(Path(self.location), self._live.foreign_commit)
-        )
+        # Re-checks after another process's commit run on the writer's connection, whose
+        # data_version tells this process's own commits from others'.
+        self._live = LiveTails(self._writer.post)
+        if self.location != ":memory:":
+            # Other processes (Ray hosts) writing to the same file wake this process's readers.
+            self._live.watch(ForeignCommitWatcher(Path(self.location), self._live.foreign_commit))
 
     def __repr__(self) -> str:
         return f"SqliteEventStore({self.location!r})"
@@ -382,9 +381,7 @@ class SqliteEventStore:
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
-        self._live.closed = True
-        if self._watcher is not None:
-            self._watcher.close()
+        self._live.close()
         self._writer.stop()
         if self._reader is not self._writer:
             self._reader.stop()

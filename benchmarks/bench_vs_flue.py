@@ -1,0 +1,329 @@
+"""flue_actors against Flue 1.0.0-beta.9, side by side, on one fake Anthropic Messages API.
+
+Three processes are started: the peer's fake Messages API (``fake-model/fake_anthropic.py``, the
+one model both servers call), Flue (the peer folder's ``serve.sh``, the real Flue serving the
+seed's ``summarize``) and ``flue-actors serve`` (durable SQLite, local backend, the real Anthropic
+provider: ``ANTHROPIC_API_KEY=sk-ant-fake ANTHROPIC_BASE_URL=<fake>``, ``FLUE_MODEL`` unset).
+This process is the load generator for both (httpx, ``--concurrency`` 16). Each round measures,
+for each server in turn (the order alternates), three workloads of ``--runs`` runs:
+
+* ``wait_result``: ``POST /workflows/summarize?wait=result``;
+* ``accept_then_read``: ``POST /workflows/summarize`` (202), then long-poll the run's events
+  (``GET /runs/<id>?live=long-poll``) until the stream is closed;
+* ``sse_tail``: ``POST`` (202), then a live SSE tail of the run (``?live=sse``) to its end.
+
+For each: runs/s, latency p50/p99, and the server's CPU per run (utime + stime from
+``/proc/<pid>/stat`` of the server and its children, across the load, divided by the runs; far
+steadier than runs/s on a shared machine). Medians over ``--rounds``; one JSON object printed.
+
+    python benchmarks/bench_vs_flue.py [--runs 300] [--rounds 3] [--peer PATH] [--quick]
+
+The peer folder is found at ``--peer``, ``$FLUE_PEER_DIR`` or ``shared/peers/flue`` beside the
+checkout. Flue's first start builds it (``npm ci``, needs the npm registry) into
+``$FLUE_PEER_CACHE`` (default ``$TMPDIR/flue-peer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ("wait_result", "accept_then_read", "sse_tail")
+TARGETS = {"cpu_per_run_ratio_max": 0.5, "runs_per_s_ratio_min": 2.0, "p99_ratio_max": 1.0}
+
+
+def _peer_folder(given: str | None) -> Path:
+    candidates = [given, os.environ.get("FLUE_PEER_DIR")]
+    candidates += [str(parent / "shared" / "peers" / "flue") for parent in ROOT.parents]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "serve.sh").is_file():
+            return Path(candidate)
+    raise SystemExit("Flue's peer folder (serve.sh) not found: pass --peer or set FLUE_PEER_DIR")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} was not healthy within {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def _process(
+    argv: list[str], env: dict[str, str], log: Path, health: str, wait: float
+) -> Iterator[int]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_healthy(health, process, wait, log)
+        yield process.pid
+    finally:
+        # Its own session: the whole group it started goes, and nothing else.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _cpu_seconds(root: int) -> float:
+    """utime + stime of ``root`` and every live descendant (plus children it has reaped)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, list[str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        stats[int(entry)] = (int(fields[1]), fields)  # fields[0] is the state; [1] the ppid
+    tree, total = {root}, 0
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    for pid in tree:
+        if pid in stats:
+            fields = stats[pid][1]
+            # utime, stime, cutime, cstime (fields 14-17 of stat; 11-14 after the state)
+            total += sum(int(value) for value in fields[11:15])
+    return total / ticks
+
+
+async def _concurrently(
+    n: int, concurrency: int, one: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < n:
+            index = next_index
+            next_index += 1
+            began = time.perf_counter()
+            await one(index)
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - began, latencies
+
+
+def _workload(client: httpx.AsyncClient, kind: str, tag: str) -> Callable[[int], Awaitable[None]]:
+    async def start(i: int) -> str:
+        response = await client.post("/workflows/summarize", json={"text": f"{tag} text {i}"})
+        assert response.status_code == 202, response.text
+        run_id: str = response.json()["runId"]
+        return run_id
+
+    async def wait_result(i: int) -> None:
+        response = await client.post(
+            "/workflows/summarize", params={"wait": "result"}, json={"text": f"{tag} text {i}"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["result"]["summary"].startswith("SUMMARY: "), response.text
+
+    async def accept_then_read(i: int) -> None:
+        run_id, offset = await start(i), "-1"
+        while True:
+            response = await client.get(
+                f"/runs/{run_id}", params={"offset": offset, "live": "long-poll"}
+            )
+            assert response.status_code in (200, 204), response.text
+            offset = response.headers["stream-next-offset"]
+            if response.status_code == 200 and any(
+                event["type"] == "run_end" for event in response.json()
+            ):
+                return
+            if response.headers.get("stream-closed") == "true":
+                return
+
+    async def sse_tail(i: int) -> None:
+        run_id = await start(i)
+        params = {"offset": "-1", "live": "sse"}
+        async with client.stream("GET", f"/runs/{run_id}", params=params) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and '"streamClosed":true' in line:
+                    return
+        raise AssertionError(f"the SSE tail of {run_id} ended before the stream closed")
+
+    workloads: dict[str, Callable[[int], Awaitable[None]]] = {
+        "wait_result": wait_result,
+        "accept_then_read": accept_then_read,
+        "sse_tail": sse_tail,
+    }
+    return workloads[kind]
+
+
+async def _measure(
+    base: str, pid: int, kind: str, runs: int, concurrency: int, tag: str
+) -> dict[str, float]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        one = _workload(client, kind, tag)
+        await _concurrently(concurrency * 2, concurrency, one)  # warm connections and caches
+        cpu_before = _cpu_seconds(pid)
+        elapsed, latencies = await _concurrently(runs, concurrency, one)
+        cpu = _cpu_seconds(pid) - cpu_before
+    latencies.sort()
+    return {
+        "runs_per_s": runs / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "cpu_ms_per_run": cpu * 1000 / runs,
+    }
+
+
+def _medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(r[key] for r in rounds), 2) for key in rounds[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--peer", help="Flue's peer folder (with serve.sh)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--quick", action="store_true", help="80 runs, 1 round (for CI)")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.rounds = 80, 1
+    workloads = [w for w in args.workloads.split(",") if w]
+    peer = _peer_folder(args.peer)
+    fake_port, flue_port, ours_port = _free_port(), _free_port(), _free_port()
+    fake_url = f"http://127.0.0.1:{fake_port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        workflows = logs / "workflows"
+        workflows.mkdir()
+        (workflows / "summarize.py").write_text((ROOT / "workflows" / "summarize.py").read_text())
+        env = {k: v for k, v in os.environ.items() if k != "FLUE_MODEL"}
+        ours_env = {
+            **env,
+            "ANTHROPIC_API_KEY": "sk-ant-fake",
+            "ANTHROPIC_BASE_URL": fake_url,
+            "FLUE_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+        }
+        fake_argv = [
+            sys.executable,
+            str(peer / "fake-model" / "fake_anthropic.py"),
+            "--port",
+            str(fake_port),
+        ]
+        ours_argv = [sys.executable, "-m", "flue_actors.cli", "serve", "--port", str(ours_port)]
+        ours_argv += ["--workflows", str(workflows)]
+        with (
+            _process(fake_argv, env, logs / "fake.log", f"{fake_url}/healthz", 30),
+            _process(
+                [str(peer / "serve.sh"), str(flue_port), fake_url],
+                env,
+                logs / "flue.log",
+                f"http://127.0.0.1:{flue_port}/healthz",
+                600,  # the first start builds Flue
+            ) as flue_pid,
+            _process(
+                ours_argv,
+                ours_env,
+                logs / "ours.log",
+                f"http://127.0.0.1:{ours_port}/healthz",
+                60,
+            ) as ours_pid,
+        ):
+            servers = {
+                "flue": (f"http://127.0.0.1:{flue_port}", flue_pid),
+                "flue_actors": (f"http://127.0.0.1:{ours_port}", ours_pid),
+            }
+            results: dict[str, dict[str, list[dict[str, float]]]] = {
+                name: {kind: [] for kind in workloads} for name in servers
+            }
+            for round_index in range(args.rounds):
+                order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+                for kind in workloads:
+                    for name in order:
+                        base, pid = servers[name]
+                        results[name][kind].append(
+                            asyncio.run(
+                                _measure(
+                                    base,
+                                    pid,
+                                    kind,
+                                    args.runs,
+                                    args.concurrency,
+                                    f"r{round_index}",
+                                )
+                            )
+                        )
+    report: dict[str, Any] = {
+        "benchmark": "vs_flue",
+        "workflow": "summarize",
+        "runs": args.runs,
+        "rounds": args.rounds,
+        "concurrency": args.concurrency,
+        "model": "peer fake Anthropic Messages API (one server for both)",
+        "flue_actors": "flue-actors serve, sqlite file, local backend, anthropic provider",
+        "flue": "Flue 1.0.0-beta.9 (peer serve.sh, node 22)",
+    }
+    verdicts: list[bool] = []
+    for kind in workloads:
+        ours, theirs = _medians(results["flue_actors"][kind]), _medians(results["flue"][kind])
+        ratios = {
+            "cpu_per_run": round(ours["cpu_ms_per_run"] / theirs["cpu_ms_per_run"], 3),
+            "runs_per_s": round(ours["runs_per_s"] / theirs["runs_per_s"], 3),
+            "p99": round(ours["p99_ms"] / theirs["p99_ms"], 3),
+        }
+        meets = (
+            ratios["cpu_per_run"] <= TARGETS["cpu_per_run_ratio_max"]
+            and ratios["runs_per_s"] >= TARGETS["runs_per_s_ratio_min"]
+            and ratios["p99"] <= TARGETS["p99_ratio_max"]
+        )
+        verdicts.append(meets)
+        report[kind] = {"flue_actors": ours, "flue": theirs, "ratio": ratios, "meets": meets}
+    report["targets"] = TARGETS
+    report["meets_targets"] = all(verdicts)
+    json.dump(report, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
