@@ -156,9 +156,9 @@ class ServeScenarios:
             in_flight_record = record(http, in_flight)
             fresh = invoke(http, "after the restart", wait=True)
         assert ended(events)["type"] == "run_end"
-        assert in_flight_record["status"] in ("completed", "errored"), in_flight_record
-        if in_flight_record["status"] == "errored":  # left to recovery, never lost
-            assert in_flight_record["error"]["type"] == "run_interrupted", in_flight_record
+        # It needed 1.5 s of the drain's 10 s grace: on every backend it finished, on a private
+        # Ray instance too (whose hosts end with the server, after the grace).
+        assert in_flight_record["status"] == "completed", in_flight_record
         assert after == deployment.records
         assert fresh.status_code == 200, fresh.text
         assert fresh.json()["result"] == {"summary": _summary("after the restart")}

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from flue_actors import Runtime
+from flue_actors.clock import SystemClock
+from flue_actors.runtime.lease import lease_deadline_ms
 from flue_actors.runtime.ray import RayBackend, RayClusterUnavailableError, connect
 from flue_actors.runtime.ray.backend import check_store_for_cluster
 from flue_actors.store import run_stream
@@ -69,6 +71,25 @@ async def test_summarize_through_ray(ray_runtime: Runtime) -> None:
     types = [event["type"] for event in await ray_runtime.events(record.run_id)]
     assert types[0] == "run_start"
     assert types[-1] == "run_end"
+
+
+class _PastClock:
+    """Admission a minute ago: older than any lease, so only a heartbeat keeps the run."""
+
+    def now_ms(self) -> int:
+        return SystemClock().now_ms() - 60_000
+
+
+async def test_a_dedicated_actor_still_starting_keeps_its_run(ray_runtime: Runtime) -> None:
+    """Until its process is up, a dedicated actor cannot heartbeat; the admitting process holds
+    the lease for it, so a sweep never ends a run whose actor is merely slow to start."""
+    ray_runtime.clock = _PastClock()
+    receipt = await ray_runtime.invoke("isolated")
+    # At once, before any actor process could have started:
+    stale = await ray_runtime.store.orphaned_runs(stale_before_ms=lease_deadline_ms(3.0))
+    assert receipt.run_id not in stale
+    record = await ray_runtime.wait(receipt.run_id, timeout=60)
+    assert record.status == "completed", record.error
 
 
 async def test_process_isolation_gets_an_actor_of_its_own(ray_runtime: Runtime) -> None:

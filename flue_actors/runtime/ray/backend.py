@@ -21,6 +21,7 @@ from typing import Any
 
 from ...events import RunAdmittedEvent
 from ...store import is_sqlite_url
+from ..lease import OwnerLease
 from ..recovery import end_interrupted_run
 from ..services import RunServices
 from .deployment import Deployment, HostDrainingError, current_deployment, mark_current
@@ -71,6 +72,8 @@ class RayBackend:
             )
         self._services = services
         self._ray = ray = connect(address, num_cpus=num_cpus)
+        # A private instance ends with this process, and its hosts with it.
+        self._private = address is None
         nodes = [node for node in ray.nodes() if node["Alive"]]
         check_store_for_cluster(database_url, nodes)
         self._deployment = Deployment.of(
@@ -87,6 +90,8 @@ class RayBackend:
         mark_current(self._deployment, self._generation)
         self._retire_superseded()
         self._pending: dict[str, asyncio.Task[None]] = {}
+        # Leases this process keeps for dedicated actors until their run settles (see start).
+        self._starting: dict[str, OwnerLease] = {}
         self._nodes_checked = time.monotonic()
         self._joining: asyncio.Task[None] | None = None
 
@@ -225,6 +230,14 @@ class RayBackend:
         run_id = header["runId"]
         owner = owner or self.owner_for(run_id, header["workflowName"])
         if owner.startswith(RUN_PREFIX):
+            # A dedicated actor heartbeats only once its process is up, which can take longer
+            # than the lease on a busy node: until its run settles, this process holds the
+            # lease for it, so the sweep never ends a run whose actor is merely starting (and
+            # still does if this process dies before the actor is up).
+            lease = OwnerLease(self._services.store, owner)
+            await lease.beat()
+            lease.keep_alive()
+            self._starting[run_id] = lease
             placement = self._placement(header["workflowName"])
             config = HostConfig(owner=owner, deployment=self._deployment, dedicated=True)
             host = self._host_class.options(
@@ -254,6 +267,9 @@ class RayBackend:
             logger.warning("run %s: its host did not answer: %s", run_id, error)
         finally:
             self._pending.pop(run_id, None)
+            lease = self._starting.pop(run_id, None)
+            if lease is not None:
+                await lease.stop()
 
     async def join(self, run_id: str) -> bool:
         pending = self._pending.get(run_id)
@@ -274,8 +290,26 @@ class RayBackend:
         return cancelled
 
     async def close(self, *, grace_seconds: float | None = None) -> None:
-        """Hosts are left running: runs already admitted go on (the lease sweep is the
-        Runtime's, see ``LeaseSupervisor``)."""
+        """On a cluster, hosts are left running: runs already admitted go on (the lease sweep
+        is the Runtime's, see ``LeaseSupervisor``). A private instance ends with this process
+        and takes its hosts along, so its runs get the grace to finish, as the local backend's
+        do, and those still going are then ended ``run_interrupted`` here rather than left to
+        the next process's sweep."""
+        pending = dict(self._pending)
+        if not self._private or not pending:
+            return
+        if grace_seconds is None or grace_seconds > 0:
+            await asyncio.wait(set(pending.values()), timeout=grace_seconds)
+        services = self._services
+        for run_id, settling in pending.items():
+            if settling.done():
+                continue
+            settling.cancel()
+            try:
+                if await end_interrupted_run(services.store, run_id, services.clock):
+                    logger.warning("run %s was interrupted by the shutdown of Ray", run_id)
+            except Exception as error:  # the next process's sweep remains
+                logger.error("run %s could not be ended at shutdown: %s", run_id, error)
 
     def shutdown_hosts(self) -> None:
         """End this backend's host processes (their runs end with them)."""
