@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import httpx
+from cli.conftest import CLI
 
 from flue_actors.client.protocol import SseParser
 from flue_actors.runtime.ray.environment import loopback_environment
@@ -36,19 +36,6 @@ POSTGRES_URL: Final = os.environ.get(
 FAKE_API_KEY: Final = "sk-ant-fake"
 MODEL: Final = "claude-haiku-4-5"  # what workflows/summarize.py asks for, without FLUE_MODEL
 
-
-def _find_cli() -> list[str]:
-    """The ``flue-actors`` console script of the interpreter running the tests."""
-    beside = Path(sys.executable).parent / "flue-actors"
-    if beside.is_file():
-        return [str(beside)]
-    found = shutil.which("flue-actors")
-    if found is not None:
-        return [found]
-    return [sys.executable, "-c", "import sys; from flue_actors.cli import main; sys.exit(main())"]
-
-
-CLI: Final = _find_cli()
 
 T = TypeVar("T")
 
