@@ -88,7 +88,12 @@ class RunActor:
             end["error"] = error_payload(error)
         ended_ms = self._services.clock.now_ms()
         end["durationMs"] = ended_ms - self._started_ms
-        return await self._stream.end("run_end", end, at_ms=ended_ms)
+        try:
+            return await self._stream.end("run_end", end, at_ms=ended_ms)
+        finally:
+            # The stream's callback refers back to this actor: with the stream ended it can no
+            # longer be fenced, and without the cycle the run is freed as soon as it ends.
+            self._stream.on_fenced = None
 
     async def _execute(self) -> JsonValue:
         services = self._services
