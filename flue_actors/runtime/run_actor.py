@@ -59,8 +59,12 @@ class RunActor:
         }
         if "input" in header:
             start["input"] = header["input"]
-        self._stream.emit("run_start", start)
+        # The body is scheduled before run_start is emitted (it cannot run before this method
+        # next awaits, so run_start still comes first): the stream's flusher, started by that
+        # emit, then runs after the body's first step and writes run_start together with what
+        # the run does next, in one append rather than one of its own.
         self._body = asyncio.get_running_loop().create_task(self._execute())
+        self._stream.emit("run_start", start)
         if self._cancel_reason is not None:
             self._body.cancel(self._cancel_reason)
         error: BaseException | None = None
