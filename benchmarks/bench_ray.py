@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from flue_actors.runtime.ray import loopback_environment
@@ -37,7 +38,22 @@ ISOLATED = (
 )
 
 
-async def _measure(runtime: Runtime, workflow: str, runs: int) -> dict[str, float]:
+def _process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process on this machine (a host's, read from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _host_pids(runtime: Runtime) -> list[int]:
+    hosts = runtime.backend._hosts.values()  # type: ignore[attr-defined]
+    return [int((await host.describe.remote())["pid"]) for host in hosts]
+
+
+async def _measure(
+    runtime: Runtime, workflow: str, runs: int, hosts: Sequence[int] = ()
+) -> dict[str, float]:
+    """Runs/s and latencies; CPU per run of this process (which admits and waits) and, for
+    the Ray backend, of its host processes (which execute the runs and append their events)."""
     latencies: list[float] = []
 
     async def one(i: int) -> None:
@@ -46,20 +62,26 @@ async def _measure(runtime: Runtime, workflow: str, runs: int) -> dict[str, floa
         assert record.status == "completed", record.error
         latencies.append(time.perf_counter() - began)
 
-    began = time.perf_counter()
+    host_cpu = sum(_process_cpu_seconds(pid) for pid in hosts)
+    began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(i) for i in range(runs)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+    host_cpu = sum(_process_cpu_seconds(pid) for pid in hosts) - host_cpu
     latencies.sort()
-    return {
+    measured = {
         "runs": runs,
         "runs_per_s": round(runs / elapsed, 1),
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
+        "cpu_ms_per_run": round(cpu * 1000 / runs, 3),
     }
+    if hosts:
+        measured["host_cpu_ms_per_run"] = round(host_cpu * 1000 / runs, 3)
+    return measured
 
 
 def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    return {key: round(statistics.median(r[key] for r in rounds), 3) for key in rounds[0]}
 
 
 async def _main(args: argparse.Namespace, folder: Path) -> dict[str, object]:
@@ -69,9 +91,10 @@ async def _main(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     try:
         await _measure(ray_runtime, "summarize", 200)  # warm-up: workers, imports
         await _measure(local_runtime, "summarize", 200)
+        hosts = await _host_pids(ray_runtime)
         hosted, local = [], []
         for _ in range(args.rounds):  # interleaved, so both see the same machine
-            hosted.append(await _measure(ray_runtime, "summarize", args.runs))
+            hosted.append(await _measure(ray_runtime, "summarize", args.runs, hosts))
             local.append(await _measure(local_runtime, "summarize", args.runs))
         dedicated = await _measure(ray_runtime, "isolated", args.dedicated)
     finally:
@@ -89,9 +112,8 @@ async def _main(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         "local_backend": local_backend,
         "ratio_ray_to_local": round(ray_hosts["runs_per_s"] / local_backend["runs_per_s"], 3),
         "ratio_hosts_to_actor_per_run": round(ray_hosts["runs_per_s"] / dedicated["runs_per_s"], 1),
-        "targets": {"ray_runs_per_s": 500, "ratio_ray_to_local": 0.5},
-        "meets_targets": ray_hosts["runs_per_s"] >= 500
-        and ray_hosts["runs_per_s"] >= 0.5 * local_backend["runs_per_s"],
+        "targets": {"ratio_ray_to_local": 0.8},
+        "meets_targets": ray_hosts["runs_per_s"] >= 0.8 * local_backend["runs_per_s"],
     }
 
 

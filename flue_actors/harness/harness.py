@@ -46,6 +46,31 @@ class Sessions:
         return self._harness._open(name)
 
 
+class _SandboxSlot:
+    """Where a run's sandbox is made and kept. The built-in sandboxes are made on first use:
+    most runs never touch a file, and an in-memory tree per run was a third of a fake-model
+    run's cost. A user's factory is called at once, so what it does (and any error it raises)
+    happens at the run's start."""
+
+    __slots__ = ("_config", "_run_id", "made")
+
+    def __init__(self, config: AgentConfig, run_id: str, sandbox: Sandbox | None) -> None:
+        self._config = config
+        self._run_id = run_id
+        self.made = sandbox
+        if sandbox is None and config.sandbox not in ("virtual", "local"):
+            self.made = self._make()
+
+    def get(self) -> Sandbox:
+        if self.made is None:
+            self.made = self._make()
+        return self.made
+
+    def _make(self) -> Sandbox:
+        context = SandboxContext(id=self._run_id, cwd=self._config.cwd or "/workspace")
+        return create_sandbox(self._config.sandbox, context)
+
+
 class Harness:
     """One run's agent harness. Its conversations are private to the run."""
 
@@ -75,33 +100,28 @@ class Harness:
         self._run_id = run_id
         # A child scope (an action run as a tool) shares its parent's sandbox and leaves it open.
         self._owns_sandbox = sandbox is None
-        self._sandbox = sandbox
-        # The built-in sandboxes are made on first use: most runs never touch a file, and an
-        # in-memory tree per run was a third of a fake-model run's cost. A user's factory is
-        # called now, so what it does (and any error it raises) happens at the run's start.
-        if sandbox is None and config.sandbox not in ("virtual", "local"):
-            self._sandbox = self._make_sandbox()
+        self._sandbox_slot = _SandboxSlot(config, run_id, sandbox)
         # Built-ins first, then the agent's tools; a name used twice is refused here.
         # The sandbox's tools come with every session of the run, a task's child included.
-        self.workspace_tools = workspace_tools(lambda: self.sandbox)
+        # They ask the slot, not this harness, for the sandbox: no reference cycle through
+        # them, so a finished run is freed at once rather than by the cycle collector.
+        self.workspace_tools = workspace_tools(self._sandbox_slot.get)
         actions = [action_tool(self, action) for action in config.actions]
         self._tools = ToolBox(
             [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock
         )
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
-        self.sessions = Sessions(self)
+
+    @property
+    def sessions(self) -> Sessions:
+        """Strict lookups of this harness's sessions."""
+        return Sessions(self)
 
     @property
     def sandbox(self) -> Sandbox:
         """The run's sandbox, made on first use."""
-        if self._sandbox is None:
-            self._sandbox = self._make_sandbox()
-        return self._sandbox
-
-    def _make_sandbox(self) -> Sandbox:
-        context = SandboxContext(id=self._run_id, cwd=self.config.cwd or "/workspace")
-        return create_sandbox(self.config.sandbox, context)
+        return self._sandbox_slot.get()
 
     @property
     def sink(self) -> EventSink:
@@ -194,9 +214,14 @@ class Harness:
         if pending:
             await asyncio.gather(*(handle.settle() for handle in pending))
         self._in_flight.clear()
+        # Each session refers back to this harness; with the run over, nothing may use them
+        # (the run's stream is ended), and dropping them frees the run's objects now instead
+        # of in the cycle collector, which had become a large share of a run's CPU.
+        self._sessions.clear()
         # Only now, with nothing left running in it, is the sandbox released.
-        if self._owns_sandbox and self._sandbox is not None:
-            await self._sandbox.close()
+        made = self._sandbox_slot.made
+        if self._owns_sandbox and made is not None:
+            await made.close()
 
     def child(self, name: str) -> Harness:
         """An isolated scope of this run (its own sessions) on the same sandbox and agent."""

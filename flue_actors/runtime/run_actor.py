@@ -59,8 +59,12 @@ class RunActor:
         }
         if "input" in header:
             start["input"] = header["input"]
-        self._stream.emit("run_start", start)
+        # The body is scheduled before run_start is emitted (it cannot run before this method
+        # next awaits, so run_start still comes first): the stream's flusher, started by that
+        # emit, then runs after the body's first step and writes run_start together with what
+        # the run does next, in one append rather than one of its own.
         self._body = asyncio.get_running_loop().create_task(self._execute())
+        self._stream.emit("run_start", start)
         if self._cancel_reason is not None:
             self._body.cancel(self._cancel_reason)
         error: BaseException | None = None
@@ -88,7 +92,12 @@ class RunActor:
             end["error"] = error_payload(error)
         ended_ms = self._services.clock.now_ms()
         end["durationMs"] = ended_ms - self._started_ms
-        return await self._stream.end("run_end", end, at_ms=ended_ms)
+        try:
+            return await self._stream.end("run_end", end, at_ms=ended_ms)
+        finally:
+            # The stream's callback refers back to this actor: with the stream ended it can no
+            # longer be fenced, and without the cycle the run is freed as soon as it ends.
+            self._stream.on_fenced = None
 
     async def _execute(self) -> JsonValue:
         services = self._services

@@ -126,6 +126,10 @@ class RunStream:
             self._durable_index = int(batch[-1]["eventIndex"]) + 1
 
     async def _drain(self) -> None:
+        # One turn of the event loop first: whatever the run's other tasks emit in the same
+        # turn (an operation's task runs right after the step that started it) joins this
+        # batch, so a run makes fewer, larger appends, each its own store transaction.
+        await asyncio.sleep(0)
         while self._pending and self.failure is None:
             batch, self._pending = self._pending, []
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ...errors import StreamClosedError, StreamConflictError, StreamMissingError
 from ...jsonvalue import UNSET, dumps, loads
@@ -38,10 +38,29 @@ def project(conn: sqlite3.Connection, run_id: str, events: Iterable[dict[str, An
     after = before
     for event in events:
         after = apply_event(after, event)
-    if after is not None and after != before:
+    if after is None or after == before:
+        return
+    row = record_row(after)
+    if before is None:
+        conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+        return
+    # Only the columns that changed (at run_end: status and the outcome): a replaced row would
+    # rewrite every index of the table, an update only those over the columns it sets.
+    old = record_row(before)
+    changed = [i for i in range(1, len(_RUN_COLUMNS)) if row[i] != old[i]]
+    if changed:
+        assignments = ", ".join(f"{_RUN_COLUMNS[i]} = ?" for i in changed)
         conn.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", record_row(after)
+            f"UPDATE runs SET {assignments} WHERE run_id = ?",
+            (*(row[i] for i in changed), row[0]),
         )
+
+
+# The columns of ``runs``, in the order of ``record_row``.
+_RUN_COLUMNS: Final = (
+    "run_id", "workflow_name", "status", "started_at", "input", "trace_carrier", "ended_at",
+    "is_error", "duration_ms", "result", "error",
+)  # fmt: skip
 
 
 def _optional_json(value: Any) -> str | None:
