@@ -156,16 +156,15 @@ class PostgresEventStore:
             row = record_row(record_from_admission(header))
             prepared.append((row, path, dumps(header)))
         admitted = []
-        async with self._connection() as conn:
-            # One transaction for the batch (one commit), and no transaction of its own for one.
-            async with contextlib.AsyncExitStack() as stack:
-                if len(prepared) > 1:
-                    await stack.enter_async_context(conn.transaction())
-                for row, path, header_json in prepared:
-                    count = await conn.fetchval(
-                        self._sql.admit, *row, path, header_json, notify_key(path), owner_db
-                    )
-                    admitted.append(bool(count))
+        # One transaction for the batch (one commit), and no transaction of its own for one.
+        async with self._connection() as conn, contextlib.AsyncExitStack() as stack:
+            if len(prepared) > 1:
+                await stack.enter_async_context(conn.transaction())
+            for row, path, header_json in prepared:
+                count = await conn.fetchval(
+                    self._sql.admit, *row, path, header_json, notify_key(path), owner_db
+                )
+                admitted.append(bool(count))
         for (_, path, _), was_admitted in zip(prepared, admitted, strict=True):
             if was_admitted:
                 self._notifier.wake(notify_key(path))
