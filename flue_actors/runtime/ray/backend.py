@@ -282,10 +282,24 @@ class RayBackend:
         its runs and answers once the admission is durable: ``None`` per run it took, else why
         not. If the call fails, every run of the batch fails to be admitted (the Runtime then
         ends any that the host did admit)."""
+        from ray.exceptions import RayActorError
+
+        headers = [header for header, _ in batch]
         try:
-            answers: list[str | None] = await self._hosts[owner].admit.remote(
-                [header for header, _ in batch]
-            )
+            try:
+                answers: list[str | None] = await self._hosts[owner].admit.remote(headers)
+            except RayActorError as error:
+                # The host is dead or unreachable (its node lost, say, before placement has
+                # noticed): the batch goes to another host once. Had the lost host admitted it
+                # after all, the other finds the runs admitted and leaves them to their owner's
+                # lease.
+                other = self._other_host(owner, headers[0]["runId"])
+                if other is None:
+                    raise
+                logger.warning(
+                    "host %s did not take a batch (%s): handing it to %s", owner, error, other
+                )
+                answers = await self._hosts[other].admit.remote(headers)
         except Exception as error:
             for _, answer in batch:
                 if not answer.done():
@@ -298,6 +312,12 @@ class RayBackend:
                 answer.set_result(None)
             else:
                 answer.set_exception(RuntimeError(refusal))
+
+    def _other_host(self, owner: str, run_id: str) -> str | None:
+        others = [name for name in self._names if name != owner]
+        if not others:
+            return None
+        return others[zlib.crc32(run_id.encode("ascii")) % len(others)]
 
     def _watch_hosts(self) -> None:
         """One long-lived call per host, so that a host's death is noticed without a call per
