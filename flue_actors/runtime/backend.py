@@ -25,9 +25,11 @@ class RunBackend(Protocol):
         """The owner that will execute this run, recorded at admission."""
         ...
 
-    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
-        """Hand an admitted run to its owner (``owner``: the one admission recorded, from
-        ``owner_for``; placement may have moved on since). Returns once it has accepted it."""
+    async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
+        """Make the run's admission durable, recorded with ``owner`` (from ``owner_for``), and
+        hand the run to that owner. Returns once both are done: the run then exists, and its
+        owner has it. Raises if either fails; the caller then ends the run if it was admitted
+        (with only an errored ``run_end``), so none is left half-written."""
         ...
 
     async def join(self, run_id: str) -> bool:
@@ -60,7 +62,14 @@ class LocalBackend:
     def store(self) -> EventStore:
         return self._services.store
 
-    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
+    async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
+        """Admission in this process's store, then the run starts here."""
+        await self._services.store.admit_run(header, owner=owner)
+        await self.start(header)
+
+    async def start(self, header: RunAdmittedEvent) -> None:
+        """Start an admitted run in this event loop (a Ray host admits a batch, then starts
+        each of its runs here)."""
         self.lease.keep_alive()
         actor = RunActor(header, self._services)
         run_id = actor.run_id

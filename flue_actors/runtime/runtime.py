@@ -15,6 +15,8 @@ from ..clock import Clock, SystemClock, format_timestamp
 from ..definitions import WorkflowDefinition
 from ..errors import (
     RunNotFoundError,
+    StreamClosedError,
+    StreamConflictError,
     WorkflowAdmissionFailedError,
     WorkflowInputSerializationError,
     WorkflowInputUnexpectedError,
@@ -246,16 +248,27 @@ class Runtime:
             header["traceCarrier"] = dict(trace_carrier)
         owner = self.backend.owner_for(run_id, entry.name)
         try:
-            await self.store.admit_run(header, owner=owner)
+            # The backend admits where the run's owner writes: in this process for the local
+            # backend, in its host for Ray (one writer per store file).
+            await self.backend.admit(header, owner=owner)
         except Exception as error:
-            raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
-        try:
-            await self.backend.start(header, owner=owner)
-        except Exception as error:
-            # Admitted but never started: end it, so no run is left half-written.
-            await end_unstarted_run(self.store, header, self.clock, error)
+            await self._end_unstarted(header, error)
             raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
         return RunReceipt(run_id, entry.name)
+
+    async def _end_unstarted(self, header: RunAdmittedEvent, error: BaseException) -> None:
+        """After a failed admission: a run that was admitted but never started (its hand-over
+        failed, or its owner died before answering) is ended with only an errored ``run_end``,
+        so no run is left half-written. Fenced: one its owner did start is left to its owner
+        (or, if that owner is gone, to the lease sweep)."""
+        try:
+            record = await self.store.get_run(header["runId"])
+            if record is not None and not record.is_terminal:
+                await end_unstarted_run(self.store, header, self.clock, error)
+        except (StreamConflictError, StreamClosedError):
+            logger.warning("run %s: started by its owner after all", header["runId"])
+        except Exception as cleanup:  # the store itself failing: nothing more to do here
+            logger.error("run %s: could not be ended: %s", header["runId"], cleanup)
 
     async def run(
         self,

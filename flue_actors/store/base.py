@@ -83,6 +83,14 @@ class EventStore(Protocol):
         will execute it (see :meth:`orphaned_runs`)."""
         ...
 
+    async def admit_runs(
+        self, headers: Sequence[RunAdmittedEvent], *, owner: str | None = None
+    ) -> list[bool]:
+        """Admit several runs for one ``owner`` in one transaction: all of them or, if it
+        fails, none. Each run is first writer wins, as in :meth:`admit_run`; returns, in order,
+        whether each was admitted now (``False``: it already existed and is unchanged)."""
+        ...
+
     async def heartbeat(self, owner: str, now_ms: int) -> None:
         """Record that ``owner`` is alive at ``now_ms``: its runs are not orphans."""
         ...

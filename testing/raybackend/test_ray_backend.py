@@ -183,29 +183,37 @@ async def test_killing_a_host_ends_every_one_of_its_runs(ray_runtime: Runtime) -
     assert set(backend.host_names) == set(hosts)
 
 
-async def test_a_run_whose_hand_over_was_lost_is_adopted_by_its_host(
-    ray_runtime: Runtime,
-) -> None:
-    """Admitted with an owner, but the Ray call never came (its sender died at once)."""
+async def test_a_host_admits_the_batch_it_is_handed_once(ray_runtime: Runtime) -> None:
+    """Admission and hand-over are one call to the host: it writes the batch's admission in its
+    own store and starts the runs; the same batch again admits and starts nothing more."""
+    import ray
+
     from flue_actors.clock import format_timestamp
+    from flue_actors.runtime.ray import NAMESPACE
 
     owner = _backend(ray_runtime).host_names[0]
-    run_id = "run_" + ray_runtime.ids.ulid()
-    header = {
-        "type": "run_admitted",
-        "runId": run_id,
-        "workflowName": "sleeper",
-        "startedAt": format_timestamp(ray_runtime.clock.now_ms()),
-        "input": {"seconds": 0.0},
-    }
-    assert await ray_runtime.store.admit_run(header, owner=owner)  # type: ignore[arg-type]
+    host = ray.get_actor(owner, namespace=NAMESPACE)
+    headers = [
+        {
+            "type": "run_admitted",
+            "runId": "run_" + ray_runtime.ids.ulid(),
+            "workflowName": "sleeper",
+            "startedAt": format_timestamp(ray_runtime.clock.now_ms()),
+            "input": {"seconds": 0.0},
+        }
+        for _ in range(3)
+    ]
 
-    record = await ray_runtime.wait(run_id, timeout=20)
+    assert await host.admit.remote(headers) == [None, None, None]
+    assert await host.admit.remote(headers) == [None, None, None]
 
-    assert record.status == "completed", record.error
-    types = [event["type"] for event in await ray_runtime.events(run_id)]
-    assert types[0] == "run_start"
-    assert types.count("run_start") == 1
+    for header in headers:
+        run_id = header["runId"]
+        assert await ray_runtime.store.owner_of(run_id) == owner
+        record = await ray_runtime.wait(run_id, timeout=20)
+        assert record.status == "completed", record.error
+        types = [event["type"] for event in await ray_runtime.events(run_id)]
+        assert types.count("run_start") == 1
 
 
 def test_runs_outlive_the_process_that_admitted_them(ray_cluster: Any, project: Path) -> None:

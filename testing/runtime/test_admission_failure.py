@@ -23,7 +23,12 @@ class RefusingBackend:
     def owner_for(self, run_id: str, workflow: str) -> str:
         return "nowhere"
 
-    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
+    def __init__(self, store: SqliteEventStore) -> None:
+        self.store = store
+
+    async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
+        # Admitted, then the hand-over fails.
+        assert await self.store.admit_run(header, owner=owner)
         raise RuntimeError("no host would take it")
 
     async def join(self, run_id: str) -> bool:
@@ -41,7 +46,7 @@ async def test_a_run_its_backend_refused_is_ended_with_only_run_end() -> None:
     runtime = Runtime(
         {"noop": noop},
         store=store,
-        backend=RefusingBackend(),
+        backend=RefusingBackend(store),
         models=ModelRegistry(),
         clock=StepClock(),
         ids=SequentialIds(),
@@ -70,3 +75,27 @@ async def test_a_run_its_backend_refused_is_ended_with_only_run_end() -> None:
     )
     assert meta is not None
     assert meta.closed
+
+
+class UnreachableBackend(RefusingBackend):
+    async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
+        # The owner could not be reached: nothing was admitted anywhere.
+        raise ConnectionError("host unreachable")
+
+
+async def test_an_admission_that_never_happened_leaves_no_run() -> None:
+    store = SqliteEventStore()
+    runtime = Runtime(
+        {"noop": noop},
+        store=store,
+        backend=UnreachableBackend(store),
+        models=ModelRegistry(),
+        clock=StepClock(),
+        ids=SequentialIds(),
+        env={},
+    )
+    async with runtime:
+        with pytest.raises(WorkflowAdmissionFailedError, match="host unreachable"):
+            await runtime.invoke("noop")
+
+        assert (await runtime.list_runs()).runs == []

@@ -17,6 +17,7 @@ from flue_actors.clock import SystemClock, format_timestamp
 from flue_actors.events import RunAdmittedEvent
 from flue_actors.gateway import create_app
 from flue_actors.records import admission_header
+from flue_actors.runtime.backend import LocalBackend
 
 from .conftest import BLOCKER
 
@@ -138,6 +139,7 @@ async def test_a_run_ended_elsewhere_before_its_owner_took_it_stops_at_once(
     assert record is not None
     header = admission_header(record)
 
+    assert isinstance(runtime.backend, LocalBackend)
     await runtime.backend.start(header)
 
     assert await asyncio.wait_for(runtime.backend.join(run_id), BOUND) is True

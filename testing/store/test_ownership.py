@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flue_actors.clock import SystemClock, parse_timestamp
+from flue_actors.jsonvalue import UNSET
 from flue_actors.runtime.lease import OwnerLease
 from flue_actors.runtime.recovery import end_orphaned_runs
 from flue_actors.store import EventStore, run_stream
@@ -205,3 +206,85 @@ async def test_pruning_forgets_exactly_the_silent_idle_owners_and_no_orphan_chan
 
 def test_the_epoch_used_here_is_utc() -> None:
     assert datetime.fromtimestamp(T0 / 1000, tz=UTC).isoformat().startswith("2025-01-01")
+
+
+# --- batch admission: what a Ray host writes for the runs it is handed ------------------------
+
+
+async def test_a_batch_is_admitted_with_its_owner_and_streams(store: EventStore) -> None:
+    headers = [admission(make_run_id(n), run_input={"n": n}) for n in range(3)]
+
+    assert await store.admit_runs(headers, owner="host-a") == [True, True, True]
+
+    for header in headers:
+        run_id = header["runId"]
+        record = await store.get_run(run_id)
+        assert record is not None
+        assert record.status == "active"
+        assert record.input == header["input"]
+        assert await store.owner_of(run_id) == "host-a"
+        meta = await store.stream_meta(run_stream(run_id))
+        assert meta is not None
+        assert (meta.length, meta.closed) == (0, False)
+
+
+async def test_a_batch_admits_each_run_once_and_keeps_existing_ones(store: EventStore) -> None:
+    await _admit(store, 1, owner="host-a", at_ms=0)
+    again = admission(make_run_id(1), run_input="replaced?")
+    fresh = admission(make_run_id(2))
+
+    assert await store.admit_runs([again, fresh, fresh], owner="host-b") == [False, True, False]
+
+    assert await store.owner_of(make_run_id(1)) == "host-a"
+    first = await store.get_run(make_run_id(1))
+    assert first is not None
+    assert first.input is UNSET
+    assert await store.owner_of(make_run_id(2)) == "host-b"
+    assert await store.admit_runs([], owner="host-b") == []
+
+
+async def test_a_batch_that_fails_admits_none_of_its_runs(store: EventStore) -> None:
+    good = admission(make_run_id(1))
+    bad = admission(make_run_id(2), run_input={"not json": object()})  # type: ignore[dict-item]
+
+    with pytest.raises(TypeError, match="JSON"):
+        await store.admit_runs([good, bad], owner="host-a")
+
+    assert await store.get_run(make_run_id(1)) is None
+    assert await store.get_run(make_run_id(2)) is None
+    assert await store.stream_meta(run_stream(make_run_id(1))) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite-memory", "postgres"])
+@given(ids=st.lists(st.integers(min_value=0, max_value=5), max_size=8), seed=st.integers(0, 5))
+@settings(max_examples=15, deadline=None)
+async def test_a_batch_admits_exactly_what_one_admission_each_would(
+    backend: str, ids: list[int], seed: int
+) -> None:
+    """``admit_runs`` is ``admit_run`` for each header in order, in one transaction."""
+    with tempfile.TemporaryDirectory(prefix="flue-batch-") as folder:
+        batch_store = open_backend(backend, Path(folder) / "batch")
+        single_store = open_backend(backend, Path(folder) / "single")
+        try:
+            existing = [admission(make_run_id(n)) for n in range(seed)]
+            for header in existing:
+                assert await batch_store.admit_run(header, owner="host-a")
+                assert await single_store.admit_run(header, owner="host-a")
+            headers = [admission(make_run_id(n), run_input=i) for i, n in enumerate(ids)]
+
+            batched = await batch_store.admit_runs(headers, owner="host-b")
+            one_by_one = [await single_store.admit_run(h, owner="host-b") for h in headers]
+
+            assert batched == one_by_one
+            for n in set(ids):
+                run_id = make_run_id(n)
+                assert await batch_store.owner_of(run_id) == await single_store.owner_of(run_id)
+                batch_record = await batch_store.get_run(run_id)
+                single_record = await single_store.get_run(run_id)
+                assert batch_record is not None
+                assert single_record is not None
+                assert batch_record.input == single_record.input
+        finally:
+            await batch_store.close()
+            await single_store.close()
+            await drop_scratch_schemas()

@@ -1,10 +1,18 @@
 """RayBackend: admitted runs execute in RunHosts spread over a Ray cluster's nodes.
 
-One Ray call per run hands the admitted run to its host (placement hashes the run id over the
-hosts, so any driver places a run the same way); the host drives it to its end and writes to the
-store directly. Hosts are named, detached and restartable, so the process that admitted a run
-(a gateway) can die without stopping it. A run whose host dies is ended at once when the call
-fails with the actor's death, and in any case by the Runtime's lease sweep or the host's restart.
+Placement hashes the run id over the hosts, so any driver places a run the same way. Runs
+invoked together are handed to their host in one Ray call per host (a batch: what was queued in
+the same event-loop turn, at most ``_BATCH``); the host admits them into the store itself, in one
+transaction, starts them and answers, and ``invoke`` returns then. So each store file has one
+writer per run's life (its host), and the caller holds no call per run: it follows runs through
+the log. Hosts are named, detached and restartable, so the process that admitted a run (a
+gateway) can die without stopping it. Each host is watched by one long-lived call; when it fails
+with the host's death, the host's active runs are ended at once, and in any case by the
+Runtime's lease sweep or the host's restart.
+
+A host that dies after its batch's transaction committed but before it answered leaves those
+runs admitted: ``invoke`` raises ``WorkflowAdmissionFailedError`` and the Runtime ends each one
+that never started; one that had started is ended by the watch (or the lease sweep).
 
 Hosts belong to a deployment (``deployment.py``): they are named after its id, so serves of the
 same code and configuration share them, and a serve of a new one starts hosts of its own, marks
@@ -22,7 +30,7 @@ from typing import Any
 from ...events import RunAdmittedEvent
 from ...store import is_sqlite_url
 from ..lease import OwnerLease
-from ..recovery import end_interrupted_run
+from ..recovery import end_interrupted_run, end_orphaned_runs
 from ..services import RunServices
 from .deployment import Deployment, HostDrainingError, current_deployment, mark_current
 from .environment import NAMESPACE, connect
@@ -37,6 +45,11 @@ RUN_PREFIX = "flue-run-"
 _PLACE_SECONDS = 30.0
 # How often placement looks at which nodes are alive (one call to the cluster's control plane).
 _NODES_EVERY_SECONDS = 2.0
+# At most this many runs in one hand-over call to a host.
+_BATCH = 256
+# After a host's watch call fails: when to call again (a restarting host answers once up).
+_WATCH_RETRY_SECONDS = 0.5
+_WATCH_RETRY_MAX_SECONDS = 5.0
 
 
 def check_store_for_cluster(database_url: str, nodes: list[dict[str, Any]]) -> None:
@@ -89,6 +102,13 @@ class RayBackend:
         self._names = sorted(self._hosts)
         mark_current(self._deployment, self._generation)
         self._retire_superseded()
+        # Runs waiting for the next batch to their host, and the batches being handed over.
+        self._queued: dict[str, list[tuple[RunAdmittedEvent, asyncio.Future[None]]]] = {}
+        self._flush_scheduled = False
+        self._handing_over: set[asyncio.Task[None]] = set()
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        self._watching_all = False
+        # Dedicated actors' runs, each awaited until it ends (see _admit_dedicated).
         self._pending: dict[str, asyncio.Task[None]] = {}
         # Leases this process keeps for dedicated actors until their run settles (see start).
         self._starting: dict[str, OwnerLease] = {}
@@ -215,6 +235,9 @@ class RayBackend:
             return
         self._nodes.update({node_id: alive[node_id] for node_id in joined})
         self._hosts.update(hosts)
+        if self._watching_all:
+            for name in hosts:
+                self._watch(name)
         logger.warning("nodes joined the cluster: hosts %s now take runs", sorted(hosts))
         self._nodes_checked = 0.0  # recompute the placement with them at the next admission
 
@@ -226,30 +249,144 @@ class RayBackend:
             for index in range(self._per_node)
         }
 
-    async def start(self, header: RunAdmittedEvent, *, owner: str | None = None) -> None:
-        run_id = header["runId"]
-        owner = owner or self.owner_for(run_id, header["workflowName"])
+    async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
         if owner.startswith(RUN_PREFIX):
-            # A dedicated actor heartbeats only once its process is up, which can take longer
-            # than the lease on a busy node: until its run settles, this process holds the
-            # lease for it, so the sweep never ends a run whose actor is merely starting (and
-            # still does if this process dies before the actor is up).
-            lease = OwnerLease(self._services.store, owner)
-            await lease.beat()
-            lease.keep_alive()
-            self._starting[run_id] = lease
-            placement = self._placement(header["workflowName"])
-            config = HostConfig(owner=owner, deployment=self._deployment, dedicated=True)
-            host = self._host_class.options(
-                name=owner,
-                namespace=NAMESPACE,
-                lifetime="detached",
-                max_restarts=0,
-                max_task_retries=0,
-                **placement.actor_options(),
-            ).remote(config)
-        else:
-            host = self._hosts[owner]
+            await self._admit_dedicated(header, owner)
+            return
+        # The host admits its runs itself (one writer per store file); this process queues the
+        # run for that host's next batch and returns once the host says admission is durable.
+        self._watch_hosts()
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.setdefault(owner, []).append((header, answer))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # Invocations made in this loop turn (a gather, concurrent requests) go together.
+            asyncio.get_running_loop().call_soon(self._flush)
+        await answer
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        queued, self._queued = self._queued, {}
+        loop = asyncio.get_running_loop()
+        for owner, entries in queued.items():
+            for at in range(0, len(entries), _BATCH):
+                batch = entries[at : at + _BATCH]
+                task = loop.create_task(self._hand_over(owner, batch))
+                self._handing_over.add(task)
+                task.add_done_callback(self._handing_over.discard)
+
+    async def _hand_over(
+        self, owner: str, batch: list[tuple[RunAdmittedEvent, asyncio.Future[None]]]
+    ) -> None:
+        """One Ray call hands a batch to its host, which admits it in one transaction, starts
+        its runs and answers once the admission is durable: ``None`` per run it took, else why
+        not. If the call fails, every run of the batch fails to be admitted (the Runtime then
+        ends any that the host did admit)."""
+        from ray.exceptions import RayActorError
+
+        headers = [header for header, _ in batch]
+        try:
+            try:
+                answers: list[str | None] = await self._hosts[owner].admit.remote(headers)
+            except RayActorError as error:
+                # The host is dead or unreachable (its node lost, say, before placement has
+                # noticed): the batch goes to another host once. Had the lost host admitted it
+                # after all, the other finds the runs admitted and leaves them to their owner's
+                # lease.
+                other = self._other_host(owner, headers[0]["runId"])
+                if other is None:
+                    raise
+                logger.warning(
+                    "host %s did not take a batch (%s): handing it to %s", owner, error, other
+                )
+                answers = await self._hosts[other].admit.remote(headers)
+        except Exception as error:
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        for (_, answer), refusal in zip(batch, answers, strict=True):
+            if answer.done():
+                continue
+            if refusal is None:
+                answer.set_result(None)
+            else:
+                answer.set_exception(RuntimeError(refusal))
+
+    def _other_host(self, owner: str, run_id: str) -> str | None:
+        others = [name for name in self._names if name != owner]
+        if not others:
+            return None
+        return others[zlib.crc32(run_id.encode("ascii")) % len(others)]
+
+    def _watch_hosts(self) -> None:
+        """One long-lived call per host, so that a host's death is noticed without a call per
+        run (started with the first admission, in the serving loop)."""
+        if self._watching_all:
+            return
+        self._watching_all = True
+        for name in self._hosts:
+            self._watch(name)
+
+    def _watch(self, name: str) -> None:
+        if name not in self._watches:
+            task = asyncio.get_running_loop().create_task(self._watch_forever(name))
+            self._watches[name] = task
+
+    async def _watch_forever(self, name: str) -> None:
+        """Wait on the host's ``watch`` call; when it fails with the host's death, end that
+        host's active runs at once (fenced: a host presumed dead that still writes is refused),
+        rather than after the lease. A restarted host is watched again; one that retired
+        (its call returns) is not."""
+        from ray.exceptions import ActorDiedError
+
+        delay = _WATCH_RETRY_SECONDS
+        while name in self._hosts:
+            try:
+                await self._hosts[name].watch.remote()
+                return  # retired for good
+            except ActorDiedError:
+                services = self._services
+                try:
+                    ended = await end_orphaned_runs(
+                        services.store,
+                        services.clock,
+                        stale_before_ms=services.clock.now_ms() + 1,
+                        owner=name,
+                    )
+                except Exception as error:  # the lease sweep remains the backstop
+                    logger.warning("host %s died; its runs could not be ended: %s", name, error)
+                else:
+                    if ended:
+                        logger.warning("host %s died: %d of its runs were ended", name, len(ended))
+            except Exception as error:
+                logger.warning("host %s: watching it failed: %s", name, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _WATCH_RETRY_MAX_SECONDS)
+
+    async def _admit_dedicated(self, header: RunAdmittedEvent, owner: str) -> None:
+        """An actor of its own for the run (``isolation="process"``): admitted here, since
+        the actor does not exist yet, then handed over with a call awaited until the run ends."""
+        run_id = header["runId"]
+        await self._services.store.admit_run(header, owner=owner)
+        # A dedicated actor heartbeats only once its process is up, which can take longer
+        # than the lease on a busy node: until its run settles, this process holds the
+        # lease for it, so the sweep never ends a run whose actor is merely starting (and
+        # still does if this process dies before the actor is up).
+        lease = OwnerLease(self._services.store, owner)
+        await lease.beat()
+        lease.keep_alive()
+        self._starting[run_id] = lease
+        placement = self._placement(header["workflowName"])
+        config = HostConfig(owner=owner, deployment=self._deployment, dedicated=True)
+        host = self._host_class.options(
+            name=owner,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            max_restarts=0,
+            max_task_retries=0,
+            **placement.actor_options(),
+        ).remote(config)
         reference = host.run.remote(header)
         self._pending[run_id] = asyncio.ensure_future(self._settle(run_id, reference))
 
@@ -259,12 +396,12 @@ class RayBackend:
         try:
             await reference
         except ActorDiedError:
-            # The host died under the run: it is certainly not running any more.
+            # The actor died under the run: it is certainly not running any more.
             services = self._services
             if await end_interrupted_run(services.store, run_id, services.clock):
-                logger.warning("run %s: its host died; the run has been ended", run_id)
+                logger.warning("run %s: its actor died; the run has been ended", run_id)
         except Exception as error:  # the lease sweep remains the backstop
-            logger.warning("run %s: its host did not answer: %s", run_id, error)
+            logger.warning("run %s: its actor did not answer: %s", run_id, error)
         finally:
             self._pending.pop(run_id, None)
             lease = self._starting.pop(run_id, None)
@@ -272,6 +409,8 @@ class RayBackend:
                 await lease.stop()
 
     async def join(self, run_id: str) -> bool:
+        """Only runs with an actor of their own are awaited here; a host's runs are followed
+        through the log (``Runtime.wait``), with no per-run call to hold."""
         pending = self._pending.get(run_id)
         if pending is None:
             return False
@@ -293,18 +432,25 @@ class RayBackend:
         """On a cluster, hosts are left running: runs already admitted go on (the lease sweep
         is the Runtime's, see ``LeaseSupervisor``). A private instance ends with this process
         and takes its hosts along, so its runs get the grace to finish, as the local backend's
-        do, and those still going are then ended ``run_interrupted`` here rather than left to
-        the next process's sweep."""
-        pending = dict(self._pending)
-        if not self._private or not pending:
+        do, and those still going are then ended ``run_interrupted`` (by their host, or here
+        for a dedicated actor's) rather than left to the next process's sweep."""
+        for watch in self._watches.values():
+            watch.cancel()
+        self._watches.clear()
+        if not self._private:
             return
-        if grace_seconds is None or grace_seconds > 0:
+        settling = [host.settle.remote(grace_seconds) for host in self._hosts.values()]
+        pending = dict(self._pending)
+        if pending and (grace_seconds is None or grace_seconds > 0):
             await asyncio.wait(set(pending.values()), timeout=grace_seconds)
+        for outcome in await asyncio.gather(*settling, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                logger.error("a host could not settle its runs at shutdown: %s", outcome)
         services = self._services
-        for run_id, settling in pending.items():
-            if settling.done():
+        for run_id, settled in pending.items():
+            if settled.done():
                 continue
-            settling.cancel()
+            settled.cancel()
             try:
                 if await end_interrupted_run(services.store, run_id, services.clock):
                     logger.warning("run %s was interrupted by the shutdown of Ray", run_id)

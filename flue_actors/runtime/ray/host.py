@@ -3,7 +3,8 @@
 A host is the foundation's ``LocalBackend`` inside a Ray actor: the same RunActor class runs
 each run in the host's event loop, writing straight to the store. A host is named (its name is
 the owner recorded with its runs), restartable, and when it starts it first ends whatever its
-previous incarnation left active, so a killed host never leaves runs behind.
+previous incarnation left active, so a killed host never leaves runs behind. It admits the runs
+it is handed itself (``admit``), a batch per call, so its store file has one writer.
 
 A host belongs to one deployment (``deployment.py``). Once a newer deployment of its store and
 workflows folder is current, or ``flue-actors hosts stop`` retires it, it drains: it finishes its
@@ -15,20 +16,18 @@ inherit the environment ``ray start`` ran with).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ...clock import SystemClock, parse_timestamp
+from ...clock import SystemClock
 from ...errors import StreamClosedError, StreamConflictError
 from ...events import RunAdmittedEvent
 from ...ids import UlidIds
 from ...models import ModelRegistry
-from ...records import admission_header
-from ...store import open_store, run_stream
+from ...store import open_store
 from ..backend import LocalBackend
 from ..discovery import WorkflowRegistry
 from ..recovery import end_orphaned_runs, end_unstarted_run
@@ -38,9 +37,6 @@ from .deployment import Deployment, HostDrainingError, current_deployment, host_
 __all__ = ["HostConfig", "RunHost"]
 
 logger = logging.getLogger("flue_actors.host")
-_CLAIMS_KEPT = 100_000
-_ADOPT_EVERY_SECONDS = 2.0
-_ADOPT_AFTER_MS = 2_000
 # How often a host asks whether its deployment is still current, and whether it may exit.
 WATCH_SECONDS: Final = 1.0
 
@@ -63,18 +59,15 @@ class RunHost:
         self._born_ms = self._clock.now_ms()
         self._backend: LocalBackend | None = None
         self._opening: asyncio.Lock | None = None
-        # Runs this incarnation has taken on (recent ones, bounded): the guard that makes a
-        # run start here once, whether its Ray call or the adoption sweep gets to it first.
-        self._claimed: set[str] = set()
-        self._claim_order: collections.deque[str] = collections.deque()
-        self._adopter: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._draining = False
         self._retiring = False
         # The generation its deployment was made current at (see deployment.current_deployment);
         # a restarted incarnation knows none, and yields to any other current deployment.
         self._generation = 0
-        self._calls = 0  # run() calls in progress
+        self._calls = 0  # admit() and run() calls in progress
+        # Set when it leaves for good: the callers watching it (see RayBackend) stop.
+        self._gone: asyncio.Event | None = None
 
     async def _open(self) -> LocalBackend:
         if self._backend is not None:
@@ -116,60 +109,12 @@ class RunHost:
                 self._backend = backend
                 if not config.dedicated:
                     loop = asyncio.get_running_loop()
-                    self._adopter = loop.create_task(self._adopt_forever())
                     self._watcher = loop.create_task(self._watch_forever())
         assert self._backend is not None
         return self._backend
 
-    def _claim(self, run_id: str) -> bool:
-        """True the first time this incarnation sees ``run_id`` (synchronous: no await between
-        the check and the claim, so the Ray call and the adoption sweep cannot both win)."""
-        if run_id in self._claimed:
-            return False
-        self._claimed.add(run_id)
-        self._claim_order.append(run_id)
-        if len(self._claim_order) > _CLAIMS_KEPT:
-            self._claimed.discard(self._claim_order.popleft())
-        return True
-
-    async def _adopt_forever(self) -> None:
-        """Start the runs admitted to this host that never reached it.
-
-        The admitting process hands a run over with a Ray call it does not wait for; if that
-        process dies at once, the call can be lost, and the run would sit ``active`` under a
-        living owner forever. So a host looks for its own active runs that have no events yet
-        and that it has not taken on, and starts them from the log.
-        """
-        backend = self._backend
-        assert backend is not None
-        store = backend.store
-        while True:
-            await asyncio.sleep(_ADOPT_EVERY_SECONDS)
-            try:
-                owned = await store.orphaned_runs(
-                    stale_before_ms=self._clock.now_ms() - _ADOPT_AFTER_MS,
-                    owner=self._config.owner,
-                )
-                for run_id in owned:
-                    if run_id in self._claimed:
-                        continue
-                    record = await store.get_run(run_id)
-                    meta = await store.stream_meta(run_stream(run_id))
-                    if record is None or record.is_terminal or meta is None or meta.length:
-                        continue  # ended, or started by a previous life (its sweep ends it)
-                    if parse_timestamp(record.started_at) < self._born_ms or not self._claim(
-                        run_id
-                    ):
-                        continue
-                    logger.warning(
-                        "%s adopts run %s, which never reached it", self._config.owner, run_id
-                    )
-                    await self._take(backend, admission_header(record))
-            except Exception as error:
-                logger.warning("%s: adopting runs failed: %s", self._config.owner, error)
-
     async def _take(self, backend: LocalBackend, header: RunAdmittedEvent) -> None:
-        """Start a run this host has just claimed, or, draining, end it unstarted."""
+        """Start a run admitted to this host, or, draining, end it unstarted."""
         if not self._draining:
             await backend.start(header)
             return
@@ -219,8 +164,8 @@ class RunHost:
         import ray
 
         self._retiring = True
-        if self._adopter is not None:
-            self._adopter.cancel()
+        if self._gone is not None:
+            self._gone.set()
         if self._backend is not None:
             await self._backend.close()
         logger.warning("%s (deployment %s) exits", self._config.owner, self._deployment_id)
@@ -262,14 +207,62 @@ class RunHost:
         self._draining = True
         return await self.describe()
 
-    async def run(self, header: RunAdmittedEvent) -> str:
-        """Execute one admitted run to its end; returns its run id. The caller may drop the
-        returned reference: the run goes on regardless."""
+    async def admit(self, headers: list[RunAdmittedEvent]) -> list[str | None]:
+        """Admit a batch of runs placed on this host, in one transaction of its own store
+        (so each store file has one writer), and start them; answers once the admission is
+        durable, per run ``None`` (it is admitted and here) or why it could not start (it is
+        then ended). A run admitted before (a repeated call) is not started again. Draining,
+        it still admits them, and ends them unstarted with ``host_draining``, so the caller
+        never holds a run that is neither admitted nor ended.
+
+        No run is admitted to a host without reaching it: admission and hand-over are this
+        one call, so a host needs no sweep for runs it never got. If the host dies after the
+        transaction but before answering, its restarted incarnation (or the caller's watch, or
+        the lease sweep) ends them."""
         self._calls += 1
         try:
             backend = await self._open()
-            if self._claim(header["runId"]):
-                await self._take(backend, header)
+            owner = self._config.owner
+            admitted = await backend.store.admit_runs(headers, owner=owner)
+            answers: list[str | None] = []
+            for header, new in zip(headers, admitted, strict=True):
+                if not new:
+                    answers.append(None)
+                    continue
+                try:
+                    await self._take(backend, header)
+                    answers.append(None)
+                except Exception as error:
+                    with contextlib.suppress(StreamConflictError, StreamClosedError):
+                        await end_unstarted_run(backend.store, header, self._clock, error)
+                    answers.append(f"{owner} could not start run {header['runId']}: {error}")
+            return answers
+        finally:
+            self._calls -= 1
+
+    async def watch(self) -> None:
+        """Returns only when this host leaves for good; a caller awaiting it learns of the
+        host's death from the call failing (one call per caller and host, not one per run)."""
+        self._gone = self._gone or asyncio.Event()
+        await self._gone.wait()
+
+    async def settle(self, grace_seconds: float | None = None) -> int:
+        """Before its private Ray instance shuts down: let this host's runs finish (at most
+        ``grace_seconds``), end the rest ``run_interrupted``, and leave the owners table.
+        Returns how many runs it had."""
+        backend = await self._open()
+        had = backend.active
+        self._draining = True
+        await backend.close(grace_seconds=grace_seconds)
+        return had
+
+    async def run(self, header: RunAdmittedEvent) -> str:
+        """Execute one run, admitted by the caller, to its end (a dedicated host, whose actor
+        exists only for it); returns its run id."""
+        self._calls += 1
+        try:
+            backend = await self._open()
+            await self._take(backend, header)
             await backend.join(header["runId"])
         finally:
             self._calls -= 1

@@ -15,6 +15,7 @@ in the same transaction, under the stream row's lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -142,17 +143,32 @@ class PostgresEventStore:
     # --- writes ---------------------------------------------------------------------------------
 
     async def admit_run(self, header: RunAdmittedEvent, *, owner: str | None = None) -> bool:
-        row = record_row(record_from_admission(header))
-        path = to_db(_RUN_PREFIX + header["runId"])
-        header_json = dumps(header)
+        [admitted] = await self.admit_runs([header], owner=owner)
+        return admitted
+
+    async def admit_runs(
+        self, headers: Sequence[RunAdmittedEvent], *, owner: str | None = None
+    ) -> list[bool]:
         owner_db = None if owner is None else to_db(owner)
-        async with self._connection() as conn:
-            admitted = await conn.fetchval(
-                self._sql.admit, *row, path, header_json, notify_key(path), owner_db
-            )
-        if admitted:
-            self._notifier.wake(notify_key(path))
-        return bool(admitted)
+        prepared = []
+        for header in headers:
+            path = to_db(_RUN_PREFIX + header["runId"])
+            row = record_row(record_from_admission(header))
+            prepared.append((row, path, dumps(header)))
+        admitted = []
+        # One transaction for the batch (one commit), and no transaction of its own for one.
+        async with self._connection() as conn, contextlib.AsyncExitStack() as stack:
+            if len(prepared) > 1:
+                await stack.enter_async_context(conn.transaction())
+            for row, path, header_json in prepared:
+                count = await conn.fetchval(
+                    self._sql.admit, *row, path, header_json, notify_key(path), owner_db
+                )
+                admitted.append(bool(count))
+        for (_, path, _), was_admitted in zip(prepared, admitted, strict=True):
+            if was_admitted:
+                self._notifier.wake(notify_key(path))
+        return admitted
 
     async def heartbeat(self, owner: str, now_ms: int) -> None:
         async with self._connection() as conn:

@@ -107,26 +107,40 @@ class SqliteEventStore:
     # --- writes -------------------------------------------------------------------------------
 
     async def admit_run(self, header: RunAdmittedEvent, *, owner: str | None = None) -> bool:
-        record = record_from_admission(header)
-        path = _RUN_PREFIX + header["runId"]
-        header_json = dumps(header)
+        [admitted] = await self.admit_runs([header], owner=owner)
+        return admitted
 
-        def work(conn: sqlite3.Connection, changed: Changes) -> bool:
-            inserted = conn.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id) DO NOTHING",
-                record_row(record),
-            ).rowcount
-            if not inserted:
-                return False
-            conn.execute(
-                "INSERT INTO streams (path, header) VALUES (?, ?) "
-                "ON CONFLICT (path) DO UPDATE SET header = coalesce(header, excluded.header)",
-                (path, header_json),
-            )
-            if owner is not None:
-                conn.execute("INSERT INTO run_owners VALUES (?, ?)", (header["runId"], owner))
-            changed[path] = tail(conn, path)
-            return True
+    async def admit_runs(
+        self, headers: Sequence[RunAdmittedEvent], *, owner: str | None = None
+    ) -> list[bool]:
+        # Rows and JSON are made here, in the caller, so the writer thread only inserts.
+        rows = [
+            (record_row(record_from_admission(header)), _RUN_PREFIX + header["runId"], header)
+            for header in headers
+        ]
+        prepared = [(row, path, header["runId"], dumps(header)) for row, path, header in rows]
+
+        def work(conn: sqlite3.Connection, changed: Changes) -> list[bool]:
+            admitted = []
+            for row, path, run_id, header_json in prepared:
+                inserted = conn.execute(
+                    "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (run_id) DO NOTHING",
+                    row,
+                ).rowcount
+                if not inserted:
+                    admitted.append(False)
+                    continue
+                conn.execute(
+                    "INSERT INTO streams (path, header) VALUES (?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET header = coalesce(header, excluded.header)",
+                    (path, header_json),
+                )
+                if owner is not None:
+                    conn.execute("INSERT INTO run_owners VALUES (?, ?)", (run_id, owner))
+                changed[path] = tail(conn, path)
+                admitted.append(True)
+            return admitted
 
         return await self._writer.submit(work)
 
