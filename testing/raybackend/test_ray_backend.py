@@ -222,6 +222,9 @@ asyncio.run(main())
     finally:
         if driver.poll() is None:
             driver.kill()
+            driver.wait(timeout=10)
+        if driver.stdout is not None:
+            driver.stdout.close()
     assert len(run_ids) == 5
 
     async def check() -> None:
