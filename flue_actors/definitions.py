@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, ove
 import pydantic
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
+from typing_extensions import TypeVar as DefaultedTypeVar
 from typing_extensions import is_typeddict
 
 from .capabilities import RESERVED_TOOL_NAMES, AgentProfile, SkillDefinition, check_tool_names
@@ -53,6 +54,9 @@ __all__ = [
 
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
+# What a workflow's run returns, as its type hints declare it (Any when they don't, or when an
+# explicit ``output=`` schema decides): the test kit's RunResult is typed by it.
+WorkflowOutputT = DefaultedTypeVar("WorkflowOutputT", default=Any)
 ThinkingLevel: TypeAlias = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
 _THINKING_LEVELS = typing.get_args(ThinkingLevel)
 _INLINE_ACTION_NAME = "workflow"
@@ -293,6 +297,13 @@ class ActionDefinition(Generic[InputT, OutputT]):
         except NotJsonError as error:
             raise ActionOutputSerializationError(action=self.name, reason=str(error)) from None
 
+    def parse_output(self, value: JsonValue) -> OutputT:
+        """A result that :meth:`serialize_output` wrote, validated back into the output schema
+        (the JSON itself when the action has none)."""
+        if self._output_adapter is None:
+            return typing.cast(OutputT, value)
+        return typing.cast(OutputT, self._output_adapter.validate_python(value))
+
 
 def _hinted_schemas(run: Callable[..., Any]) -> tuple[Any, Any]:
     """(input, output) read from ``run(ctx: ActionContext[In]) -> Out`` type hints."""
@@ -425,11 +436,11 @@ class Placement:
 
 
 @dataclass(frozen=True, eq=False)
-class WorkflowDefinition:
+class WorkflowDefinition(Generic[WorkflowOutputT]):
     """A workflow: an agent bound to the action it runs. Compared by identity, as in Flue."""
 
     agent: AgentDefinition
-    action: ActionDefinition[Any, Any]
+    action: ActionDefinition[Any, WorkflowOutputT]
     placement: Placement = field(default_factory=Placement)
 
 
@@ -440,13 +451,29 @@ _UNGIVEN: Any = object()
 def define_workflow(
     *,
     agent: AgentDefinition,
-    action: ActionDefinition[Any, Any],
+    action: ActionDefinition[Any, OutputT],
     isolation: Isolation = "host",
     num_cpus: float | None = None,
     num_gpus: float | None = None,
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
-) -> WorkflowDefinition: ...
+) -> WorkflowDefinition[OutputT]: ...
+
+
+# The inline forms come in pairs: without ``output=``, the workflow's output type is what its
+# run function returns; with it, the schema given decides, which the types cannot follow.
+@overload
+def define_workflow(
+    *,
+    agent: AgentDefinition,
+    run: Callable[[ActionContext[Any]], Awaitable[OutputT]],
+    input: Any = None,
+    isolation: Isolation = "host",
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
+) -> WorkflowDefinition[OutputT]: ...
 
 
 @overload
@@ -454,8 +481,8 @@ def define_workflow(
     *,
     agent: AgentDefinition,
     run: ActionRun,
+    output: Any,
     input: Any = None,
-    output: Any = None,
     isolation: Isolation = "host",
     num_cpus: float | None = None,
     num_gpus: float | None = None,
@@ -469,7 +496,22 @@ def define_workflow(
     *,
     agent: AgentDefinition,
     input: Any = None,
-    output: Any = None,
+    isolation: Isolation = "host",
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
+) -> Callable[
+    [Callable[[ActionContext[Any]], Awaitable[OutputT]]], WorkflowDefinition[OutputT]
+]: ...
+
+
+@overload
+def define_workflow(
+    *,
+    agent: AgentDefinition,
+    output: Any,
+    input: Any = None,
     isolation: Isolation = "host",
     num_cpus: float | None = None,
     num_gpus: float | None = None,

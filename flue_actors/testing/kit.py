@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
+
+from typing_extensions import TypeVar as DefaultedTypeVar
 
 from ..clock import StepClock
 from ..definitions import WorkflowDefinition
 from ..events import RunError
 from ..ids import SequentialIds
-from ..jsonvalue import UNSET, JsonValue
+from ..jsonvalue import UNSET
 from ..models import ModelRegistry, RetryPolicy
 from ..records import RunRecord, RunStatus
 from ..runtime import Runtime, WorkflowRegistry
@@ -23,18 +25,40 @@ from .fake_model import FakeModel
 __all__ = ["FlueTestKit", "RunResult"]
 
 T = TypeVar("T")
+OutputT = TypeVar("OutputT")
+# A run started by name has a workflow the types cannot see: its RunResult is RunResult[Any].
+ResultOutputT = DefaultedTypeVar("ResultOutputT", default=Any)
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """A finished run as a test sees it."""
+class RunResult(Generic[ResultOutputT]):
+    """A finished run as a test sees it, typed by what its workflow returns:
+    ``flue.run(summarize, ...)`` is a ``RunResult[SummarizeOutput]``.
+
+    ``result`` is the run's result as JSON, exactly as the log holds it (``None`` when there is
+    none), typed ``Any`` as JSON from ``httpx``'s ``Response.json()`` is, so that
+    ``run.result["summary"]`` type-checks in a test; ``output`` is that result validated back
+    into the workflow's output type (a ``SummarizeOutput``), for checks the types follow.
+    """
 
     run_id: str
     status: RunStatus
-    result: JsonValue | None
+    result: Any
     error: RunError | None
     record: RunRecord
     events: list[dict[str, Any]]
+    workflow: WorkflowDefinition[ResultOutputT] = field(repr=False, compare=False)
+
+    @property
+    def output(self) -> ResultOutputT:
+        """The result as the workflow's output type (its output schema validates it back from
+        JSON). A run that did not complete has none: asking fails the test, naming its error."""
+        if self.status != "completed":
+            raise AssertionError(
+                f"run {self.run_id} ended {self.status}, not completed, so it has no output: "
+                f"{self.error!r}"
+            )
+        return self.workflow.action.parse_output(self.result)
 
     @property
     def event_types(self) -> list[str]:
@@ -103,9 +127,19 @@ class FlueTestKit:
         self.runtime.workflows.register(DiscoveredWorkflow(name=name, definition=definition))
         return name
 
+    @overload
     async def run_async(
-        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, timeout: float = 30.0
-    ) -> RunResult:
+        self, workflow: WorkflowDefinition[OutputT], input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult[OutputT]: ...
+
+    @overload
+    async def run_async(
+        self, workflow: str, input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult[Any]: ...
+
+    async def run_async(
+        self, workflow: WorkflowDefinition[Any] | str, input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult[Any]:
         if isinstance(workflow, WorkflowDefinition):
             self.register(workflow)
         exhausted_before = self.fake_model.exhausted
@@ -114,6 +148,8 @@ class FlueTestKit:
         if self.fake_model.exhausted is not exhausted_before and self.fake_model.exhausted:
             raise self.fake_model.exhausted
         error = record.error
+        if isinstance(workflow, str):  # the invocation found it, so the registry has it
+            workflow = self.runtime.workflows.get(workflow).definition
         return RunResult(
             run_id=record.run_id,
             status=record.status,
@@ -121,11 +157,22 @@ class FlueTestKit:
             error=error,
             record=record,
             events=await self.runtime.events(record.run_id),
+            workflow=workflow,
         )
 
+    @overload
     def run(
-        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, timeout: float = 30.0
-    ) -> RunResult:
+        self, workflow: WorkflowDefinition[OutputT], input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult[OutputT]: ...
+
+    @overload
+    def run(
+        self, workflow: str, input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult[Any]: ...
+
+    def run(
+        self, workflow: WorkflowDefinition[Any] | str, input: Any = UNSET, *, timeout: float = 30.0
+    ) -> RunResult[Any]:
         """Invoke ``workflow`` with ``input``, wait for its end, and return what happened."""
         return self.drive(self.run_async(workflow, input, timeout=timeout))
 

@@ -278,8 +278,9 @@ class LineReader:
         self._thread.start()
 
     def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._lines.put(line)
+        with stream:  # closed at EOF (the process ended): no pipe is left for the GC to find
+            for line in stream:
+                self._lines.put(line)
         self._lines.put(None)
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:

@@ -34,7 +34,8 @@ def test_an_interrupted_run_is_cancelled_and_ended(
         run_id = started.group(1)
         process.send_signal(signum)
         returncode = process.wait(timeout=15)
-        stdout = process.stdout.read()
+        with process.stdout:
+            stdout = process.stdout.read()
         text = stderr.rest()
     finally:
         if process.poll() is None:

@@ -24,7 +24,8 @@ from flue_actors.store import open_store
 
 from .conftest import BIN, RAY_PORT, Cluster, node_environment
 
-pytestmark = [pytest.mark.ray, pytest.mark.netns]
+# The first test also builds the cluster (machines, PostgreSQL, Ray on each, serve): minutes.
+pytestmark = [pytest.mark.ray, pytest.mark.netns, pytest.mark.timeout(300)]
 
 # The runtime's lease (10 s) plus its sweep interval (half the lease) plus a heartbeat, with room
 # for a loaded two-core machine: every run the dead worker held must be ended within this.

@@ -147,7 +147,7 @@ def test_inline_action_name_appears_in_validation_errors() -> None:
 def test_workflow_action_form_refuses_input_or_output(key: str) -> None:
     action = _action()
     with pytest.raises(DefinitionError, match=r"does not accept input or output"):
-        define_workflow(agent=AGENT, action=action, **{key: TextInput})
+        define_workflow(agent=AGENT, action=action, **{key: TextInput})  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("key", ["input", "output"])
@@ -155,7 +155,7 @@ def test_workflow_action_form_refuses_input_or_output_even_when_none(key: str) -
     # Flue checks for the key (own property), not for a value: ``input: undefined`` is refused too.
     action = _action()
     with pytest.raises(DefinitionError, match=r"does not accept input or output"):
-        define_workflow(agent=AGENT, action=action, **{key: None})
+        define_workflow(agent=AGENT, action=action, **{key: None})  # type: ignore[call-overload]
 
 
 def test_workflow_refuses_both_action_and_run() -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from flue_actors import AgentConfig, Harness, ModelRegistry, define_tool
 from flue_actors.clock import StepClock
 from flue_actors.ids import SequentialIds
+from flue_actors.models import AnthropicProvider
 from flue_actors.testing import RecordingSink
 from flue_actors.testing.messages_server import MessagesServer, MessagesServerError
 
@@ -68,15 +69,23 @@ async def test_scripted_answers_drive_the_real_provider(messages_server: Message
     messages_server.reply("It is 42.")
     sink = RecordingSink()
     add = define_tool(name="add", description="Add two integers.", input=AddInput, run=_add)
+    models = ModelRegistry()
+    provider = models.resolve(f"anthropic/{MODEL}").provider
+    assert isinstance(provider, AnthropicProvider)
     harness = Harness(
         config=AgentConfig(model=f"anthropic/{MODEL}", tools=[add]),
-        models=ModelRegistry(),
+        models=models,
         sink=sink,
         clock=StepClock(),
         ids=SequentialIds(),
     )
     session = await harness.session()
-    assert (await session.prompt("What is 20 + 22?")).text == "It is 42."
+    try:
+        assert (await session.prompt("What is 20 + 22?")).text == "It is 42."
+        # The script is used up: the default answer again.
+        assert (await session.prompt("And now?")).text == "SUMMARY: And now?"
+    finally:
+        await provider.aclose()  # its connections, before this test's event loop closes
 
     tool = sink.of("tool")[0]
     assert (tool["toolCallId"], tool["isError"]) == ("toolu_1", False)
@@ -87,8 +96,6 @@ async def test_scripted_answers_drive_the_real_provider(messages_server: Message
         "signature": "sig-0",
     }
     assert second[2]["content"][0]["tool_use_id"] == "toolu_1"
-    # The script is used up: the default answer again.
-    assert (await session.prompt("And now?")).text == "SUMMARY: And now?"
 
 
 async def test_failures_are_the_apis_errors(messages_server: MessagesServer) -> None:

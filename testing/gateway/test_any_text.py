@@ -17,7 +17,7 @@ JavaScript strings cannot tell the two apart), so expectations go through :func:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,8 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from store.conftest import POSTGRES_URL, drop_scratch_schemas, scratch_schema
+from store.test_any_text import AWKWARD, as_utf16
 
 from flue_actors import (
     ActionContext,
@@ -46,8 +48,6 @@ from flue_actors.models import ModelRequest
 from flue_actors.runtime import DiscoveredWorkflow, WorkflowRegistry
 from flue_actors.store import EventStore, PostgresEventStore, SqliteEventStore
 from flue_actors.testing import FakeModel, FakeToolCall, FakeTurn
-from testing.store.conftest import POSTGRES_URL, drop_scratch_schemas, scratch_schema
-from testing.store.test_any_text import AWKWARD, as_utf16
 
 from .conftest import allow, asgi_client
 
@@ -118,6 +118,12 @@ async def odd_meta(ctx: ActionContext[None]) -> None:
     raise OddError("odd", meta={"when": datetime(2026, 1, 1, tzinfo=UTC)})
 
 
+WORKFLOWS: list[tuple[str, Callable[[ActionContext[Any]], Awaitable[object]]]] = [
+    ("through", through),
+    ("odd_meta", odd_meta),
+]
+
+
 @dataclass
 class Served:
     runtime: Runtime
@@ -132,7 +138,7 @@ async def serve(store: EventStore) -> AsyncIterator[Served]:
             name: DiscoveredWorkflow(
                 name, define_workflow(agent=AGENT, run=run), route=allow, runs=allow
             )
-            for name, run in [("through", through), ("odd_meta", odd_meta)]
+            for name, run in WORKFLOWS
         }
     )
     runtime = Runtime(

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 import flue_actors.harness.harness as harness_module
 from flue_actors import define_tool
 from flue_actors.harness.results import ResultSpec
+from flue_actors.harness.sandbox import create_sandbox
 from flue_actors.testing import FakeModel
 
 from .support import make_harness
@@ -68,7 +69,7 @@ async def test_the_default_sandbox_is_built_only_when_a_file_or_shell_is_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made: list[object] = []
-    real = harness_module.create_sandbox
+    real = create_sandbox
 
     def counting(choice: Any, context: Any) -> Any:
         made.append(choice)

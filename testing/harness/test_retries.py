@@ -172,7 +172,7 @@ async def test_abort_during_backoff_makes_no_further_model_call() -> None:
 # --- through a run -------------------------------------------------------------------------------
 
 
-async def _prompt(ctx: ActionContext) -> str:
+async def _prompt(ctx: ActionContext[None]) -> str:
     session = await ctx.harness.session()
     return (await session.prompt("hello")).text
 

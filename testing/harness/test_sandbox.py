@@ -20,7 +20,7 @@ from flue_actors.harness.sandbox import (
     ShellResult,
     VirtualSandbox,
 )
-from testing.harness.test_sessions import make_harness
+from harness.test_sessions import make_harness
 
 # --- the virtual sandbox ----------------------------------------------------------------------
 

@@ -528,7 +528,9 @@ async def test_tool_events_are_persisted_in_a_run(flue: FlueTestKit, fake_model:
 
 @pytest.fixture
 def fs() -> MemoryFs:
-    return make_harness().fs
+    fs = make_harness().fs
+    assert isinstance(fs, MemoryFs)  # the default sandbox's
+    return fs
 
 
 async def test_fs_write_then_read(fs: MemoryFs) -> None:

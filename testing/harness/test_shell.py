@@ -11,8 +11,8 @@ import pytest
 
 from flue_actors import ActionContext, define_agent, define_workflow
 from flue_actors.harness.sandbox import ShellResult
-from flue_actors.testing import FakeModel, FlueTestKit
-from testing.harness.test_sessions import RecordingSink, make_harness
+from flue_actors.testing import FakeModel, FlueTestKit, RecordingSink
+from harness.test_sessions import make_harness
 
 SECRET = "sk-very-secret-value-42"
 UUID_LIKE = 36

@@ -6,21 +6,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_type
 
 import pytest
 
 from flue_actors import (
+    ActionContext,
     ModelNotResolvedError,
     ModelRegistry,
     ModelRequest,
     Runtime,
     SqliteEventStore,
+    define_agent,
+    define_workflow,
 )
 from flue_actors.clock import StepClock
 from flue_actors.ids import SequentialIds
 from flue_actors.models import FakeProvider
-from flue_actors.testing import FakeModel, FakeModelExhaustedError, FakeTurn, FlueTestKit
+from flue_actors.testing import (
+    FakeModel,
+    FakeModelExhaustedError,
+    FakeTurn,
+    FlueTestKit,
+    RunResult,
+)
 from workflows.summarize import SummarizeOutput, summarize
 
 RUN_ID = re.compile(r"^run_[0-9A-HJKMNP-TV-Z]{26}$")
@@ -76,6 +85,54 @@ def test_run_by_name_uses_the_discovered_workflow(flue: FlueTestKit, fake_model:
     assert run.record.workflow_name == "summarize"
     # The definition a test imports is the very one the kit discovered.
     assert flue.runtime.workflows.get("summarize").definition is summarize
+
+
+def test_run_result_is_typed_by_the_workflow_output(
+    flue: FlueTestKit, fake_model: FakeModel
+) -> None:
+    # mypy (strict, over testing/) checks the assert_type lines; at run time they are no-ops.
+    fake_model.reply("typed").reply("by name")
+
+    run = flue.run(summarize, {"text": ARTICLE})
+    assert_type(run, RunResult[SummarizeOutput])
+    assert run.result["summary"] == "typed"  # JSON, indexable with no cast
+    assert_type(run.output, SummarizeOutput)
+    assert run.output == SummarizeOutput(summary="typed")
+    assert run.result == {"summary": "typed"}  # output is read from result, not in its place
+
+    by_name = flue.run("summarize", {"text": ARTICLE})
+    assert_type(by_name, RunResult[Any])
+    assert by_name.output == SummarizeOutput(summary="by name")
+
+
+def test_output_of_a_workflow_without_a_schema_is_its_json(flue: FlueTestKit) -> None:
+    @define_workflow(agent=define_agent(model="fake/echo"))
+    async def untyped(ctx: ActionContext[None]) -> Any:  # Any declares no output schema
+        return {"n": [1, 2]}
+
+    @define_workflow(agent=define_agent(model="fake/echo"))
+    async def pair(ctx: ActionContext[None]) -> tuple[int, str]:
+        return (1, "a")
+
+    flue.register(untyped, "untyped")
+    flue.register(pair, "pair")
+    untyped_run = flue.run(untyped)
+    assert_type(untyped_run, RunResult[Any])
+    assert untyped_run.output == untyped_run.result == {"n": [1, 2]}
+    pair_run = flue.run(pair)
+    assert_type(pair_run.output, tuple[int, str])
+    assert pair_run.result == [1, "a"]
+    assert pair_run.output == (1, "a")
+
+
+def test_a_run_that_did_not_complete_has_no_output(
+    flue: FlueTestKit, fake_model: FakeModel
+) -> None:
+    run = flue.run(summarize, {"body": "wrong key"})
+
+    assert run.status == "errored"
+    with pytest.raises(AssertionError, match=r"ended errored, not completed.*action_input"):
+        _ = run.output
 
 
 def test_respond_with_a_sync_responder(flue: FlueTestKit, fake_model: FakeModel) -> None:

@@ -17,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Past the 120 s its interpreter subprocess is given, whose failure names the statement.
+pytestmark = pytest.mark.timeout(180)
+
 # Top-level packages that only the code using them may import.
 HEAVY = frozenset(
     {

@@ -104,6 +104,7 @@ def outcomes(report: Path) -> dict[str, str]:
     ],
     ids=["plain", "no-async-plugin"],
 )
+@pytest.mark.timeout(240)  # past the 180 s its pytest subprocess is given, whose failure says more
 def test_plain_pytest_runs_the_projects_tests(project: Path, arguments: list[str]) -> None:
     report = project / f"report-{len(arguments)}.xml"
     env = {

@@ -106,8 +106,9 @@ async def test_new_code_or_model_gets_new_hosts_and_the_old_ones_drain(serves: S
     old_hosts = _backend(first).host_names
     record = await first.run("versioned", timeout=BOUND_SECONDS)
     assert record.status == "completed", record.error
-    assert record.result["version"] == "one"  # type: ignore[index]
-    assert record.result["model"] == "fake/echo"  # type: ignore[index]
+    assert isinstance(record.result, dict)
+    assert record.result["version"] == "one"
+    assert record.result["model"] == "fake/echo"
 
     # A second serve of the same code and configuration shares the hosts.
     twin = serves.start()
@@ -130,8 +131,9 @@ async def test_new_code_or_model_gets_new_hosts_and_the_old_ones_drain(serves: S
     assert set(_backend(second).host_names).isdisjoint(old_hosts)
     record = await second.run("versioned", timeout=BOUND_SECONDS)
     assert record.status == "completed", record.error
-    assert record.result["version"] == "two"  # type: ignore[index]
-    assert record.result["pid"] not in old_pids  # type: ignore[index]
+    assert isinstance(record.result, dict)
+    assert record.result["version"] == "two"
+    assert record.result["pid"] not in old_pids
 
     # The old hosts drain: the run they had finishes there, a new one is not run with old code.
     import ray
@@ -149,7 +151,8 @@ async def test_new_code_or_model_gets_new_hosts_and_the_old_ones_drain(serves: S
     gate.touch()
     finished = await first.wait(slow.run_id, timeout=BOUND_SECONDS)
     assert finished.status == "completed", finished.error
-    assert finished.result["pid"] in old_pids  # type: ignore[index]
+    assert isinstance(finished.result, dict)
+    assert finished.result["pid"] in old_pids
     await _until(lambda: not _alive(old_hosts), "the old deployment's hosts exit")
     # Leaving, they took their rows out of the owners table.
     for name in old_hosts:

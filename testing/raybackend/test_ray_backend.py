@@ -54,13 +54,15 @@ async def test_runs_execute_on_both_nodes(ray_runtime: Runtime) -> None:
     records = await asyncio.gather(*(ray_runtime.run("sleeper", {}) for _ in range(40)))
 
     assert {record.status for record in records} == {"completed"}
-    ran_on = {record.result["node"] for record in records}  # type: ignore[index]
+    assert all(isinstance(record.result, dict) for record in records)
+    ran_on = {record.result["node"] for record in records if isinstance(record.result, dict)}
     assert ran_on == nodes
     for record in records:
         owner = await ray_runtime.store.owner_of(record.run_id)
         assert owner in hosts
-        assert record.result["node"] == hosts[owner]["node_id"]  # type: ignore[index]
-        assert record.result["pid"] == hosts[owner]["pid"]  # type: ignore[index]
+        assert isinstance(record.result, dict)
+        assert record.result["node"] == hosts[owner]["node_id"]
+        assert record.result["pid"] == hosts[owner]["pid"]
 
 
 async def test_summarize_through_ray(ray_runtime: Runtime) -> None:
@@ -249,6 +251,9 @@ asyncio.run(main())
     finally:
         if driver.poll() is None:
             driver.kill()
+            driver.wait(timeout=10)
+        if driver.stdout is not None:
+            driver.stdout.close()
     assert len(run_ids) == 5
 
     async def check() -> None:

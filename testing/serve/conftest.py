@@ -74,6 +74,8 @@ class Served:
     process: subprocess.Popen[str]
     url: str
     stderr: LineReader
+    # serve writes nothing there; drained all the same, so the pipe is closed when it ends
+    stdout: LineReader | None = None
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no last heartbeat, nothing flushed."""
@@ -92,12 +94,14 @@ def start_serve(project: Project, *options: str, timeout: float = 30) -> Served:
     port = free_port()
     process = project.start("serve", "--host", "127.0.0.1", "--port", str(port), *options)
     assert process.stderr is not None
+    assert process.stdout is not None
     reader = LineReader(process.stderr)
+    output = LineReader(process.stdout)
     if reader.wait_for(_SERVING, timeout) is None:
         process.kill()
         process.wait(timeout=10)
         pytest.fail(f"serve did not start listening within {timeout} s:\n{reader.rest()}")
-    return Served(process=process, url=f"http://127.0.0.1:{port}", stderr=reader)
+    return Served(process=process, url=f"http://127.0.0.1:{port}", stderr=reader, stdout=output)
 
 
 def serve_project(root: Path, database_url: str | None = None) -> Project:

@@ -127,7 +127,7 @@ async def test_an_unstorable_event_ends_the_run_errored_without_a_gap(
     await stream.flush()
     assert stream.failure is not None
     stream.emit("log", {"level": "info", "message": "emitted after the failure"})
-    end = {"runId": run_id, "result": None, "isError": True, "durationMs": 1}
+    end: dict[str, Any] = {"runId": run_id, "result": None, "isError": True, "durationMs": 1}
     end["error"] = error_payload(stream.failure)
     ended = await stream.end("run_end", end)
 
@@ -150,7 +150,7 @@ async def test_an_unstorable_run_end_is_replaced_by_an_errored_one(store: EventS
     stream = RunStream(store, run_id, StepClock())
     stream.emit("run_start", start_payload(run_id, None))
     stream.emit("log", {"level": "info", "message": "\ud800"})
-    end = {"runId": run_id, "result": None, "isError": True, "durationMs": 7}
+    end: dict[str, Any] = {"runId": run_id, "result": None, "isError": True, "durationMs": 7}
     end["error"] = {"name": "Oops", "message": "meta is not JSON", "meta": {"at": object()}}
     ended = await stream.end("run_end", end)
 

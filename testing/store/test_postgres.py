@@ -371,6 +371,7 @@ async def _writer(
 
 
 @pytest.mark.pg_restart
+@pytest.mark.timeout(480)  # past its own bounds: a restart (120 s), the writers (120 s), ...
 async def test_server_restart_loses_no_acknowledged_event_and_duplicates_none(
     tmp_path: Path,
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from flue_actors.store import SqliteEventStore
+from flue_actors.store.sqlite.inotify import ForeignCommitWatcher
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 
@@ -99,7 +100,7 @@ async def test_the_watch_is_armed_only_while_someone_waits(tmp_path: Path) -> No
     path = "agents/armed"
     store = SqliteEventStore(tmp_path / "flue.db")
     watcher = store._live._watcher
-    assert watcher is not None
+    assert isinstance(watcher, ForeignCommitWatcher)
     try:
         await store.create_stream(path)
         await store.append(path, [{"type": "log"}])
