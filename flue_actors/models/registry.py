@@ -64,6 +64,17 @@ class ModelRegistry:
     def register(self, provider: ModelProvider) -> None:
         self._providers[provider.name] = provider
 
+    async def aclose(self) -> None:
+        """Close the providers that hold connections (those with an ``aclose``, such as the
+        Anthropic provider's SDK client); each opens again if used afterwards."""
+        providers = [*self._providers.values()]
+        if self._override is not None and not isinstance(self._override, str):
+            providers.append(self._override)
+        for provider in providers:
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
     def resolve(self, model: str) -> ResolvedModel:
         override = self._override
         if override is not None and not isinstance(override, str):

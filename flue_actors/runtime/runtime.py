@@ -184,6 +184,7 @@ class Runtime:
         self._closed = True
         await self.supervisor.stop()
         await self.backend.close(grace_seconds=grace_seconds)
+        await self.services.models.aclose()  # the model SDKs' connections
         await self.store.close()
 
     # --- invocation ------------------------------------------------------------------------------

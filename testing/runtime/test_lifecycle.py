@@ -849,3 +849,28 @@ async def test_flue_fixture_runs_a_definition(flue: FlueTestKit, fake_model: Fak
     assert fake_model.requests[0].messages[-1]["content"] == [
         {"type": "text", "text": "via the fixture"}
     ]
+
+
+class _ClosingProvider:
+    """A provider holding connections: the runtime must close it when it closes."""
+
+    name = "closing"
+    api = "closing-messages"
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def complete(self, request: ModelRequest, on_stream: Any) -> Any:
+        raise AssertionError("not called")
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def test_closing_a_runtime_closes_its_model_providers() -> None:
+    provider = _ClosingProvider()
+    runtime = Runtime(
+        {}, store=SqliteEventStore(":memory:"), models=ModelRegistry({"closing": provider})
+    )
+    await runtime.close()
+    assert provider.closed == 1
