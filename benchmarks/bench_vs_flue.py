@@ -14,7 +14,10 @@ for each server in turn (the order alternates), three workloads of ``--runs`` ru
 
 For each: runs/s, latency p50/p99, and the server's CPU per run (utime + stime from
 ``/proc/<pid>/stat`` of the server and its children, across the load, divided by the runs; far
-steadier than runs/s on a shared machine). Medians over ``--rounds``; one JSON object printed.
+steadier than runs/s on a shared machine). Also what the same runs cost the two processes both
+servers share, the load generator (this process) and the fake model: on 2 cores they take their
+part of the machine whichever server is measured, which bounds how far runs/s can follow CPU.
+Medians over ``--rounds``; one JSON object printed.
 
     python benchmarks/bench_vs_flue.py [--runs 300] [--rounds 3] [--peer PATH] [--quick]
 
@@ -196,21 +199,26 @@ def _workload(client: httpx.AsyncClient, kind: str, tag: str) -> Callable[[int],
 
 
 async def _measure(
-    base: str, pid: int, kind: str, runs: int, concurrency: int, tag: str
+    base: str, pid: int, model_pid: int, kind: str, runs: int, concurrency: int, tag: str
 ) -> dict[str, float]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
         one = _workload(client, kind, tag)
         await _concurrently(concurrency * 2, concurrency, one)  # warm connections and caches
-        cpu_before = _cpu_seconds(pid)
+        cpu_before, model_before = _cpu_seconds(pid), _cpu_seconds(model_pid)
+        load_before = time.process_time()
         elapsed, latencies = await _concurrently(runs, concurrency, one)
-        cpu = _cpu_seconds(pid) - cpu_before
+        load = time.process_time() - load_before
+        cpu, model = _cpu_seconds(pid) - cpu_before, _cpu_seconds(model_pid) - model_before
     latencies.sort()
     return {
         "runs_per_s": runs / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "cpu_ms_per_run": cpu * 1000 / runs,
+        # What the same runs cost the two shared processes: on 2 cores, they bound runs/s.
+        "load_generator_cpu_ms_per_run": load * 1000 / runs,
+        "model_cpu_ms_per_run": model * 1000 / runs,
     }
 
 
@@ -254,7 +262,7 @@ def main() -> None:
         ours_argv = [sys.executable, "-m", "flue_actors.cli", "serve", "--port", str(ours_port)]
         ours_argv += ["--workflows", str(workflows)]
         with (
-            _process(fake_argv, env, logs / "fake.log", f"{fake_url}/healthz", 30),
+            _process(fake_argv, env, logs / "fake.log", f"{fake_url}/healthz", 30) as model_pid,
             _process(
                 [str(peer / "serve.sh"), str(flue_port), fake_url],
                 env,
@@ -287,6 +295,7 @@ def main() -> None:
                                 _measure(
                                     base,
                                     pid,
+                                    model_pid,
                                     kind,
                                     args.runs,
                                     args.concurrency,
