@@ -5,7 +5,7 @@ one model both servers call), Flue (the peer folder's ``serve.sh``, the real Flu
 seed's ``summarize``) and ``flue-actors serve`` (durable SQLite, local backend, the real Anthropic
 provider: ``ANTHROPIC_API_KEY=sk-ant-fake ANTHROPIC_BASE_URL=<fake>``, ``FLUE_MODEL`` unset).
 This process is the load generator for both (an aiohttp client, ``--concurrency`` 16: it shares
-the 2 cores with the servers, so it is the lightest Python client at hand; httpx cost 3 to 5
+the 2 cores with the servers, so it is the lightest Python client at hand; httpx cost 4 to 6
 times its CPU per run). Each round measures,
 for each server in turn (the order alternates), three workloads of ``--runs`` runs:
 
