@@ -4,7 +4,9 @@ Three processes are started: the peer's fake Messages API (``fake-model/fake_ant
 one model both servers call), Flue (the peer folder's ``serve.sh``, the real Flue serving the
 seed's ``summarize``) and ``flue-actors serve`` (durable SQLite, local backend, the real Anthropic
 provider: ``ANTHROPIC_API_KEY=sk-ant-fake ANTHROPIC_BASE_URL=<fake>``, ``FLUE_MODEL`` unset).
-This process is the load generator for both (httpx, ``--concurrency`` 16). Each round measures,
+This process is the load generator for both (an aiohttp client, ``--concurrency`` 16: it shares
+the 2 cores with the servers, so it is the lightest Python client at hand; httpx cost 4 to 6
+times its CPU per run). Each round measures,
 for each server in turn (the order alternates), three workloads of ``--runs`` runs:
 
 * ``wait_result``: ``POST /workflows/summarize?wait=result``;
@@ -14,7 +16,10 @@ for each server in turn (the order alternates), three workloads of ``--runs`` ru
 
 For each: runs/s, latency p50/p99, and the server's CPU per run (utime + stime from
 ``/proc/<pid>/stat`` of the server and its children, across the load, divided by the runs; far
-steadier than runs/s on a shared machine). Medians over ``--rounds``; one JSON object printed.
+steadier than runs/s on a shared machine). Also what the same runs cost the two processes both
+servers share, the load generator (this process) and the fake model: on 2 cores they take their
+part of the machine whichever server is measured, which bounds how far runs/s can follow CPU.
+Medians over ``--rounds``; one JSON object printed.
 
     python benchmarks/bench_vs_flue.py [--runs 300] [--rounds 3] [--peer PATH] [--quick]
 
@@ -41,6 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,42 +154,51 @@ async def _concurrently(
     return time.perf_counter() - began, latencies
 
 
-def _workload(client: httpx.AsyncClient, kind: str, tag: str) -> Callable[[int], Awaitable[None]]:
+def _workload(
+    client: aiohttp.ClientSession, base: str, kind: str, tag: str
+) -> Callable[[int], Awaitable[None]]:
     async def start(i: int) -> str:
-        response = await client.post("/workflows/summarize", json={"text": f"{tag} text {i}"})
-        assert response.status_code == 202, response.text
-        run_id: str = response.json()["runId"]
-        return run_id
+        async with client.post(
+            f"{base}/workflows/summarize", json={"text": f"{tag} text {i}"}
+        ) as response:
+            body = await response.read()
+            assert response.status == 202, body
+            run_id: str = json.loads(body)["runId"]
+            return run_id
 
     async def wait_result(i: int) -> None:
-        response = await client.post(
-            "/workflows/summarize", params={"wait": "result"}, json={"text": f"{tag} text {i}"}
-        )
-        assert response.status_code == 200, response.text
-        assert response.json()["result"]["summary"].startswith("SUMMARY: "), response.text
+        async with client.post(
+            f"{base}/workflows/summarize",
+            params={"wait": "result"},
+            json={"text": f"{tag} text {i}"},
+        ) as response:
+            body = await response.read()
+            assert response.status == 200, body
+            assert json.loads(body)["result"]["summary"].startswith("SUMMARY: "), body
 
     async def accept_then_read(i: int) -> None:
         run_id, offset = await start(i), "-1"
         while True:
-            response = await client.get(
-                f"/runs/{run_id}", params={"offset": offset, "live": "long-poll"}
-            )
-            assert response.status_code in (200, 204), response.text
-            offset = response.headers["stream-next-offset"]
-            if response.status_code == 200 and any(
-                event["type"] == "run_end" for event in response.json()
-            ):
-                return
-            if response.headers.get("stream-closed") == "true":
-                return
+            async with client.get(
+                f"{base}/runs/{run_id}", params={"offset": offset, "live": "long-poll"}
+            ) as response:
+                body = await response.read()
+                assert response.status in (200, 204), body
+                offset = response.headers["stream-next-offset"]
+                if response.status == 200 and any(
+                    event["type"] == "run_end" for event in json.loads(body)
+                ):
+                    return
+                if response.headers.get("stream-closed") == "true":
+                    return
 
     async def sse_tail(i: int) -> None:
         run_id = await start(i)
         params = {"offset": "-1", "live": "sse"}
-        async with client.stream("GET", f"/runs/{run_id}", params=params) as response:
-            assert response.status_code == 200
-            async for line in response.aiter_lines():
-                if line.startswith("data:") and '"streamClosed":true' in line:
+        async with client.get(f"{base}/runs/{run_id}", params=params) as response:
+            assert response.status == 200
+            async for line in response.content:
+                if line.startswith(b"data:") and b'"streamClosed":true' in line:
                     return
         raise AssertionError(f"the SSE tail of {run_id} ended before the stream closed")
 
@@ -196,21 +211,27 @@ def _workload(client: httpx.AsyncClient, kind: str, tag: str) -> Callable[[int],
 
 
 async def _measure(
-    base: str, pid: int, kind: str, runs: int, concurrency: int, tag: str
+    base: str, pid: int, model_pid: int, kind: str, runs: int, concurrency: int, tag: str
 ) -> dict[str, float]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        one = _workload(client, kind, tag)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+        one = _workload(client, base, kind, tag)
         await _concurrently(concurrency * 2, concurrency, one)  # warm connections and caches
-        cpu_before = _cpu_seconds(pid)
+        cpu_before, model_before = _cpu_seconds(pid), _cpu_seconds(model_pid)
+        load_before = time.process_time()
         elapsed, latencies = await _concurrently(runs, concurrency, one)
-        cpu = _cpu_seconds(pid) - cpu_before
+        load = time.process_time() - load_before
+        cpu, model = _cpu_seconds(pid) - cpu_before, _cpu_seconds(model_pid) - model_before
     latencies.sort()
     return {
         "runs_per_s": runs / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "cpu_ms_per_run": cpu * 1000 / runs,
+        # What the same runs cost the two shared processes: on 2 cores, they bound runs/s.
+        "load_generator_cpu_ms_per_run": load * 1000 / runs,
+        "model_cpu_ms_per_run": model * 1000 / runs,
     }
 
 
@@ -254,7 +275,7 @@ def main() -> None:
         ours_argv = [sys.executable, "-m", "flue_actors.cli", "serve", "--port", str(ours_port)]
         ours_argv += ["--workflows", str(workflows)]
         with (
-            _process(fake_argv, env, logs / "fake.log", f"{fake_url}/healthz", 30),
+            _process(fake_argv, env, logs / "fake.log", f"{fake_url}/healthz", 30) as model_pid,
             _process(
                 [str(peer / "serve.sh"), str(flue_port), fake_url],
                 env,
@@ -287,6 +308,7 @@ def main() -> None:
                                 _measure(
                                     base,
                                     pid,
+                                    model_pid,
                                     kind,
                                     args.runs,
                                     args.concurrency,

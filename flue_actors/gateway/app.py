@@ -15,7 +15,9 @@ from ..runtime import Runtime
 from . import invocation, listing, run_reads
 from .draining import Draining
 from .errors import UnexpectedErrors, error_response, handle_flue_error
+from .known_runs import KnownRuns
 from .protocol import JsonResponse
+from .routing import add_routes
 from .shared_reads import SharedReads
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -57,10 +59,10 @@ def create_app(
     app.state.long_poll_seconds = long_poll_seconds
     app.state.heartbeat_seconds = heartbeat_seconds
     app.state.shared_reads = SharedReads(runtime)
+    app.state.known_runs = KnownRuns()
     app.state.draining = Draining()
-    app.include_router(invocation.router)
-    app.include_router(listing.router)
-    app.include_router(run_reads.router)
+    for module in (invocation, listing, run_reads):
+        add_routes(app, module.router)
     app.add_exception_handler(FlueError, handle_flue_error)
     app.add_middleware(UnexpectedErrors)
 

@@ -3,12 +3,14 @@
 Which dependency applies is known only after the workflow (or the run's workflow) is looked up,
 so it cannot be declared on the route; it is solved per request with FastAPI's own dependency
 machinery, so sub-dependencies, ``Header``/``Query`` parameters and ``HTTPException`` work as
-they do on any route.
+they do on any route. A dependency that is an ``async def`` taking nothing is simply awaited, as
+FastAPI would: there is nothing to solve.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the guard's real Annotated type,
 # whose Depends names a closure variable a string annotation could not be resolved against.
 
+import inspect
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
@@ -20,6 +22,17 @@ from fastapi.exceptions import RequestValidationError
 __all__ = ["authorize"]
 
 _dependants: dict[tuple[Callable[..., Any], str], Any] = {}
+_bare: dict[Callable[..., Any], bool] = {}
+
+
+def _is_bare(dependency: Callable[..., Any]) -> bool:
+    """Whether ``dependency`` is an ``async def`` without parameters (nor ``yield``)."""
+    bare = _bare.get(dependency)
+    if bare is None:
+        bare = _bare[dependency] = inspect.iscoroutinefunction(dependency) and not (
+            inspect.signature(dependency).parameters
+        )
+    return bare
 
 
 def _guard_for(dependency: Callable[..., Any]) -> Callable[..., None]:
@@ -33,6 +46,9 @@ def _guard_for(dependency: Callable[..., Any]) -> Callable[..., None]:
 
 async def authorize(request: Request, dependency: Callable[..., Any]) -> None:
     """Run ``dependency`` for ``request``; whatever it raises (``HTTPException``) denies."""
+    if _is_bare(dependency):
+        await dependency()
+        return
     route = request.scope.get("route")
     # The route's template, so a dependency may take the path's parameters (``name``, ``run_id``).
     template = getattr(route, "path_format", request.url.path)

@@ -29,11 +29,13 @@ from ..runtime import DiscoveredWorkflow, Runtime
 from .draining import Draining, unless_draining
 from .errors import error_response
 from .exposure import authorize
+from .known_runs import KnownRuns
 from .protocol import SECURITY_HEADERS, JsonResponse, whole_number
+from .routing import DirectRoute
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)
 _TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 _TRACESTATE_MEMBER = re.compile(
     r"^[a-z0-9][_0-9a-z\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}$"
@@ -42,13 +44,14 @@ _OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 _INVOKE_DOC: dict[str, Any] = {
     "parameters": [
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
         {
             "name": "wait",
             "in": "query",
             "required": False,
             "schema": {"type": "string", "enum": ["result"]},
             "description": "`result`: answer after the run ends, with its result.",
-        }
+        },
     ],
     "requestBody": {
         "required": False,
@@ -154,7 +157,8 @@ def _failed_run_response(record: RunRecord) -> Response:
 
 
 @router.post("/workflows/{name}", openapi_extra=_INVOKE_DOC, summary="Invoke a workflow")
-async def invoke_workflow(name: str, request: Request) -> Response:
+async def invoke_workflow(request: Request) -> Response:
+    name: str = request.path_params["name"]
     waits = request.query_params.getlist("wait")
     if len(waits) > 1 or (waits and waits[0] != "result"):
         raise InvalidRequestError(reason='Invalid query parameters: wait must be "result".')
@@ -185,6 +189,8 @@ async def invoke_workflow(name: str, request: Request) -> Response:
     if draining.started:
         raise ServerShuttingDownError()
     receipt = await runtime.invoke(name, checked, trace_carrier=_trace_carrier(request))
+    known: KnownRuns = request.app.state.known_runs
+    known.remember(receipt.run_id, name)
     if not waits:
         return JsonResponse({"runId": receipt.run_id}, status_code=202)
     ended, record = await unless_draining(draining, runtime.wait(receipt.run_id))

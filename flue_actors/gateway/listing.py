@@ -17,10 +17,11 @@ from ..records import MAX_LIST_LIMIT, RUN_STATUSES, RunStatus
 from ..runtime import Runtime
 from .exposure import authorize
 from .protocol import JsonResponse, whole_number
+from .routing import DirectRoute
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)
 
 _LIST_DOC: dict[str, Any] = {
     "parameters": [

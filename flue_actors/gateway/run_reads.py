@@ -23,6 +23,7 @@ from ..runtime import DiscoveredWorkflow, Runtime
 from ..store import StreamPage, format_offset, parse_offset, run_stream
 from .draining import Draining, unless_draining
 from .exposure import authorize
+from .known_runs import KnownRuns
 from .protocol import (
     SECURITY_HEADERS,
     STREAM_CLOSED,
@@ -36,16 +37,24 @@ from .protocol import (
     sse_frame,
     tail_count,
 )
+from .routing import DirectRoute
 from .shared_reads import SharedPage, SharedReads, checked_json
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)
 # Other methods still pass the `runs` dependency first, then get 405 (Flue's order).
 _OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
+_RUN_ID_DOC: dict[str, Any] = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 _READ_DOC: dict[str, Any] = {
     "parameters": [
+        _RUN_ID_DOC,
         {
             "name": "offset",
             "in": "query",
@@ -99,38 +108,56 @@ def _shared(request: Request) -> SharedReads:
     return shared
 
 
-async def _exposed_run(request: Request, run_id: str) -> tuple[RunRecord, DiscoveredWorkflow]:
-    """The run and its workflow, if the workflow exposes its runs; else the generic 404."""
+async def _exposed_run(request: Request, run_id: str, *, record: bool) -> RunRecord | None:
+    """The run (if ``record``; else ``None``) once its workflow exposes its runs and the
+    workflow's ``runs`` dependency allows the request; else the generic 404 (or the denial)."""
     runtime = _runtime(request)
-    record = await runtime.get_run(run_id) if is_run_id(run_id) else None
-    workflow = None
-    if record is not None and record.workflow_name in runtime.workflows:
-        workflow = runtime.workflows.get(record.workflow_name)
-    if record is None or workflow is None or workflow.runs is None:
+    known: KnownRuns = request.app.state.known_runs
+    found = None
+    workflow_name = None if record else known.workflow_of(run_id)
+    if workflow_name is None:
+        found = await runtime.get_run(run_id) if is_run_id(run_id) else None
+        if found is not None:
+            workflow_name = found.workflow_name
+            known.remember(run_id, workflow_name)
+    workflow: DiscoveredWorkflow | None = None
+    if workflow_name is not None and workflow_name in runtime.workflows:
+        workflow = runtime.workflows.get(workflow_name)
+    if workflow is None or workflow.runs is None:
         raise RunNotFoundError(run_id=run_id)
     await authorize(request, workflow.runs)
-    return record, workflow
+    return found if record else None
 
 
 @router.api_route("/runs/{run_id}", methods=_OTHER_METHODS, include_in_schema=False)
 @router.head("/runs/{run_id}", include_in_schema=False)
 @router.get("/runs/{run_id}", openapi_extra=_READ_DOC, summary="Read a run")
-async def read_run(run_id: str, request: Request) -> Response:
-    record, _ = await _exposed_run(request, run_id)
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowedError(method=request.method, allowed=["GET", "HEAD"])
-    if request.method == "HEAD":
+async def read_run(request: Request) -> Response:
+    run_id: str = request.path_params["run_id"]
+    method = request.method
+    meta = method == "GET" and "meta" in request.query_params
+    record = await _exposed_run(request, run_id, record=meta)
+    if method not in ("GET", "HEAD"):
+        raise MethodNotAllowedError(method=method, allowed=["GET", "HEAD"])
+    if method == "HEAD":
         return await _head(request, run_id)
-    if "meta" in request.query_params:
+    if meta:
+        assert record is not None
         return JsonResponse(record.to_wire())
     return await _read(request, run_id)
 
 
-@router.post("/runs/{run_id}/cancel", summary="Cancel a run (beyond Flue)")
-async def cancel_run(run_id: str, request: Request) -> Response:
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="Cancel a run (beyond Flue)",
+    openapi_extra={"parameters": [_RUN_ID_DOC]},
+)
+async def cancel_run(request: Request) -> Response:
     """Cancel an active run, behind its workflow's ``runs`` dependency. The run ends with an
     errored ``run_end`` of type ``run_cancelled``."""
-    record, _ = await _exposed_run(request, run_id)
+    run_id: str = request.path_params["run_id"]
+    record = await _exposed_run(request, run_id, record=True)
+    assert record is not None
     if record.is_terminal or not await _runtime(request).cancel(run_id):
         raise RunNotActiveError(run_id=run_id)
     return JsonResponse({"runId": run_id, "cancelled": True}, status_code=202)
@@ -174,13 +201,16 @@ async def _read(request: Request, run_id: str) -> Response:
         raise InvalidRequestError(reason="Invalid offset format.")
 
     runtime = _runtime(request)
-    meta = await runtime.stream_meta(run_id)
-    if meta is None:
-        raise RunNotFoundError(run_id=run_id)
-    if offset == "now" and live is not None:
-        offset = meta.next_offset
-    elif offset == "-1" and tail is not None:
-        offset = format_offset(max(-1, parse_offset(meta.next_offset) - tail))
+    # Where the stream stands is needed only to resolve `now` (live) or `tail`: a run's record
+    # and its stream are admitted in one transaction, so an exposed run's stream exists.
+    if (offset == "now" and live is not None) or (offset == "-1" and tail is not None):
+        meta = await runtime.stream_meta(run_id)
+        if meta is None:
+            raise RunNotFoundError(run_id=run_id)
+        if offset == "now":
+            offset = meta.next_offset
+        elif tail is not None:
+            offset = format_offset(max(-1, parse_offset(meta.next_offset) - tail))
 
     if live == "sse":
         return StreamingResponse(

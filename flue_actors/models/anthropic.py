@@ -5,12 +5,25 @@ API, maps the raw stream events back to our stream events and content blocks, an
 SDK failure into a :class:`ModelRequestError` that says whether a retry may help. The SDK's own
 retries are off: the harness owns retries, so one attempt here is one HTTP request.
 
-Each provider holds one SDK client (one connection pool, reused by every call) and uses the
-SDK's raw event stream (``messages.create(stream=True)``), not its accumulating
-``messages.stream()`` helper, which would build a second copy of every message. The transport
-is the SDK's own choice of two: its default (httpx2) or its aiohttp transport
-(``anthropic.DefaultAioHttpClient``), which costs about a third less CPU per streamed call;
-``flue-actors serve`` picks aiohttp (``FLUE_ANTHROPIC_TRANSPORT``).
+The lightest correct use of the SDK we found (``benchmarks/bench_provider.py``):
+
+- One SDK client per provider: one connection pool, reused by every call.
+- ``messages.create(stream=True)``, not the accumulating ``messages.stream()`` helper (which
+  builds a second copy of every message), read through the SDK's own SSE decoder
+  (``AsyncStream.raw_events``) as plain JSON: the SDK's request path, headers, status errors
+  and response handling stay in charge, but no typed pydantic event is built per SSE frame,
+  since this module only copies fields out of each event. An in-stream ``error`` event is
+  raised as the SDK raises it (an ``APIStatusError`` carrying the event's body).
+- No OpenTelemetry call span when nothing could record it: the SDK builds one per call (with
+  its attributes) even when no OpenTelemetry SDK is configured, and throws it away. When the
+  process has set no tracer provider (OpenTelemetry's default proxy, no
+  ``OTEL_PYTHON_TRACER_PROVIDER``) and no ``ANTHROPIC_OPEN_TELEMETRY*`` variable is set, the
+  client is made with the SDK's own switch ``open_telemetry=False``. This is decided when the
+  client is made (at the provider's first call): configure OpenTelemetry before that to get
+  the SDK's spans, or pass ``open_telemetry=`` to choose.
+- The transport is the SDK's own choice of two: its default (httpx2) or its aiohttp transport
+  (``anthropic.DefaultAioHttpClient``), which costs less CPU per streamed call;
+  ``flue-actors serve`` picks aiohttp (``FLUE_ANTHROPIC_TRANSPORT``).
 """
 
 from __future__ import annotations
@@ -86,8 +99,10 @@ class AnthropicProvider:
         timeout: float = 600.0,
         http_client: Any = None,
         transport: Transport | None = None,
+        open_telemetry: Any = None,
     ) -> None:
         self._api_key = api_key
+        self._open_telemetry = open_telemetry
         self._base_url = base_url
         self._timeout = timeout
         self._http_client = http_client
@@ -120,12 +135,16 @@ class AnthropicProvider:
             http_client = self._http_client
             if http_client is None and transport == "aiohttp":
                 http_client = anthropic.DefaultAioHttpClient(timeout=self._timeout)
+            open_telemetry = self._open_telemetry
+            if open_telemetry is None and not _tracing_configured():
+                open_telemetry = False
             self._sdk = anthropic.AsyncAnthropic(
                 api_key=api_key,
                 base_url=self._base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
                 max_retries=0,
                 timeout=self._timeout,
                 http_client=http_client,
+                open_telemetry=open_telemetry,
             )
         return self._sdk
 
@@ -144,13 +163,43 @@ class AnthropicProvider:
             # mid-stream (CancelledError is not caught here: it is not an Exception).
             async with stream:
                 turn = _StreamedTurn(request.model, on_stream)
-                async for event in stream:
-                    turn.feed(event)
+                async for sse in stream.raw_events(stream.response):
+                    kind = sse.event
+                    if kind is None or kind == "ping" or not sse.data:
+                        continue  # what the SDK's own event iterator skips
+                    if kind == "error":
+                        raise _stream_error(sse.data, stream.response)
+                    turn.feed(json.loads(sse.data))
                 return turn.finish()
         except ModelRequestError:
             raise
         except Exception as error:
             raise map_error(error) from error
+
+
+def _tracing_configured() -> bool:
+    """Whether the SDK's call spans could be recorded or steered: a tracer provider is set (or
+    named by ``OTEL_PYTHON_TRACER_PROVIDER``), or an ``ANTHROPIC_OPEN_TELEMETRY*`` variable is."""
+    if os.environ.get("OTEL_PYTHON_TRACER_PROVIDER") or any(
+        name.startswith("ANTHROPIC_OPEN_TELEMETRY") for name in os.environ
+    ):
+        return True
+    from opentelemetry import trace  # the SDK's own dependency, loaded with it
+
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def _stream_error(data: str, response: Any) -> Exception:
+    """An in-stream ``error`` event, as the SDK's own event iterator raises it."""
+    import anthropic
+
+    body: Any = data
+    try:
+        body = json.loads(data)
+        message = f"{body}"
+    except ValueError:
+        message = data or f"Error code: {response.status_code}"
+    return anthropic.APIStatusError(message, response=response, body=body)
 
 
 # --- request ----------------------------------------------------------------------------------
@@ -297,58 +346,67 @@ class _StreamedTurn:
         self._response_model: str | None = None
         self._stopped = False
 
-    def feed(self, event: Any) -> None:
-        kind = event.type
+    def feed(self, event: dict[str, Any]) -> None:
+        """One raw stream event, as the API sent it (its JSON, not the SDK's typed model)."""
+        kind = event.get("type")
         if kind == "content_block_delta":
-            block = self._by_index.get(event.index)
+            index = event["index"]
+            block = self._by_index.get(index)
             if block is None:
                 return
-            delta = event.delta
-            if delta.type == "text_delta":
-                block["text"] += delta.text
-                self._on_stream(TextDelta(delta.text))
-            elif delta.type == "thinking_delta":
-                block["thinking"] += delta.thinking
-                self._on_stream(
-                    ThinkingDelta(delta.thinking, content_index=self._positions[event.index])
-                )
-            elif delta.type == "signature_delta":
-                block["thinkingSignature"] = block.get("thinkingSignature", "") + delta.signature
-            elif delta.type == "input_json_delta":
-                self._json[event.index].append(delta.partial_json)
+            delta = event["delta"]
+            delta_kind = delta.get("type")
+            if delta_kind == "text_delta":
+                text = delta["text"]
+                block["text"] += text
+                self._on_stream(TextDelta(text))
+            elif delta_kind == "thinking_delta":
+                thinking = delta["thinking"]
+                block["thinking"] += thinking
+                self._on_stream(ThinkingDelta(thinking, content_index=self._positions[index]))
+            elif delta_kind == "signature_delta":
+                block["thinkingSignature"] = block.get("thinkingSignature", "") + delta["signature"]
+            elif delta_kind == "input_json_delta":
+                self._json[index].append(delta["partial_json"])
         elif kind == "content_block_start":
-            self._start_block(event.index, event.content_block)
+            self._start_block(event["index"], event["content_block"])
         elif kind == "content_block_stop":
-            self._stop_block(event.index)
+            self._stop_block(event["index"])
         elif kind == "message_start":
-            message = event.message
-            self._response_id = message.id
-            self._response_model = message.model
-            self._add_usage(message.usage)
+            message = event["message"]
+            self._response_id = message.get("id")
+            self._response_model = message.get("model")
+            self._add_usage(message.get("usage"))
         elif kind == "message_delta":
-            self._stop_reason = event.delta.stop_reason or self._stop_reason
-            self._add_usage(event.usage)
+            self._stop_reason = (event.get("delta") or {}).get("stop_reason") or self._stop_reason
+            self._add_usage(event.get("usage"))
         elif kind == "message_stop":
             self._stopped = True
 
-    def _start_block(self, index: int, source: Any) -> None:
+    def _start_block(self, index: int, source: dict[str, Any]) -> None:
         block: dict[str, Any]
-        if source.type == "text":
-            block = {"type": "text", "text": source.text or ""}
+        kind = source.get("type")
+        if kind == "text":
+            block = {"type": "text", "text": source.get("text") or ""}
             if block["text"]:
                 self._on_stream(TextDelta(block["text"]))
-        elif source.type == "thinking":
-            block = {"type": "thinking", "thinking": source.thinking or ""}
+        elif kind == "thinking":
+            block = {"type": "thinking", "thinking": source.get("thinking") or ""}
             self._on_stream(ThinkingStart(content_index=len(self.content)))
-        elif source.type == "redacted_thinking":
+        elif kind == "redacted_thinking":
             block = {
                 "type": "thinking",
                 "thinking": "[Reasoning redacted]",
-                "thinkingSignature": source.data,
+                "thinkingSignature": source["data"],
                 "redacted": True,
             }
-        elif source.type == "tool_use":
-            block = {"type": "toolCall", "id": source.id, "name": source.name, "arguments": {}}
+        elif kind == "tool_use":
+            block = {
+                "type": "toolCall",
+                "id": source["id"],
+                "name": source["name"],
+                "arguments": {},
+            }
             self._json[index] = []
         else:
             return  # server tool blocks and the like: not part of our message shapes
@@ -374,10 +432,10 @@ class _StreamedTurn:
                     code="bad_tool_arguments",
                 ) from error
 
-    def _add_usage(self, usage: Any) -> None:
+    def _add_usage(self, usage: dict[str, Any] | None) -> None:
         # message_start carries the input side; message_delta the (cumulative) output side and,
         # on newer API versions, the input side again. Later non-null values win.
-        if usage is None:
+        if not usage:
             return
         for field in (
             "input_tokens",
@@ -385,7 +443,7 @@ class _StreamedTurn:
             "cache_read_input_tokens",
             "cache_creation_input_tokens",
         ):
-            value = getattr(usage, field, None)
+            value = usage.get(field)
             if value is not None:
                 self._usage[field] = value
 

@@ -880,3 +880,41 @@ async def test_no_read_creates_a_run(client: httpx.AsyncClient, runtime: Runtime
     await client.get("/runs?workflow=none")
 
     assert await run_ids(runtime) == [run_id]
+
+
+async def test_a_bare_async_dependency_that_raises_denies_as_fastapi_would(
+    make_app: AppFactory, runtime: Runtime
+) -> None:
+    # `async def` without parameters is awaited directly (nothing to solve): its HTTPException
+    # must still be FastAPI's answer, with its status, detail and headers.
+    async def admins_only() -> None:
+        raise HTTPException(status_code=401, detail="Admins only.", headers={"WWW-Auth": "x"})
+
+    await runtime.wait((await runtime.invoke("none")).run_id, timeout=5)
+    async with asgi_client(make_app(list_runs=admins_only)) as opened:
+        denied = await opened.get("/runs")
+    assert denied.status_code == 401
+    assert denied.json() == {"detail": "Admins only."}
+    assert denied.headers["www-auth"] == "x"
+
+
+async def test_runs_admitted_elsewhere_or_read_by_another_app_are_found_and_guarded(
+    make_app: AppFactory, runtime: Runtime, controls: Controls
+) -> None:
+    # An app remembers the workflow of the runs it admitted; a run it never saw (admitted by
+    # another process or app on the same store) is looked up, then guarded the same way.
+    async with asgi_client(make_app()) as first, asgi_client(make_app()) as second:
+        run_id = await finished(first, "counted")
+        elsewhere = (await runtime.invoke("counted")).run_id
+        await runtime.wait(elsewhere, timeout=5)
+        for client, run in ((first, run_id), (second, run_id), (first, elsewhere)):
+            for _ in range(2):
+                response = await client.get(f"/runs/{run}", params={"offset": "-1"})
+                assert response.status_code == 200, response.text
+                assert response.json()[-1]["type"] == "run_end"
+                assert response.headers["stream-closed"] == "true"
+        assert len(controls.runs_calls) == 6
+        private = (await runtime.invoke("private")).run_id
+        await runtime.wait(private, timeout=5)
+        assert (await first.get(f"/runs/{private}")).status_code == 403
+        assert (await second.get(f"/runs/{private}", headers={"X-Allow": "yes"})).status_code == 200

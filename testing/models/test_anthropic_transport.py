@@ -4,6 +4,7 @@ a real streamed call over loopback HTTP through each (``flue-actors serve`` uses
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -115,3 +116,30 @@ async def test_the_environment_chooses_the_transport_and_a_wrong_name_is_refused
         AnthropicProvider(api_key="sk-ant-x")._client()
     assert refused.value.code == "bad_transport"
     assert TRANSPORT_VARIABLE in str(refused.value)
+
+
+def _spans_enabled(provider: AnthropicProvider) -> bool:
+    enabled: bool = provider._client().open_telemetry["traces"]["enabled"]
+    return enabled
+
+
+async def test_the_sdk_builds_no_call_span_when_nothing_could_record_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+
+    for name in list(os.environ):
+        if name.startswith("ANTHROPIC_OPEN_TELEMETRY") or name == "OTEL_PYTHON_TRACER_PROVIDER":
+            monkeypatch.delenv(name)
+    # No tracer provider set: OpenTelemetry's proxy, so the SDK's switch turns spans off.
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    assert not _spans_enabled(AnthropicProvider(api_key="sk-ant-x"))
+    # An explicit option is the SDK's own.
+    assert _spans_enabled(AnthropicProvider(api_key="sk-ant-x", open_telemetry={}))
+    # A variable of the SDK's names it: its own resolution applies.
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY_PROPAGATION", "false")
+    assert _spans_enabled(AnthropicProvider(api_key="sk-ant-x"))
+    monkeypatch.delenv("ANTHROPIC_OPEN_TELEMETRY_PROPAGATION")
+    # A tracer provider set by the application: the SDK's default (spans on).
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.NoOpTracerProvider())
+    assert _spans_enabled(AnthropicProvider(api_key="sk-ant-x"))
