@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 from ..errors import FlueError, MethodNotAllowedError, RouteNotFoundError
 from ..runtime import Runtime
 from . import invocation, listing, run_reads
+from .docs import add_docs
 from .draining import Draining
 from .errors import UnexpectedErrors, error_response, handle_flue_error
 from .known_runs import KnownRuns
@@ -51,6 +52,9 @@ def create_app(
         # /runs/ is not /runs: an unknown route, as in Flue, not a redirect.
         redirect_slashes=False,
         default_response_class=JsonResponse,
+        # Served from local assets by add_docs (FastAPI's pages load theirs from a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.max_body_bytes = max_body_bytes
@@ -63,6 +67,7 @@ def create_app(
     app.state.draining = Draining()
     for module in (invocation, listing, run_reads):
         add_routes(app, module.router)
+    add_docs(app)
     app.add_exception_handler(FlueError, handle_flue_error)
     app.add_middleware(UnexpectedErrors)
 
