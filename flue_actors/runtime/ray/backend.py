@@ -282,17 +282,18 @@ class RayBackend:
         its runs and answers once the admission is durable: ``None`` per run it took, else why
         not. If the call fails, every run of the batch fails to be admitted (the Runtime then
         ends any that the host did admit)."""
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnschedulableError, RayActorError
 
         headers = [header for header, _ in batch]
         try:
             try:
                 answers: list[str | None] = await self._hosts[owner].admit.remote(headers)
-            except RayActorError as error:
+            except (RayActorError, ActorUnschedulableError) as error:
                 # The host is dead or unreachable (its node lost, say, before placement has
-                # noticed): the batch goes to another host once. Had the lost host admitted it
-                # after all, the other finds the runs admitted and leaves them to their owner's
-                # lease.
+                # noticed; a host pinned to a node that is gone cannot even be rescheduled,
+                # which Ray reports as unschedulable): the batch goes to another host once.
+                # Had the lost host admitted it after all, the other finds the runs admitted
+                # and leaves them to their owner's lease.
                 other = self._other_host(owner, headers[0]["runId"])
                 if other is None:
                     raise
