@@ -195,6 +195,11 @@ class TestSqlitePrivateRay(ServeScenarios):
 
 
 @pytest.mark.ray
+class TestPostgresPrivateRay(TestSqlitePrivateRay):
+    store, backend = "postgres", "ray"
+
+
+@pytest.mark.ray
 class TestSqliteRayCluster(ServeScenarios):
     store, backend = "sqlite", "cluster"
 
