@@ -49,7 +49,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -250,7 +250,7 @@ def remove_stale() -> list[str]:
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         match = _NAMESPACE.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             with contextlib.suppress(RuntimeError):
                 Machine(namespace=name, address="").kill_all()
             _ip("netns", "delete", name, check=False)
@@ -258,7 +258,7 @@ def remove_stale() -> list[str]:
     for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
         match = _BRIDGE.match(name) or _LINK.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             _ip("link", "delete", name, check=False)
             removed.append(name)
     return removed

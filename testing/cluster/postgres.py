@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .netns import process_alive
+
 __all__ = [
     "PostgresUnavailableError",
     "ThrowawayPostgres",
@@ -148,7 +150,7 @@ def remove_stale_servers() -> list[str]:
     removed = []
     for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{_PREFIX}*-*")):
         owner = Path(folder).name.removeprefix(_PREFIX).split("-")[0]
-        if not owner.isdigit() or _alive(int(owner)):
+        if not owner.isdigit() or process_alive(int(owner)):
             continue
         pid_file = Path(folder) / "data" / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -160,13 +162,3 @@ def remove_stale_servers() -> list[str]:
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
