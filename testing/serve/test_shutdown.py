@@ -30,6 +30,16 @@ async def _wait_until_active(client: httpx.AsyncClient, count: int) -> list[str]
     raise AssertionError(f"fewer than {count} runs became active within 10 s")
 
 
+async def _wait_until_started(client: httpx.AsyncClient, run_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = (await client.get(f"/runs/{run_id}")).json()
+        if any(event["type"] == "run_start" for event in events):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"run {run_id} did not start within 10 s")
+
+
 async def test_sigterm_answers_waiters_and_ends_within_the_bound(tmp_path: Path) -> None:
     project = serve_project(tmp_path)
     served = start_serve(project, "--graceful-seconds", str(GRACEFUL_SECONDS))
@@ -38,6 +48,9 @@ async def test_sigterm_answers_waiters_and_ends_within_the_bound(tmp_path: Path)
             admitted = await client.post("/workflows/blocker")
             assert admitted.status_code == 202
             other = admitted.json()["runId"]
+            # Its run_start is written just after admission: the readers below start at "now",
+            # so they must start after it, or they would be answered with it.
+            await _wait_until_started(client, other)
             waiting = asyncio.ensure_future(client.post("/workflows/blocker?wait=result"))
             long_poll = asyncio.ensure_future(
                 client.get(f"/runs/{other}", params={"offset": "now", "live": "long-poll"})
