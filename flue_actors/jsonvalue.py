@@ -5,7 +5,7 @@ plain JSON data only, so nothing a caller mutates later can leak into a stored r
 that would not round-trip (NaN, bytes, arbitrary objects, cycles) is ever written.
 
 Any string is JSON data, lone surrogates (U+D800-DFFF) and NUL included: ``dumps`` writes them as
-``\\uXXXX`` escapes, so the text it returns always encodes as UTF-8 (SQLite, PostgreSQL ``text``,
+``\\ud800`` escapes, so the text it returns always encodes as UTF-8 (SQLite, PostgreSQL ``text``,
 HTTP bodies) and reads back as the same string. JSON, like JavaScript's UTF-16 strings, cannot
 tell a high surrogate followed by a low one from the character they encode: such a pair written
 as two code points reads back as that one character.

@@ -54,7 +54,7 @@ _MAX_DIGITS: Final = 18
 
 class JsonResponse(JSONResponse):
     """A JSON body written by :func:`~flue_actors.jsonvalue.dumps`, so any text in it (lone
-    surrogates included, as ``\\uXXXX`` escapes) is encodable and reads back as it was."""
+    surrogates included, as ``\\ud800`` escapes) is encodable and reads back as it was."""
 
     def render(self, content: Any) -> bytes:
         return dumps(content).encode("utf-8")

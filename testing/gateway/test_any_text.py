@@ -2,7 +2,7 @@
 damage"), on SQLite and on PostgreSQL.
 
 Hypothesis draws strings of any code points (lone surrogates, NUL, controls, U+2028, private use,
-astral) and sends them as workflow input (over HTTP as JSON ``\\uXXXX`` escapes, and through the
+astral) and sends them as workflow input (over HTTP as JSON ``\\ud800`` escapes, and through the
 Python API), as the model's reply and thinking (the fake model), as a tool's arguments and result,
 and as ``ctx.log`` messages and attributes; the workflow also runs shell commands that print
 invalid UTF-8 and NUL, and ``cat``s the text from a file (the sandbox's files hold bytes, so a lone
@@ -218,7 +218,7 @@ async def check_read_back(served: Served, run_id: str, texts: Texts) -> None:
 
 async def check_any_text(served: Served, texts: Texts) -> None:
     served.script.texts = texts
-    # Over HTTP as JSON text (lone surrogates as \uXXXX escapes: raw, they are not UTF-8).
+    # Over HTTP as JSON text (lone surrogates as \ud800 escapes: raw, they are not UTF-8).
     body = json.dumps(texts.model_dump()).encode("ascii")
     response = await served.client.post(
         "/workflows/through",

@@ -1,7 +1,7 @@
 """Any text is stored and read back; an event that is not JSON data never leaves a run active
 (issue 9, "any bytes in, no damage"), on every store backend.
 
-Lone surrogates, NUL and every other code point are escaped by the serializer (``\\uXXXX``), so
+Lone surrogates, NUL and every other code point are escaped by the serializer (``\\ud800``), so
 they fit SQLite's and PostgreSQL's ``text`` and come back as the same string. A high surrogate
 followed by a low one reads back as the character they encode (JSON and JavaScript strings cannot
 tell the two apart), so expectations are compared through :func:`as_utf16`.
