@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _load import concurrently
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,21 +70,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _concurrently(
-    n: int, concurrency: int, one: Callable[[int], Awaitable[float]]
+    n: int, concurrency: int, one: Callable[[int], Awaitable[object]]
 ) -> dict[str, float]:
-    latencies: list[float] = []
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < n:
-            index = next_index
-            next_index += 1
-            latencies.append(await one(index))
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
+    elapsed, latencies = await concurrently(n, concurrency, one)
     return {
         "per_s": round(n / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
@@ -95,24 +84,20 @@ async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.readers + 32)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
 
-        async def invoke(i: int) -> float:
-            began = time.perf_counter()
+        async def invoke(i: int) -> None:
             response = await client.post(
                 "/workflows/summarize", params={"wait": "result"}, json={"text": f"text {i}"}
             )
             assert response.status_code == 200, response.text
-            return time.perf_counter() - began
 
         await _concurrently(50, 16, invoke)  # warm-up
         invoked = await _concurrently(args.runs, 16, invoke)
 
         run_id = (await client.post("/workflows/summarize", json={"text": "x"})).json()["runId"]
 
-        async def meta(_: int) -> float:
-            began = time.perf_counter()
+        async def meta(_: int) -> None:
             response = await client.get(f"/runs/{run_id}", params={"meta": ""})
             assert response.status_code == 200
-            return time.perf_counter() - began
 
         metas = await _concurrently(args.meta, 16, meta)
 

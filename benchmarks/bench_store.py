@@ -25,11 +25,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from _load import concurrently
 
 from flue_actors.events import RunAdmittedEvent
 from flue_actors.store import EventStore, PostgresEventStore, SqliteEventStore, run_stream
@@ -63,17 +63,6 @@ def _event(run_id: str, index: int, kind: str = "log") -> dict[str, Any]:
     if kind == "log":
         event["attributes"] = {"step": index}
     return event
-
-
-async def _concurrently(count: int, writers: int, one: Callable[[int], Awaitable[None]]) -> None:
-    """Run ``one(0..count-1)`` with at most ``writers`` in flight."""
-    queue = iter(range(count))
-
-    async def worker() -> None:
-        for i in queue:
-            await one(i)
-
-    await asyncio.gather(*(worker() for _ in range(min(writers, count))))
 
 
 async def _single(store: EventStore, events: int, writers: int) -> float:
@@ -110,7 +99,7 @@ async def _batched(store: EventStore, runs: int, per_run: int, batch: int, write
             await store.append(run_stream(run_id), events, expected_seq=start, close=end == per_run)
 
     began = time.perf_counter()
-    await _concurrently(runs, writers, run)
+    await concurrently(runs, writers, run)
     return runs * per_run / (time.perf_counter() - began)
 
 
@@ -128,7 +117,7 @@ async def _read(store: EventStore, runs: int, writers: int) -> float:
             offset = page.next_offset
 
     began = time.perf_counter()
-    await _concurrently(runs, writers, page_through)
+    await concurrently(runs, writers, page_through)
     return total / (time.perf_counter() - began)
 
 

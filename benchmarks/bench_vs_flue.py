@@ -48,6 +48,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from _load import concurrently
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("wait_result", "accept_then_read", "sse_tail")
@@ -134,26 +135,6 @@ def _cpu_seconds(root: int) -> float:
     return total / ticks
 
 
-async def _concurrently(
-    n: int, concurrency: int, one: Callable[[int], Awaitable[None]]
-) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < n:
-            index = next_index
-            next_index += 1
-            began = time.perf_counter()
-            await one(index)
-            latencies.append(time.perf_counter() - began)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - began, latencies
-
-
 def _workload(
     client: aiohttp.ClientSession, base: str, kind: str, tag: str
 ) -> Callable[[int], Awaitable[None]]:
@@ -217,10 +198,10 @@ async def _measure(
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         one = _workload(client, base, kind, tag)
-        await _concurrently(concurrency * 2, concurrency, one)  # warm connections and caches
+        await concurrently(concurrency * 2, concurrency, one)  # warm connections and caches
         cpu_before, model_before = _cpu_seconds(pid), _cpu_seconds(model_pid)
         load_before = time.process_time()
-        elapsed, latencies = await _concurrently(runs, concurrency, one)
+        elapsed, latencies = await concurrently(runs, concurrency, one)
         load = time.process_time() - load_before
         cpu, model = _cpu_seconds(pid) - cpu_before, _cpu_seconds(model_pid) - model_before
     latencies.sort()
