@@ -36,6 +36,7 @@ from .errors import (
     DefinitionError,
     DelegationDepthExceededError,
     FlueError,
+    MCPConnectionError,
     ModelNotResolvedError,
     OperationFailedError,
     ResultUnavailableError,
@@ -57,6 +58,7 @@ from .errors import (
 )
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
+from .mcp import MCPTools, mcp_tools
 from .records import RunPage, RunPointer, RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -88,6 +90,8 @@ __all__ = [
     "FlueError",
     "Harness",
     "JsonValue",
+    "MCPConnectionError",
+    "MCPTools",
     "ModelNotResolvedError",
     "ModelProvider",
     "ModelRegistry",
@@ -136,6 +140,7 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "mcp_tools",
     "open_store",
 ]
 

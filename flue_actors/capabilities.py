@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import DefinitionError, ToolNameConflictError
+from .mcp import MCPTools
 
 if TYPE_CHECKING:
     from .definitions import ToolDefinition
@@ -20,6 +21,7 @@ __all__ = [
     "RESERVED_TOOL_NAMES",
     "AgentProfile",
     "SkillDefinition",
+    "check_mcp_servers",
     "check_tool_names",
     "define_agent_profile",
     "define_skill",
@@ -46,11 +48,23 @@ def _unique(names: Iterable[str], where: str, kind: str) -> None:
         seen.add(name)
 
 
-def check_tool_names(tools: Sequence[ToolDefinition]) -> None:
+def check_tool_names(tools: Sequence[ToolDefinition | MCPTools]) -> None:
     """Refuse user tools named like a framework tool (``tool_name_conflict``)."""
     for tool in tools:
-        if tool.name in RESERVED_TOOL_NAMES:
+        if not isinstance(tool, MCPTools) and tool.name in RESERVED_TOOL_NAMES:
             raise ToolNameConflictError(name=tool.name, reason="a framework tool")
+
+
+def check_mcp_servers(servers: Sequence[MCPTools]) -> None:
+    """Two MCP servers whose names give their tools one prefix would give every tool they
+    share one name (``tool_name_conflict``)."""
+    seen: set[str] = set()
+    for server in servers:
+        if server.prefix in seen:
+            raise ToolNameConflictError(
+                name=server.prefix + "*", reason="another MCP server's tools"
+            )
+        seen.add(server.prefix)
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +100,7 @@ class AgentProfile:
     name: str
     instructions: str | None = None
     model: str | None = None
-    tools: Sequence[ToolDefinition] = ()
+    tools: Sequence[ToolDefinition | MCPTools] = ()
     skills: Sequence[SkillDefinition] = ()
     subagents: Sequence[AgentProfile] = ()
 
@@ -96,7 +110,7 @@ def define_agent_profile(
     name: str,
     instructions: str | None = None,
     model: str | None = None,
-    tools: Sequence[ToolDefinition] = (),
+    tools: Sequence[ToolDefinition | MCPTools] = (),
     skills: Sequence[SkillDefinition] = (),
     subagents: Sequence[AgentProfile] = (),
 ) -> AgentProfile:
@@ -106,7 +120,12 @@ def define_agent_profile(
             "[flue] define_agent_profile({ model }) must be written as 'provider/model-id'."
         )
     tools, skills, subagents = tuple(tools), tuple(skills), tuple(subagents)
-    _unique((tool.name for tool in tools), "define_agent_profile", "tool")
+    _unique(
+        (tool.name for tool in tools if not isinstance(tool, MCPTools)),
+        "define_agent_profile",
+        "tool",
+    )
+    check_mcp_servers([tool for tool in tools if isinstance(tool, MCPTools)])
     _unique((skill.name for skill in skills), "define_agent_profile", "skill")
     _unique((profile.name for profile in subagents), "define_agent_profile", "subagent")
     check_tool_names(tools)

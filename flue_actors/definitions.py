@@ -20,7 +20,13 @@ from pydantic_core import PydanticSerializationError
 from typing_extensions import TypeVar as DefaultedTypeVar
 from typing_extensions import is_typeddict
 
-from .capabilities import RESERVED_TOOL_NAMES, AgentProfile, SkillDefinition, check_tool_names
+from .capabilities import (
+    RESERVED_TOOL_NAMES,
+    AgentProfile,
+    SkillDefinition,
+    check_mcp_servers,
+    check_tool_names,
+)
 from .errors import (
     ActionInputValidationError,
     ActionOutputSerializationError,
@@ -30,6 +36,7 @@ from .errors import (
     WorkflowInputUnexpectedError,
 )
 from .jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
+from .mcp import MCPTools
 
 if TYPE_CHECKING:
     from .harness import Harness, RunLog
@@ -119,7 +126,8 @@ class AgentConfig:
     instructions: str | None = None
     description: str | None = None
     thinking_level: ThinkingLevel | None = None
-    tools: Sequence[ToolDefinition] = ()
+    # define_tool() tools, and mcp_tools() servers whose tools the model gets too.
+    tools: Sequence[ToolDefinition | MCPTools] = ()
     skills: Sequence[SkillDefinition] = ()
     subagents: Sequence[AgentProfile] = ()
     # Actions the model may call as tools, each run in a scope of its own on the run's sandbox.
@@ -150,7 +158,10 @@ class AgentConfig:
                 raise DefinitionError(
                     "[flue] define_agent() actions must be define_action() values."
                 )
-        names = [tool.name for tool in self.tools] + [action.name for action in self.actions]
+        servers = [tool for tool in self.tools if isinstance(tool, MCPTools)]
+        check_mcp_servers(servers)
+        names = [tool.name for tool in self.tools if not isinstance(tool, MCPTools)]
+        names += [action.name for action in self.actions]
         for name in names:
             if name in BUILTIN_TOOL_NAMES:
                 raise ToolNameConflictError(name=name)

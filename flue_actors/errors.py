@@ -448,6 +448,19 @@ class ToolNameConflictError(FlueError):
         super().__init__(f'Tool name "{name}" {what}.')
 
 
+class MCPConnectionError(FlueError):
+    """An agent's MCP server could not be started or reached, or did not list its tools (or
+    the ones ``mcp_tools(tools=...)`` names). Flue has no type of its own for this."""
+
+    type = "mcp_connection_failed"
+
+    def __init__(self, *, server: str, transport: str, target: str, reason: str) -> None:
+        super().__init__(
+            f'MCP server "{server}" ({transport}) could not be connected: {reason}',
+            meta={"server": server, "transport": transport, "target": target},
+        )
+
+
 class ResultUnavailableError(Exception):
     """The agent produced no structured result: it called ``give_up`` or never called ``finish``.
 

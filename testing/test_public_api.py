@@ -27,6 +27,8 @@ PUBLIC = [
     "FlueError",
     "Harness",
     "JsonValue",
+    "MCPConnectionError",
+    "MCPTools",
     "ModelNotResolvedError",
     "ModelProvider",
     "ModelRegistry",
@@ -75,6 +77,7 @@ PUBLIC = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "mcp_tools",
     "open_store",
 ]
 

@@ -49,6 +49,8 @@ async def agent_loop(
 ) -> Outcome:
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
     # batch, without another model turn (a structured result was settled).
+    # The agent's MCP servers: connected by the run's first prompt that needs them.
+    await session._scope.tools.ready()
     emit = session._sink.emit
     framework = {**session._framework_tools(), **(extra or {})}
     user = {

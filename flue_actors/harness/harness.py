@@ -13,6 +13,7 @@ from ..ids import IdSource
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
 from .actions import action_tool
 from .call import CallHandle
+from .mcp_connection import MCPConnections
 from .sandbox import Sandbox, SandboxContext, SandboxFs, ShellResult, create_sandbox
 from .session import Session
 from .shell import run_shell
@@ -86,6 +87,7 @@ class Harness:
         retry: RetryPolicy | None = None,
         run_id: str = "",
         sandbox: Sandbox | None = None,
+        mcp: MCPConnections | None = None,
     ) -> None:
         self.name = name
         # How sessions retry transient model errors (and sleep between tries): the registry's
@@ -101,6 +103,9 @@ class Harness:
         # A child scope (an action run as a tool) shares its parent's sandbox and leaves it open.
         self._owns_sandbox = sandbox is None
         self._sandbox_slot = _SandboxSlot(config, run_id, sandbox)
+        # The run's MCP connections, likewise shared with child scopes and closed by the root.
+        self._owns_mcp = mcp is None
+        self.mcp = mcp or MCPConnections()
         # Built-ins first, then the agent's tools; a name used twice is refused here.
         # The sandbox's tools come with every session of the run, a task's child included.
         # They ask the slot, not this harness, for the sandbox: no reference cycle through
@@ -108,7 +113,7 @@ class Harness:
         self.workspace_tools = workspace_tools(self._sandbox_slot.get)
         actions = [action_tool(self, action) for action in config.actions]
         self._tools = ToolBox(
-            [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock
+            [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock, mcp=self.mcp
         )
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
@@ -219,6 +224,8 @@ class Harness:
         # of in the cycle collector, which had become a large share of a run's CPU.
         self._sessions.clear()
         # Only now, with nothing left running in it, is the sandbox released.
+        if self._owns_mcp:
+            await self.mcp.close()
         made = self._sandbox_slot.made
         if self._owns_sandbox and made is not None:
             await made.close()
@@ -235,6 +242,7 @@ class Harness:
             retry=self.retry,
             run_id=self._run_id,
             sandbox=self.sandbox,
+            mcp=self.mcp,
         )
 
     def new_invocation_id(self) -> str:

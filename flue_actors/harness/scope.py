@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..capabilities import AgentProfile, SkillDefinition
 from ..clock import Clock
 from ..definitions import AgentConfig, ThinkingLevel, ToolDefinition
+from .mcp_connection import MCPConnections
 from .sink import EventSink
 from .tools import ToolBox
 
@@ -54,6 +55,7 @@ class AgentScope:
         sink: EventSink,
         clock: Clock,
         workspace: Sequence[ToolDefinition] = (),
+        mcp: MCPConnections | None = None,
     ) -> AgentScope:
         """The scope of a task's child session; ``profile`` None reuses this agent whole.
         ``workspace`` are the run's sandbox tools, which a profiled child shares too."""
@@ -66,7 +68,7 @@ class AgentScope:
             )  # fmt: skip
         return AgentScope(
             instructions=profile.instructions,
-            tools=ToolBox([*workspace, *profile.tools], sink=sink, clock=clock),
+            tools=ToolBox([*workspace, *profile.tools], sink=sink, clock=clock, mcp=mcp),
             skills={skill.name: skill for skill in profile.skills},
             subagents={child.name: child for child in profile.subagents},
             model=model,

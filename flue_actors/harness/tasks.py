@@ -55,6 +55,7 @@ def plan_task(
         sink=parent._sink,
         clock=parent._clock,
         workspace=parent._harness.workspace_tools,
+        mcp=parent._harness.mcp,
     )
     task_id = parent._ids.uuid()
     child = parent._spawn(f"task:{parent.name}:{task_id}", child_scope, task_id)

@@ -14,7 +14,9 @@ from ..definitions import ToolDefinition
 from ..errors import ToolNameConflictError
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
+from ..mcp import MCPTools
 from ..models import ToolSpec
+from .mcp_connection import MCPConnections, MCPTool
 from .sink import EventSink
 
 __all__ = ["ToolBox", "tool_spec"]
@@ -32,16 +34,52 @@ class ToolBox:
     """The tools of one agent. A failing or mistyped call becomes an error result the model
     can read and correct, never a failed operation."""
 
-    def __init__(self, tools: Sequence[ToolDefinition], *, sink: EventSink, clock: Clock) -> None:
+    def __init__(
+        self,
+        tools: Sequence[ToolDefinition | MCPTools],
+        *,
+        sink: EventSink,
+        clock: Clock,
+        mcp: MCPConnections | None = None,
+    ) -> None:
         self._tools: dict[str, ToolDefinition] = {}
+        # MCP servers' tools are known only once the run connects to them (ready()).
+        self._servers: list[MCPTools] = []
+        self._mcp_tools: dict[str, MCPTool] = {}
         for tool in tools:
+            if isinstance(tool, MCPTools):
+                self._servers.append(tool)
+                continue
             # Two tools of one name: the model could not say which it means.
             if tool.name in self._tools:
                 raise ToolNameConflictError(name=tool.name)
             self._tools[tool.name] = tool
         self._sink = sink
         self._clock = clock
-        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in tools]
+        self._mcp = mcp if self._servers else None
+        self._connected = not self._servers
+        self.specs = [
+            tool_spec(tool.name, tool.description, tool.input) for tool in self._tools.values()
+        ]
+
+    async def ready(self) -> None:
+        """Connect to the agent's MCP servers (once per run) and add their tools; a server
+        that cannot be reached fails with MCPConnectionError, a tool name taken twice with
+        ToolNameConflictError. Without MCP servers this returns at once."""
+        if self._connected:
+            return
+        if self._mcp is None:
+            raise RuntimeError("This agent's MCP tools have no connections to come from.")
+        found: dict[str, MCPTool] = {}
+        for server in self._servers:
+            for tool in await self._mcp.tools(server):
+                if tool.name in self._tools or tool.name in found:
+                    raise ToolNameConflictError(name=tool.name)
+                found[tool.name] = tool
+        if not self._connected:  # two sessions may have been connecting at once
+            self._mcp_tools = found
+            self.specs = [*self.specs, *(tool.spec for tool in found.values())]
+            self._connected = True
 
     async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""
@@ -50,8 +88,11 @@ class ToolBox:
         self._sink.emit("tool_start", {"toolName": name, "toolCallId": call_id, **turn})
         is_error = True
         tool = self._tools.get(name)
-        if tool is None:
-            available = ", ".join(self._tools) or "none"
+        remote = self._mcp_tools.get(name) if tool is None else None
+        if remote is not None:
+            text, is_error = await _call_remote(remote, call.get("arguments"))
+        elif tool is None:
+            available = ", ".join([*self._tools, *self._mcp_tools]) or "none"
             text = f'Tool "{name}" is not available. Available tools: {available}.'
         else:
             try:
@@ -85,6 +126,19 @@ class ToolBox:
             "isError": is_error,
             "timestamp": self._clock.now_ms(),
         }
+
+
+async def _call_remote(tool: MCPTool, arguments: Any) -> tuple[str, bool]:
+    """(text, is_error) of an MCP tool call; the server validates the arguments."""
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        return f"Invalid arguments for tool {tool.name}: expected an object.", True
+    try:
+        return await tool.call(arguments)
+    except Exception as error:  # reported to the model, as a local tool's failure is
+        failure = error_payload(error)
+        return f"{failure['name']}: {failure['message']}", True
 
 
 def _render(value: Any) -> str:

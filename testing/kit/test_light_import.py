@@ -31,6 +31,8 @@ HEAVY = frozenset(
         "httpx2",
         "hypothesis",
         "just_bash",
+        "mcp",
+        "mcp_types",
         "ray",
         "respx",
         "starlette",
