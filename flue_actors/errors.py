@@ -267,6 +267,17 @@ class DefinitionError(FlueError, TypeError):
     type = "definition_invalid"
 
 
+class SkillDefinitionValidationError(DefinitionError):
+    """A ``SKILL.md`` (or its folder) is not a valid Agent Skills skill: missing or malformed
+    front matter, a name that breaks the spec or differs from its folder, a secret in the
+    folder. ``load_skill`` raises it; a workspace skill like that is skipped with a warning."""
+
+    type = "skill_definition_validation"
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        super().__init__(f"[flue] Skill {path} {reason}", meta={"path": path})
+
+
 class WorkflowLoadError(FlueError):
     """A workflow module could not be imported or does not define a workflow."""
 

@@ -49,8 +49,8 @@ async def agent_loop(
 ) -> Outcome:
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
     # batch, without another model turn (a structured result was settled).
-    # The agent's MCP servers: connected by the run's first prompt that needs them.
-    await session._scope.tools.ready()
+    # The workspace's instructions and skills, and the agent's MCP servers' tools.
+    await session._prepare(correlation)
     emit = session._sink.emit
     framework = {**session._framework_tools(), **(extra or {})}
     user = {
@@ -70,7 +70,7 @@ async def agent_loop(
         request = ModelRequest(
             model=resolved.model_id,
             messages=list(session._messages),
-            system_prompt=session._scope.instructions,
+            system_prompt=session._scope.system_prompt,
             tools=[*session._scope.tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )

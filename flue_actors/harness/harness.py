@@ -129,6 +129,14 @@ class Harness:
         return self._sandbox_slot.get()
 
     @property
+    def workspace_fs(self) -> SandboxFs | None:
+        """The sandbox's files if there can be any: a built-in sandbox starts empty, so until
+        something makes it there is nothing to discover (and it is not made just to look)."""
+        if self._sandbox_slot.made is None and self.config.sandbox in ("virtual", "local"):
+            return None
+        return self.sandbox.fs
+
+    @property
     def sink(self) -> EventSink:
         return self._sink
 

@@ -8,8 +8,10 @@ subagent's profile, model and thinking level falling back to the delegating sess
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..capabilities import AgentProfile, SkillDefinition
 from ..clock import Clock
@@ -17,6 +19,7 @@ from ..definitions import AgentConfig, ThinkingLevel, ToolDefinition
 from .mcp_connection import MCPConnections
 from .sink import EventSink
 from .tools import ToolBox
+from .workspace_context import EMPTY, Skill, WorkspaceContext, merge_skills, system_prompt
 
 __all__ = ["MAX_DELEGATION_DEPTH", "AgentScope"]
 
@@ -29,12 +32,25 @@ MAX_DELEGATION_DEPTH = 4
 class AgentScope:
     instructions: str | None
     tools: ToolBox
-    skills: Mapping[str, SkillDefinition] = field(default_factory=dict)
+    skills: Mapping[str, Skill] = field(default_factory=dict)
     subagents: Mapping[str, AgentProfile] = field(default_factory=dict)
     # None: the harness's default model.
     model: str | None = None
     thinking_level: ThinkingLevel | None = None
     depth: int = 0
+    # What the session found in its sandbox's working directory (AGENTS.md, skills).
+    workspace: WorkspaceContext = EMPTY
+
+    @cached_property
+    def system_prompt(self) -> str | None:
+        return system_prompt(self.instructions, self.workspace, self.skills)
+
+    def with_workspace(self, context: WorkspaceContext) -> AgentScope:
+        """This scope with ``context`` discovered: its skills join the declared ones (a
+        previous discovery's are replaced)."""
+        declared = {n: s for n, s in self.skills.items() if isinstance(s, SkillDefinition)}
+        skills = merge_skills(declared, context.skills)
+        return dataclasses.replace(self, skills=skills, workspace=context)
 
     @classmethod
     def root(cls, config: AgentConfig, tools: ToolBox) -> AgentScope:
