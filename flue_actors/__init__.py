@@ -45,6 +45,7 @@ from .errors import (
     SessionAlreadyExistsError,
     SessionBusyError,
     SessionNotFoundError,
+    SkillDefinitionValidationError,
     SkillNotRegisteredError,
     StreamConflictError,
     SubagentNotDeclaredError,
@@ -60,6 +61,7 @@ from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
 from .mcp import MCPTools, mcp_tools
 from .records import RunPage, RunPointer, RunRecord, RunStatus
+from .skill_files import load_skill
 
 if TYPE_CHECKING:
     from .client import AsyncFlueClient, FlueApiError, FlueClient
@@ -116,6 +118,7 @@ __all__ = [
     "SessionBusyError",
     "SessionNotFoundError",
     "SkillDefinition",
+    "SkillDefinitionValidationError",
     "SkillNotRegisteredError",
     "SqliteEventStore",
     "StoredEvent",
@@ -140,6 +143,7 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "load_skill",
     "mcp_tools",
     "open_store",
 ]

@@ -53,6 +53,7 @@ PUBLIC = [
     "SessionBusyError",
     "SessionNotFoundError",
     "SkillDefinition",
+    "SkillDefinitionValidationError",
     "SkillNotRegisteredError",
     "SqliteEventStore",
     "StoredEvent",
@@ -77,6 +78,7 @@ PUBLIC = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "load_skill",
     "mcp_tools",
     "open_store",
 ]

@@ -37,6 +37,7 @@ HEAVY = frozenset(
         "respx",
         "starlette",
         "uvicorn",
+        "yaml",
     }
 )
 
