@@ -39,6 +39,7 @@ __all__ = [
     "SUMMARY_PREFIX",
     "CompactionPlan",
     "Reason",
+    "Summary",
     "apply_plan",
     "compact",
     "compact_if_needed",
@@ -69,35 +70,41 @@ _SUMMARY_MIN_TOKENS, _SUMMARY_MAX_TOKENS = 1024, 16000
 
 
 @dataclass(frozen=True)
-class CompactionPlan:
-    """What a compaction folds and keeps. ``history`` becomes the summary (with
-    ``previous_summary``, the one it replaces); in a split request, ``turn_prefix`` (the
-    earliest steps of the work on ``request``) is summarized on its own. The conversation
-    afterwards is the summary, ``request`` (when split) and ``kept``."""
+class Summary:
+    """A summary message's two parts: the conversation before the latest request, and the
+    steps already taken on that request (when its work was split)."""
 
-    previous_summary: str | None
+    history: str | None = None
+    steps: str | None = None
+
+    def text(self) -> str:
+        parts = []
+        if self.history:
+            parts.append(SUMMARY_PREFIX + self.history)
+        if self.steps:
+            parts.append(PREFIX_HEADING + self.steps)
+        return "\n\n".join(parts)
+
+
+@dataclass(frozen=True)
+class CompactionPlan:
+    """What a compaction folds and keeps. ``history`` becomes the summary (with ``previous``,
+    the summary it replaces); in a split request, ``turn_prefix`` (the earliest steps of the
+    work on ``request``) is summarized on its own. The conversation afterwards is the summary,
+    ``request`` (when split) and ``kept``."""
+
+    previous: Summary | None
     history: list[dict[str, Any]]
     kept: list[dict[str, Any]]
     request: dict[str, Any] | None = None
     turn_prefix: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _is_summary(message: dict[str, Any]) -> bool:
-    return message.get(SUMMARY_KEY) is True
-
-
-def _text(message: dict[str, Any]) -> str:
-    return "".join(
-        block.get("text") or ""
-        for block in message.get("content") or []
-        if block.get("type") == "text"
-    )
-
-
-def _start(messages: Sequence[dict[str, Any]]) -> tuple[int, str | None]:
+def _start(messages: Sequence[dict[str, Any]]) -> tuple[int, Summary | None]:
     # Where the messages a compaction may fold begin: after a previous summary, if any.
-    if messages and _is_summary(messages[0]):
-        return 1, _text(messages[0])
+    parts = messages[0].get(SUMMARY_KEY) if messages else None
+    if isinstance(parts, dict):
+        return 1, Summary(history=parts.get("history"), steps=parts.get("steps"))
     return 0, None
 
 
@@ -160,22 +167,16 @@ def plan_recent(
     return CompactionPlan(previous, list(messages[start:cut]), list(messages[cut:]))
 
 
-def apply_plan(plan: CompactionPlan, history_summary: str | None, prefix_summary: str | None,
-               timestamp: int) -> list[dict[str, Any]]:  # fmt: skip
-    """The conversation after ``plan``, given the summaries written for it."""
-    parts = []
-    if history_summary:
-        parts.append(SUMMARY_PREFIX + history_summary)
-    if prefix_summary:
-        parts.append(PREFIX_HEADING + prefix_summary)
-    summary = {
+def apply_plan(plan: CompactionPlan, summary: Summary, timestamp: int) -> list[dict[str, Any]]:
+    """The conversation after ``plan``, given the summary written for it."""
+    message = {
         "role": "user",
-        "content": [{"type": "text", "text": "\n\n".join(parts)}],
+        "content": [{"type": "text", "text": summary.text()}],
         "timestamp": timestamp,
-        SUMMARY_KEY: True,
+        SUMMARY_KEY: {"history": summary.history, "steps": summary.steps},
     }
     request = [plan.request] if plan.request is not None else []
-    return [summary, *request, *plan.kept]
+    return [message, *request, *plan.kept]
 
 
 # --- the summarizing calls ----------------------------------------------------------------------
@@ -204,10 +205,10 @@ def _transcript(messages: Sequence[dict[str, Any]]) -> str:
 
 def _history_prompt(plan: CompactionPlan) -> str:
     text = ""
-    if plan.previous_summary:
+    if plan.previous is not None:
         text = (
             "This conversation continues an earlier one, summarized here:\n\n"
-            f"<previous-summary>\n{plan.previous_summary}\n</previous-summary>\n\n"
+            f"<previous-summary>\n{plan.previous.text()}\n</previous-summary>\n\n"
             "Write one summary covering both.\n\n"
         )
     return text + (
@@ -216,12 +217,18 @@ def _history_prompt(plan: CompactionPlan) -> str:
     )
 
 
-def _prefix_prompt(plan: CompactionPlan) -> str:
+def _prefix_prompt(plan: CompactionPlan, earlier_steps: str | None) -> str:
     request = _render(plan.request) if plan.request is not None else ""
+    earlier = ""
+    if earlier_steps:
+        earlier = (
+            "Steps before these were summarized already; include them in your summary:\n\n"
+            f"<earlier-steps>\n{earlier_steps}\n</earlier-steps>\n\n"
+        )
     return (
         "An agent is working on the request below. Its most recent steps stay in full; "
         "summarize the earlier steps shown here (what was done, found and decided) so the "
-        f"work can continue.\n\n<request>\n{request}\n</request>\n\n"
+        f"work can continue.\n\n<request>\n{request}\n</request>\n\n{earlier}"
         f"<steps>\n{_transcript(plan.turn_prefix)}\n</steps>"
     )
 
@@ -334,8 +341,10 @@ async def _run(
                             "durationMs": clock.now_ms() - started, "isError": True,
                             "error": error_payload(error), **correlation})  # fmt: skip
 
+    previous = plan.previous
     try:
-        history_summary = plan.previous_summary
+        # With nothing new before the request, the previous summary's account of it stands.
+        history_summary = previous.history if previous is not None else None
         if plan.history:
             response = await _summarize(session, correlation, "compaction", summarizer,
                                         _history_prompt(plan),
@@ -344,8 +353,10 @@ async def _run(
             history_summary = response.text
         prefix_summary = None
         if plan.turn_prefix:
+            # Steps summarized before belong to this request only if no history came since.
+            earlier = previous.steps if previous is not None and not plan.history else None
             response = await _summarize(session, correlation, "compaction_prefix", summarizer,
-                                        _prefix_prompt(plan),
+                                        _prefix_prompt(plan, earlier),
                                         _summary_tokens(reserve_tokens, 0.5))  # fmt: skip
             usage += response.usage
             prefix_summary = response.text
@@ -355,7 +366,8 @@ async def _run(
     except Exception as error:
         failed(error)
         raise
-    messages[:] = apply_plan(plan, history_summary, prefix_summary, clock.now_ms())
+    summary = Summary(history=history_summary, steps=prefix_summary)
+    messages[:] = apply_plan(plan, summary, clock.now_ms())
     # The usage recorded on kept responses describes the conversation before this compaction.
     session._counted_from = len(messages)
     emit(
@@ -421,8 +433,8 @@ async def _automatic(
     # Automatic compaction is best effort: a failure is logged and the turn goes ahead.
     plan = plan_recent(session._messages, settings.keep_recent_tokens)
     if plan is None:
-        _log(session, correlation, "info",
-             f"{why}, but there is nothing to compact: all of the conversation is recent.")  # fmt: skip
+        nothing = f"{why}, but there is nothing to compact: all of the conversation is recent."
+        _log(session, correlation, "info", nothing)
         return False, Usage()
     _log(session, correlation, "info", f"{why}: compacting.")
     try:
