@@ -6,23 +6,31 @@ own retries, ``compaction=False``, and a long agent loop that only finishes beca
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from flue_actors import (
+    AbortError,
     ActionContext,
+    AgentConfig,
+    CompactionConfig,
     OperationFailedError,
     Usage,
     define_agent,
+    define_agent_profile,
     define_tool,
     define_workflow,
 )
+from flue_actors.clock import StepClock
 from flue_actors.harness.compaction import PREFIX_HEADING, SUMMARY_PREFIX
 from flue_actors.harness.context_budget import estimate_message_tokens
+from flue_actors.harness.scope import AgentScope
+from flue_actors.harness.tools import ToolBox
 from flue_actors.models import ModelRequest
-from flue_actors.testing import FakeModel, FakeToolCall, FakeTurn, FlueTestKit
+from flue_actors.testing import FakeModel, FakeToolCall, FakeTurn, FlueTestKit, RecordingSink
 from flue_actors.testing.fake_model import count_tokens
 
 from .support import make_harness
@@ -364,3 +372,47 @@ def test_a_long_loop_compacts_in_a_workflow_run(flue: FlueTestKit, fake_model: F
     assert operation["usage"]["totalTokens"] >= sum(
         t["response"]["usage"]["totalTokens"] for t in summaries
     )
+
+
+# --- abort and subagents -----------------------------------------------------------------------
+
+
+async def test_an_abort_during_compaction_ends_it_as_an_error() -> None:
+    summarizing = asyncio.Event()
+
+    async def respond(request: ModelRequest) -> str:
+        summarizing.set()
+        await asyncio.Event().wait()  # until cancelled
+        return "never"
+
+    fake = FakeModel(context_window=4000).reply("first", usage=Usage(input=3500))
+    fake.respond_with(respond)
+    harness, sink = make_harness(fake, compaction={"keep_recent_tokens": 0})
+    session = await harness.session()
+    await session.prompt("one")
+    before = session.messages
+
+    handle = session.prompt("two")
+    await asyncio.wait_for(summarizing.wait(), 5)
+    handle.abort("enough")
+    with pytest.raises(AbortError):
+        await handle
+
+    [done] = sink.of("compaction")
+    assert done["isError"] is True
+    assert done["error"]["name"] == "AbortError"
+    assert sink.of("turn")[-1]["response"] == {"finishReason": "aborted"}
+    # The conversation is as the prompt left it: nothing folded.
+    assert session.messages[:2] == before
+    assert [_text(m) for m in session.messages] == ["one", "first", "two"]
+
+
+@pytest.mark.parametrize("setting", [False, CompactionConfig(keep_recent_tokens=5)])
+def test_a_task_child_inherits_the_compaction_setting(setting: Any) -> None:
+    config = AgentConfig(model="fake/echo", compaction=setting)
+    sink, clock = RecordingSink(), StepClock()
+    scope = AgentScope.root(config, ToolBox([], sink=sink, clock=clock))
+    profile = define_agent_profile(name="researcher")
+    for chosen in (None, profile):
+        child = scope.delegate(chosen, model=None, thinking_level=None, sink=sink, clock=clock)
+        assert child.compaction == setting
