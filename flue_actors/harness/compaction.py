@@ -453,8 +453,8 @@ async def compact_if_needed(
     """Before a model turn with ``resolved``: compact (reason ``threshold``) when the
     conversation is past the model's window less the reserve. Returns the summary usage."""
     settings = _settings(session, resolved)
-    if settings is None:
-        return Usage()
+    if settings is None or settings.context_window <= 0:
+        return Usage()  # off, or no window to near: only an overflow can tell
     tokens = context_tokens(session._messages, session._counted_from)
     if not settings.exceeded(tokens):
         return Usage()
