@@ -280,6 +280,9 @@ async def _summarize(
             response = await resolved.provider.complete(request, lambda _event: None)
             if response.stop_reason == "error":
                 raise ModelRequestError(response.error_message or "model error")
+            if not response.text.strip():
+                # An empty summary would silently drop what it replaces.
+                raise ModelRequestError("The model wrote an empty summary.")
         except asyncio.CancelledError:
             emit("turn", {**info, "durationMs": clock.now_ms() - started, "isError": True,
                           "response": {"finishReason": "aborted"}, **turn})  # fmt: skip

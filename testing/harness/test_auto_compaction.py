@@ -416,3 +416,16 @@ def test_a_task_child_inherits_the_compaction_setting(setting: Any) -> None:
     for chosen in (None, profile):
         child = scope.delegate(chosen, model=None, thinking_level=None, sink=sink, clock=clock)
         assert child.compaction == setting
+
+
+async def test_an_empty_summary_is_a_failed_compaction() -> None:
+    fake = FakeModel().reply("a").reply("b").reply("   ")
+    harness, sink = make_harness(fake)
+    session = await harness.session()
+    await session.prompt("one")
+    await session.prompt("two")
+    before = session.messages
+    with pytest.raises(OperationFailedError, match="empty summary"):
+        await session.compact()
+    assert session.messages == before
+    assert sink.of("compaction")[0]["isError"] is True
