@@ -3,7 +3,8 @@ model default and delegation depth.
 
 The root sessions of a harness share the run's agent config; a task's child session gets a
 scope of its own (reference 1.3): instructions, tools, skills and subagents only from the
-subagent's profile, model and thinking level falling back to the delegating session's.
+subagent's profile, model, thinking level and compaction falling back to the delegating
+session's.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 from ..capabilities import AgentProfile, SkillDefinition
 from ..clock import Clock
-from ..definitions import AgentConfig, ThinkingLevel, ToolDefinition
+from ..definitions import AgentConfig, CompactionConfig, ThinkingLevel, ToolDefinition
 from .mcp_connection import MCPConnections
 from .sink import EventSink
 from .tools import ToolBox
@@ -38,6 +40,7 @@ class AgentScope:
     model: str | None = None
     thinking_level: ThinkingLevel | None = None
     depth: int = 0
+    compaction: CompactionConfig | Literal[False] | None = None
     # What the session found in its sandbox's working directory (AGENTS.md, skills).
     workspace: WorkspaceContext = EMPTY
 
@@ -60,6 +63,7 @@ class AgentScope:
             skills={skill.name: skill for skill in config.skills},
             subagents={profile.name: profile for profile in config.subagents},
             thinking_level=config.thinking_level,
+            compaction=config.compaction,
         )
 
     def delegate(
@@ -80,7 +84,7 @@ class AgentScope:
         if profile is None:
             return AgentScope(
                 self.instructions, self.tools, self.skills, self.subagents,
-                model, level, self.depth + 1,
+                model, level, self.depth + 1, self.compaction,
             )  # fmt: skip
         return AgentScope(
             instructions=profile.instructions,
@@ -90,4 +94,5 @@ class AgentScope:
             model=model,
             thinking_level=level,
             depth=self.depth + 1,
+            compaction=self.compaction,
         )
