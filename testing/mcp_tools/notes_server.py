@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -30,6 +31,11 @@ def make_server() -> MCPServer:
     @server.tool(description="Always fails.")
     def broken(reason: str) -> str:
         raise ToolError(f"broken on purpose: {reason}")
+
+    @server.tool(description="Never answers (to check timeouts and aborts).")
+    async def hang() -> str:
+        await anyio.Event().wait()
+        return "unreachable"
 
     @server.tool(description="The server process's id.")
     def pid() -> str:

@@ -20,6 +20,7 @@ from harness.support import make_harness
 from pydantic import BaseModel
 
 from flue_actors import (
+    AbortError,
     ActionContext,
     DefinitionError,
     MCPConnectionError,
@@ -159,6 +160,43 @@ async def test_allowlist_limits_the_tools_and_an_unlisted_name_fails_the_connect
     [operation] = sink.of("operation")
     assert operation["isError"]
     assert operation["error"]["type"] == "mcp_connection_failed"
+
+
+async def test_a_call_past_its_timeout_is_an_error_result() -> None:
+    fake = (
+        FakeModel().reply(tool_calls=[FakeToolCall("mcp__notes__hang", {}, "h")]).reply("gave up")
+    )
+    harness, sink = make_harness(fake, tools=[notes(timeout=0.2)])
+    try:
+        response = await (await harness.session()).prompt("wait")
+    finally:
+        await harness.close()
+    assert response.text == "gave up"
+    [done] = sink.of("tool")
+    assert done["isError"]
+    assert "timed out" in tool_text(done).lower()
+
+
+async def test_an_abort_during_a_call_ends_the_operation_and_the_server() -> None:
+    pid_call = FakeToolCall("mcp__notes__pid", {}, "p")
+    fake = FakeModel().reply(tool_calls=[pid_call]).reply("pid known")
+    fake.reply(tool_calls=[FakeToolCall("mcp__notes__hang", {}, "h")])
+    harness, sink = make_harness(fake, tools=[notes()])
+    session = await harness.session()
+    await session.prompt("pid?")
+    pid = int(tool_text(sink.of("tool")[0]).split()[-1])
+    handle = session.prompt("wait")
+    deadline = time.monotonic() + 30
+    while len(sink.of("tool_start")) < 2:  # the hanging call has been sent to the server
+        assert time.monotonic() < deadline, "the hanging tool was never called"
+        await asyncio.sleep(0.01)
+    handle.abort("enough")
+    with pytest.raises(AbortError):
+        await handle
+    await harness.close()
+    [_, operation] = sink.of("operation")
+    assert operation["isError"]
+    assert not process_alive(pid)
 
 
 @pytest.mark.parametrize(
