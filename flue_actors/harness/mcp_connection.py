@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from ..models import ToolSpec
 
 if TYPE_CHECKING:
     from mcp import Client
-    from mcp_types import CallToolResult, Tool
+    from mcp_types import CallToolResult, Implementation, Tool
 
 __all__ = ["MCPConnection", "MCPConnections", "MCPTool"]
 
@@ -161,10 +162,9 @@ class MCPConnection:
         finally:
             self._client = None
 
-    def _connect(self) -> Any:
+    def _connect(self) -> AbstractAsyncContextManager[Client]:
         try:
             from mcp import Client, StdioServerParameters
-            from mcp.client.streamable_http import streamable_http_client
             from mcp_types import Implementation
         except ImportError as error:
             raise self._failure(
@@ -172,18 +172,16 @@ class MCPConnection:
             ) from None
         server = self.server
         info = Implementation(name="flue-actors", version=version("flue-actors"))
-        if server.command is not None:
-            params = StdioServerParameters(
-                command=server.command,
-                args=list(server.args),
-                env=dict(server.env) if server.env is not None else None,
-                cwd=server.cwd,
-            )
-            return Client(params, client_info=info)
-        assert server.url is not None
-        return _HttpClient(
-            server.url, dict(server.headers or {}), info, Client, streamable_http_client
+        if server.url is not None:
+            return _http_client(server.url, dict(server.headers or {}), info)
+        assert server.command is not None
+        params = StdioServerParameters(
+            command=server.command,
+            args=list(server.args),
+            env=dict(server.env) if server.env is not None else None,
+            cwd=server.cwd,
         )
+        return Client(params, client_info=info)
 
     async def _list(self, client: Client) -> list[Tool]:
         listed: list[Tool] = []
@@ -240,41 +238,22 @@ class MCPConnection:
             self._ready.exception()  # retrieved: a start nobody awaited any more is not news
 
 
-class _HttpClient:
+@asynccontextmanager
+async def _http_client(
+    url: str, headers: dict[str, str], info: Implementation
+) -> AsyncIterator[Client]:
     """``Client`` over streamable HTTP with the definition's headers: the SDK's URL shortcut
     takes no headers, so the httpx client is made (and closed) here."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
 
-    def __init__(
-        self, url: str, headers: dict[str, str], info: Any, client: Any, transport: Any
-    ) -> None:
-        self._url = url
-        self._headers = headers
-        self._info = info
-        self._client_class = client
-        self._transport = transport
-        self._http: Any = None
-        self._client: Any = None
-
-    async def __aenter__(self) -> Any:
-        import httpx2
-
-        # The SDK's own defaults: a response stream may stay open, so reads wait longer.
-        self._http = httpx2.AsyncClient(
-            headers=self._headers, timeout=httpx2.Timeout(30.0, read=300.0)
-        )
-        try:
-            transport = self._transport(self._url, http_client=self._http)
-            self._client = self._client_class(transport, client_info=self._info)
-            return await self._client.__aenter__()
-        except BaseException:
-            await self._http.aclose()
-            raise
-
-    async def __aexit__(self, *exc: Any) -> None:
-        try:
-            await self._client.__aexit__(*exc)
-        finally:
-            await self._http.aclose()
+    # The SDK's own defaults: a response stream may stay open, so reads wait longer.
+    timeout = httpx2.Timeout(30.0, read=300.0)
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, client_info=info) as client:
+            yield client
 
 
 class MCPConnections:
