@@ -19,8 +19,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from ..errors import MCPConnectionError, ToolNameConflictError
+from ..errors import FlueError, MCPConnectionError, ToolNameConflictError
 from ..mcp import MCPTools, mcp_tool_name
 from ..models import ToolSpec
 
@@ -134,12 +135,15 @@ class MCPConnection:
             raise
 
     def _failure(self, reason: str) -> MCPConnectionError:
-        where = self.server.command if self.server.command is not None else self.server.url
+        server = self.server
+        if server.url is not None:
+            # The error is recorded in the run's log: no credentials from the URL in it.
+            parts = urlsplit(server.url)
+            target = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        else:
+            target = server.command or ""
         return MCPConnectionError(
-            server=self.server.name,
-            transport=self.server.transport,
-            target=where or "",
-            reason=reason,
+            server=server.name, transport=server.transport, target=target, reason=reason
         )
 
     async def _hold(self) -> None:
@@ -151,12 +155,11 @@ class MCPConnection:
                 await self._leave.wait()
         except asyncio.CancelledError:
             raise
-        except MCPConnectionError as error:
-            if not self._ready.done():
-                self._ready.set_exception(error)
         except BaseException as error:  # the SDK reports failures in exception groups
             if not self._ready.done():
-                self._ready.set_exception(self._failure(_describe(error)))
+                # One of ours (a tool named twice, an unlisted allowed tool) stays what it is.
+                typed = [leaf for leaf in _leaves(error) if isinstance(leaf, FlueError)]
+                self._ready.set_exception(typed[0] if typed else self._failure(_describe(error)))
             else:
                 self._lost = _describe(error)
         finally:

@@ -41,6 +41,11 @@ def make_server() -> MCPServer:
     def pid() -> str:
         return str(os.getpid())
 
+    if os.environ.get("NOTES_CLASH") == "1":
+        # A second tool whose name differs from "echo" only by a character a model API does
+        # not accept in tool names: both become mcp__notes__echo.
+        server.add_tool(echo, name="echo!", description="Echo again.")
+
     return server
 
 

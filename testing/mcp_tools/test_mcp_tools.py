@@ -156,7 +156,10 @@ async def test_allowlist_limits_the_tools_and_an_unlisted_name_fails_the_connect
     finally:
         await harness.close()
     assert caught.value.type == "mcp_connection_failed"
-    assert 'does not list the tools "nope"' in caught.value.message
+    assert caught.value.message == (
+        'MCP server "notes" (stdio) could not be connected: '
+        'the server does not list the tools "nope"'
+    )
     [operation] = sink.of("operation")
     assert operation["isError"]
     assert operation["error"]["type"] == "mcp_connection_failed"
@@ -241,6 +244,18 @@ async def test_a_local_tool_with_an_mcp_tool_name_is_a_conflict() -> None:
         await harness.close()
     assert caught.value.type == "tool_name_conflict"
     assert caught.value.message == 'Tool name "mcp__notes__add" is used by more than one tool.'
+
+
+async def test_two_server_tools_named_alike_are_a_conflict() -> None:
+    harness, _sink = make_harness(FakeModel(), tools=[notes(env={"NOTES_CLASH": "1"})])
+    try:
+        with pytest.raises(ToolNameConflictError) as caught:
+            await (await harness.session()).prompt("hi")
+    finally:
+        await harness.close()
+    assert caught.value.message == (
+        'Tool name "mcp__notes__echo" conflicts with another tool of "notes".'
+    )
 
 
 def test_two_servers_with_one_prefix_are_a_conflict_when_defined() -> None:
@@ -408,10 +423,13 @@ async def test_nothing_listening_is_a_typed_error() -> None:
     with socket.socket() as probe:  # a port nothing listens on once this socket closes
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = mcp_tools(name="remote", url=f"http://127.0.0.1:{port}/mcp")
-    harness, _sink = make_harness(FakeModel(), tools=[server])
+    server = mcp_tools(name="remote", url=f"http://user:secret@127.0.0.1:{port}/mcp")
+    harness, sink = make_harness(FakeModel(), tools=[server])
     try:
-        with pytest.raises(MCPConnectionError):
+        with pytest.raises(MCPConnectionError) as caught:
             await (await harness.session()).prompt("hi")
     finally:
         await harness.close()
+    assert caught.value.meta is not None
+    assert caught.value.meta["target"] == f"http://127.0.0.1:{port}/mcp"
+    assert "secret" not in str(sink.events)
