@@ -12,19 +12,22 @@ with this package, and a CLI command that reads a record do not load just-bash, 
 
 from typing import TYPE_CHECKING
 
-from .capabilities import AgentProfile, SkillDefinition, define_agent_profile, define_skill
 from .definitions import (
     ActionContext,
     ActionDefinition,
     AgentConfig,
     AgentContext,
     AgentDefinition,
+    AgentProfile,
     Placement,
+    SkillDefinition,
     ThinkingLevel,
     ToolDefinition,
     WorkflowDefinition,
     define_action,
     define_agent,
+    define_agent_profile,
+    define_skill,
     define_tool,
     define_workflow,
 )

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..capabilities import AgentProfile, SkillDefinition
 from ..clock import Clock
-from ..definitions import AgentConfig, ThinkingLevel, ToolDefinition
+from ..definitions import AgentConfig, AgentProfile, SkillDefinition, ThinkingLevel, ToolDefinition
 from .sink import EventSink
 from .tools import ToolBox
 

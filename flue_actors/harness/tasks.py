@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..capabilities import AgentProfile
-from ..definitions import ThinkingLevel
+from ..definitions import AgentProfile, ThinkingLevel
 from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
 from .framework import FrameworkTool, ToolFailure
 from .outcomes import Outcome

@@ -20,8 +20,7 @@ from pydantic_core import PydanticSerializationError
 from typing_extensions import TypeVar as DefaultedTypeVar
 from typing_extensions import is_typeddict
 
-from .capabilities import RESERVED_TOOL_NAMES, AgentProfile, SkillDefinition, check_tool_names
-from .errors import (
+from ..errors import (
     ActionInputValidationError,
     ActionOutputSerializationError,
     ActionOutputValidationError,
@@ -29,11 +28,12 @@ from .errors import (
     ToolNameConflictError,
     WorkflowInputUnexpectedError,
 )
-from .jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
+from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
+from .profiles import RESERVED_TOOL_NAMES, AgentProfile, SkillDefinition, check_tool_names
 
 if TYPE_CHECKING:
-    from .harness import Harness, RunLog
-    from .harness.sandbox import SandboxFactory
+    from ..harness import Harness, RunLog
+    from ..harness.sandbox import SandboxFactory
 
 __all__ = [
     "ActionContext",

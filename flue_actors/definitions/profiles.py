@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import DefinitionError, ToolNameConflictError
+from ..errors import DefinitionError, ToolNameConflictError
 
 if TYPE_CHECKING:
-    from .definitions import ToolDefinition
+    from .workflows import ToolDefinition
 
 __all__ = [
     "RESERVED_TOOL_NAMES",
