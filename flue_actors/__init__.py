@@ -3,7 +3,7 @@
 Everything public is importable from here (and the test kit from ``flue_actors.testing``);
 every other module is internal and may change.
 
-What a workflow file needs to define workflows (definitions, capabilities, errors, records)
+What a workflow file needs to define workflows (definitions, errors, records)
 loads with the package. The machinery that runs, stores and serves them (runtime, harness,
 stores, model providers, HTTP clients) loads on first access to one of its names, so a process
 pays only for what it uses: the pytest plugin, loaded by every pytest run in an environment
@@ -21,7 +21,6 @@ from .definitions import (
     AgentProfile,
     Placement,
     SkillDefinition,
-    ThinkingLevel,
     ToolDefinition,
     WorkflowDefinition,
     define_action,
@@ -60,6 +59,7 @@ from .errors import (
 )
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
+from .models.base import ThinkingLevel
 from .records import RunPage, RunPointer, RunRecord, RunStatus
 
 if TYPE_CHECKING:

@@ -1,81 +1,21 @@
-"""``define_skill`` and ``define_agent_profile``: what an agent can do beyond its own tools.
+"""``define_agent_profile``: a reusable agent behaviour, a subagent that
+``session.task(agent=...)`` delegates to.
 
-A skill is a named set of instructions (and optional text resources) the agent runs on request;
-a profile describes a subagent that ``session.task(agent=...)`` delegates to. Both are plain
-immutable values, validated when made, so a mistake fails at import time and not mid-run.
+Profiles are plain immutable values, validated when made, so a mistake (a tool named like a
+built-in, a cycle of subagents) fails at import time and not mid-run at ``task()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ..errors import DefinitionError, ToolNameConflictError
+from ..errors import DefinitionError
+from ._checks import check_model, required_text
+from .skills import SkillDefinition
+from .tools import ToolDefinition, check_tool_names
 
-if TYPE_CHECKING:
-    from .workflows import ToolDefinition
-
-__all__ = [
-    "RESERVED_TOOL_NAMES",
-    "AgentProfile",
-    "SkillDefinition",
-    "check_tool_names",
-    "define_agent_profile",
-    "define_skill",
-]
-
-# Tool names the harness gives the model itself (Flue's assembleModelTools): a user tool with
-# one of these names would shadow the framework's and break skills, tasks or results.
-RESERVED_TOOL_NAMES = frozenset(
-    {"task", "activate_skill", "read_skill_resource", "finish", "give_up"}
-)
-
-
-def _text(value: object, where: str, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DefinitionError(f"[flue] {where}({{ {key} }}) must be a non-empty string.")
-    return value.strip()
-
-
-def _unique(names: Iterable[str], where: str, kind: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DefinitionError(f"[flue] {where}() must not contain duplicate {kind} name.")
-        seen.add(name)
-
-
-def check_tool_names(tools: Sequence[ToolDefinition]) -> None:
-    """Refuse user tools named like a framework tool (``tool_name_conflict``)."""
-    for tool in tools:
-        if tool.name in RESERVED_TOOL_NAMES:
-            raise ToolNameConflictError(name=tool.name, reason="a framework tool")
-
-
-@dataclass(frozen=True, eq=False)
-class SkillDefinition:
-    """An inline skill: ``instructions`` the agent follows, ``resources`` it may read by name."""
-
-    name: str
-    description: str
-    instructions: str
-    resources: Mapping[str, str] = field(default_factory=dict)
-
-
-def define_skill(
-    *, name: str, description: str, instructions: str, resources: Mapping[str, str] | None = None
-) -> SkillDefinition:
-    name = _text(name, "define_skill", "name")
-    description = _text(description, "define_skill", "description")
-    instructions = _text(instructions, "define_skill", "instructions")
-    resources = dict(resources or {})
-    for key, value in resources.items():
-        if not isinstance(key, str) or not key or not isinstance(value, str):
-            raise DefinitionError(
-                "[flue] define_skill({ resources }) must map non-empty names to text."
-            )
-    return SkillDefinition(name, description, instructions, resources)
+__all__ = ["AgentProfile", "define_agent_profile"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +31,13 @@ class AgentProfile:
     subagents: Sequence[AgentProfile] = ()
 
 
+def _unique(names: Sequence[str], kind: str) -> None:
+    if len(names) != len(set(names)):
+        raise DefinitionError(
+            f"[flue] define_agent_profile() must not contain duplicate {kind} name."
+        )
+
+
 def define_agent_profile(
     *,
     name: str,
@@ -100,16 +47,15 @@ def define_agent_profile(
     skills: Sequence[SkillDefinition] = (),
     subagents: Sequence[AgentProfile] = (),
 ) -> AgentProfile:
-    name = _text(name, "define_agent_profile", "name")
-    if model is not None and (not isinstance(model, str) or "/" not in model.strip("/")):
-        raise DefinitionError(
-            "[flue] define_agent_profile({ model }) must be written as 'provider/model-id'."
-        )
+    name = required_text(name, "define_agent_profile", "name")
+    if model is not None:
+        check_model(model, "define_agent_profile({ model })")
     tools, skills, subagents = tuple(tools), tuple(skills), tuple(subagents)
-    _unique((tool.name for tool in tools), "define_agent_profile", "tool")
-    _unique((skill.name for skill in skills), "define_agent_profile", "skill")
-    _unique((profile.name for profile in subagents), "define_agent_profile", "subagent")
-    check_tool_names(tools)
+    # The same rule as an agent's own tools: a subagent's model gets the built-in workspace
+    # tools too, so a tool named "read" could never be called (Flue refuses it at task()).
+    check_tool_names(tool.name for tool in tools)
+    _unique([skill.name for skill in skills], "skill")
+    _unique([profile.name for profile in subagents], "subagent")
     profile = AgentProfile(name, instructions, model, tools, skills, subagents)
     _check_acyclic(profile, ())
     return profile

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..definitions import ThinkingLevel
 from ..errors import ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..models import (
@@ -22,6 +21,7 @@ from ..models import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     Usage,
 )

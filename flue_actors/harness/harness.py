@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..clock import Clock
-from ..definitions import AgentConfig
+from ..definitions import ActionDefinition, AgentConfig, ToolDefinition
 from ..errors import SessionAlreadyExistsError, SessionNotFoundError
 from ..ids import IdSource
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
@@ -86,8 +86,12 @@ class Harness:
         retry: RetryPolicy | None = None,
         run_id: str = "",
         sandbox: Sandbox | None = None,
+        depth: int = 0,
     ) -> None:
         self.name = name
+        # How deep in delegation this scope's sessions are: 0 for the run's harness, one more
+        # than the calling session's for an action run as a tool.
+        self.depth = depth
         # How sessions retry transient model errors (and sleep between tries): the registry's
         # policy unless given, so a test kit's registry brings its no-wait sleep along.
         self.retry = retry or models.retry
@@ -106,10 +110,7 @@ class Harness:
         # They ask the slot, not this harness, for the sandbox: no reference cycle through
         # them, so a finished run is freed at once rather than by the cycle collector.
         self.workspace_tools = workspace_tools(self._sandbox_slot.get)
-        actions = [action_tool(self, action) for action in config.actions]
-        self._tools = ToolBox(
-            [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock
-        )
+        self._tools = self.tool_box(config.tools, config.actions, depth=depth)
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
 
@@ -172,6 +173,20 @@ class Harness:
             timeout=timeout,
         )
 
+    def tool_box(
+        self,
+        tools: Sequence[ToolDefinition],
+        actions: Sequence[ActionDefinition[Any, Any]],
+        *,
+        depth: int,
+    ) -> ToolBox:
+        """The model tools of sessions at delegation ``depth``: the built-in workspace tools,
+        ``tools``, and ``actions`` as tools (a name used twice is refused here)."""
+        offered = [action_tool(self, action, depth=depth) for action in actions]
+        return ToolBox(
+            [*tools, *offered], workspace=self.workspace_tools, sink=self._sink, clock=self._clock
+        )
+
     def resolve_model(self, model: str | None) -> ResolvedModel:
         return self._default_model if model is None else self._models.resolve(model)
 
@@ -223,8 +238,9 @@ class Harness:
         if self._owns_sandbox and made is not None:
             await made.close()
 
-    def child(self, name: str) -> Harness:
-        """An isolated scope of this run (its own sessions) on the same sandbox and agent."""
+    def child(self, name: str, *, depth: int) -> Harness:
+        """An isolated scope of this run (its own sessions, at delegation ``depth``) on the
+        same sandbox and agent."""
         return Harness(
             config=self.config,
             models=self._models,
@@ -235,6 +251,7 @@ class Harness:
             retry=self.retry,
             run_id=self._run_id,
             sandbox=self.sandbox,
+            depth=depth,
         )
 
     def new_invocation_id(self) -> str:

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from ..clock import Clock
-from ..definitions import AgentConfig, AgentProfile, SkillDefinition, ThinkingLevel, ToolDefinition
-from .sink import EventSink
+from ..definitions import (
+    ActionDefinition,
+    AgentConfig,
+    AgentProfile,
+    SkillDefinition,
+    ToolDefinition,
+)
+from ..models import ThinkingLevel
 from .tools import ToolBox
+
+if TYPE_CHECKING:
+    from .harness import Harness
 
 __all__ = ["MAX_DELEGATION_DEPTH", "AgentScope"]
 
-# Tasks nest at most this deep (Flue counts tasks and actions alike): a session this deep in
-# delegation may not delegate again.
+# Tasks and actions run as tools nest at most this deep (Flue counts them alike): a session
+# this deep in delegation may not delegate again.
 MAX_DELEGATION_DEPTH = 4
 
 
@@ -33,15 +42,22 @@ class AgentScope:
     model: str | None = None
     thinking_level: ThinkingLevel | None = None
     depth: int = 0
+    # What ``tools`` was built from, to build it again one level deeper for a task that
+    # reuses this agent (its action tools carry their depth).
+    own_tools: Sequence[ToolDefinition] = ()
+    actions: Sequence[ActionDefinition[Any, Any]] = ()
 
     @classmethod
-    def root(cls, config: AgentConfig, tools: ToolBox) -> AgentScope:
+    def root(cls, config: AgentConfig, tools: ToolBox, *, depth: int = 0) -> AgentScope:
         return cls(
             instructions=config.instructions,
             tools=tools,
             skills={skill.name: skill for skill in config.skills},
             subagents={profile.name: profile for profile in config.subagents},
             thinking_level=config.thinking_level,
+            depth=depth,
+            own_tools=config.tools,
+            actions=config.actions,
         )
 
     def delegate(
@@ -50,25 +66,31 @@ class AgentScope:
         *,
         model: str | None,
         thinking_level: ThinkingLevel | None,
-        sink: EventSink,
-        clock: Clock,
-        workspace: Sequence[ToolDefinition] = (),
+        harness: Harness,
     ) -> AgentScope:
         """The scope of a task's child session; ``profile`` None reuses this agent whole.
-        ``workspace`` are the run's sandbox tools, which a profiled child shares too."""
+        A child gets the run's built-in workspace tools whatever its profile."""
         model = model or (profile.model if profile is not None else None) or self.model
         level = thinking_level or self.thinking_level
+        depth = self.depth + 1
         if profile is None:
+            # Only action tools depend on the depth; without any, the tools are shared.
+            tools = (
+                harness.tool_box(self.own_tools, self.actions, depth=depth)
+                if self.actions
+                else self.tools
+            )
             return AgentScope(
-                self.instructions, self.tools, self.skills, self.subagents,
-                model, level, self.depth + 1,
+                self.instructions, tools, self.skills, self.subagents,
+                model, level, depth, self.own_tools, self.actions,
             )  # fmt: skip
         return AgentScope(
             instructions=profile.instructions,
-            tools=ToolBox([*workspace, *profile.tools], sink=sink, clock=clock),
+            tools=harness.tool_box(profile.tools, (), depth=depth),
             skills={skill.name: skill for skill in profile.skills},
             subagents={child.name: child for child in profile.subagents},
             model=model,
             thinking_level=level,
-            depth=self.depth + 1,
+            depth=depth,
+            own_tools=profile.tools,
         )

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ..clock import Clock
-from ..definitions import ThinkingLevel
 from ..errors import (
     AbortError,
     SessionBusyError,
@@ -18,6 +17,7 @@ from ..ids import IdSource
 from ..jsonvalue import dumps
 from ..models import (
     ResolvedModel,
+    ThinkingLevel,
     Usage,
 )
 from . import compaction
@@ -102,7 +102,7 @@ class Session:
         self._ids = ids
         self._tools = tools
         # The agent this session speaks as; a task's child session brings its own.
-        self._scope = scope or AgentScope.root(harness.config, tools)
+        self._scope = scope or AgentScope.root(harness.config, tools, depth=harness.depth)
         # parentSession / taskId, carried by every event of a task's child session.
         self._lineage = dict(lineage or {})
         self._messages: list[dict[str, Any]] = []

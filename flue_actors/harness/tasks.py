@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..definitions import AgentProfile, ThinkingLevel
+from ..definitions import AgentProfile
 from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
+from ..models import ThinkingLevel
 from .framework import FrameworkTool, ToolFailure
 from .outcomes import Outcome
 from .scope import MAX_DELEGATION_DEPTH
@@ -51,9 +52,7 @@ def plan_task(
         profile,
         model=model,
         thinking_level=thinking_level,
-        sink=parent._sink,
-        clock=parent._clock,
-        workspace=parent._harness.workspace_tools,
+        harness=parent._harness,
     )
     task_id = parent._ids.uuid()
     child = parent._spawn(f"task:{parent.name}:{task_id}", child_scope, task_id)

@@ -2,6 +2,7 @@
 
 from .anthropic import AnthropicProvider
 from .base import (
+    THINKING_LEVELS,
     Cost,
     ModelProvider,
     ModelRequest,
@@ -12,6 +13,7 @@ from .base import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     ToolSpec,
     Usage,
@@ -22,6 +24,7 @@ from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
 __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
+    "THINKING_LEVELS",
     "AnthropicProvider",
     "Cost",
     "FakeProvider",
@@ -38,6 +41,7 @@ __all__ = [
     "TextDelta",
     "ThinkingDelta",
     "ThinkingEnd",
+    "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
     "Usage",
