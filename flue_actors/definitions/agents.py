@@ -28,9 +28,15 @@ __all__ = ["AgentConfig", "AgentContext", "AgentDefinition", "AgentInitializer",
 
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig:
-    """The runtime configuration an agent initializer returns."""
+    """The runtime configuration an agent initializer returns.
 
-    model: str
+    With a ``profile``, the profile is the baseline (Flue's merge): a field given here wins
+    over the profile's (``None`` is not given), and tools, actions, skills and subagents are
+    the profile's followed by these. After construction the fields hold the merged values.
+    """
+
+    # Required, here or from the profile.
+    model: str = None  # type: ignore[assignment]
     instructions: str | None = None
     description: str | None = None
     thinking_level: ThinkingLevel | None = None
@@ -43,8 +49,11 @@ class AgentConfig:
     # Where files live and commands run: "virtual" (in memory, the default), "local" (a
     # temporary host directory; trusted use only) or a factory returning a Sandbox.
     sandbox: Literal["virtual", "local"] | SandboxFactory = "virtual"
+    profile: AgentProfile | None = None
 
     def __post_init__(self) -> None:
+        if self.profile is not None:
+            self._merge(self.profile)
         check_model(self.model, "define_agent()")
         check_thinking_level(self.thinking_level)
         if self.sandbox not in ("virtual", "local") and not callable(self.sandbox):
@@ -66,6 +75,23 @@ class AgentConfig:
                     f"[flue] define_agent() {kind}s must not contain duplicate {kind} names."
                 )
 
+    def _merge(self, profile: AgentProfile) -> None:
+        if not isinstance(profile, AgentProfile):
+            raise DefinitionError(
+                "[flue] define_agent({ profile }) must be a define_agent_profile() value."
+            )
+        merged: dict[str, Any] = {
+            "tools": (*profile.tools, *self.tools),
+            "actions": (*profile.actions, *self.actions),
+            "skills": (*profile.skills, *self.skills),
+            "subagents": (*profile.subagents, *self.subagents),
+        }
+        for name in ("model", "instructions", "description", "thinking_level", "cwd"):
+            if getattr(self, name) is None:
+                merged[name] = getattr(profile, name)
+        for name, value in merged.items():
+            object.__setattr__(self, name, value)
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> AgentConfig:
         known = {f.name for f in dataclasses.fields(cls)}
@@ -75,8 +101,6 @@ class AgentConfig:
                     "[flue] define_agent() initializer returned unknown runtime config field "
                     f'"{key}".'
                 )
-        if "model" not in values:
-            raise DefinitionError("[flue] define_agent() requires a model.")
         return cls(**values)
 
 

@@ -12,12 +12,13 @@ from ..errors import SessionAlreadyExistsError, SessionNotFoundError
 from ..ids import IdSource
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
 from .actions import action_tool
-from .call import CallHandle
+from .call import AbortSignal, CallHandle
 from .sandbox import Sandbox, SandboxContext, SandboxFs, ShellResult, create_sandbox
 from .session import Session
 from .shell import run_shell
 from .sink import EventSink
 from .tools import ToolBox
+from .workspace import resolve_sandbox_path
 from .workspace_tools import workspace_tools
 
 __all__ = ["Harness", "Sessions"]
@@ -65,6 +66,11 @@ class _SandboxSlot:
         if self.made is None:
             self.made = self._make()
         return self.made
+
+    @property
+    def cwd(self) -> str:
+        """The sandbox's working directory, known before the sandbox is made."""
+        return resolve_sandbox_path(self._config.cwd or "/workspace", "/")
 
     def _make(self) -> Sandbox:
         context = SandboxContext(id=self._run_id, cwd=self._config.cwd or "/workspace")
@@ -140,15 +146,18 @@ class Harness:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         timeout: float | None = None,
+        signal: AbortSignal | None = None,
     ) -> CallHandle[ShellResult]:
         """Run ``command`` in the sandbox, outside any session: recorded as a ``bash`` tool
         call (``tool_start``/``tool``), not as an operation nor in any conversation.
-        ``timeout`` is in seconds; ``env`` values are never recorded."""
+        ``timeout`` is in seconds; ``env`` values are never recorded; ``signal`` aborts it."""
         task = asyncio.get_running_loop().create_task(
             self.run_shell(command, env=env, cwd=cwd, timeout=timeout, correlation={})
         )
         handle = CallHandle(task)
         self.track(handle)
+        if signal is not None:
+            handle.abort_on(signal)
         return handle
 
     async def run_shell(
@@ -179,13 +188,20 @@ class Harness:
         actions: Sequence[ActionDefinition[Any, Any]],
         *,
         depth: int,
+        cwd: str | None = None,
     ) -> ToolBox:
-        """The model tools of sessions at delegation ``depth``: the built-in workspace tools,
-        ``tools``, and ``actions`` as tools (a name used twice is refused here)."""
+        """The model tools of sessions at delegation ``depth``: the built-in workspace tools
+        (working in ``cwd``, an absolute path, if given), ``tools``, and ``actions`` as tools
+        (a name used twice is refused here)."""
         offered = [action_tool(self, action, depth=depth) for action in actions]
-        return ToolBox(
-            [*tools, *offered], workspace=self.workspace_tools, sink=self._sink, clock=self._clock
+        workspace = (
+            self.workspace_tools if cwd is None else workspace_tools(self._sandbox_slot.get, cwd)
         )
+        return ToolBox([*tools, *offered], workspace=workspace, sink=self._sink, clock=self._clock)
+
+    def working_directory(self, cwd: str, base: str | None) -> str:
+        """``cwd`` as an absolute sandbox path, relative to ``base`` (or the sandbox's)."""
+        return resolve_sandbox_path(cwd, base or self._sandbox_slot.cwd)
 
     def resolve_model(self, model: str | None) -> ResolvedModel:
         return self._default_model if model is None else self._models.resolve(model)

@@ -46,6 +46,9 @@ class AgentScope:
     # reuses this agent (its action tools carry their depth).
     own_tools: Sequence[ToolDefinition] = ()
     actions: Sequence[ActionDefinition[Any, Any]] = ()
+    # A task's working directory (absolute), where its workspace tools and shell commands
+    # resolve relative paths; None: the sandbox's.
+    cwd: str | None = None
 
     @classmethod
     def root(cls, config: AgentConfig, tools: ToolBox, *, depth: int = 0) -> AgentScope:
@@ -67,30 +70,41 @@ class AgentScope:
         model: str | None,
         thinking_level: ThinkingLevel | None,
         harness: Harness,
+        cwd: str | None = None,
     ) -> AgentScope:
         """The scope of a task's child session; ``profile`` None reuses this agent whole.
-        A child gets the run's built-in workspace tools whatever its profile."""
+        A child gets the run's built-in workspace tools whatever its profile, working in
+        ``cwd`` (or the profile's), relative to this scope's."""
         model = model or (profile.model if profile is not None else None) or self.model
-        level = thinking_level or self.thinking_level
+        level = (
+            thinking_level
+            or (profile.thinking_level if profile is not None else None)
+            or self.thinking_level
+        )
         depth = self.depth + 1
+        cwd = cwd or (profile.cwd if profile is not None else None)
+        where = harness.working_directory(cwd, self.cwd) if cwd is not None else self.cwd
         if profile is None:
-            # Only action tools depend on the depth; without any, the tools are shared.
+            # Action tools depend on the depth, workspace tools on the cwd; without either
+            # change the tools are shared.
             tools = (
-                harness.tool_box(self.own_tools, self.actions, depth=depth)
-                if self.actions
+                harness.tool_box(self.own_tools, self.actions, depth=depth, cwd=where)
+                if self.actions or where != self.cwd
                 else self.tools
             )
             return AgentScope(
                 self.instructions, tools, self.skills, self.subagents,
-                model, level, depth, self.own_tools, self.actions,
+                model, level, depth, self.own_tools, self.actions, where,
             )  # fmt: skip
         return AgentScope(
             instructions=profile.instructions,
-            tools=harness.tool_box(profile.tools, (), depth=depth),
+            tools=harness.tool_box(profile.tools, profile.actions, depth=depth, cwd=where),
             skills={skill.name: skill for skill in profile.skills},
             subagents={child.name: child for child in profile.subagents},
             model=model,
             thinking_level=level,
             depth=depth,
             own_tools=profile.tools,
+            actions=profile.actions,
+            cwd=where,
         )

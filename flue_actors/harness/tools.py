@@ -42,11 +42,21 @@ class ToolBox:
         # ``tools`` are the agent's own (its tools, its actions as tools, a call's tools=),
         # held to the same name rule as at definition; ``workspace`` the built-in ones.
         check_tool_names(tool.name for tool in tools)
+        self._own = list(tools)
+        self._workspace = list(workspace)
         every = [*workspace, *tools]
         self._tools = {tool.name: tool for tool in every}
         self._sink = sink
         self._clock = clock
         self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in every]
+
+    def extended(self, tools: Sequence[ToolDefinition]) -> ToolBox:
+        """These tools and a call's ``tools=``, under the same name rule."""
+        if not tools:
+            return self
+        return ToolBox(
+            [*self._own, *tools], workspace=self._workspace, sink=self._sink, clock=self._clock
+        )
 
     async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""
