@@ -3,6 +3,7 @@ actions and workflows. Definitions are immutable values made and checked at impo
 
 from .actions import ActionContext, ActionDefinition, define_action
 from .agents import AgentConfig, AgentContext, AgentDefinition, define_agent
+from .compaction import CompactionConfig
 from .profiles import AgentProfile, define_agent_profile
 from .skills import SkillDefinition, define_skill
 from .tools import (
@@ -23,6 +24,7 @@ __all__ = [
     "AgentContext",
     "AgentDefinition",
     "AgentProfile",
+    "CompactionConfig",
     "Isolation",
     "Placement",
     "SkillDefinition",

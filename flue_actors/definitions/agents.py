@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from ..errors import DefinitionError
 from ._checks import check_model, check_thinking_level
 from .actions import ActionDefinition
+from .compaction import CompactionConfig
 from .profiles import AgentProfile
 from .skills import SkillDefinition
 from .tools import ToolDefinition, check_tool_names
@@ -49,9 +50,14 @@ class AgentConfig:
     # Where files live and commands run: "virtual" (in memory, the default), "local" (a
     # temporary host directory; trusted use only) or a factory returning a Sandbox.
     sandbox: Literal["virtual", "local"] | SandboxFactory = "virtual"
+    # Automatic compaction: None for the defaults, False for none (session.compact() still
+    # works), a CompactionConfig (or a mapping of its fields) to tune it.
+    compaction: CompactionConfig | Literal[False] | None = None
     profile: AgentProfile | None = None
 
     def __post_init__(self) -> None:
+        # A mapping is accepted as Flue's object literal is; it is stored as the typed value.
+        object.__setattr__(self, "compaction", CompactionConfig.of(self.compaction))
         if self.profile is not None:
             self._merge(self.profile)
         check_model(self.model, "define_agent()")
@@ -86,7 +92,7 @@ class AgentConfig:
             "skills": (*profile.skills, *self.skills),
             "subagents": (*profile.subagents, *self.subagents),
         }
-        for name in ("model", "instructions", "description", "thinking_level", "cwd"):
+        for name in ("model", "instructions", "description", "thinking_level", "cwd", "compaction"):
             if getattr(self, name) is None:
                 merged[name] = getattr(profile, name)
         for name, value in merged.items():

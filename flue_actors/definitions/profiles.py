@@ -7,13 +7,14 @@ built-in, a cycle of subagents) fails at import time and not mid-run at ``task()
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import DefinitionError
 from ._checks import check_model, check_thinking_level, required_text
 from .actions import ActionDefinition
+from .compaction import CompactionConfig
 from .skills import SkillDefinition
 from .tools import ToolDefinition, check_tool_names
 
@@ -41,6 +42,8 @@ class AgentProfile:
     description: str | None = None
     thinking_level: ThinkingLevel | None = None
     actions: Sequence[ActionDefinition[Any, Any]] = ()
+    # None: the agent's (as a baseline) or the delegating session's (as a subagent).
+    compaction: CompactionConfig | Literal[False] | None = None
     # The working directory of a task speaking as this profile (relative paths resolve
     # against the delegating session's); not a Flue profile field.
     cwd: str | None = None
@@ -64,6 +67,7 @@ def define_agent_profile(
     description: str | None = None,
     thinking_level: ThinkingLevel | None = None,
     actions: Sequence[ActionDefinition[Any, Any]] = (),
+    compaction: CompactionConfig | Literal[False] | Mapping[str, Any] | None = None,
     cwd: str | None = None,
 ) -> AgentProfile:
     name = required_text(name, "define_agent_profile", "name")
@@ -94,6 +98,7 @@ def define_agent_profile(
         description=description,
         thinking_level=thinking_level,
         actions=actions,
+        compaction=CompactionConfig.of(compaction),
         cwd=cwd,
     )
     _check_acyclic(profile, ())

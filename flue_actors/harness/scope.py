@@ -3,19 +3,21 @@ model default and delegation depth.
 
 The root sessions of a harness share the run's agent config; a task's child session gets a
 scope of its own (reference 1.3): instructions, tools, skills and subagents only from the
-subagent's profile, model and thinking level falling back to the delegating session's.
+subagent's profile, model, thinking level and compaction falling back to the delegating
+session's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..definitions import (
     ActionDefinition,
     AgentConfig,
     AgentProfile,
+    CompactionConfig,
     SkillDefinition,
     ToolDefinition,
 )
@@ -42,6 +44,7 @@ class AgentScope:
     model: str | None = None
     thinking_level: ThinkingLevel | None = None
     depth: int = 0
+    compaction: CompactionConfig | Literal[False] | None = None
     # What ``tools`` was built from, to build it again one level deeper for a task that
     # reuses this agent (its action tools carry their depth).
     own_tools: Sequence[ToolDefinition] = ()
@@ -59,6 +62,7 @@ class AgentScope:
             subagents={profile.name: profile for profile in config.subagents},
             thinking_level=config.thinking_level,
             depth=depth,
+            compaction=config.compaction,
             own_tools=config.tools,
             actions=config.actions,
         )
@@ -93,8 +97,8 @@ class AgentScope:
                 else self.tools
             )
             return AgentScope(
-                self.instructions, tools, self.skills, self.subagents,
-                model, level, depth, self.own_tools, self.actions, where,
+                self.instructions, tools, self.skills, self.subagents, model, level, depth,
+                self.compaction, self.own_tools, self.actions, where,
             )  # fmt: skip
         return AgentScope(
             instructions=profile.instructions,
@@ -104,6 +108,8 @@ class AgentScope:
             model=model,
             thinking_level=level,
             depth=depth,
+            # A profile's own setting, else the delegating session's (Flue's fallback).
+            compaction=self.compaction if profile.compaction is None else profile.compaction,
             own_tools=profile.tools,
             actions=profile.actions,
             cwd=where,

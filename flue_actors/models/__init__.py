@@ -4,6 +4,7 @@ from .anthropic import AnthropicProvider
 from .base import (
     THINKING_LEVELS,
     Cost,
+    ModelLimits,
     ModelProvider,
     ModelRequest,
     ModelResponse,
@@ -17,6 +18,7 @@ from .base import (
     ThinkingStart,
     ToolSpec,
     Usage,
+    model_limits,
 )
 from .echo import FakeProvider
 from .registry import ModelRegistry, ResolvedModel
@@ -28,6 +30,7 @@ __all__ = [
     "AnthropicProvider",
     "Cost",
     "FakeProvider",
+    "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
@@ -45,4 +48,5 @@ __all__ = [
     "ThinkingStart",
     "ToolSpec",
     "Usage",
+    "model_limits",
 ]

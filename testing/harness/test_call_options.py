@@ -12,6 +12,7 @@ from flue_actors import (
     AbortError,
     ActionContext,
     AgentConfig,
+    CompactionConfig,
     ToolNameConflictError,
     define_action,
     define_agent,
@@ -237,6 +238,10 @@ def test_an_agent_profile_is_the_baseline_of_its_config() -> None:
     assert [skill.name for skill in config.skills] == ["s1"]
     assert [action.name for action in config.actions] == ["tally"]
     assert AgentConfig(profile=BASE, model="fake/mine", thinking_level="low").model == "fake/mine"
+    # compaction follows the same rule: the profile's unless the agent sets its own.
+    terse = define_agent_profile(name="terse", model="fake/t", compaction={"reserve_tokens": 10})
+    assert AgentConfig(profile=terse).compaction == CompactionConfig(reserve_tokens=10)
+    assert AgentConfig(profile=terse, compaction=False).compaction is False
 
 
 def test_profile_and_config_tools_share_one_name_rule() -> None:
