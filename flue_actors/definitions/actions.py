@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
@@ -33,7 +33,14 @@ from ._checks import required_text
 if TYPE_CHECKING:
     from ..harness import Harness, RunLog
 
-__all__ = ["ActionContext", "ActionDefinition", "ActionRun", "define_action", "make_action"]
+__all__ = [
+    "ActionContext",
+    "ActionDefinition",
+    "ActionRun",
+    "check_offered_actions",
+    "define_action",
+    "make_action",
+]
 
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
@@ -115,6 +122,21 @@ class ActionDefinition(Generic[InputT, OutputT]):
         if self._output_adapter is None:
             return typing.cast(OutputT, value)
         return typing.cast(OutputT, self._output_adapter.validate_python(value))
+
+
+def check_offered_actions(actions: Sequence[object], where: str) -> None:
+    """Refuse what an agent or profile cannot offer its model as tools: anything but a
+    ``define_action`` value, or an action whose input is not a pydantic model (the tool's
+    arguments are validated with it)."""
+    for action in actions:
+        if not isinstance(action, ActionDefinition):
+            raise DefinitionError(f"[flue] {where} actions must be define_action() values.")
+        schema = action.input
+        if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            raise DefinitionError(
+                f'[flue] action "{action.name}" is offered to the model, so its input must be a '
+                "pydantic BaseModel (the tool's arguments are validated with it)."
+            )
 
 
 def _hinted_schemas(run: Callable[..., Any]) -> tuple[Any, Any]:

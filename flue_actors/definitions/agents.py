@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ..errors import DefinitionError
 from ._checks import check_model, check_thinking_level
-from .actions import ActionDefinition
+from .actions import ActionDefinition, check_offered_actions
 from .compaction import CompactionConfig
 from .profiles import AgentProfile
 from .skills import SkillDefinition
@@ -67,11 +67,7 @@ class AgentConfig:
                 "[flue] sandbox must be 'virtual', 'local' or a function returning a Sandbox, "
                 f"got {self.sandbox!r}."
             )
-        for action in self.actions:
-            if not isinstance(action, ActionDefinition):
-                raise DefinitionError(
-                    "[flue] define_agent() actions must be define_action() values."
-                )
+        check_offered_actions(self.actions, "define_agent()")
         # Tools and actions are one list to the model: a name may appear once across both.
         check_tool_names([tool.name for tool in self.tools] + [a.name for a in self.actions])
         for kind, items in (("skill", self.skills), ("subagent", self.subagents)):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import DefinitionError
 from ._checks import check_model, check_thinking_level, required_text
-from .actions import ActionDefinition
+from .actions import ActionDefinition, check_offered_actions
 from .compaction import CompactionConfig
 from .skills import SkillDefinition
 from .tools import ToolDefinition, check_tool_names
@@ -78,11 +78,7 @@ def define_agent_profile(
         cwd = required_text(cwd, "define_agent_profile", "cwd")
     tools, skills, subagents = tuple(tools), tuple(skills), tuple(subagents)
     actions = tuple(actions)
-    for action in actions:
-        if not isinstance(action, ActionDefinition):
-            raise DefinitionError(
-                "[flue] define_agent_profile() actions must be define_action() values."
-            )
+    check_offered_actions(actions, "define_agent_profile()")
     # The same rule as an agent's own tools: a subagent's model gets the built-in workspace
     # tools too, so a tool named "read" could never be called (Flue refuses it at task()).
     check_tool_names([tool.name for tool in tools] + [action.name for action in actions])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ..definitions import ActionContext, ActionDefinition, ToolDefinition
-from ..errors import DefinitionError, DelegationDepthExceededError
+from ..errors import DelegationDepthExceededError
 from ..jsonvalue import UNSET
 from .log import RunLog
 from .scope import MAX_DELEGATION_DEPTH
@@ -32,12 +32,8 @@ def action_tool(
     harness: Harness, action: ActionDefinition[Any, Any], *, depth: int
 ) -> ToolDefinition:
     """``action`` as a tool of sessions at delegation ``depth`` in ``harness``."""
-    schema = action.input
-    if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-        raise DefinitionError(
-            f'[flue] action "{action.name}" is offered to the model, so its input must be a '
-            "pydantic BaseModel (the tool's arguments are validated with it)."
-        )
+    # A pydantic model or None: the agent's definition refused anything else.
+    schema: type[BaseModel] | None = action.input
     arguments: type[BaseModel] = schema or _NoInput
 
     async def run(args: BaseModel) -> Any:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import typing_extensions
 from pydantic import BaseModel
 
 from flue_actors import (
@@ -150,3 +151,23 @@ async def test_tasks_and_actions_share_one_depth() -> None:
     [refused] = _refusals(sink)
     assert refused["toolName"] == "task"
     assert "DelegationDepthExceededError" in refused["result"]["content"][0]["text"]
+
+
+class Counted(typing_extensions.TypedDict):
+    count: int
+
+
+@define_action(name="count", description="Count.")
+async def count(ctx: ActionContext[Counted]) -> int:
+    return ctx.input["count"]
+
+
+def test_an_action_the_model_cannot_call_is_refused_when_defined() -> None:
+    # Its arguments are validated with the input model: a TypedDict input cannot be offered,
+    # which the agent (or profile) says when defined rather than when a run starts.
+    with pytest.raises(DefinitionError, match=r'action "count" is offered to the model'):
+        define_agent(model="fake/echo", actions=[count])
+    with pytest.raises(DefinitionError, match=r'action "count" is offered to the model'):
+        define_agent_profile(name="helper", actions=[count])
+    with pytest.raises(DefinitionError, match="define_action"):
+        define_agent_profile(name="helper", actions=["greet"])  # type: ignore[list-item]
