@@ -138,6 +138,40 @@ async def test_setting_the_signal_aborts_the_call() -> None:
     assert (await session.prompt("again")).text == "fine"
 
 
+async def test_a_signal_aborts_a_task_and_its_child() -> None:
+    signal = asyncio.Event()
+    never = asyncio.Event()
+
+    async def block(_args: Nothing) -> str:
+        signal.set()
+        await never.wait()
+        return "unreachable"
+
+    blocker = define_tool(name="block", description="Block.", input=Nothing, run=block)
+    fake = FakeModel().reply(tool_calls=[FakeToolCall("block", {}, "b1")])
+    harness, sink = make_harness(fake, tools=[blocker])
+    session = await harness.session()
+
+    with pytest.raises(AbortError):
+        await session.task("work", signal=signal)
+    [task] = sink.of("task")
+    assert task["isError"] is True
+    [operation] = sink.of("operation")
+    assert operation["operationKind"] == "task"
+    assert operation["error"]["name"] == "AbortError"
+
+
+async def test_skill_call_tools() -> None:
+    fake = FakeModel().reply("ok")
+    skill = define_skill(name="s", description="d", instructions="Use stamp.")
+    harness, _sink = make_harness(fake, skills=[skill])
+    session = await harness.session()
+
+    await session.skill("s", tools=[STAMP])
+
+    assert "stamp" in {tool.name for tool in fake.requests[0].tools}
+
+
 async def test_a_signal_already_set_aborts_before_any_model_call() -> None:
     signal = asyncio.Event()
     signal.set()
