@@ -8,11 +8,11 @@ the session's operation bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..definitions import ThinkingLevel
+from ..definitions import ToolDefinition
 from ..errors import ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..models import (
@@ -23,6 +23,7 @@ from ..models import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     Usage,
 )
@@ -48,13 +49,17 @@ async def agent_loop(
     *,
     extra: Mapping[str, FrameworkTool] | None = None,
     stop: Callable[[], bool] | None = None,
+    call_tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
-    # batch, without another model turn (a structured result was settled).
+    # batch, without another model turn (a structured result was settled); call_tools: the
+    # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
     # The workspace's instructions and skills, and the agent's MCP servers' tools.
     await session._prepare(correlation)
     emit = session._sink.emit
-    framework = {**session._framework_tools(), **(extra or {})}
+    tools = session._scope.tools.extended(call_tools)
+    await tools.ready()  # a call's tools= beside MCP tools: the run's connections are reused
+    framework = {**session._framework_tools(call_tools), **(extra or {})}
     user = {
         "role": "user",
         "content": [{"type": "text", "text": text}, *images],
@@ -75,7 +80,7 @@ async def agent_loop(
             model=resolved.model_id,
             messages=list(session._messages),
             system_prompt=session._scope.system_prompt,
-            tools=[*session._scope.tools.specs, *(tool.spec for tool in framework.values())],
+            tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )
         attempt = 0
@@ -137,7 +142,7 @@ async def agent_loop(
                     tool, call, turn, sink=session._sink, clock=session._clock
                 )
             else:
-                result = await session._scope.tools.call(call, turn)
+                result = await tools.call(call, turn)
             tool_results.append(result)
             session._messages.append(result)
             produced.append(result)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..capabilities import SkillDefinition
+from ..definitions import SkillDefinition
 from ..jsonvalue import snapshot
 from .framework import FrameworkTool, ToolFailure
 from .sandbox import SandboxFs

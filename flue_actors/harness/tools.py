@@ -10,7 +10,8 @@ from typing import Any
 import pydantic
 
 from ..clock import Clock
-from ..definitions import ToolDefinition
+from ..definitions import ToolDefinition, check_tool_names
+from ..definitions.tools import own_tool_names
 from ..errors import ToolNameConflictError
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
@@ -38,29 +39,39 @@ class ToolBox:
         self,
         tools: Sequence[ToolDefinition | MCPTools],
         *,
+        workspace: Sequence[ToolDefinition] = (),
         sink: EventSink,
         clock: Clock,
         mcp: MCPConnections | None = None,
     ) -> None:
-        self._tools: dict[str, ToolDefinition] = {}
+        # ``tools`` are the agent's own (its tools, its actions as tools, a call's tools=, its
+        # MCP servers), held to the same name rule as at definition; ``workspace`` the
+        # built-in ones.
+        check_tool_names(own_tool_names(tools))
+        self._own = list(tools)
+        self._workspace = list(workspace)
+        every = [*workspace, *(tool for tool in tools if isinstance(tool, ToolDefinition))]
+        self._tools = {tool.name: tool for tool in every}
         # MCP servers' tools are known only once the run connects to them (ready()).
-        self._servers: list[MCPTools] = []
+        self._servers = [tool for tool in tools if isinstance(tool, MCPTools)]
         self._mcp_tools: dict[str, MCPTool] = {}
-        for tool in tools:
-            if isinstance(tool, MCPTools):
-                self._servers.append(tool)
-                continue
-            # Two tools of one name: the model could not say which it means.
-            if tool.name in self._tools:
-                raise ToolNameConflictError(name=tool.name)
-            self._tools[tool.name] = tool
+        self._mcp = mcp
+        self._connected = not self._servers
         self._sink = sink
         self._clock = clock
-        self._mcp = mcp if self._servers else None
-        self._connected = not self._servers
-        self.specs = [
-            tool_spec(tool.name, tool.description, tool.input) for tool in self._tools.values()
-        ]
+        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in every]
+
+    def extended(self, tools: Sequence[ToolDefinition]) -> ToolBox:
+        """These tools and a call's ``tools=``, under the same name rule."""
+        if not tools:
+            return self
+        return ToolBox(
+            [*self._own, *tools],
+            workspace=self._workspace,
+            sink=self._sink,
+            clock=self._clock,
+            mcp=self._mcp,
+        )
 
     async def ready(self) -> None:
         """Connect to the agent's MCP servers (once per run) and add their tools; a server

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from ..capabilities import SkillDefinition
+from ..definitions.skill_files import parse_skill_markdown
+from ..definitions.skills import SkillDefinition
 from ..errors import DefinitionError, SkillDefinitionValidationError
-from ..skill_files import parse_skill_markdown
 from .sandbox import SandboxFs
 
 __all__ = [
@@ -68,16 +68,18 @@ class WorkspaceContext:
 EMPTY = WorkspaceContext()
 
 
-async def discover(fs: SandboxFs, warn: Callable[[str], None]) -> WorkspaceContext:
-    """Read the instruction files and the skills folder under ``fs.cwd``."""
+async def discover(fs: SandboxFs, cwd: str, warn: Callable[[str], None]) -> WorkspaceContext:
+    """Read the instruction files and the skills folder in ``cwd`` (an absolute path)."""
     parts = []
     for name in INSTRUCTION_FILES:
-        if await fs.exists(name):
-            parts.append((await fs.read_file(name)).strip())
+        path = posixpath.join(cwd, name)
+        if await fs.exists(path):
+            parts.append((await fs.read_file(path)).strip())
     skills: dict[str, WorkspaceSkill] = {}
-    if await fs.exists(SKILLS_FOLDER):
-        for entry in await fs.readdir(SKILLS_FOLDER):
-            folder = posixpath.join(fs.cwd, SKILLS_FOLDER, entry)
+    skills_folder = posixpath.join(cwd, SKILLS_FOLDER)
+    if await fs.exists(skills_folder):
+        for entry in await fs.readdir(skills_folder):
+            folder = posixpath.join(skills_folder, entry)
             skill_md = posixpath.join(folder, "SKILL.md")
             try:
                 if not (await fs.stat(folder)).is_directory or not await fs.exists(skill_md):

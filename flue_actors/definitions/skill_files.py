@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .capabilities import SkillDefinition
-from .errors import SkillDefinitionValidationError
+from ..errors import SkillDefinitionValidationError
+from .skills import SkillDefinition
 
 __all__ = ["ParsedSkill", "load_skill", "parse_skill_markdown"]
 
