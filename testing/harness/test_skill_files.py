@@ -242,6 +242,18 @@ async def test_an_unknown_skill_with_a_workspace_fails_its_operation() -> None:
     assert operation["error"]["type"] == "skill_not_registered"
 
 
+async def test_a_task_reads_the_workspace_of_its_own_folder() -> None:
+    fake = FakeModel().reply("parent").reply("child")
+    harness, _sink = make_harness(fake)
+    await harness.fs.write_file("AGENTS.md", "Top rules.")
+    await harness.fs.write_file("pkg/AGENTS.md", "Package rules.")
+    session = await harness.session()
+    await session.prompt("hi")
+    await session.task("work here", cwd="pkg")
+    parent, child = (request.system_prompt for request in fake.requests)
+    assert (parent, child) == ("Top rules.", "Package rules.")
+
+
 async def test_a_workspace_skill_named_like_a_declared_one_is_an_error() -> None:
     declared = define_skill(name="greet", description="Mine.", instructions="Wave.")
     harness, _sink = make_harness(FakeModel(), skills=[declared])

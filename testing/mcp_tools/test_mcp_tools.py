@@ -234,6 +234,18 @@ async def _nothing(_args: Nothing) -> str:
     return ""
 
 
+async def test_a_calls_tools_are_offered_beside_the_mcp_tools() -> None:
+    stamp = define_tool(name="stamp", description="Stamp.", input=Nothing, run=_nothing)
+    fake = FakeModel().reply("ok")
+    harness, _sink = make_harness(fake, tools=[notes(tools=["echo"])])
+    try:
+        await (await harness.session()).prompt("hi", tools=[stamp])
+    finally:
+        await harness.close()
+    names = {spec.name for spec in fake.requests[0].tools}
+    assert {"stamp", "mcp__notes__echo"} <= names
+
+
 async def test_a_local_tool_with_an_mcp_tool_name_is_a_conflict() -> None:
     clash = define_tool(name="mcp__notes__add", description="Mine.", input=Nothing, run=_nothing)
     harness, _sink = make_harness(FakeModel(), tools=[clash, notes()])
