@@ -263,17 +263,17 @@ class MCPConnections:
     """A run's connections, one per server definition, opened on first need."""
 
     def __init__(self) -> None:
-        self._opened: dict[int, asyncio.Task[MCPConnection]] = {}
-        self._servers: list[MCPTools] = []  # keeps ids stable for as long as they are keys
+        # Keyed by the definition itself (compared by identity): two agents naming one
+        # mcp_tools(...) value share its connection.
+        self._opened: dict[MCPTools, asyncio.Task[MCPConnection]] = {}
 
     async def tools(self, server: MCPTools) -> list[MCPTool]:
         """``server``'s tools, connecting first if this run has not yet. Concurrent first
         uses share one connection attempt; a failed attempt is tried again on the next use."""
-        pending = self._opened.get(id(server))
+        pending = self._opened.get(server)
         if pending is None or (pending.done() and pending.exception() is not None):
             pending = asyncio.get_running_loop().create_task(self._open(server))
-            self._opened[id(server)] = pending
-            self._servers.append(server)
+            self._opened[server] = pending
         # Shielded: an operation aborted while a server starts must not cancel the start that
         # other operations may be waiting on too; the run's close still ends it.
         connection = await asyncio.shield(pending)
@@ -288,7 +288,6 @@ class MCPConnections:
     async def close(self) -> None:
         """Close every connection (stopping the stdio servers the run started)."""
         opened, self._opened = self._opened, {}
-        self._servers.clear()
         for pending in opened.values():
             if not pending.done():
                 pending.cancel()
