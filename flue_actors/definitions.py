@@ -105,6 +105,13 @@ def define_tool(
         raise DefinitionError("[flue] define_tool({ input }) must be a pydantic BaseModel class.")
     if not inspect.iscoroutinefunction(run):
         raise DefinitionError("[flue] define_tool({ run }) must be an async function.")
+    if output is not None:
+        try:
+            pydantic.TypeAdapter(output)
+        except (pydantic.PydanticSchemaGenerationError, TypeError) as error:
+            raise DefinitionError(
+                f"[flue] define_tool({{ output }}) must be a type pydantic can validate: {error}"
+            ) from None
     return ToolDefinition(name=name, description=description, input=input, run=run, output=output)
 
 
@@ -239,7 +246,7 @@ def _required_text(value: object, where: str, key: str) -> str:
     return value.strip()
 
 
-def _issues(error: pydantic.ValidationError) -> list[dict[str, Any]]:
+def validation_issues(error: pydantic.ValidationError) -> list[dict[str, Any]]:
     issues: list[dict[str, Any]] = []
     for item in error.errors(include_url=False, include_input=False):
         issue: dict[str, Any] = {"message": item["msg"]}
@@ -279,7 +286,9 @@ class ActionDefinition(Generic[InputT, OutputT]):
         try:
             return self._input_adapter.validate_python({} if value is UNSET else value)
         except pydantic.ValidationError as error:
-            raise ActionInputValidationError(action=self.name, issues=_issues(error)) from None
+            raise ActionInputValidationError(
+                action=self.name, issues=validation_issues(error)
+            ) from None
 
     def serialize_output(self, value: Any) -> JsonValue:
         """The run's result as plain JSON, validated against the output schema if there is one."""
@@ -287,7 +296,9 @@ class ActionDefinition(Generic[InputT, OutputT]):
             try:
                 validated = self._output_adapter.validate_python(value)
             except pydantic.ValidationError as error:
-                raise ActionOutputValidationError(action=self.name, issues=_issues(error)) from None
+                raise ActionOutputValidationError(
+                    action=self.name, issues=validation_issues(error)
+                ) from None
             try:
                 value = self._output_adapter.dump_python(validated, mode="json")
             except (PydanticSerializationError, ValueError) as error:

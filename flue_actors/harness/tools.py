@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -10,8 +9,13 @@ from typing import Any
 import pydantic
 
 from ..clock import Clock
-from ..definitions import ToolDefinition
-from ..errors import ToolNameConflictError
+from ..definitions import ToolDefinition, validation_issues
+from ..errors import (
+    ToolInputValidationError,
+    ToolNameConflictError,
+    ToolOutputSerializationError,
+    ToolOutputValidationError,
+)
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
 from ..models import ToolSpec
@@ -57,10 +61,11 @@ class ToolBox:
             try:
                 args = tool.input.model_validate(call.get("arguments") or {})
             except pydantic.ValidationError as error:
-                text = f"Invalid arguments for tool {name}: {error}"
+                issues = validation_issues(error)
+                text = ToolInputValidationError(tool=name, issues=issues).message
             else:
                 try:
-                    text = _render(await tool.run(args))
+                    text = _render(tool, await tool.run(args))
                     is_error = False
                 except Exception as error:  # reported to the model, which may try again
                     failure = error_payload(error)
@@ -87,12 +92,28 @@ class ToolBox:
         }
 
 
-def _render(value: Any) -> str:
+@lru_cache(maxsize=1024)
+def _output_adapter(output: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(output)
+
+
+def _render(tool: ToolDefinition, value: Any) -> str:
+    """The tool's result as the model reads it: text as it is, anything else as JSON, checked
+    against the tool's ``output`` type when it declares one."""
+    if tool.output is not None:
+        adapter = _output_adapter(tool.output)
+        try:
+            value = adapter.validate_python(value)
+        except pydantic.ValidationError as error:
+            raise ToolOutputValidationError(
+                tool=tool.name, issues=validation_issues(error)
+            ) from None
+        value = adapter.dump_python(value, mode="json")
     if isinstance(value, str):
         return value
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump_json()
     try:
         return dumps(snapshot(value))
-    except NotJsonError:
-        return json.dumps(value, default=repr)
+    except NotJsonError as error:
+        raise ToolOutputSerializationError(tool=tool.name, reason=str(error)) from None

@@ -15,6 +15,7 @@ from ..clock import Clock, SystemClock, format_timestamp
 from ..definitions import WorkflowDefinition
 from ..errors import (
     RunNotFoundError,
+    RunStoreUnavailableError,
     StreamClosedError,
     StreamConflictError,
     WorkflowAdmissionFailedError,
@@ -254,6 +255,8 @@ class Runtime:
             await self.backend.admit(header, owner=owner)
         except Exception as error:
             await self._end_unstarted(header, error)
+            if isinstance(error, RunStoreUnavailableError):
+                raise  # already says what failed, and that a retry may succeed
             raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
         return RunReceipt(run_id, entry.name)
 
