@@ -9,13 +9,13 @@ import os
 import re
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-import httpx
-
-from ..client import AsyncFlueClient, FlueApiError, FlueExecutionError
 from ..jsonvalue import dumps
 from .presenter import EventPresenter
+
+if TYPE_CHECKING:
+    from ..client import FlueApiError
 
 __all__ = ["parse_header", "request_headers", "run_remote"]
 
@@ -62,6 +62,11 @@ async def run_remote(
     """Invoke ``name`` on ``server`` and follow it to its end. Exit codes as a local run: 0 it
     completed (its result on ``out``), 1 it failed or was refused, 130/143 a signal, which
     cancels the run on the server (``POST /runs/{id}/cancel``) and waits for its end."""
+    # The client (httpx) is loaded only here: the other commands never need it.
+    import httpx
+
+    from ..client import AsyncFlueClient, FlueApiError, FlueExecutionError
+
     err.write(f"workflow {name}\nserver {server}\n")
     presenter = EventPresenter(err, color=err.isatty())
     run_ids: list[str] = []

@@ -108,10 +108,14 @@ class Harness:
         self.workspace_tools = workspace_tools(self._sandbox_slot.get)
         actions = [action_tool(self, action) for action in config.actions]
         self._tools = ToolBox(
-            [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock
+            [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock, run_id=run_id
         )
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
 
     @property
     def sessions(self) -> Sessions:

@@ -19,6 +19,7 @@ from ..errors import (
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
 from ..models import ToolSpec
+from ..observation import ToolExecution, context_of, intercept, observing
 from .sink import EventSink
 
 __all__ = ["ToolBox", "tool_spec"]
@@ -36,7 +37,9 @@ class ToolBox:
     """The tools of one agent. A failing or mistyped call becomes an error result the model
     can read and correct, never a failed operation."""
 
-    def __init__(self, tools: Sequence[ToolDefinition], *, sink: EventSink, clock: Clock) -> None:
+    def __init__(
+        self, tools: Sequence[ToolDefinition], *, sink: EventSink, clock: Clock, run_id: str = ""
+    ) -> None:
         self._tools: dict[str, ToolDefinition] = {}
         for tool in tools:
             # Two tools of one name: the model could not say which it means.
@@ -45,13 +48,19 @@ class ToolBox:
             self._tools[tool.name] = tool
         self._sink = sink
         self._clock = clock
+        self._run_id = run_id
         self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in tools]
 
     async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""
         name, call_id = call["name"], call["id"]
         started = self._clock.now_ms()
-        self._sink.emit("tool_start", {"toolName": name, "toolCallId": call_id, **turn})
+        arguments = call.get("arguments") or {}
+        self._sink.emit(
+            "tool_start",
+            {"toolName": name, "toolCallId": call_id, **turn},
+            detail={"args": arguments} if observing() else None,
+        )
         is_error = True
         tool = self._tools.get(name)
         if tool is None:
@@ -59,13 +68,18 @@ class ToolBox:
             text = f'Tool "{name}" is not available. Available tools: {available}.'
         else:
             try:
-                args = tool.input.model_validate(call.get("arguments") or {})
+                args = tool.input.model_validate(arguments)
             except pydantic.ValidationError as error:
                 issues = validation_issues(error)
                 text = ToolInputValidationError(tool=name, issues=issues).message
             else:
                 try:
-                    text = _render(tool, await tool.run(args))
+                    value = await intercept(
+                        ToolExecution(call_id, name),
+                        context_of(self._run_id, turn),
+                        lambda: tool.run(args),
+                    )
+                    text = _render(tool, value)
                     is_error = False
                 except Exception as error:  # reported to the model, which may try again
                     failure = error_payload(error)
