@@ -59,8 +59,9 @@ _subscribers: list[ObservationSubscriber] = []
 
 def observe(subscriber: ObservationSubscriber) -> Callable[[], None]:
     """Call ``subscriber(observation, ctx)`` for every event any run in this process emits, from
-    now on (no replay), in order, after the event is stamped. All subscribers of one event share
-    one deep copy of it (with its live-only detail): treat it as read-only. A subscriber that
+    now on (no replay), in order, after the event is stamped. Each subscriber gets a deep copy of
+    the event with its live-only detail (Flue shares one frozen copy; Python has no deep freeze,
+    so a copy each keeps one subscriber's changes from the others and the run). A subscriber that
     raises, or whose coroutine fails, is logged and changes nothing for the run or the other
     subscribers. Returns the function that unsubscribes it."""
     _subscribers.append(subscriber)
@@ -92,10 +93,10 @@ def dispatch(
     """Hand one emitted event (with its live-only ``detail``) to every subscriber."""
     if not _subscribers:
         return
-    observation = copy.deepcopy({**event, **detail} if detail else dict(event))
+    observation = {**event, **detail} if detail else dict(event)
     for subscriber in list(_subscribers):
         try:
-            outcome = subscriber(observation, ctx)
+            outcome = subscriber(copy.deepcopy(observation), ctx)
             if inspect.isawaitable(outcome):
                 asyncio.ensure_future(outcome).add_done_callback(_settled)
         except Exception as error:
