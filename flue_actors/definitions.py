@@ -34,6 +34,8 @@ from .jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
 if TYPE_CHECKING:
     from .harness import Harness, RunLog
     from .harness.sandbox import SandboxFactory
+    from .records import RunRecord
+    from .runtime import RunReceipt
 
 __all__ = [
     "ActionContext",
@@ -72,6 +74,32 @@ class ActionContext(Generic[InputT]):
     harness: Harness
     log: RunLog
     input: InputT
+
+    @overload
+    async def invoke(
+        self,
+        workflow: WorkflowDefinition | str,
+        input: Any = UNSET,
+        *,
+        wait: Literal[False] = False,
+    ) -> RunReceipt: ...
+
+    @overload
+    async def invoke(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, wait: Literal[True]
+    ) -> RunRecord: ...
+
+    async def invoke(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, wait: bool = False
+    ) -> RunReceipt | RunRecord:
+        """Invoke another workflow from this run: its receipt once admitted, or with
+        ``wait=True`` its terminal record. This run's log records the invocation (see
+        ``flue_actors.invoke``)."""
+        from .runtime import ambient  # the runtime imports this module
+
+        if wait:
+            return await ambient.invoke_and_wait(workflow, input)
+        return await ambient.invoke(workflow, input)
 
 
 ActionRun: TypeAlias = Callable[[ActionContext[Any]], Awaitable[Any]]

@@ -57,6 +57,7 @@ __all__ = [
     "WorkflowAdmissionFailedError",
     "WorkflowInputSerializationError",
     "WorkflowInputUnexpectedError",
+    "WorkflowInvocationNotConfiguredError",
     "WorkflowLoadError",
     "WorkflowNotDiscoveredError",
     "WorkflowNotFoundError",
@@ -310,6 +311,20 @@ class WorkflowLoadError(FlueError):
             f'Workflow "{name}" could not be loaded: {reason}',
             details="The workflow module failed to load.",
             dev=f"Module path: {path}" if path else "",
+        )
+
+
+class WorkflowInvocationNotConfiguredError(FlueError):
+    """Ambient ``invoke()`` with no runtime to admit the run: called outside a run, in a
+    process with no runtime open, or inside a run hosted on Ray."""
+
+    type = "workflow_invocation_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Workflow invocation is not configured in this runtime.",
+            dev="Call invoke() inside a run, or while a Runtime is open in this process "
+            "(runtime.serve(), or async with Runtime(...)).",
         )
 
 

@@ -23,6 +23,7 @@ from ..observation import (
     dispatch,
     intercept,
 )
+from . import ambient
 from .run_stream import RunStream
 from .services import RunServices
 
@@ -133,9 +134,14 @@ class RunActor:
             run_id=self.run_id,
         )
         self._harness = harness
-        context = ActionContext(harness=harness, log=RunLog(self._stream), input=parsed)
+        log = RunLog(self._stream)
+        context = ActionContext(harness=harness, log=log, input=parsed)
         try:
-            value = await action.run(context)
+            if services.runtime is None:
+                value = await action.run(context)
+            else:
+                with ambient.running(services.runtime, log):
+                    value = await action.run(context)
         finally:
             await harness.close(self._cancel_reason or "The run ended.")
         return action.serialize_output(value)
