@@ -9,10 +9,9 @@ from typing import Any
 import pydantic
 
 from ..clock import Clock
-from ..definitions import ToolDefinition, validation_issues
+from ..definitions import ToolDefinition, check_tool_names, validation_issues
 from ..errors import (
     ToolInputValidationError,
-    ToolNameConflictError,
     ToolOutputSerializationError,
     ToolOutputValidationError,
 )
@@ -38,18 +37,37 @@ class ToolBox:
     can read and correct, never a failed operation."""
 
     def __init__(
-        self, tools: Sequence[ToolDefinition], *, sink: EventSink, clock: Clock, run_id: str = ""
+        self,
+        tools: Sequence[ToolDefinition],
+        *,
+        workspace: Sequence[ToolDefinition] = (),
+        sink: EventSink,
+        clock: Clock,
+        run_id: str = "",
     ) -> None:
-        self._tools: dict[str, ToolDefinition] = {}
-        for tool in tools:
-            # Two tools of one name: the model could not say which it means.
-            if tool.name in self._tools:
-                raise ToolNameConflictError(name=tool.name)
-            self._tools[tool.name] = tool
+        # ``tools`` are the agent's own (its tools, its actions as tools, a call's tools=),
+        # held to the same name rule as at definition; ``workspace`` the built-in ones.
+        check_tool_names(tool.name for tool in tools)
+        self._own = list(tools)
+        self._workspace = list(workspace)
+        every = [*workspace, *tools]
+        self._tools = {tool.name: tool for tool in every}
         self._sink = sink
         self._clock = clock
         self._run_id = run_id
-        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in tools]
+        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in every]
+
+    def extended(self, tools: Sequence[ToolDefinition]) -> ToolBox:
+        """These tools and a call's ``tools=``, under the same name rule."""
+        if not tools:
+            return self
+        return ToolBox(
+            [*self._own, *tools],
+            workspace=self._workspace,
+            sink=self._sink,
+            clock=self._clock,
+            run_id=self._run_id,
+        )
 
     async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""
