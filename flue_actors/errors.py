@@ -316,7 +316,7 @@ class WorkflowLoadError(FlueError):
 
 class WorkflowInvocationNotConfiguredError(FlueError):
     """Ambient ``invoke()`` with no runtime to admit the run: called outside a run, in a
-    process with no runtime open, or inside a run hosted on Ray."""
+    process with no runtime open."""
 
     type = "workflow_invocation_not_configured"
 
