@@ -127,6 +127,10 @@ class Harness:
         self._in_flight: set[CallHandle[Any]] = set()
 
     @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
     def sessions(self) -> Sessions:
         """Strict lookups of this harness's sessions."""
         return Sessions(self)
@@ -216,6 +220,7 @@ class Harness:
             workspace=workspace,
             sink=self._sink,
             clock=self._clock,
+            run_id=self._run_id,
             mcp=self.mcp,
         )
 
