@@ -300,6 +300,17 @@ class DefinitionError(FlueError, TypeError):
     type = "definition_invalid"
 
 
+class SkillDefinitionValidationError(DefinitionError):
+    """A ``SKILL.md`` (or its folder) is not a valid Agent Skills skill: missing or malformed
+    front matter, a name that breaks the spec or differs from its folder, a secret in the
+    folder. ``load_skill`` raises it; a workspace skill like that is skipped with a warning."""
+
+    type = "skill_definition_validation"
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        super().__init__(f"[flue] Skill {path} {reason}", meta={"path": path})
+
+
 class WorkflowLoadError(FlueError):
     """A workflow module could not be imported or does not define a workflow."""
 
@@ -537,6 +548,19 @@ class ToolNameConflictError(FlueError):
     def __init__(self, *, name: str, reason: str | None = None) -> None:
         what = f"conflicts with {reason}" if reason else "is used by more than one tool"
         super().__init__(f'Tool name "{name}" {what}.')
+
+
+class MCPConnectionError(FlueError):
+    """An agent's MCP server could not be started or reached, or did not list its tools (or
+    the ones ``mcp_tools(tools=...)`` names). Flue has no type of its own for this."""
+
+    type = "mcp_connection_failed"
+
+    def __init__(self, *, server: str, transport: str, target: str, reason: str) -> None:
+        super().__init__(
+            f'MCP server "{server}" ({transport}) could not be connected: {reason}',
+            meta={"server": server, "transport": transport, "target": target},
+        )
 
 
 class ResultUnavailableError(Exception):
