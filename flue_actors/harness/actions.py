@@ -51,5 +51,9 @@ def action_tool(harness: Harness, action: ActionDefinition[Any, Any]) -> ToolDef
         return action.serialize_output(result)
 
     return ToolDefinition(
-        name=action.name, description=action.description, input=arguments, run=run
+        name=action.name,
+        description=action.description,
+        input=arguments,
+        run=run,
+        rerun_on_replay=True,
     )

@@ -28,12 +28,13 @@ from ..models import (
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
 from .redaction import redact, redact_all
+from .replay import replay_of, response_from_turn
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["agent_loop", "assistant_message", "model_turn"]
+__all__ = ["agent_loop", "assistant_message", "model_turn", "recorded_turn"]
 
 
 async def agent_loop(
@@ -106,7 +107,9 @@ async def agent_loop(
                     },
                 )
                 # An abort lands here as CancelledError: no further model call is made.
-                await retry.sleep(delay_ms / 1000)
+                # A replayed failure was waited for the first time.
+                if replay_of(session._sink) is None:
+                    await retry.sleep(delay_ms / 1000)
             except Exception as error:
                 raise OperationFailedError(kind=kind, reason=str(error)) from error
         usage += response.usage
@@ -180,8 +183,12 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
+    recorded = recorded_turn(session, turn, "agent")
     try:
-        response = await resolved.provider.complete(request, on_stream)
+        if recorded is not None:
+            response = response_from_turn(recorded)
+        else:
+            response = await resolved.provider.complete(request, on_stream)
     except asyncio.CancelledError:
         emit(
             "turn",
@@ -220,6 +227,21 @@ async def model_turn(
     if response.stop_reason == "error":
         raise ModelRequestError(response.error_message or "model error")
     return response, assistant
+
+
+def recorded_turn(
+    session: Session, turn: dict[str, Any], purpose: str
+) -> dict[str, Any] | None:
+    """The ``turn`` event that answers this model turn in a replay (``None``: call the model)."""
+    replay = replay_of(session._sink)
+    if replay is None:
+        return None
+    turn_id = turn["turnId"]
+    return replay.answer(
+        "turn",
+        f"turn {purpose} turnId={turn_id}",
+        lambda event: event.get("turnId") == turn_id,
+    )
 
 
 def assistant_message(

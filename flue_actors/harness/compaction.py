@@ -14,6 +14,8 @@ from ..errors import OperationFailedError
 from ..events import error_payload
 from ..jsonvalue import dumps
 from ..models import ModelRequest, Usage
+from .agent_loop import recorded_turn
+from .replay import response_from_turn
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
@@ -93,8 +95,12 @@ async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
             "api": resolved.provider.api,
         },
     }
+    recorded = recorded_turn(session, turn, "compaction")
     try:
-        response = await resolved.provider.complete(request, lambda _event: None)
+        if recorded is not None:
+            response = response_from_turn(recorded)
+        else:
+            response = await resolved.provider.complete(request, lambda _event: None)
         if response.stop_reason == "error":
             raise RuntimeError(response.error_message or "model error")
     except Exception as error:

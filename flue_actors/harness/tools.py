@@ -15,6 +15,7 @@ from ..errors import ToolNameConflictError
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
 from ..models import ToolSpec
+from .replay import replay_of
 from .sink import EventSink
 
 __all__ = ["ToolBox", "tool_spec"]
@@ -50,7 +51,20 @@ class ToolBox:
         self._sink.emit("tool_start", {"toolName": name, "toolCallId": call_id, **turn})
         is_error = True
         tool = self._tools.get(name)
-        if tool is None:
+        recorded = None
+        replay = replay_of(self._sink)
+        if replay is not None and tool is not None and not tool.rerun_on_replay:
+            recorded = replay.answer(
+                "tool",
+                f"tool {name} toolCallId={call_id}",
+                lambda event: event.get("toolCallId") == call_id,
+            )
+        content: list[dict[str, Any]]
+        if recorded is not None:
+            text = ""
+            content = (recorded.get("result") or {}).get("content") or []
+            is_error = bool(recorded.get("isError"))
+        elif tool is None:
             available = ", ".join(self._tools) or "none"
             text = f'Tool "{name}" is not available. Available tools: {available}.'
         else:
@@ -65,7 +79,8 @@ class ToolBox:
                 except Exception as error:  # reported to the model, which may try again
                     failure = error_payload(error)
                     text = f"{failure['name']}: {failure['message']}"
-        content = [{"type": "text", "text": text}]
+        if recorded is None:
+            content = [{"type": "text", "text": text}]
         self._sink.emit(
             "tool",
             {

@@ -22,6 +22,7 @@ from typing import Any, Final
 from ..clock import Clock, format_timestamp
 from ..errors import EventNotStorableError, FlueError, StreamClosedError, StreamConflictError
 from ..events import BUFFERED_EVENT_TYPES, EVENT_VERSION, error_payload
+from ..harness.replay import Replay
 from ..jsonvalue import dumps
 from ..store import EventStore, run_stream
 
@@ -76,6 +77,9 @@ class RunStream:
         # Called once when the log refuses this writer (see ``fenced``), so its owner can stop
         # work that can no longer be recorded.
         self.on_fenced: Callable[[], None] | None = None
+        # A resumed run: what the log already holds, matched instead of written until the
+        # replay goes live (see ``harness.replay``).
+        self.replay: Replay | None = None
 
     @property
     def fenced(self) -> bool:
@@ -97,6 +101,13 @@ class RunStream:
         return event
 
     def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+        replay = self.replay
+        if replay is not None and not replay.live:
+            recorded = replay.take(type, payload)
+            if recorded is not None:
+                return recorded  # in the log already
+            if not replay.live:
+                return {"type": type, **payload}  # diverged: nothing more is written
         event = self._stamp(type, payload)
         self._pending.append(event)
         if type in BUFFERED_EVENT_TYPES:
