@@ -396,6 +396,7 @@ def define_action(
 
 
 Isolation: TypeAlias = Literal["host", "process"]
+Recovery: TypeAlias = Literal["resume", "fail"]
 
 
 @dataclass(frozen=True)
@@ -447,6 +448,9 @@ class WorkflowDefinition(Generic[WorkflowOutputT]):
     agent: AgentDefinition
     action: ActionDefinition[Any, WorkflowOutputT]
     placement: Placement = field(default_factory=Placement)
+    # What happens to a run whose owner died: "resume" (a new owner replays it from its log and
+    # carries on) or "fail" (it ends errored, ``run_interrupted``).
+    recovery: Recovery = "resume"
 
 
 _UNGIVEN: Any = object()
@@ -462,6 +466,7 @@ def define_workflow(
     num_gpus: float | None = None,
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition[OutputT]: ...
 
 
@@ -478,6 +483,7 @@ def define_workflow(
     num_gpus: float | None = None,
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition[OutputT]: ...
 
 
@@ -493,6 +499,7 @@ def define_workflow(
     num_gpus: float | None = None,
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition: ...
 
 
@@ -506,6 +513,7 @@ def define_workflow(
     num_gpus: float | None = None,
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
+    recovery: Recovery = "resume",
 ) -> Callable[
     [Callable[[ActionContext[Any]], Awaitable[OutputT]]], WorkflowDefinition[OutputT]
 ]: ...
@@ -522,6 +530,7 @@ def define_workflow(
     num_gpus: float | None = None,
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
+    recovery: Recovery = "resume",
 ) -> Callable[[ActionRun], WorkflowDefinition]: ...
 
 
@@ -537,6 +546,7 @@ def define_workflow(
     num_gpus: float | None = None,
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition | Callable[[ActionRun], WorkflowDefinition]:
     """A workflow, in one of three forms:
 
@@ -546,8 +556,14 @@ def define_workflow(
 
     On Ray, ``isolation="process"`` runs each run in a Ray actor of its own with ``num_cpus``,
     ``num_gpus``, ``memory`` and ``resources`` (see :class:`Placement`).
+
+    ``recovery="resume"`` (the default): a run whose owner dies is taken over by another and
+    replayed from its log (see the README, "Durable runs"); ``"fail"``: it ends errored with
+    ``run_interrupted``.
     """
     placement = Placement(isolation, num_cpus, num_gpus, memory, resources)
+    if recovery not in ("resume", "fail"):
+        raise DefinitionError(f"[flue] recovery must be 'resume' or 'fail', got {recovery!r}.")
     if not isinstance(agent, AgentDefinition):
         raise DefinitionError("[flue] define_workflow({ agent }) must be a define_agent() value.")
     if action is not None:
@@ -561,7 +577,9 @@ def define_workflow(
             raise DefinitionError(
                 "[flue] define_workflow({ action }) must be a define_action() value."
             )
-        return WorkflowDefinition(agent=agent, action=action, placement=placement)
+        return WorkflowDefinition(
+            agent=agent, action=action, placement=placement, recovery=recovery
+        )
 
     def inline(fn: ActionRun) -> WorkflowDefinition:
         private = _make_action(
@@ -571,7 +589,9 @@ def define_workflow(
             input=None if input is _UNGIVEN else input,
             output=None if output is _UNGIVEN else output,
         )
-        return WorkflowDefinition(agent=agent, action=private, placement=placement)
+        return WorkflowDefinition(
+            agent=agent, action=private, placement=placement, recovery=recovery
+        )
 
     if run is not None:
         return inline(run)

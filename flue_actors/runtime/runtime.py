@@ -91,8 +91,9 @@ class Runtime:
     local Ray instance), or any :class:`RunBackend`.
 
     ``lease_seconds`` and ``sweep_seconds`` govern recovery once :meth:`serve` is called:
-    a run whose owner has not heartbeated for ``lease_seconds`` is ended ``run_interrupted`` by
-    a sweep made every ``sweep_seconds``, so an orphaned run is terminal within their sum.
+    a sweep made every ``sweep_seconds`` finds each run whose owner has not heartbeated for
+    ``lease_seconds``; on the local backend it is resumed here by replay (unless its workflow
+    says ``recovery="fail"``), otherwise ended ``run_interrupted``.
     """
 
     def __init__(
@@ -130,6 +131,9 @@ class Runtime:
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
         self.backend: RunBackend = self._backend(backend, address, models)
+        if isinstance(self.backend, LocalBackend):
+            # Orphans are resumed here by replay (workflows with recovery="resume").
+            self.supervisor.resume = self.backend.resume
         self._closed = False
 
     def _backend(
