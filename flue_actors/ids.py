@@ -100,7 +100,7 @@ class RunScopedIds:
     the hash of the run id and a counter.
     """
 
-    __slots__ = ("_run_id", "_time", "_seed", "_ulids", "_uuids")
+    __slots__ = ("_run_id", "_seed", "_time", "_ulids", "_uuids")
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id
@@ -135,4 +135,4 @@ def run_ids(source: IdSource, run_id: str) -> IdSource:
     to a run (``for_run``), else ``source`` itself (a resumed run then diverges at its first
     id, and ends ``replay_divergence`` rather than mixing two lives' ids)."""
     scoped = getattr(source, "for_run", None)
-    return source if scoped is None else scoped(run_id)  # type: ignore[no-any-return]
+    return source if scoped is None else scoped(run_id)

@@ -88,6 +88,7 @@ TESTING = [
     "FakeTurn",
     "FlueTestKit",
     "RecordingSink",
+    "ReplayMismatchError",
     "Responder",
     "RunResult",
 ]

@@ -229,9 +229,7 @@ async def model_turn(
     return response, assistant
 
 
-def recorded_turn(
-    session: Session, turn: dict[str, Any], purpose: str
-) -> dict[str, Any] | None:
+def recorded_turn(session: Session, turn: dict[str, Any], purpose: str) -> dict[str, Any] | None:
     """The ``turn`` event that answers this model turn in a replay (``None``: call the model)."""
     replay = replay_of(session._sink)
     if replay is None:

@@ -115,9 +115,11 @@ class Replay:
 
     def _diverge(self, position: int, recorded: str, requested: str) -> None:
         if self.divergence is None:
-            at = self._events[position].get("eventIndex", position) if position < len(
-                self._events
-            ) else (self._events[-1].get("eventIndex", -1) + 1 if self._events else 0)
+            at = (
+                self._events[position].get("eventIndex", position)
+                if position < len(self._events)
+                else (self._events[-1].get("eventIndex", -1) + 1 if self._events else 0)
+            )
             self.divergence = ReplayDivergenceError(
                 position=int(at), recorded=recorded, requested=requested
             )

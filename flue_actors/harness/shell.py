@@ -61,8 +61,10 @@ async def run_shell(
         recorded = replay.answer(
             "tool",
             f"tool bash {command!r} toolCallId={call_id}",
-            lambda event: event.get("toolCallId") == call_id
-            and ((event.get("result") or {}).get("details") or {}).get("command") == command,
+            lambda event: (
+                event.get("toolCallId") == call_id
+                and ((event.get("result") or {}).get("details") or {}).get("command") == command
+            ),
         )
         if recorded is not None:
             return _replayed(recorded, finish)

@@ -119,10 +119,8 @@ def flue(fake_model: FakeModel, request: pytest.FixtureRequest) -> Iterator[Flue
     kit = FlueTestKit(
         fake_model,
         workflows=root / "workflows" if root is not None else None,
-        always_replay=always_replay(request.config) or request.node.get_closest_marker(
-            "flue_always_replay"
-        )
-        is not None,
+        always_replay=always_replay(request.config)
+        or request.node.get_closest_marker("flue_always_replay") is not None,
     )
     try:
         yield kit

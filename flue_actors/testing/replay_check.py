@@ -74,7 +74,7 @@ async def check_replay(
     replay = actor.replay
     assert replay is not None
     if replay.divergence is not None:
-        code = _operations(replay.replayed) + [replay.divergence.requested]
+        code = [*_operations(replay.replayed), replay.divergence.requested]
         raise ReplayMismatchError(
             f"run {header['runId']} no longer replays: {replay.divergence.message}\n"
             + _diff(_operations(recorded), code)
@@ -99,9 +99,7 @@ class _LoggedModel:
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         if not self._turns:
-            raise ReplayMismatchError(
-                "the resumed run asked the model once more than the run did"
-            )
+            raise ReplayMismatchError("the resumed run asked the model once more than the run did")
         return response_from_turn(self._turns.pop(0))
 
 

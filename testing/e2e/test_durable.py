@@ -106,7 +106,8 @@ def test_kill_9_of_serve_then_restart_completes_every_run_by_replay(
         asked_before = len(_requests_of(messages_server, markers))
         durable_turns, unfinished = _durable_turns(database_url, run_ids)
         in_flight = asked_before - durable_turns
-        assert 0 <= in_flight <= unfinished and unfinished > 0, (in_flight, unfinished)
+        assert unfinished > 0
+        assert 0 <= in_flight <= unfinished, (in_flight, unfinished)
 
         serve.start()
         with serve.client() as http:
@@ -118,11 +119,8 @@ def test_kill_9_of_serve_then_restart_completes_every_run_by_replay(
         for run_id, events in streams.items():
             assert [e["eventIndex"] for e in events] == list(range(len(events))), run_id
             end = events[-1]
-            assert end["type"] == "run_end" and end["isError"] is False, (
-                end,
-                types(events),
-                serve.output()[-3000:],
-            )
+            assert end["type"] == "run_end", types(events)
+            assert end["isError"] is False, (end, types(events), serve.output()[-3000:])
             marker = next(m for m in markers if m in str(events[0].get("input")))
             assert end["result"] == [f"SUMMARY: {step} {marker} [delay"[:29] for step in STEPS]
             kinds = types(events)

@@ -128,7 +128,7 @@ def header(op_list: list[dict[str, Any]]) -> RunAdmittedEvent:
         "runId": RUN_ID,
         "workflowName": "ops",
         "startedAt": "2026-01-01T00:00:00.000Z",
-        "input": {"ops": op_list},
+        "input": {"ops": op_list},  # type: ignore[dict-item]
     }
 
 

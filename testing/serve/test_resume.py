@@ -43,10 +43,14 @@ def workflow(run: Any, recovery: Any = "resume") -> WorkflowDefinition[Any]:
 
 
 def echo_model() -> FakeModel:
-    return FakeModel().respond_with(lambda request: "echo " + request.messages[-1]["content"][0]["text"])
+    return FakeModel().respond_with(
+        lambda request: "echo " + request.messages[-1]["content"][0]["text"]
+    )
 
 
-async def _log_of_a_finished_run(cut_after_turns: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def _log_of_a_finished_run(
+    cut_after_turns: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A run of ``three_calls`` to its end, and its log cut after its Nth ``turn`` event, as a
     crash of its owner would leave it."""
     model = echo_model()
@@ -114,8 +118,10 @@ async def test_an_orphan_is_resumed_without_repeating_its_model_calls(
     assert len(model.requests) == 2  # the first turn came from the log
     assert [e["eventIndex"] for e in events] == list(range(len(events)))
     types = [e["type"] for e in events]
-    assert types.count("run_start") == 1 and types.count("run_resume") == 1
-    assert types.count("turn") == 3 and types[-1] == "run_end"
+    assert types.count("run_start") == 1
+    assert types.count("run_resume") == 1
+    assert types.count("turn") == 3
+    assert types[-1] == "run_end"
 
 
 async def test_recovery_fail_ends_an_orphan_interrupted(
