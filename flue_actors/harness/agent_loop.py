@@ -8,10 +8,11 @@ the session's operation bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..definitions import ThinkingLevel
+from ..definitions import ToolDefinition
 from ..errors import ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..models import (
@@ -22,19 +23,21 @@ from ..models import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     Usage,
 )
+from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
 from .redaction import redact, redact_all
-from .replay import replay_of, response_from_turn
+from .replay import recorded_turn, replay_of, response_from_turn
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["agent_loop", "assistant_message", "model_turn", "recorded_turn"]
+__all__ = ["agent_loop", "assistant_message", "model_turn"]
 
 
 async def agent_loop(
@@ -47,11 +50,14 @@ async def agent_loop(
     *,
     extra: Mapping[str, FrameworkTool] | None = None,
     stop: Callable[[], bool] | None = None,
+    call_tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
-    # batch, without another model turn (a structured result was settled).
+    # batch, without another model turn (a structured result was settled); call_tools: the
+    # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
     emit = session._sink.emit
-    framework = {**session._framework_tools(), **(extra or {})}
+    tools = session._scope.tools.extended(call_tools)
+    framework = {**session._framework_tools(call_tools), **(extra or {})}
     user = {
         "role": "user",
         "content": [{"type": "text", "text": text}, *images],
@@ -66,14 +72,17 @@ async def agent_loop(
     retry = session._harness.retry
     kind = session._active_kind or "prompt"
     while True:
+        # Compaction near the model's window, before the request is built from the messages.
+        usage += await compaction.compact_if_needed(session, correlation, resolved)
         request = ModelRequest(
             model=resolved.model_id,
             messages=list(session._messages),
             system_prompt=session._scope.instructions,
-            tools=[*session._scope.tools.specs, *(tool.spec for tool in framework.values())],
+            tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )
         attempt = 0
+        overflow_recovered = False  # a turn is retried at most once after compacting
         while True:
             # Every attempt is a turn of its own: a failed one is recorded (turn isError)
             # before the retry, so the log shows what each attempt cost and why it failed.
@@ -89,6 +98,15 @@ async def agent_loop(
                 response, assistant = await model_turn(session, request, resolved, turn)
                 break
             except ModelRequestError as error:
+                if error.code == "context_overflow" and not overflow_recovered:
+                    overflow_recovered = True
+                    compacted, spent = await compaction.recover_from_overflow(
+                        session, correlation, resolved
+                    )
+                    usage += spent
+                    if compacted:
+                        request = replace(request, messages=list(session._messages))
+                        continue
                 if not error.transient or attempt >= retry.max_retries:
                     raise OperationFailedError(kind=kind, reason=str(error)) from error
                 attempt += 1
@@ -124,7 +142,7 @@ async def agent_loop(
                     tool, call, turn, sink=session._sink, clock=session._clock
                 )
             else:
-                result = await session._scope.tools.call(call, turn)
+                result = await tools.call(call, turn)
             tool_results.append(result)
             session._messages.append(result)
             produced.append(result)
@@ -183,7 +201,7 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
-    recorded = recorded_turn(session, turn, "agent")
+    recorded = recorded_turn(session._sink, turn["turnId"], "agent")
     try:
         if recorded is not None:
             response = response_from_turn(recorded)
@@ -227,19 +245,6 @@ async def model_turn(
     if response.stop_reason == "error":
         raise ModelRequestError(response.error_message or "model error")
     return response, assistant
-
-
-def recorded_turn(session: Session, turn: dict[str, Any], purpose: str) -> dict[str, Any] | None:
-    """The ``turn`` event that answers this model turn in a replay (``None``: call the model)."""
-    replay = replay_of(session._sink)
-    if replay is None:
-        return None
-    turn_id = turn["turnId"]
-    return replay.answer(
-        "turn",
-        f"turn {purpose} turnId={turn_id}",
-        lambda event: event.get("turnId") == turn_id,
-    )
 
 
 def assistant_message(

@@ -23,7 +23,14 @@ from typing import Any, Final
 from ..errors import ModelRequestError, ReplayDivergenceError
 from ..models import Cost, ModelResponse, Usage
 
-__all__ = ["Replay", "describe", "replay_of", "response_from_turn", "usage_from_wire"]
+__all__ = [
+    "Replay",
+    "describe",
+    "recorded_turn",
+    "replay_of",
+    "response_from_turn",
+    "usage_from_wire",
+]
 
 # Events a replay steps over: streaming detail (best-effort, and never emitted again since the
 # model is not called) and the resumptions of earlier lives.
@@ -183,6 +190,18 @@ def replay_of(sink: object) -> Replay | None:
     if isinstance(replay, Replay) and not replay.live:
         return replay
     return None
+
+
+def recorded_turn(sink: object, turn_id: str, purpose: str) -> dict[str, Any] | None:
+    """The ``turn`` event that answers a model turn in a replay (``None``: call the model)."""
+    replay = replay_of(sink)
+    if replay is None:
+        return None
+    return replay.answer(
+        "turn",
+        f"turn {purpose} turnId={turn_id}",
+        lambda event: event.get("turnId") == turn_id,
+    )
 
 
 def usage_from_wire(wire: dict[str, Any] | None) -> Usage:

@@ -2,7 +2,9 @@
 
 from .anthropic import AnthropicProvider
 from .base import (
+    THINKING_LEVELS,
     Cost,
+    ModelLimits,
     ModelProvider,
     ModelRequest,
     ModelResponse,
@@ -12,9 +14,11 @@ from .base import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     ToolSpec,
     Usage,
+    model_limits,
 )
 from .echo import FakeProvider
 from .registry import ModelRegistry, ResolvedModel
@@ -22,9 +26,11 @@ from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
 __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
+    "THINKING_LEVELS",
     "AnthropicProvider",
     "Cost",
     "FakeProvider",
+    "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
@@ -38,7 +44,9 @@ __all__ = [
     "TextDelta",
     "ThinkingDelta",
     "ThinkingEnd",
+    "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
     "Usage",
+    "model_limits",
 ]
