@@ -131,9 +131,11 @@ class Runtime:
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
         self.backend: RunBackend = self._backend(backend, address, models)
-        if isinstance(self.backend, LocalBackend):
-            # Orphans are resumed here by replay (workflows with recovery="resume").
-            self.supervisor.resume = self.backend.resume
+        resume = getattr(self.backend, "resume", None)
+        if resume is not None:
+            # Orphans are resumed by replay (workflows with recovery="resume"): here on the
+            # local backend, on a live host on Ray.
+            self.supervisor.resume = resume
         self._closed = False
 
     def _backend(
