@@ -61,13 +61,15 @@ from .errors import (
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
 from .models.base import ThinkingLevel
+from .observation import EventContext, Instrumentation, instrument, observe
 from .records import RunPage, RunPointer, RunRecord, RunStatus
 
 if TYPE_CHECKING:
-    from .client import AsyncFlueClient, FlueApiError, FlueClient
+    from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
     from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
     from .runtime import RunReceipt, Runtime, WorkflowRegistry
+    from .runtime.ambient import invoke
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -87,11 +89,14 @@ __all__ = [
     "CompactionConfig",
     "DefinitionError",
     "DelegationDepthExceededError",
+    "EventContext",
     "EventStore",
     "FlueApiError",
     "FlueClient",
     "FlueError",
+    "FlueExecutionError",
     "Harness",
+    "Instrumentation",
     "JsonValue",
     "ModelNotResolvedError",
     "ModelProvider",
@@ -141,13 +146,16 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "instrument",
+    "invoke",
+    "observe",
     "open_store",
 ]
 
 __getattr__ = lazy_exports(
     __name__,
     {
-        ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient"),
+        ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient", "FlueExecutionError"),
         ".harness": (
             "CallHandle",
             "Harness",
@@ -158,6 +166,7 @@ __getattr__ = lazy_exports(
         ),
         ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
         ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".runtime.ambient": ("invoke",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

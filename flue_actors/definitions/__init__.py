@@ -1,7 +1,7 @@
 """What a workflow file defines, one module per concept: tools, skills, agent profiles, agents,
 actions and workflows. Definitions are immutable values made and checked at import time."""
 
-from .actions import ActionContext, ActionDefinition, define_action
+from .actions import ActionContext, ActionDefinition, define_action, validation_issues
 from .agents import AgentConfig, AgentContext, AgentDefinition, define_agent
 from .compaction import CompactionConfig
 from .profiles import AgentProfile, define_agent_profile
@@ -37,4 +37,5 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "validation_issues",
 ]

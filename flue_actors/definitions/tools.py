@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from pydantic import BaseModel
 
 from ..errors import DefinitionError, ToolNameConflictError
@@ -79,4 +80,11 @@ def define_tool(
         raise DefinitionError("[flue] define_tool({ input }) must be a pydantic BaseModel class.")
     if not inspect.iscoroutinefunction(run):
         raise DefinitionError("[flue] define_tool({ run }) must be an async function.")
+    if output is not None:
+        try:
+            pydantic.TypeAdapter(output)
+        except (pydantic.PydanticSchemaGenerationError, TypeError) as error:
+            raise DefinitionError(
+                f"[flue] define_tool({{ output }}) must be a type pydantic can validate: {error}"
+            ) from None
     return ToolDefinition(name=name, description=description, input=input, run=run, output=output)

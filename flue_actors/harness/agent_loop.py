@@ -27,6 +27,7 @@ from ..models import (
     ThinkingStart,
     Usage,
 )
+from ..observation import ModelExecution, context_of, intercept, observing
 from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
@@ -202,11 +203,21 @@ async def model_turn(
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
     recorded = recorded_turn(session._sink, turn["turnId"], "agent")
+    if recorded is None and observing():  # a replayed turn asks no model
+        session._sink.announce(
+            "turn_request",
+            {**turn_event, "request": {**request_info, "input": request_input(request)}, **turn},
+        )
+    execution = ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id)
     try:
         if recorded is not None:
             response = response_from_turn(recorded)
         else:
-            response = await resolved.provider.complete(request, on_stream)
+            response = await intercept(
+                execution,
+                context_of(session._harness.run_id, turn),
+                lambda: resolved.provider.complete(request, on_stream),
+            )
     except asyncio.CancelledError:
         emit(
             "turn",
@@ -245,6 +256,19 @@ async def model_turn(
     if response.stop_reason == "error":
         raise ModelRequestError(response.error_message or "model error")
     return response, assistant
+
+
+def request_input(request: ModelRequest) -> dict[str, Any]:
+    """A model request's input as ``turn_request`` shows it (images redacted, as in events)."""
+    shown: dict[str, Any] = {"messages": [redact(message) for message in request.messages]}
+    if request.system_prompt is not None:
+        shown["systemPrompt"] = request.system_prompt
+    if request.tools:
+        shown["tools"] = [
+            {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+            for tool in request.tools
+        ]
+    return shown
 
 
 def assistant_message(

@@ -121,6 +121,10 @@ class Harness:
         self._in_flight: set[CallHandle[Any]] = set()
 
     @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
     def sessions(self) -> Sessions:
         """Strict lookups of this harness's sessions."""
         return Sessions(self)
@@ -197,7 +201,13 @@ class Harness:
         workspace = (
             self.workspace_tools if cwd is None else workspace_tools(self._sandbox_slot.get, cwd)
         )
-        return ToolBox([*tools, *offered], workspace=workspace, sink=self._sink, clock=self._clock)
+        return ToolBox(
+            [*tools, *offered],
+            workspace=workspace,
+            sink=self._sink,
+            clock=self._clock,
+            run_id=self._run_id,
+        )
 
     def working_directory(self, cwd: str, base: str | None) -> str:
         """``cwd`` as an absolute sandbox path, relative to ``base`` (or the sandbox's)."""

@@ -21,6 +21,7 @@ from ..models import (
     ThinkingLevel,
     Usage,
 )
+from ..observation import AgentExecution, context_of, intercept
 from . import compaction
 from .agent_loop import agent_loop
 from .call import AbortSignal, CallHandle
@@ -415,9 +416,12 @@ class Session:
         operation = _Operation(self, kind)
         handle: CallHandle[Any]
 
+        execution = AgentExecution(operation.id, kind)
+        context = context_of(self._harness.run_id, operation.correlation)
+
         async def run() -> Any:
             try:
-                outcome = await body(operation.correlation)
+                outcome = await intercept(execution, context, lambda: body(operation.correlation))
             except asyncio.CancelledError:
                 operation.fail(AbortError(handle.abort_reason or "The operation was cancelled."))
                 if handle.abort_reason is not None:

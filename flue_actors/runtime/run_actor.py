@@ -18,7 +18,15 @@ from ..harness import Harness, RunLog
 from ..harness.replay import Replay
 from ..ids import run_ids
 from ..jsonvalue import UNSET, JsonValue
+from ..observation import (
+    EventContext,
+    ExecutionContext,
+    WorkflowExecution,
+    dispatch,
+    intercept,
+)
 from ..store import EventStore, run_stream
+from . import ambient
 from .run_stream import RunStream
 from .services import RunServices
 
@@ -77,6 +85,8 @@ class RunActor:
         # presumed dead): nothing it does can be recorded any more, so it stops now rather than
         # running the workflow to its end for nobody.
         self._stream.on_fenced = lambda: self.cancel("The run was ended by another writer.")
+        self._observed = EventContext(self.run_id, self.workflow_name, services.env)
+        self._stream.observed_as = self._observed
         self._body: asyncio.Task[JsonValue] | None = None
         self._cancel_reason: str | None = None
         self._harness: Harness | None = None
@@ -118,7 +128,15 @@ class RunActor:
         # next awaits, so run_start still comes first): the stream's flusher, started by that
         # emit, then runs after the body's first step and writes run_start together with what
         # the run does next, in one append rather than one of its own.
-        self._body = asyncio.get_running_loop().create_task(self._execute())
+        execution = WorkflowExecution(
+            self.run_id, self.workflow_name, "start", started_at=header["startedAt"]
+        )
+        context = ExecutionContext(
+            self.run_id, self.workflow_name, trace_carrier=header.get("traceCarrier")
+        )
+        self._body = asyncio.get_running_loop().create_task(
+            intercept(execution, context, self._execute)
+        )
         if self.replay is not None and not self.replay.strict:
             # Written first, past everything the log holds, whatever the replay then matches.
             resume = {k: v for k, v in start.items() if k != "input"}
@@ -158,7 +176,9 @@ class RunActor:
         ended_ms = self._services.clock.now_ms()
         end["durationMs"] = ended_ms - self._started_ms
         try:
-            return await self._stream.end("run_end", end, at_ms=ended_ms)
+            ended = await self._stream.end("run_end", end, at_ms=ended_ms)
+            dispatch(ended, self._observed)
+            return ended
         finally:
             # The stream's callback refers back to this actor: with the stream ended it can no
             # longer be fenced, and without the cycle the run is freed as soon as it ends.
@@ -179,9 +199,14 @@ class RunActor:
             run_id=self.run_id,
         )
         self._harness = harness
-        context = ActionContext(harness=harness, log=RunLog(self._stream), input=parsed)
+        log = RunLog(self._stream)
+        context = ActionContext(harness=harness, log=log, input=parsed)
         try:
-            value = await action.run(context)
+            if services.runtime is None:
+                value = await action.run(context)
+            else:
+                with ambient.running(services.runtime, log):
+                    value = await action.run(context)
         finally:
             await harness.close(self._cancel_reason or "The run ended.")
         return action.serialize_output(value)

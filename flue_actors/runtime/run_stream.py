@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ..clock import Clock, format_timestamp
@@ -24,6 +24,7 @@ from ..errors import EventNotStorableError, FlueError, StreamClosedError, Stream
 from ..events import BUFFERED_EVENT_TYPES, EVENT_VERSION, error_payload
 from ..harness.replay import Replay
 from ..jsonvalue import dumps
+from ..observation import EventContext, dispatch, observing
 from ..store import EventStore, run_stream
 
 __all__ = ["RunStream"]
@@ -80,6 +81,8 @@ class RunStream:
         # A resumed run: what the log already holds, matched instead of written until the
         # replay goes live (see ``harness.replay``).
         self.replay: Replay | None = None
+        # The run as observers see it; None: not observed (a stream written for recovery).
+        self.observed_as: EventContext | None = None
 
     @property
     def fenced(self) -> bool:
@@ -100,16 +103,21 @@ class RunStream:
         self._next_index += 1
         return event
 
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def emit(
+        self, type: str, payload: dict[str, Any], *, detail: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         replay = self.replay
         if replay is not None and not replay.live:
+            # A resumed run: what the log holds is matched, not written (nor observed) again.
             recorded = replay.take(type, payload)
             if recorded is not None:
-                return recorded  # in the log already
+                return recorded
             if not replay.live:
                 return {"type": type, **payload}  # diverged: nothing more is written
         event = self._stamp(type, payload)
         self._pending.append(event)
+        if self.observed_as is not None:
+            dispatch(event, self.observed_as, detail)
         if type in BUFFERED_EVENT_TYPES:
             if self._delta_timer is None:
                 loop = asyncio.get_running_loop()
@@ -117,6 +125,16 @@ class RunStream:
         else:
             self._kick()
         return event
+
+    def announce(self, type: str, payload: dict[str, Any]) -> None:
+        """A live-only event: enveloped (without an ``eventIndex``, which only stored events
+        take) and handed to observers, never to the store."""
+        if self.observed_as is None or not observing():
+            return
+        event = {"type": type, **payload, "v": EVENT_VERSION}
+        event["timestamp"] = format_timestamp(self._clock.now_ms())
+        event["runId"] = self.run_id
+        dispatch(event, self.observed_as)
 
     def _kick(self) -> None:
         if self._delta_timer is not None:
