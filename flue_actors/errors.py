@@ -30,6 +30,7 @@ __all__ = [
     "OperationFailedError",
     "PayloadTooLargeError",
     "ProductEventVersionError",
+    "ReplayDivergenceError",
     "ResultUnavailableError",
     "RouteNotFoundError",
     "RunCancelledError",
@@ -643,6 +644,23 @@ class RunInterruptedError(FlueError):
         super().__init__(
             "Flue workflow execution was interrupted. Start a new workflow run explicitly if "
             "retry is appropriate."
+        )
+
+
+class ReplayDivergenceError(FlueError):
+    """A resumed run's code asked for another operation than its log recorded at that position
+    (the workflow changed, or it does something nondeterministic outside the harness)."""
+
+    type = "replay_divergence"
+
+    def __init__(self, *, position: int, recorded: str, requested: str) -> None:
+        self.position = position
+        self.recorded = recorded
+        self.requested = requested
+        super().__init__(
+            f"Replay diverged at event {position}: the log holds {recorded}, "
+            f"the code asks for {requested}.",
+            meta={"position": position, "recorded": recorded, "requested": requested},
         )
 
 

@@ -100,6 +100,7 @@ TESTING = [
     "FakeTurn",
     "FlueTestKit",
     "RecordingSink",
+    "ReplayMismatchError",
     "Responder",
     "RunResult",
 ]

@@ -79,6 +79,11 @@ class ToolDefinition:
     input: type[BaseModel]
     run: Callable[..., Awaitable[Any]]
     output: Any = None
+    # When a resumed run replays this tool's call: False (tools of an agent) takes the result
+    # from the log and does not run it again; True runs it again, for the built-in tools whose
+    # only effect is on the run's own sandbox (rebuilt by the replay) and for actions (whose
+    # own operations are answered from the log one by one).
+    rerun_on_replay: bool = False
 
 
 def define_tool(

@@ -23,6 +23,7 @@ from ..mcp import MCPTools
 from ..models import ToolSpec
 from ..observation import ToolExecution, context_of, intercept, observing
 from .mcp_connection import MCPConnections, MCPTool
+from .replay import replay_of
 from .sink import EventSink
 
 __all__ = ["ToolBox", "tool_spec"]
@@ -113,7 +114,22 @@ class ToolBox:
         is_error = True
         tool = self._tools.get(name)
         remote = self._mcp_tools.get(name) if tool is None else None
-        if remote is not None:
+        recorded = None
+        replay = replay_of(self._sink)
+        # An MCP call, like an agent's own tool, reaches outside the run: answered from the log.
+        answer_from_log = remote is not None or (tool is not None and not tool.rerun_on_replay)
+        if replay is not None and answer_from_log:
+            recorded = replay.answer(
+                "tool",
+                f"tool {name} toolCallId={call_id}",
+                lambda event: event.get("toolCallId") == call_id,
+            )
+        content: list[dict[str, Any]]
+        if recorded is not None:
+            text = ""
+            content = (recorded.get("result") or {}).get("content") or []
+            is_error = bool(recorded.get("isError"))
+        elif remote is not None:
             text, is_error = await self._call_remote(remote, call_id, call.get("arguments"), turn)
         elif tool is None:
             available = ", ".join([*self._tools, *self._mcp_tools]) or "none"
@@ -136,7 +152,8 @@ class ToolBox:
                 except Exception as error:  # reported to the model, which may try again
                     failure = error_payload(error)
                     text = f"{failure['name']}: {failure['message']}"
-        content = [{"type": "text", "text": text}]
+        if recorded is None:
+            content = [{"type": "text", "text": text}]
         self._sink.emit(
             "tool",
             {

@@ -93,8 +93,9 @@ class Runtime:
     local Ray instance), or any :class:`RunBackend`.
 
     ``lease_seconds`` and ``sweep_seconds`` govern recovery once :meth:`serve` is called:
-    a run whose owner has not heartbeated for ``lease_seconds`` is ended ``run_interrupted`` by
-    a sweep made every ``sweep_seconds``, so an orphaned run is terminal within their sum.
+    a sweep made every ``sweep_seconds`` finds each run whose owner has not heartbeated for
+    ``lease_seconds``; on the local backend it is resumed here by replay (unless its workflow
+    says ``recovery="fail"``), otherwise ended ``run_interrupted``.
     """
 
     def __init__(
@@ -133,6 +134,11 @@ class Runtime:
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
         self.backend: RunBackend = self._backend(backend, address, models)
+        resume = getattr(self.backend, "resume", None)
+        if resume is not None:
+            # Orphans are resumed by replay (workflows with recovery="resume"): here on the
+            # local backend, on a live host on Ray.
+            self.supervisor.resume = resume
         self._closed = False
         ambient.serving(self)  # ambient invoke() outside runs finds it, until it is closed
 

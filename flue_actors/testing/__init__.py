@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Responder,
     )
     from .kit import FlueTestKit, RunResult
+    from .replay_check import ReplayMismatchError
     from .sink import RecordingSink
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "FakeTurn",
     "FlueTestKit",
     "RecordingSink",
+    "ReplayMismatchError",
     "Responder",
     "RunResult",
 ]
@@ -53,6 +55,7 @@ __getattr__ = lazy_exports(
             "Responder",
         ),
         ".kit": ("FlueTestKit", "RunResult"),
+        ".replay_check": ("ReplayMismatchError",),
         ".sink": ("RecordingSink",),
     },
 )

@@ -152,9 +152,10 @@ async def test_an_import_error_on_workers_fails_the_run(ray_runtime: Runtime) ->
 
 
 async def test_killing_a_host_ends_every_one_of_its_runs(ray_runtime: Runtime) -> None:
+    """With recovery="fail" (see test_resume_on_ray.py for the default, resumption)."""
     backend = _backend(ray_runtime)
     hosts = await _host_info(ray_runtime)
-    receipts = [await ray_runtime.invoke("sleeper", {"seconds": 3.0}) for _ in range(50)]
+    receipts = [await ray_runtime.invoke("fragile", {"seconds": 3.0}) for _ in range(50)]
     run_ids = [receipt.run_id for receipt in receipts]
     owners = {run_id: await ray_runtime.store.owner_of(run_id) for run_id in run_ids}
     victim = next(iter(hosts))

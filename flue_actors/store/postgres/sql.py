@@ -103,6 +103,10 @@ SELECT count(*) FROM r""",
     "heartbeat": "INSERT INTO {s}.owners (owner, heartbeat_ms) VALUES ($1, $2) "
     "ON CONFLICT (owner) DO UPDATE SET heartbeat_ms = greatest(owners.heartbeat_ms, $2)",
     "owner_of": "SELECT owner FROM {s}.run_owners WHERE run_id = $1",
+    # $1 run, $2 new owner, $3 the owner it must still have
+    "claim_run": "UPDATE {s}.run_owners SET owner = $2 WHERE run_id = $1 AND owner = $3",
+    "claim_unowned": "INSERT INTO {s}.run_owners (run_id, owner) VALUES ($1, $2) "
+    "ON CONFLICT (run_id) DO NOTHING",
     # $1 owner, $2 admitted before (ISO text)
     "orphans_of_owner": "SELECT r.run_id FROM {s}.runs r JOIN {s}.run_owners o "
     "ON o.run_id = r.run_id WHERE r.status = 'active' AND o.owner = $1 AND r.started_at < $2",
@@ -162,6 +166,8 @@ class Statements:
     admit: str
     heartbeat: str
     owner_of: str
+    claim_run: str
+    claim_unowned: str
     orphans_of_owner: str
     orphans: str
     prune_owners: str

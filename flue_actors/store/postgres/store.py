@@ -179,6 +179,16 @@ class PostgresEventStore:
             owner = await conn.fetchval(self._sql.owner_of, to_db(run_id))
         return None if owner is None else from_db(owner)
 
+    async def claim_run(self, run_id: str, owner: str, *, previous: str | None) -> bool:
+        async with self._connection() as conn:
+            if previous is None:
+                status = await conn.execute(self._sql.claim_unowned, to_db(run_id), to_db(owner))
+            else:
+                status = await conn.execute(
+                    self._sql.claim_run, to_db(run_id), to_db(owner), to_db(previous)
+                )
+        return str(status).endswith(" 1")
+
     async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
         stale_before = to_db(format_timestamp(stale_before_ms))
         async with self._connection() as conn:

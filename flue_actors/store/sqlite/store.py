@@ -237,6 +237,22 @@ class SqliteEventStore:
 
         return await self._reader.submit(work)
 
+    async def claim_run(self, run_id: str, owner: str, *, previous: str | None) -> bool:
+        def work(conn: sqlite3.Connection, changed: Changes) -> bool:
+            if previous is None:
+                cursor = conn.execute(
+                    "INSERT INTO run_owners VALUES (?, ?) ON CONFLICT (run_id) DO NOTHING",
+                    (run_id, owner),
+                )
+            else:
+                cursor = conn.execute(
+                    "UPDATE run_owners SET owner = ? WHERE run_id = ? AND owner = ?",
+                    (owner, run_id, previous),
+                )
+            return cursor.rowcount == 1
+
+        return await self._writer.submit(work)
+
     async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
         stale_before = format_timestamp(stale_before_ms)
         if owner is not None:
