@@ -130,7 +130,7 @@ async def agent_loop(
                 )
                 # An abort lands here as CancelledError: no further model call is made.
                 # A replayed failure was waited for the first time.
-                if replay_of(session._sink) is None:
+                if replay_of(session._sink, correlation) is None:
                     await retry.sleep(delay_ms / 1000)
             except Exception as error:
                 raise OperationFailedError(kind=kind, reason=str(error)) from error
@@ -205,7 +205,7 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
-    recorded = recorded_turn(session._sink, turn["turnId"], "agent")
+    recorded = recorded_turn(session._sink, turn, "agent")
     if recorded is None and observing():  # a replayed turn asks no model
         session._sink.announce(
             "turn_request",

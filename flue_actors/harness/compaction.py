@@ -277,7 +277,7 @@ async def _summarize(
         turn = {**correlation, "turnId": "turn_" + session._ids.ulid()}
         emit("turn_start", {"purpose": purpose, **turn})
         started = clock.now_ms()
-        recorded = recorded_turn(session._sink, turn["turnId"], purpose)
+        recorded = recorded_turn(session._sink, turn, purpose)
         try:
             if recorded is not None:
                 response = response_from_turn(recorded)
@@ -316,7 +316,9 @@ async def _summarize(
                     **correlation,
                 },
             )
-            if replay_of(session._sink) is None:  # a replayed failure was waited for once
+            if (
+                replay_of(session._sink, correlation) is None
+            ):  # a replayed failure was waited for once
                 await retry.sleep(delay_ms / 1000)
             continue
         output = {"role": "assistant", "content": response.content,

@@ -14,7 +14,7 @@ from ..errors import (
     SkillNotRegisteredError,
 )
 from ..events import error_payload
-from ..ids import IdSource
+from ..ids import IdSource, lane_ids
 from ..jsonvalue import dumps
 from ..models import (
     ResolvedModel,
@@ -353,13 +353,14 @@ class Session:
 
     def _spawn(self, name: str, scope: AgentScope, task_id: str) -> Session:
         """A detached child session for a task: not registered with the harness."""
+        ids = lane_ids(self._ids, f"{self._harness.name}/{name}")
         return Session(
             self._harness,
             name,
-            conversation_id="conv_" + self._ids.ulid(),
+            conversation_id="conv_" + ids.ulid(),
             sink=self._sink,
             clock=self._clock,
-            ids=self._ids,
+            ids=ids,
             tools=scope.tools,
             scope=scope,
             lineage={"parentSession": self.name, "taskId": task_id},

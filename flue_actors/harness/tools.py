@@ -123,6 +123,7 @@ class ToolBox:
                 "tool",
                 f"tool {name} toolCallId={call_id}",
                 lambda event: event.get("toolCallId") == call_id,
+                turn,
             )
         content: list[dict[str, Any]]
         if recorded is not None:

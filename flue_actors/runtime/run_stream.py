@@ -112,7 +112,7 @@ class RunStream:
             recorded = replay.take(type, payload)
             if recorded is not None:
                 return recorded
-            if not replay.live:
+            if replay.divergence is not None:
                 return {"type": type, **payload}  # diverged: nothing more is written
         event = self._stamp(type, payload)
         self._pending.append(event)
