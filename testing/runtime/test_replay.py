@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from flue_actors import ActionContext, define_agent, define_tool, define_workflow
 from flue_actors.clock import StepClock
 from flue_actors.events import RunAdmittedEvent
+from flue_actors.harness.replay import lane_of
 from flue_actors.ids import SequentialIds
 from flue_actors.models import ModelRegistry, ModelRequest, RetryPolicy
 from flue_actors.runtime import WorkflowRegistry
@@ -83,10 +84,10 @@ async def ops(ctx: ActionContext[Ops]) -> dict[str, Any]:
         elif kind == "gather":
             # Concurrent sessions (as workflows/fanout.py): each finishes after its own number
             # of model turns, so they complete in another order than they are asked in.
-            async def branch(index: int, text: str) -> str:
+            async def branch(index: int, text: str, number: int = number) -> str:
                 branch_session = await ctx.harness.session(f"gather-{number}-{index}")
                 if text.startswith("task "):
-                    return (await branch_session.task(text[5:])).text
+                    return str((await branch_session.task(text[5:])).text)
                 return (await branch_session.prompt(text)).text
 
             texts = op["texts"]
@@ -200,6 +201,9 @@ def comparable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return value
 
     kept = [e for e in events if e["type"] not in {"run_resume", "text_delta"}]
+    # Concurrent sessions interleave differently in each life: each session's own events, in
+    # their order, are what must be the same (a stable sort by session keeps that order).
+    kept.sort(key=lambda e: repr(lane_of(e)))
     return [strip({k: v for k, v in e.items() if k != "eventIndex"}) for e in kept]
 
 
