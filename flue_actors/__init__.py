@@ -62,7 +62,14 @@ from .records import RunPage, RunPointer, RunRecord, RunStatus
 if TYPE_CHECKING:
     from .client import AsyncFlueClient, FlueApiError, FlueClient
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
-    from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
+    from .models import (
+        ModelBatches,
+        ModelProvider,
+        ModelRegistry,
+        ModelRequest,
+        ModelResponse,
+        Usage,
+    )
     from .runtime import RunReceipt, Runtime, WorkflowRegistry
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
@@ -89,6 +96,7 @@ __all__ = [
     "Harness",
     "JsonValue",
     "ModelNotResolvedError",
+    "ModelBatches",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
@@ -151,7 +159,14 @@ __getattr__ = lazy_exports(
             "RunLog",
             "Session",
         ),
-        ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
+        ".models": (
+            "ModelBatches",
+            "ModelProvider",
+            "ModelRegistry",
+            "ModelRequest",
+            "ModelResponse",
+            "Usage",
+        ),
         ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },

@@ -28,4 +28,6 @@ def response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, 
         info["responseId"] = response.response_id
     if response.response_model is not None:
         info["responseModel"] = response.response_model
+    if response.batch_id is not None:
+        info["batch"] = {"id": response.batch_id, "customId": response.custom_id}
     return info

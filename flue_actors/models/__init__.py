@@ -16,15 +16,21 @@ from .base import (
     ToolSpec,
     Usage,
 )
+from .batched_provider import MessageBatchesProvider
 from .echo import FakeProvider
+from .message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
 from .registry import ModelRegistry, ResolvedModel
 from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
 __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
     "AnthropicProvider",
+    "BatchedResult",
     "Cost",
     "FakeProvider",
+    "MessageBatchCollector",
+    "MessageBatchesProvider",
+    "ModelBatches",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
@@ -40,5 +46,6 @@ __all__ = [
     "ThinkingEnd",
     "ThinkingStart",
     "ToolSpec",
+    "TurnBatcher",
     "Usage",
 ]
