@@ -475,6 +475,11 @@ class MessagesServer:
         views: list[dict[str, Any]] = self._control("GET")["batches"]
         return views
 
+    def batched_requests(self) -> int:
+        """How many requests the batches it accepted held (since the last ``clear``)."""
+        count: int = self._control("GET")["requests"]
+        return count
+
     def complete_batches(self, batch_id: str | None = None) -> int:
         """End processing of one batch (or all) now; how many ended."""
         ended: int = self._control("POST", {"complete": batch_id})["ended"]

@@ -99,11 +99,7 @@ class OutOfProcess:
         return self.server.expire_batches()
 
     def batched_requests(self) -> int:
-        return sum(
-            len(entry["body"]["requests"])
-            for entry in self.server.requests()
-            if entry["method"] == "POST" and entry["path"] == "/v1/messages/batches"
-        )
+        return self.server.batched_requests()
 
 
 @pytest.fixture(params=["anthropic_api", "messages_server"])
