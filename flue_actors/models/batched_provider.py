@@ -55,9 +55,7 @@ class MessageBatchesProvider:
     ) -> None:
         self.messages = messages
         self.settings = settings
-        self.batcher: TurnBatcher = batcher or MessageBatchCollector(
-            messages.sdk_client, settings
-        )
+        self.batcher: TurnBatcher = batcher or MessageBatchCollector(messages.sdk_client, settings)
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         params = request_params(request)

@@ -134,11 +134,7 @@ class MessageBatchCollector:
     ) -> None:
         self._client = client
         self.settings = settings or ModelBatches()
-        if custom_ids is None:
-            prefix = os.urandom(4).hex()
-            counter = itertools.count(1)
-            custom_ids = lambda: f"turn-{prefix}-{next(counter)}"  # noqa: E731
-        self._custom_ids = custom_ids
+        self._custom_ids = custom_ids or _counted_ids()
         self._pending: deque[_Waiting] = deque()
         self._pending_bytes = 0
         self._wake = asyncio.Event()
@@ -300,6 +296,17 @@ class MessageBatchCollector:
                     raise mapped from error
                 await self.settings.wait(max(delay, mapped.retry_after or 0.0))
                 delay = min(delay * 2, self.settings.max_poll_interval)
+
+
+def _counted_ids() -> Callable[[], str]:
+    # A prefix per collector, so ids of two collectors (two processes) never meet in a log.
+    prefix = os.urandom(4).hex()
+    counter = itertools.count(1)
+
+    def next_id() -> str:
+        return f"turn-{prefix}-{next(counter)}"
+
+    return next_id
 
 
 def _fail(taken: list[_Waiting], error: ModelRequestError) -> None:

@@ -218,9 +218,7 @@ class MessageBatches:
                 json.dumps({"custom_id": request.custom_id, "result": request.result}) + "\n"
                 for request in reversed(batch.requests)
             ]
-            return BytesAnswer(
-                200, "".join(lines).encode(), {"content-type": "application/binary"}
-            )
+            return BytesAnswer(200, "".join(lines).encode(), {"content-type": "application/binary"})
         return error_answer(405, "invalid_request_error", f"{method} {path}")
 
     def _create(self, body: Any) -> JsonAnswer:

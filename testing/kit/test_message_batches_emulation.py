@@ -131,9 +131,11 @@ async def test_a_batch_processes_for_its_delay_then_serves_its_results(api: Emul
             {"custom_id": "b-2", "params": _params("two")},  # type: ignore[typeddict-item]
         ]
     )
-    assert batch.id.startswith("msgbatch_") and batch.type == "message_batch"
+    assert batch.id.startswith("msgbatch_")
+    assert batch.type == "message_batch"
     assert batch.processing_status == "in_progress"
-    assert batch.request_counts.processing == 2 and batch.results_url is None
+    assert batch.request_counts.processing == 2
+    assert batch.results_url is None
     assert batch.expires_at > batch.created_at
     with pytest.raises(anthropic.AnthropicError, match="finished processing"):
         await api.client.messages.batches.results(batch.id)
@@ -143,9 +145,12 @@ async def test_a_batch_processes_for_its_delay_then_serves_its_results(api: Emul
     )
     api.advance(1800.0)
     ended = await api.client.messages.batches.retrieve(batch.id)
-    assert ended.processing_status == "ended" and ended.ended_at is not None
-    assert ended.request_counts.succeeded == 2 and ended.request_counts.processing == 0
-    assert ended.results_url is not None and ended.results_url.endswith(f"{batch.id}/results")
+    assert ended.processing_status == "ended"
+    assert ended.ended_at is not None
+    assert ended.request_counts.succeeded == 2
+    assert ended.request_counts.processing == 0
+    assert ended.results_url is not None
+    assert ended.results_url.endswith(f"{batch.id}/results")
     results = await _results(api.client, batch.id)
     # Each request took the next scripted answer, in submission order.
     assert results["a-1"]["type"] == "succeeded"
@@ -164,7 +169,9 @@ async def test_unscripted_requests_get_the_default_answer_on_the_server(
         await _default_answer(client, messages_server)
 
 
-async def _default_answer(client: anthropic.AsyncAnthropic, messages_server: MessagesServer) -> None:
+async def _default_answer(
+    client: anthropic.AsyncAnthropic, messages_server: MessagesServer
+) -> None:
     batch = await client.messages.batches.create(
         requests=[{"custom_id": "x", "params": _params("hello there")}]  # type: ignore[typeddict-item]
     )
@@ -219,7 +226,8 @@ async def test_a_batch_expires_after_24_hours(api: Emulation) -> None:
     )
     api.advance(6_400.0)
     ended = await api.client.messages.batches.retrieve(batch.id)
-    assert ended.processing_status == "ended" and ended.request_counts.expired == 1
+    assert ended.processing_status == "ended"
+    assert ended.request_counts.expired == 1
     assert await _results(api.client, batch.id) == {"late": {"type": "expired"}}
     api.reply("not seen either")
     second = await api.client.messages.batches.create(
@@ -242,7 +250,8 @@ async def test_cancel_lists_and_delete(api: Emulation) -> None:
     assert canceling.processing_status == "canceling"
     assert canceling.cancel_initiated_at is not None
     canceled = await api.client.messages.batches.retrieve(ids[0])
-    assert canceled.processing_status == "ended" and canceled.request_counts.canceled == 1
+    assert canceled.processing_status == "ended"
+    assert canceled.request_counts.canceled == 1
     assert await _results(api.client, ids[0]) == {"only": {"type": "canceled"}}
     # Newest first, one page at a time; the SDK follows after_id.
     first_page = await api.client.messages.batches.list(limit=2)

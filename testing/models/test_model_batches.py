@@ -112,14 +112,18 @@ async def test_a_full_batch_goes_out_at_once_and_results_find_their_turns(
             for text in ("one", "two", "three")
         )
     )
-    assert anthropic_api.batches.created == 1 and anthropic_api.requests == []
+    assert anthropic_api.batches.created == 1
+    assert anthropic_api.requests == []
     batched = anthropic_api.batches.requests
     assert [len({r["custom_id"] for r in batched})] == [3]
     # Results come back in reverse order; each turn still gets the answer its request got.
-    by_custom_id = {r["custom_id"]: r["params"]["messages"][0]["content"][0]["text"] for r in batched}
+    by_custom_id = {
+        r["custom_id"]: r["params"]["messages"][0]["content"][0]["text"] for r in batched
+    }
     answers = {text: f"answer {text}" for text in ("one", "two", "three")}
     for response in responses:
-        assert response.custom_id is not None and response.batch_id is not None
+        assert response.custom_id is not None
+        assert response.batch_id is not None
         assert response.text == answers[by_custom_id[response.custom_id]]
         assert response.batch_id == anthropic_api.batches.views()[0]["id"]
     assert sorted(streamed) == sorted(answers.values())
@@ -141,7 +145,8 @@ async def test_the_count_window_splits_turns_into_batches(anthropic_api: Anthrop
     assert not turns[4].done()  # the fifth waits for the time window
     window.close()
     results = await asyncio.gather(*turns)
-    assert anthropic_api.batches.created == 3 and collector.batches == 3
+    assert anthropic_api.batches.created == 3
+    assert collector.batches == 3
     assert collector.submitted == 5
     assert len({result.custom_id for result in results}) == 5
     assert {result.type for result in results} == {"succeeded"}
@@ -161,7 +166,8 @@ async def test_the_time_window_gathers_what_arrived_meanwhile(anthropic_api: Ant
     assert anthropic_api.batches.created == 0
     window.close()
     await asyncio.gather(*turns)
-    assert anthropic_api.batches.created == 1 and len(anthropic_api.batches.requests) == 4
+    assert anthropic_api.batches.created == 1
+    assert len(anthropic_api.batches.requests) == 4
     await collector.aclose()
 
 
@@ -235,7 +241,8 @@ async def test_a_failed_submission_fails_the_waiting_turns_transiently(
     body = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
     with pytest.raises(ModelRequestError) as failed:
         await collector.submit(body)
-    assert failed.value.transient and failed.value.code == "overloaded"
+    assert failed.value.transient
+    assert failed.value.code == "overloaded"
     await collector.aclose()
 
 
@@ -257,7 +264,8 @@ async def test_batched_turns_cost_half_and_say_where_they_came_from(
     full = cost_of(MODEL, Usage(input=1000, output=200))
     assert response.usage.cost.total == pytest.approx(full.cost.total / 2)
     assert response.usage.cost.input == pytest.approx(1000 * 1.0e-6 / 2)
-    assert response.usage.input == 1000 and response.usage.output == 200
+    assert response.usage.input == 1000
+    assert response.usage.output == 200
     assert [block["type"] for block in response.content] == ["thinking", "text"]
     assert response.content[0]["thinkingSignature"] == "sig-0"
 
@@ -276,7 +284,8 @@ async def test_expired_and_overloaded_requests_go_in_the_next_batch(
     assert response.text == "third time"
     assert anthropic_api.batches.created == 3
     custom_ids = [request["custom_id"] for request in anthropic_api.batches.requests]
-    assert len(set(custom_ids)) == 3 and response.custom_id == custom_ids[-1]
+    assert len(set(custom_ids)) == 3
+    assert response.custom_id == custom_ids[-1]
 
 
 async def test_retries_give_up_with_a_permanent_error(anthropic_api: AnthropicApi) -> None:
@@ -286,7 +295,8 @@ async def test_retries_give_up_with_a_permanent_error(anthropic_api: AnthropicAp
     anthropic_api.fail(status=500)
     with pytest.raises(ModelRequestError, match="sent 2 times") as failed:
         await batched.complete(_request("x"), lambda _e: None)
-    assert not failed.value.transient and failed.value.code == "server_error"
+    assert not failed.value.transient
+    assert failed.value.code == "server_error"
     await batched.aclose()
 
 
@@ -296,7 +306,8 @@ async def test_a_bad_request_fails_at_once(
     anthropic_api.fail(status=400, message="prompt is too long: 300000 tokens")
     with pytest.raises(ModelRequestError) as failed:
         await provider.complete(_request("x"), lambda _e: None)
-    assert failed.value.code == "context_overflow" and not failed.value.transient
+    assert failed.value.code == "context_overflow"
+    assert not failed.value.transient
     assert anthropic_api.batches.created == 1
 
 
@@ -309,9 +320,11 @@ async def test_the_messages_fallback_answers_a_failed_batched_turn(
     anthropic_api.reply("streamed at full price", usage={"input_tokens": 100, "output_tokens": 10})
     deltas: list[Any] = []
     response = await batched.complete(_request("x"), deltas.append)
-    assert response.text == "streamed at full price" and response.batch_id is None
+    assert response.text == "streamed at full price"
+    assert response.batch_id is None
     assert response.usage.cost == cost_of(MODEL, Usage(input=100, output=10)).cost
-    assert len(anthropic_api.requests) == 1 and anthropic_api.requests[0]["stream"] is True
+    assert len(anthropic_api.requests) == 1
+    assert anthropic_api.requests[0]["stream"] is True
     assert any(isinstance(delta, TextDelta) for delta in deltas)
     await batched.aclose()
 
@@ -326,7 +339,10 @@ def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="fallback"):
         ModelBatches(fallback="carrier-pigeon")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Anthropic provider"):
-        ModelRegistry({"anthropic": ModelRegistry().resolve("fake/echo").provider}, model_batches=ModelBatches())
+        ModelRegistry(
+            {"anthropic": ModelRegistry().resolve("fake/echo").provider},
+            model_batches=ModelBatches(),
+        )
 
 
 # --- whole runs ---------------------------------------------------------------------------------
@@ -389,8 +405,10 @@ async def test_a_three_turn_agent_with_tools_takes_three_batch_rounds(
         receipt = await runtime.invoke("add_twice", {"text": "add 1+2, then 3+4"})
         record = await runtime.wait(receipt.run_id)
         events = await _events(runtime, receipt.run_id)
-    assert record.status == "completed" and record.result == {"answer": "3 and 7"}
-    assert anthropic_api.batches.created == 3 and anthropic_api.requests == []
+    assert record.status == "completed"
+    assert record.result == {"answer": "3 and 7"}
+    assert anthropic_api.batches.created == 3
+    assert anthropic_api.requests == []
     batched = anthropic_api.batches.requests
     # The second round carries the first tool result: the loop advanced hop by hop.
     second = batched[1]["params"]["messages"]
