@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import os
 from collections import deque
 from collections.abc import Callable
@@ -54,7 +55,8 @@ class ModelBatches:
     """How model turns go through the Message Batches API.
 
     A batch is submitted once ``max_requests`` turns (or ``max_bytes`` of requests) are waiting,
-    or ``window`` seconds after the first of them began to wait. It is polled after
+    or ``window`` seconds after the first of them began to wait (``math.inf``: by count and
+    size alone). It is polled after
     ``poll_interval`` seconds, then at doubling intervals up to ``max_poll_interval``. A turn
     whose request expired, was canceled or failed transiently inside a batch is sent again up
     to ``retries`` times: in the next batch, or with ``fallback="messages"`` through the
@@ -207,8 +209,14 @@ class MessageBatchCollector:
                 task.add_done_callback(self._polling.discard)
 
     async def _window(self) -> None:
-        """Wait until the window closes or the batch is full, whichever comes first."""
-        closes = asyncio.ensure_future(self.settings.wait(self.settings.window))
+        """Wait until the window closes or the batch is full, whichever comes first (an
+        infinite window: until full)."""
+        window = self.settings.window
+        closes: asyncio.Future[None] = (
+            asyncio.get_running_loop().create_future()
+            if math.isinf(window)
+            else asyncio.ensure_future(self.settings.wait(window))
+        )
         try:
             while not self._full() and not closes.done():
                 self._wake.clear()
