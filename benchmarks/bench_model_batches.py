@@ -14,7 +14,7 @@ Runs on the local backend, with the real Anthropic provider aimed at
 
 Prints one JSON object.
 
-    python benchmarks/bench_model_batches.py [--runs 1000] [--window 250] [--window-seconds 2]
+    python benchmarks/bench_model_batches.py [--runs 1000] [--window 250] [--window-seconds 300]
                                              [--tool-runs 20]
 """
 
@@ -182,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--window", type=int, default=250, help="requests per batch at most")
-    parser.add_argument("--window-seconds", type=float, default=2.0)
+    parser.add_argument("--window-seconds", type=float, default=300.0)
     parser.add_argument("--tool-runs", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -212,7 +212,7 @@ class MessageBatchCollector:
         """Wait until the window closes or the batch is full, whichever comes first (an
         infinite window: until full)."""
         window = self.settings.window
-        closes: asyncio.Future[None] = (
+        closes: asyncio.Future[Any] = (
             asyncio.get_running_loop().create_future()
             if math.isinf(window)
             else asyncio.ensure_future(self.settings.wait(window))
@@ -220,8 +220,8 @@ class MessageBatchCollector:
         try:
             while not self._full() and not closes.done():
                 self._wake.clear()
-                woken = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({closes, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait((closes, woken), return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
         finally:
             closes.cancel()
