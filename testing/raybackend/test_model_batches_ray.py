@@ -67,7 +67,8 @@ async def test_hosts_on_both_nodes_share_one_collector(
     finally:
         await collector.shutdown()
     batches = messages_server.batches()
-    assert len(batches) == 1 and batches[0]["request_counts"]["succeeded"] == 4
+    assert len(batches) == 1
+    assert batches[0]["request_counts"]["succeeded"] == 4
     for index, node_results in enumerate(results):
         assert [text for text, _ in node_results] == [
             f"SUMMARY: node {index} turn {turn}" for turn in range(2)

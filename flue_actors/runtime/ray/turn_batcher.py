@@ -49,7 +49,7 @@ class RayTurnBatcher:
         import ray
 
         self.name = COLLECTOR_PREFIX + name
-        self._actor = (
+        self._actor: Any = (
             ray.remote(BatchCollectorActor)
             .options(
                 name=self.name,
