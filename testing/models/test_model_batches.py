@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from flue_actors import (
@@ -36,6 +39,7 @@ from flue_actors.models import (
 from flue_actors.models.anthropic_catalog import cost_of
 from flue_actors.store import run_stream
 from flue_actors.testing import AnthropicApi
+from flue_actors.testing.messages_wire import MessagesScript, summary_reply
 
 MODEL = "claude-haiku-4-5"
 
@@ -91,7 +95,9 @@ async def _until(condition: Any) -> None:
 
 @pytest.fixture
 async def provider(anthropic_api: AnthropicApi) -> AsyncIterator[MessageBatchesProvider]:
-    settings = ModelBatches(max_requests=3, window=math.inf, sleep=Sleeps())
+    # Turns submitted together fill a batch of 3; a lone turn goes when the window closes (at
+    # once: the sleep does not wait).
+    settings = ModelBatches(max_requests=3, window=1.0, sleep=Sleeps())
     batched = MessageBatchesProvider(anthropic_api.provider, settings)
     yield batched
     await batched.aclose()
@@ -174,7 +180,8 @@ async def test_the_time_window_gathers_what_arrived_meanwhile(anthropic_api: Ant
 async def test_the_size_window_keeps_each_batch_under_max_bytes(
     anthropic_api: AnthropicApi,
 ) -> None:
-    settings = ModelBatches(max_bytes=600, window=math.inf, sleep=Sleeps())
+    # A window that closes at once sends the remainder a size limit left behind.
+    settings = ModelBatches(max_bytes=600, window=1.0, sleep=Sleeps())
     collector = MessageBatchCollector(anthropic_api.provider.sdk_client, settings)
     for number in range(3):
         anthropic_api.reply(f"a{number}")
@@ -427,3 +434,48 @@ async def test_a_three_turn_agent_with_tools_takes_three_batch_rounds(
     operation = next(event for event in events if event["type"] == "operation")
     assert operation["usage"]["cost"]["total"] == pytest.approx(3 * one_turn / 2)
     assert operation["usage"]["input"] == 1200
+
+
+# --- invariants ---------------------------------------------------------------------------------
+
+
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(st.text(alphabet="abcdefgh ", min_size=1, max_size=40), min_size=1, max_size=25),
+    max_requests=st.integers(min_value=1, max_value=8),
+    max_bytes=st.integers(min_value=300, max_value=1200),
+)
+async def test_every_turn_gets_its_own_answer_within_the_limits(
+    texts: list[str], max_requests: int, max_bytes: int
+) -> None:
+    api = AnthropicApi()
+    # Each batched request answered from its own content (the fake server's default answer).
+    script = MessagesScript()
+    api.batches._respond = lambda body: script.build(summary_reply(body), body)
+    api.start()
+    try:
+        collector = MessageBatchCollector(
+            api.provider.sdk_client,
+            ModelBatches(
+                max_requests=max_requests, max_bytes=max_bytes, window=1.0, sleep=Sleeps()
+            ),
+        )
+        bodies = [
+            {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": text}]}
+            for text in texts
+        ]
+        results = await asyncio.gather(*(collector.submit(body) for body in bodies))
+        await collector.aclose()
+    finally:
+        api.stop()
+    for text, result in zip(texts, results, strict=True):
+        assert result.result["message"]["content"][0]["text"] == "SUMMARY: " + text[:20]
+    assert len({result.custom_id for result in results}) == len(texts)
+    views = api.batches.views()
+    sizes = [view["request_counts"]["succeeded"] for view in views]
+    assert sum(sizes) == len(texts)
+    assert all(size <= max_requests for size in sizes)
+    # Every batch but the last was closed by a limit: the next turn would not have fitted.
+    assert len(views) >= math.ceil(len(texts) / max_requests)
