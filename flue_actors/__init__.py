@@ -3,7 +3,7 @@
 Everything public is importable from here (and the test kit from ``flue_actors.testing``);
 every other module is internal and may change.
 
-What a workflow file needs to define workflows (definitions, capabilities, errors, records)
+What a workflow file needs to define workflows (definitions, errors, records)
 loads with the package. The machinery that runs, stores and serves them (runtime, harness,
 stores, model providers, HTTP clients) loads on first access to one of its names, so a process
 pays only for what it uses: the pytest plugin, loaded by every pytest run in an environment
@@ -12,19 +12,22 @@ with this package, and a CLI command that reads a record do not load just-bash, 
 
 from typing import TYPE_CHECKING
 
-from .capabilities import AgentProfile, SkillDefinition, define_agent_profile, define_skill
 from .definitions import (
     ActionContext,
     ActionDefinition,
     AgentConfig,
     AgentContext,
     AgentDefinition,
+    AgentProfile,
+    CompactionConfig,
     Placement,
-    ThinkingLevel,
+    SkillDefinition,
     ToolDefinition,
     WorkflowDefinition,
     define_action,
     define_agent,
+    define_agent_profile,
+    define_skill,
     define_tool,
     define_workflow,
 )
@@ -57,6 +60,7 @@ from .errors import (
 )
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
+from .models.base import ThinkingLevel
 from .records import RunPage, RunPointer, RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -87,6 +91,7 @@ __all__ = [
     "AgentProfile",
     "AsyncFlueClient",
     "CallHandle",
+    "CompactionConfig",
     "DefinitionError",
     "DelegationDepthExceededError",
     "EventStore",

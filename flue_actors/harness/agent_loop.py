@@ -8,10 +8,11 @@ the session's operation bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..definitions import ThinkingLevel
+from ..definitions import ToolDefinition
 from ..errors import ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..models import (
@@ -22,9 +23,11 @@ from ..models import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     Usage,
 )
+from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
 from .redaction import redact, redact_all
@@ -46,11 +49,14 @@ async def agent_loop(
     *,
     extra: Mapping[str, FrameworkTool] | None = None,
     stop: Callable[[], bool] | None = None,
+    call_tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
-    # batch, without another model turn (a structured result was settled).
+    # batch, without another model turn (a structured result was settled); call_tools: the
+    # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
     emit = session._sink.emit
-    framework = {**session._framework_tools(), **(extra or {})}
+    tools = session._scope.tools.extended(call_tools)
+    framework = {**session._framework_tools(call_tools), **(extra or {})}
     user = {
         "role": "user",
         "content": [{"type": "text", "text": text}, *images],
@@ -65,14 +71,17 @@ async def agent_loop(
     retry = session._harness.retry
     kind = session._active_kind or "prompt"
     while True:
+        # Compaction near the model's window, before the request is built from the messages.
+        usage += await compaction.compact_if_needed(session, correlation, resolved)
         request = ModelRequest(
             model=resolved.model_id,
             messages=list(session._messages),
             system_prompt=session._scope.instructions,
-            tools=[*session._scope.tools.specs, *(tool.spec for tool in framework.values())],
+            tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )
         attempt = 0
+        overflow_recovered = False  # a turn is retried at most once after compacting
         while True:
             # Every attempt is a turn of its own: a failed one is recorded (turn isError)
             # before the retry, so the log shows what each attempt cost and why it failed.
@@ -88,6 +97,15 @@ async def agent_loop(
                 response, assistant = await model_turn(session, request, resolved, turn)
                 break
             except ModelRequestError as error:
+                if error.code == "context_overflow" and not overflow_recovered:
+                    overflow_recovered = True
+                    compacted, spent = await compaction.recover_from_overflow(
+                        session, correlation, resolved
+                    )
+                    usage += spent
+                    if compacted:
+                        request = replace(request, messages=list(session._messages))
+                        continue
                 if not error.transient or attempt >= retry.max_retries:
                     raise OperationFailedError(kind=kind, reason=str(error)) from error
                 attempt += 1
@@ -121,7 +139,7 @@ async def agent_loop(
                     tool, call, turn, sink=session._sink, clock=session._clock
                 )
             else:
-                result = await session._scope.tools.call(call, turn)
+                result = await tools.call(call, turn)
             tool_results.append(result)
             session._messages.append(result)
             produced.append(result)

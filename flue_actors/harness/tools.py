@@ -10,8 +10,7 @@ from typing import Any
 import pydantic
 
 from ..clock import Clock
-from ..definitions import ToolDefinition
-from ..errors import ToolNameConflictError
+from ..definitions import ToolDefinition, check_tool_names
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
 from ..models import ToolSpec
@@ -32,16 +31,32 @@ class ToolBox:
     """The tools of one agent. A failing or mistyped call becomes an error result the model
     can read and correct, never a failed operation."""
 
-    def __init__(self, tools: Sequence[ToolDefinition], *, sink: EventSink, clock: Clock) -> None:
-        self._tools: dict[str, ToolDefinition] = {}
-        for tool in tools:
-            # Two tools of one name: the model could not say which it means.
-            if tool.name in self._tools:
-                raise ToolNameConflictError(name=tool.name)
-            self._tools[tool.name] = tool
+    def __init__(
+        self,
+        tools: Sequence[ToolDefinition],
+        *,
+        workspace: Sequence[ToolDefinition] = (),
+        sink: EventSink,
+        clock: Clock,
+    ) -> None:
+        # ``tools`` are the agent's own (its tools, its actions as tools, a call's tools=),
+        # held to the same name rule as at definition; ``workspace`` the built-in ones.
+        check_tool_names(tool.name for tool in tools)
+        self._own = list(tools)
+        self._workspace = list(workspace)
+        every = [*workspace, *tools]
+        self._tools = {tool.name: tool for tool in every}
         self._sink = sink
         self._clock = clock
-        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in tools]
+        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in every]
+
+    def extended(self, tools: Sequence[ToolDefinition]) -> ToolBox:
+        """These tools and a call's ``tools=``, under the same name rule."""
+        if not tools:
+            return self
+        return ToolBox(
+            [*self._own, *tools], workspace=self._workspace, sink=self._sink, clock=self._clock
+        )
 
     async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""

@@ -2,7 +2,9 @@
 
 from .anthropic import AnthropicProvider
 from .base import (
+    THINKING_LEVELS,
     Cost,
+    ModelLimits,
     ModelProvider,
     ModelRequest,
     ModelResponse,
@@ -12,9 +14,11 @@ from .base import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     ToolSpec,
     Usage,
+    model_limits,
 )
 from .batched_provider import MessageBatchesProvider
 from .echo import FakeProvider
@@ -24,6 +28,7 @@ from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
 __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
+    "THINKING_LEVELS",
     "AnthropicProvider",
     "BatchedResult",
     "Cost",
@@ -31,6 +36,7 @@ __all__ = [
     "MessageBatchCollector",
     "MessageBatchesProvider",
     "ModelBatches",
+    "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
@@ -44,8 +50,10 @@ __all__ = [
     "TextDelta",
     "ThinkingDelta",
     "ThinkingEnd",
+    "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
     "TurnBatcher",
     "Usage",
+    "model_limits",
 ]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
-
-from ..definitions import ThinkingLevel
+from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 __all__ = [
+    "THINKING_LEVELS",
     "Cost",
+    "ModelLimits",
     "ModelProvider",
     "ModelRequest",
     "ModelResponse",
@@ -24,10 +24,17 @@ __all__ = [
     "TextDelta",
     "ThinkingDelta",
     "ThinkingEnd",
+    "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
     "Usage",
+    "model_limits",
 ]
+
+# How hard the model reasons before answering: a request setting, defaulted per agent and
+# overridable per call.
+ThinkingLevel: TypeAlias = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
+THINKING_LEVELS: tuple[ThinkingLevel, ...] = get_args(ThinkingLevel)
 
 StopReason: TypeAlias = Literal["stop", "length", "toolUse", "error", "aborted"]
 
@@ -173,3 +180,23 @@ class ModelProvider(Protocol):
         """Produce one assistant turn, reporting streamed detail to ``on_stream`` as it arrives.
         Cancellation (``asyncio.CancelledError``) must stop the call promptly."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """What a model can take and give in one call, in tokens; 0 when the provider does not
+    know. Automatic compaction needs the window: with none known it compacts only when the
+    provider reports a context overflow."""
+
+    context_window: int = 0
+    max_output: int = 0
+
+
+def model_limits(provider: ModelProvider, model: str) -> ModelLimits:
+    """``provider``'s limits for ``model``. Knowing them is optional for a provider: one that
+    can say defines ``limits(model) -> ModelLimits``."""
+    limits = getattr(provider, "limits", None)
+    if not callable(limits):
+        return ModelLimits()
+    found = limits(model)
+    return found if isinstance(found, ModelLimits) else ModelLimits()
