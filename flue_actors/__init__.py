@@ -30,6 +30,7 @@ from .definitions import (
     define_skill,
     define_tool,
     define_workflow,
+    load_skill,
 )
 from .errors import (
     AbortError,
@@ -39,6 +40,7 @@ from .errors import (
     DefinitionError,
     DelegationDepthExceededError,
     FlueError,
+    MCPConnectionError,
     ModelNotResolvedError,
     OperationFailedError,
     ResultUnavailableError,
@@ -47,6 +49,7 @@ from .errors import (
     SessionAlreadyExistsError,
     SessionBusyError,
     SessionNotFoundError,
+    SkillDefinitionValidationError,
     SkillNotRegisteredError,
     StreamConflictError,
     SubagentNotDeclaredError,
@@ -60,11 +63,13 @@ from .errors import (
 )
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
+from .mcp import MCPTools, mcp_tools
 from .models.base import ThinkingLevel
+from .observation import EventContext, Instrumentation, instrument, observe
 from .records import RunPage, RunPointer, RunRecord, RunStatus
 
 if TYPE_CHECKING:
-    from .client import AsyncFlueClient, FlueApiError, FlueClient
+    from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
     from .models import (
         ModelBatches,
@@ -75,6 +80,7 @@ if TYPE_CHECKING:
         Usage,
     )
     from .runtime import RunReceipt, Runtime, WorkflowRegistry
+    from .runtime.ambient import invoke
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -94,12 +100,17 @@ __all__ = [
     "CompactionConfig",
     "DefinitionError",
     "DelegationDepthExceededError",
+    "EventContext",
     "EventStore",
     "FlueApiError",
     "FlueClient",
     "FlueError",
+    "FlueExecutionError",
     "Harness",
+    "Instrumentation",
     "JsonValue",
+    "MCPConnectionError",
+    "MCPTools",
     "ModelBatches",
     "ModelNotResolvedError",
     "ModelProvider",
@@ -125,6 +136,7 @@ __all__ = [
     "SessionBusyError",
     "SessionNotFoundError",
     "SkillDefinition",
+    "SkillDefinitionValidationError",
     "SkillNotRegisteredError",
     "SqliteEventStore",
     "StoredEvent",
@@ -149,13 +161,18 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "instrument",
+    "invoke",
+    "load_skill",
+    "mcp_tools",
+    "observe",
     "open_store",
 ]
 
 __getattr__ = lazy_exports(
     __name__,
     {
-        ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient"),
+        ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient", "FlueExecutionError"),
         ".harness": (
             "CallHandle",
             "Harness",
@@ -173,6 +190,7 @@ __getattr__ = lazy_exports(
             "Usage",
         ),
         ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".runtime.ambient": ("invoke",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

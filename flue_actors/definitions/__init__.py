@@ -1,10 +1,11 @@
 """What a workflow file defines, one module per concept: tools, skills, agent profiles, agents,
 actions and workflows. Definitions are immutable values made and checked at import time."""
 
-from .actions import ActionContext, ActionDefinition, define_action
+from .actions import ActionContext, ActionDefinition, define_action, validation_issues
 from .agents import AgentConfig, AgentContext, AgentDefinition, define_agent
 from .compaction import CompactionConfig
 from .profiles import AgentProfile, define_agent_profile
+from .skill_files import load_skill
 from .skills import SkillDefinition, define_skill
 from .tools import (
     BUILTIN_TOOL_NAMES,
@@ -37,4 +38,6 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "load_skill",
+    "validation_issues",
 ]

@@ -13,7 +13,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, overload
 
 import pydantic
 from pydantic import BaseModel, TypeAdapter
@@ -32,6 +32,9 @@ from ._checks import required_text
 
 if TYPE_CHECKING:
     from ..harness import Harness, RunLog
+    from ..records import RunRecord
+    from ..runtime import RunReceipt
+    from .workflows import WorkflowDefinition
 
 __all__ = [
     "ActionContext",
@@ -40,6 +43,7 @@ __all__ = [
     "check_offered_actions",
     "define_action",
     "make_action",
+    "validation_issues",
 ]
 
 InputT = TypeVar("InputT")
@@ -54,11 +58,37 @@ class ActionContext(Generic[InputT]):
     log: RunLog
     input: InputT
 
+    @overload
+    async def invoke(
+        self,
+        workflow: WorkflowDefinition | str,
+        input: Any = UNSET,
+        *,
+        wait: Literal[False] = False,
+    ) -> RunReceipt: ...
+
+    @overload
+    async def invoke(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, wait: Literal[True]
+    ) -> RunRecord: ...
+
+    async def invoke(
+        self, workflow: WorkflowDefinition | str, input: Any = UNSET, *, wait: bool = False
+    ) -> RunReceipt | RunRecord:
+        """Invoke another workflow from this run: its receipt once admitted, or with
+        ``wait=True`` its terminal record. This run's log records the invocation (see
+        ``flue_actors.invoke``)."""
+        from ..runtime import ambient  # the runtime imports this module
+
+        if wait:
+            return await ambient.invoke_and_wait(workflow, input)
+        return await ambient.invoke(workflow, input)
+
 
 ActionRun: TypeAlias = Callable[[ActionContext[Any]], Awaitable[Any]]
 
 
-def _issues(error: pydantic.ValidationError) -> list[dict[str, Any]]:
+def validation_issues(error: pydantic.ValidationError) -> list[dict[str, Any]]:
     issues: list[dict[str, Any]] = []
     for item in error.errors(include_url=False, include_input=False):
         issue: dict[str, Any] = {"message": item["msg"]}
@@ -98,7 +128,9 @@ class ActionDefinition(Generic[InputT, OutputT]):
         try:
             return self._input_adapter.validate_python({} if value is UNSET else value)
         except pydantic.ValidationError as error:
-            raise ActionInputValidationError(action=self.name, issues=_issues(error)) from None
+            raise ActionInputValidationError(
+                action=self.name, issues=validation_issues(error)
+            ) from None
 
     def serialize_output(self, value: Any) -> JsonValue:
         """The run's result as plain JSON, validated against the output schema if there is one."""
@@ -106,7 +138,9 @@ class ActionDefinition(Generic[InputT, OutputT]):
             try:
                 validated = self._output_adapter.validate_python(value)
             except pydantic.ValidationError as error:
-                raise ActionOutputValidationError(action=self.name, issues=_issues(error)) from None
+                raise ActionOutputValidationError(
+                    action=self.name, issues=validation_issues(error)
+                ) from None
             try:
                 value = self._output_adapter.dump_python(validated, mode="json")
             except (PydanticSerializationError, ValueError) as error:

@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from pydantic import BaseModel
 
 from ..errors import DefinitionError, ToolNameConflictError
+from ..mcp import MCPTools
 from ._checks import required_text
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "ToolDefinition",
     "check_tool_names",
     "define_tool",
+    "own_tool_names",
 ]
 
 # The workspace tools every agent's model gets (flue_actors.harness.workspace_tools).
@@ -47,6 +50,24 @@ def check_tool_names(names: Iterable[str]) -> None:
         if name in seen:
             raise ToolNameConflictError(name=name)
         seen.add(name)
+
+
+def own_tool_names(tools: Iterable[ToolDefinition | MCPTools]) -> list[str]:
+    """The names of the ``define_tool`` tools among ``tools``, for :func:`check_tool_names`.
+    An MCP server's tools are named ``mcp__<server>__<tool>`` and known only once the run
+    connects; what can be checked now is that no two servers give their tools one prefix."""
+    prefixes: set[str] = set()
+    names: list[str] = []
+    for tool in tools:
+        if isinstance(tool, MCPTools):
+            if tool.prefix in prefixes:
+                raise ToolNameConflictError(
+                    name=tool.prefix + "*", reason="another MCP server's tools"
+                )
+            prefixes.add(tool.prefix)
+        else:
+            names.append(tool.name)
+    return names
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,4 +95,11 @@ def define_tool(
         raise DefinitionError("[flue] define_tool({ input }) must be a pydantic BaseModel class.")
     if not inspect.iscoroutinefunction(run):
         raise DefinitionError("[flue] define_tool({ run }) must be an async function.")
+    if output is not None:
+        try:
+            pydantic.TypeAdapter(output)
+        except (pydantic.PydanticSchemaGenerationError, TypeError) as error:
+            raise DefinitionError(
+                f"[flue] define_tool({{ output }}) must be a type pydantic can validate: {error}"
+            ) from None
     return ToolDefinition(name=name, description=description, input=input, run=run, output=output)

@@ -27,6 +27,7 @@ from ..models import (
     ThinkingStart,
     Usage,
 )
+from ..observation import ModelExecution, context_of, intercept, observing
 from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
@@ -54,8 +55,11 @@ async def agent_loop(
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
     # batch, without another model turn (a structured result was settled); call_tools: the
     # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
+    # The workspace's instructions and skills, and the agent's MCP servers' tools.
+    await session._prepare(correlation)
     emit = session._sink.emit
     tools = session._scope.tools.extended(call_tools)
+    await tools.ready()  # a call's tools= beside MCP tools: the run's connections are reused
     framework = {**session._framework_tools(call_tools), **(extra or {})}
     user = {
         "role": "user",
@@ -76,7 +80,7 @@ async def agent_loop(
         request = ModelRequest(
             model=resolved.model_id,
             messages=list(session._messages),
-            system_prompt=session._scope.instructions,
+            system_prompt=session._scope.system_prompt,
             tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )
@@ -198,8 +202,18 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
+    if observing():
+        session._sink.announce(
+            "turn_request",
+            {**turn_event, "request": {**request_info, "input": request_input(request)}, **turn},
+        )
+    execution = ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id)
     try:
-        response = await resolved.provider.complete(request, on_stream)
+        response = await intercept(
+            execution,
+            context_of(session._harness.run_id, turn),
+            lambda: resolved.provider.complete(request, on_stream),
+        )
     except asyncio.CancelledError:
         emit(
             "turn",
@@ -238,6 +252,19 @@ async def model_turn(
     if response.stop_reason == "error":
         raise ModelRequestError(response.error_message or "model error")
     return response, assistant
+
+
+def request_input(request: ModelRequest) -> dict[str, Any]:
+    """A model request's input as ``turn_request`` shows it (images redacted, as in events)."""
+    shown: dict[str, Any] = {"messages": [redact(message) for message in request.messages]}
+    if request.system_prompt is not None:
+        shown["systemPrompt"] = request.system_prompt
+    if request.tools:
+        shown["tools"] = [
+            {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+            for tool in request.tools
+        ]
+    return shown
 
 
 def assistant_message(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..definitions import AgentProfile, ToolDefinition
 from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
 from ..models import ThinkingLevel
+from ..observation import TaskExecution, context_of, intercept
 from .framework import FrameworkTool, ToolFailure
 from .outcomes import Outcome
 from .scope import MAX_DELEGATION_DEPTH
@@ -96,14 +97,18 @@ async def run_task(
         child_correlation["operationId"] = correlation["operationId"]
     ended = {**correlation, "taskId": plan.task_id, **named}
     try:
-        outcome = await child._run_prompt(
-            child_correlation,
-            text,
-            model=None,
-            thinking_level=None,
-            images=images,
-            spec=result,
-            tools=tools,
+        outcome = await intercept(
+            TaskExecution(plan.task_id, plan.profile.name if plan.profile else None),
+            context_of(parent._harness.run_id, {**correlation, "taskId": plan.task_id}),
+            lambda: child._run_prompt(
+                child_correlation,
+                text,
+                model=None,
+                thinking_level=None,
+                images=images,
+                spec=result,
+                tools=tools,
+            ),
         )
     except BaseException as error:
         emit(
