@@ -71,7 +71,14 @@ from .records import RunPage, RunPointer, RunRecord, RunStatus
 if TYPE_CHECKING:
     from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
-    from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
+    from .models import (
+        ModelBatches,
+        ModelProvider,
+        ModelRegistry,
+        ModelRequest,
+        ModelResponse,
+        Usage,
+    )
     from .runtime import RunReceipt, Runtime, WorkflowRegistry
     from .runtime.ambient import invoke
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
@@ -104,6 +111,7 @@ __all__ = [
     "JsonValue",
     "MCPConnectionError",
     "MCPTools",
+    "ModelBatches",
     "ModelNotResolvedError",
     "ModelProvider",
     "ModelRegistry",
@@ -173,7 +181,14 @@ __getattr__ = lazy_exports(
             "RunLog",
             "Session",
         ),
-        ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
+        ".models": (
+            "ModelBatches",
+            "ModelProvider",
+            "ModelRegistry",
+            "ModelRequest",
+            "ModelResponse",
+            "Usage",
+        ),
         ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
         ".runtime.ambient": ("invoke",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),

@@ -26,7 +26,7 @@ from ..errors import (
 from ..events import RunAdmittedEvent
 from ..ids import IdSource, UlidIds
 from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
-from ..models import ModelRegistry
+from ..models import ModelBatches, ModelRegistry
 from ..records import RunPage, RunRecord, RunStatus
 from ..store import (
     EventStore,
@@ -96,6 +96,10 @@ class Runtime:
     a sweep made every ``sweep_seconds`` finds each run whose owner has not heartbeated for
     ``lease_seconds``; on the local backend it is resumed here by replay (unless its workflow
     says ``recovery="fail"``), otherwise ended ``run_interrupted``.
+
+    ``model_batches`` (a :class:`~flue_actors.models.ModelBatches`) sends every Anthropic model
+    turn of this runtime's runs through the Message Batches API, at half the price: one
+    collector per runtime, so turns of all its runs share batches.
     """
 
     def __init__(
@@ -111,8 +115,20 @@ class Runtime:
         env: Mapping[str, str] | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+        model_batches: ModelBatches | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
+        if model_batches is not None and backend == "ray":
+            raise ValueError(
+                "model_batches runs on the local backend; on Ray the hosts' shared collector "
+                "is not wired into the runtime yet."
+            )
+        if model_batches is not None:
+            models = (
+                models.with_model_batches(model_batches)
+                if models is not None
+                else ModelRegistry.from_environment(model_batches=model_batches)
+            )
         self.workflows = _registry(workflows)
         if store is None or isinstance(store, str):
             self.database_url: str | None = absolute_database_url(store)

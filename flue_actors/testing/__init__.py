@@ -15,6 +15,7 @@ from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .anthropic_api import AnthropicApi, AnthropicApiExhaustedError
+    from .batches_wire import MessageBatches
     from .fake_model import (
         FakeFailure,
         FakeModel,
@@ -36,6 +37,7 @@ __all__ = [
     "FakeToolCall",
     "FakeTurn",
     "FlueTestKit",
+    "MessageBatches",
     "RecordingSink",
     "ReplayMismatchError",
     "Responder",
@@ -46,6 +48,7 @@ __getattr__ = lazy_exports(
     __name__,
     {
         ".anthropic_api": ("AnthropicApi", "AnthropicApiExhaustedError"),
+        ".batches_wire": ("MessageBatches",),
         ".fake_model": (
             "FakeFailure",
             "FakeModel",

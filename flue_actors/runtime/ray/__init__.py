@@ -4,6 +4,7 @@ from .backend import RayBackend
 from .deployment import Deployment, HostDrainingError
 from .environment import NAMESPACE, RayClusterUnavailableError, connect, loopback_environment
 from .host import HostConfig, RunHost
+from .turn_batcher import RayTurnBatcher
 
 __all__ = [
     "NAMESPACE",
@@ -12,6 +13,7 @@ __all__ = [
     "HostDrainingError",
     "RayBackend",
     "RayClusterUnavailableError",
+    "RayTurnBatcher",
     "RunHost",
     "connect",
     "loopback_environment",
