@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
     from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
     from .runtime import RunReceipt, Runtime, WorkflowRegistry
+    from .runtime.ray import RayCluster
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
@@ -153,6 +155,7 @@ __getattr__ = lazy_exports(
         ),
         ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
         ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".runtime.ray": ("RayCluster",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

@@ -36,6 +36,7 @@ PUBLIC = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
