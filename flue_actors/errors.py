@@ -26,6 +26,7 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     │   ├── RunNotActiveError                    run_not_active (409)
     │   ├── RunCancelledError                    run_cancelled
     │   ├── RunInterruptedError                  run_interrupted
+    │   ├── WorkflowInvocationNotConfiguredError workflow_invocation_not_configured
     │   ├── HostDrainingError (runtime.ray)      host_draining
     │   └── RayClusterUnavailableError (runtime.ray)   ray_cluster_unavailable
     ├── FlueHarnessError          an operation inside a run failed
@@ -38,6 +39,9 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     │   ├── SkillNotRegisteredError              skill_not_registered
     │   ├── SubagentNotDeclaredError             subagent_not_declared
     │   ├── DelegationDepthExceededError         delegation_depth_exceeded
+    │   ├── ToolInputValidationError             tool_input_validation
+    │   ├── ToolOutputValidationError            tool_output_validation
+    │   ├── ToolOutputSerializationError         tool_output_serialization
     │   └── SandboxPathError (also a ValueError) sandbox_path_invalid
     ├── FlueModelError            a model cannot be resolved or its provider failed
     │   ├── ModelNotResolvedError                model_not_resolved
@@ -48,19 +52,20 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     │   ├── StreamConflictError                  stream_conflict
     │   ├── EventNotStorableError                event_not_storable
     │   ├── ProductEventVersionError             product_event_version_unsupported
-    │   └── StoreSchemaVersionError              persisted_schema_version_unsupported
+    │   ├── StoreSchemaVersionError              persisted_schema_version_unsupported
+    │   └── RunStoreUnavailableError             run_store_unavailable (503)
+    │       └── StoreConnectionError (store.postgres; also a ConnectionError)
     └── FlueHttpError             the HTTP layer's own (flue_actors.gateway.errors)
         ├── MethodNotAllowedError                method_not_allowed (405)
         ├── UnsupportedMediaTypeError            unsupported_media_type (415)
         ├── PayloadTooLargeError                 payload_too_large (413)
         ├── RouteNotFoundError                   route_not_found (404)
-        ├── ServerShuttingDownError              server_shutting_down (503)
+        ├── ServerShuttingDownError              runtime_unavailable (503)
         └── InternalError                        internal_error (500)
 
 Outside the hierarchy, as in Flue: :class:`AbortError` (cancellation is not a failure) and
-:class:`ResultUnavailableError` (the model declined to answer in shape). The PostgreSQL store's
-``StoreConnectionError`` is a ``ConnectionError``: an unreachable database answers HTTP callers
-with ``internal_error``, never its own message. Errors without an HTTP status answer 500.
+:class:`ResultUnavailableError` (the model declined to answer in shape). Errors without an HTTP
+status answer 500.
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ __all__ = [
     "RunInterruptedError",
     "RunNotActiveError",
     "RunNotFoundError",
+    "RunStoreUnavailableError",
     "SandboxPathError",
     "ServerShuttingDownError",
     "SessionAlreadyExistsError",
@@ -122,11 +128,15 @@ __all__ = [
     "StreamConflictError",
     "StreamMissingError",
     "SubagentNotDeclaredError",
+    "ToolInputValidationError",
     "ToolNameConflictError",
+    "ToolOutputSerializationError",
+    "ToolOutputValidationError",
     "UnsupportedMediaTypeError",
     "WorkflowAdmissionFailedError",
     "WorkflowInputSerializationError",
     "WorkflowInputUnexpectedError",
+    "WorkflowInvocationNotConfiguredError",
     "WorkflowLoadError",
     "WorkflowNotDiscoveredError",
     "WorkflowNotFoundError",
@@ -288,6 +298,32 @@ class RunNotActiveError(FlueRunError):
         )
 
 
+class RunStoreUnavailableError(FlueStoreError):
+    """The run store cannot be reached (a PostgreSQL server that is down or unreachable).
+
+    Flue's type, with 503 and ``Retry-After`` instead of Flue's 501: Flue means a runtime built
+    without a store, which cannot happen here, so the one way to lack run history is an outage.
+    The message is Flue's; why the store is unreachable is in ``dev`` (never in the envelope
+    outside dev mode) and in ``str(error)``.
+    """
+
+    type = "run_store_unavailable"
+    status = 503
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(
+            "Run history is not available in this runtime.",
+            details="The run store cannot be reached; retry shortly.",
+            dev=reason,
+        )
+        if reason:
+            self.args = (reason,)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 # --- Definitions and discovery ----------------------------------------------------------------
 
 
@@ -308,6 +344,20 @@ class WorkflowLoadError(FlueDefinitionError):
             f'Workflow "{name}" could not be loaded: {reason}',
             details="The workflow module failed to load.",
             dev=f"Module path: {path}" if path else "",
+        )
+
+
+class WorkflowInvocationNotConfiguredError(FlueRunError):
+    """Ambient ``invoke()`` with no runtime to admit the run: called outside a run, in a
+    process with no runtime open."""
+
+    type = "workflow_invocation_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Workflow invocation is not configured in this runtime.",
+            dev="Call invoke() inside a run, or while a Runtime is open in this process "
+            "(runtime.serve(), or async with Runtime(...)).",
         )
 
 
@@ -463,6 +513,50 @@ class DelegationDepthExceededError(FlueHarnessError):
         super().__init__(
             f"Delegation depth limit of {limit} exceeded.",
             details="Tasks may nest at most this deep; do the work in this session instead.",
+        )
+
+
+class ToolInputValidationError(FlueHarnessError):
+    """A model called a tool with arguments that fail its ``input`` model. The message is
+    addressed to the model, which gets it as the tool's error result and may call again."""
+
+    type = "tool_input_validation"
+
+    def __init__(self, *, tool: str, issues: Sequence[Mapping[str, Any]]) -> None:
+        self.issues = [dict(i) for i in issues]
+        summary = "; ".join(
+            f"{issue['message']} (at {'.'.join(str(p) for p in issue['path'])})"
+            if issue.get("path")
+            else str(issue["message"])
+            for issue in self.issues
+        )
+        super().__init__(
+            f'Arguments for tool "{tool}" do not match the required schema: {summary}. '
+            "Call the tool again with corrected arguments.",
+            meta={"tool": tool, "issues": self.issues},
+        )
+
+
+class ToolOutputValidationError(FlueHarnessError):
+    type = "tool_output_validation"
+
+    def __init__(self, *, tool: str, issues: Sequence[Mapping[str, Any]]) -> None:
+        self.issues = [dict(i) for i in issues]
+        super().__init__(
+            f'Tool "{tool}" output does not match the required schema.',
+            details=_issue_list(self.issues),
+            meta={"tool": tool, "issues": self.issues},
+        )
+
+
+class ToolOutputSerializationError(FlueHarnessError):
+    type = "tool_output_serialization"
+
+    def __init__(self, *, tool: str, reason: str) -> None:
+        super().__init__(
+            f'Tool "{tool}" output is not JSON-serializable: {reason}',
+            dev="Return JSON data (or a pydantic model) from the tool's run function.",
+            meta={"tool": tool},
         )
 
 

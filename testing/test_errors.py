@@ -14,6 +14,7 @@ import flue_actors.gateway.errors as gateway_errors
 from flue_actors.errors import FlueError
 from flue_actors.runtime.ray.deployment import HostDrainingError
 from flue_actors.runtime.ray.environment import RayClusterUnavailableError
+from flue_actors.store.postgres import StoreConnectionError
 
 FAMILIES: list[type[FlueError]] = [
     errors.FlueDefinitionError,
@@ -50,7 +51,7 @@ WIRE = {
     "RunNotActiveError": ("run_not_active", 409),
     "RunNotFoundError": ("run_not_found", 404),
     "SandboxPathError": ("sandbox_path_invalid", 500),
-    "ServerShuttingDownError": ("server_shutting_down", 503),
+    "ServerShuttingDownError": ("runtime_unavailable", 503),
     "SessionAlreadyExistsError": ("session_already_exists", 500),
     "SessionBusyError": ("session_busy", 500),
     "SessionNotFoundError": ("session_not_found", 500),
@@ -68,6 +69,12 @@ WIRE = {
     "WorkflowLoadError": ("workflow_load_failed", 500),
     "WorkflowNotDiscoveredError": ("workflow_not_discovered", 500),
     "WorkflowNotFoundError": ("workflow_not_found", 404),
+    "RunStoreUnavailableError": ("run_store_unavailable", 503),
+    "StoreConnectionError": ("run_store_unavailable", 503),
+    "ToolInputValidationError": ("tool_input_validation", 500),
+    "ToolOutputSerializationError": ("tool_output_serialization", 500),
+    "ToolOutputValidationError": ("tool_output_validation", 500),
+    "WorkflowInvocationNotConfiguredError": ("workflow_invocation_not_configured", 500),
     "HostDrainingError": ("host_draining", 500),
     "RayClusterUnavailableError": ("ray_cluster_unavailable", 500),
 }
@@ -78,6 +85,7 @@ def _every_error() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {name: getattr(errors, name) for name in errors.__all__}
     found["HostDrainingError"] = HostDrainingError
     found["RayClusterUnavailableError"] = RayClusterUnavailableError
+    found["StoreConnectionError"] = StoreConnectionError
     return found
 
 

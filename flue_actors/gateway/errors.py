@@ -76,15 +76,17 @@ class PayloadTooLargeError(FlueHttpError):
 
 
 class ServerShuttingDownError(FlueHttpError):
-    """Beyond Flue: the server is shutting down and admits no new runs."""
+    """The server is shutting down and admits no new runs: Flue's ``runtime_unavailable`` in
+    its ``draining`` state."""
 
-    type = "server_shutting_down"
+    type = "runtime_unavailable"
     status = 503
 
     def __init__(self) -> None:
         super().__init__(
             "The server is shutting down.",
             details="No new runs are admitted while it stops; retry against a running server.",
+            meta={"state": "draining"},
         )
 
     @property

@@ -15,6 +15,7 @@ from ..clock import Clock, SystemClock, format_timestamp
 from ..definitions import WorkflowDefinition
 from ..errors import (
     RunNotFoundError,
+    RunStoreUnavailableError,
     StreamClosedError,
     StreamConflictError,
     WorkflowAdmissionFailedError,
@@ -37,6 +38,7 @@ from ..store import (
     parse_offset,
     run_stream,
 )
+from . import ambient
 from .backend import BackendFactory, LocalBackend, RunBackend
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .lease import (
@@ -124,6 +126,7 @@ class Runtime:
             clock=self.clock,
             ids=self.ids,
             env=dict(os.environ if env is None else env),
+            runtime=self,
         )
         self.supervisor = LeaseSupervisor(
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
@@ -137,6 +140,7 @@ class Runtime:
         else:
             self.backend = backend
         self._closed = False
+        ambient.serving(self)  # ambient invoke() outside runs finds it, until it is closed
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -165,6 +169,7 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        ambient.closed(self)
         await self.supervisor.stop()
         await self.backend.close(grace_seconds=grace_seconds)
         await self.services.models.aclose()  # the model SDKs' connections
@@ -237,6 +242,8 @@ class Runtime:
             await self.backend.admit(header, owner=owner)
         except Exception as error:
             await self._end_unstarted(header, error)
+            if isinstance(error, RunStoreUnavailableError):
+                raise  # already says what failed, and that a retry may succeed
             raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
         return RunReceipt(run_id, entry.name)
 
