@@ -89,6 +89,7 @@ PUBLIC = [
 TESTING = [
     "AnthropicApi",
     "AnthropicApiExhaustedError",
+    "EventStoreContract",
     "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",
