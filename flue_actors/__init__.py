@@ -30,6 +30,7 @@ from .definitions import (
     define_skill,
     define_tool,
     define_workflow,
+    load_skill,
 )
 from .errors import (
     AbortError,
@@ -39,6 +40,7 @@ from .errors import (
     DefinitionError,
     DelegationDepthExceededError,
     FlueError,
+    MCPConnectionError,
     ModelNotResolvedError,
     OperationFailedError,
     ResultUnavailableError,
@@ -47,6 +49,7 @@ from .errors import (
     SessionAlreadyExistsError,
     SessionBusyError,
     SessionNotFoundError,
+    SkillDefinitionValidationError,
     SkillNotRegisteredError,
     StreamConflictError,
     SubagentNotDeclaredError,
@@ -60,6 +63,7 @@ from .errors import (
 )
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
+from .mcp import MCPTools, mcp_tools
 from .models.base import ThinkingLevel
 from .observation import EventContext, Instrumentation, instrument, observe
 from .records import RunPage, RunPointer, RunRecord, RunStatus
@@ -99,6 +103,8 @@ __all__ = [
     "Harness",
     "Instrumentation",
     "JsonValue",
+    "MCPConnectionError",
+    "MCPTools",
     "ModelNotResolvedError",
     "ModelProvider",
     "ModelRegistry",
@@ -124,6 +130,7 @@ __all__ = [
     "SessionBusyError",
     "SessionNotFoundError",
     "SkillDefinition",
+    "SkillDefinitionValidationError",
     "SkillNotRegisteredError",
     "SqliteEventStore",
     "StoredEvent",
@@ -150,6 +157,8 @@ __all__ = [
     "define_workflow",
     "instrument",
     "invoke",
+    "load_skill",
+    "mcp_tools",
     "observe",
     "open_store",
 ]

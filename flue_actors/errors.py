@@ -10,6 +10,7 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     FlueError
     ├── FlueDefinitionError       a definition or workflow module cannot be used
     │   ├── DefinitionError (also a TypeError)   definition_invalid
+    │   ├── SkillDefinitionValidationError (a DefinitionError)   skill_definition_validation
     │   ├── WorkflowLoadError                    workflow_load_failed
     │   ├── WorkflowNotDiscoveredError           workflow_not_discovered
     │   └── ToolNameConflictError                tool_name_conflict
@@ -42,6 +43,7 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     │   ├── ToolInputValidationError             tool_input_validation
     │   ├── ToolOutputValidationError            tool_output_validation
     │   ├── ToolOutputSerializationError         tool_output_serialization
+    │   ├── MCPConnectionError                   mcp_connection_failed
     │   └── SandboxPathError (also a ValueError) sandbox_path_invalid
     ├── FlueModelError            a model cannot be resolved or its provider failed
     │   ├── ModelNotResolvedError                model_not_resolved
@@ -104,6 +106,7 @@ __all__ = [
     "InternalError",
     "InvalidJsonError",
     "InvalidRequestError",
+    "MCPConnectionError",
     "MethodNotAllowedError",
     "ModelNotResolvedError",
     "ModelRequestError",
@@ -122,6 +125,7 @@ __all__ = [
     "SessionAlreadyExistsError",
     "SessionBusyError",
     "SessionNotFoundError",
+    "SkillDefinitionValidationError",
     "SkillNotRegisteredError",
     "StoreSchemaVersionError",
     "StreamClosedError",
@@ -331,6 +335,17 @@ class DefinitionError(FlueDefinitionError, TypeError):
     """A ``define_*`` call was given something it cannot accept. Raised at import time."""
 
     type = "definition_invalid"
+
+
+class SkillDefinitionValidationError(DefinitionError):
+    """A ``SKILL.md`` (or its folder) is not a valid Agent Skills skill: missing or malformed
+    front matter, a name that breaks the spec or differs from its folder, a secret in the
+    folder. ``load_skill`` raises it; a workspace skill like that is skipped with a warning."""
+
+    type = "skill_definition_validation"
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        super().__init__(f"[flue] Skill {path} {reason}", meta={"path": path})
 
 
 class WorkflowLoadError(FlueDefinitionError):
@@ -570,6 +585,19 @@ class ToolNameConflictError(FlueDefinitionError):
     def __init__(self, *, name: str, reason: str | None = None) -> None:
         what = f"conflicts with {reason}" if reason else "is used by more than one tool"
         super().__init__(f'Tool name "{name}" {what}.')
+
+
+class MCPConnectionError(FlueHarnessError):
+    """An agent's MCP server could not be started or reached, or did not list its tools (or
+    the ones ``mcp_tools(tools=...)`` names). Flue has no type of its own for this."""
+
+    type = "mcp_connection_failed"
+
+    def __init__(self, *, server: str, transport: str, target: str, reason: str) -> None:
+        super().__init__(
+            f'MCP server "{server}" ({transport}) could not be connected: {reason}',
+            meta={"server": server, "transport": transport, "target": target},
+        )
 
 
 class ResultUnavailableError(Exception):

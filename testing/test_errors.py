@@ -75,6 +75,8 @@ WIRE = {
     "ToolOutputSerializationError": ("tool_output_serialization", 500),
     "ToolOutputValidationError": ("tool_output_validation", 500),
     "WorkflowInvocationNotConfiguredError": ("workflow_invocation_not_configured", 500),
+    "MCPConnectionError": ("mcp_connection_failed", 500),
+    "SkillDefinitionValidationError": ("skill_definition_validation", 500),
     "HostDrainingError": ("host_draining", 500),
     "RayClusterUnavailableError": ("ray_cluster_unavailable", 500),
 }

@@ -16,6 +16,7 @@ import pydantic
 from pydantic import BaseModel
 
 from ..errors import DefinitionError, ToolNameConflictError
+from ..mcp import MCPTools
 from ._checks import required_text
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ToolDefinition",
     "check_tool_names",
     "define_tool",
+    "own_tool_names",
 ]
 
 # The workspace tools every agent's model gets (flue_actors.harness.workspace_tools).
@@ -48,6 +50,24 @@ def check_tool_names(names: Iterable[str]) -> None:
         if name in seen:
             raise ToolNameConflictError(name=name)
         seen.add(name)
+
+
+def own_tool_names(tools: Iterable[ToolDefinition | MCPTools]) -> list[str]:
+    """The names of the ``define_tool`` tools among ``tools``, for :func:`check_tool_names`.
+    An MCP server's tools are named ``mcp__<server>__<tool>`` and known only once the run
+    connects; what can be checked now is that no two servers give their tools one prefix."""
+    prefixes: set[str] = set()
+    names: list[str] = []
+    for tool in tools:
+        if isinstance(tool, MCPTools):
+            if tool.prefix in prefixes:
+                raise ToolNameConflictError(
+                    name=tool.prefix + "*", reason="another MCP server's tools"
+                )
+            prefixes.add(tool.prefix)
+        else:
+            names.append(tool.name)
+    return names
 
 
 @dataclass(frozen=True, eq=False)

@@ -55,8 +55,11 @@ async def agent_loop(
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
     # batch, without another model turn (a structured result was settled); call_tools: the
     # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
+    # The workspace's instructions and skills, and the agent's MCP servers' tools.
+    await session._prepare(correlation)
     emit = session._sink.emit
     tools = session._scope.tools.extended(call_tools)
+    await tools.ready()  # a call's tools= beside MCP tools: the run's connections are reused
     framework = {**session._framework_tools(call_tools), **(extra or {})}
     user = {
         "role": "user",
@@ -77,7 +80,7 @@ async def agent_loop(
         request = ModelRequest(
             model=resolved.model_id,
             messages=list(session._messages),
-            system_prompt=session._scope.instructions,
+            system_prompt=session._scope.system_prompt,
             tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )

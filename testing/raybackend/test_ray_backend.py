@@ -82,6 +82,15 @@ class _PastClock:
         return SystemClock().now_ms() - 60_000
 
 
+async def test_a_run_on_a_host_connects_its_mcp_server(ray_runtime: Runtime) -> None:
+    # The host starts the stdio server for the run's prompt (a failure would end the run
+    # errored with mcp_connection_failed) and stops it when the run ends.
+    record = await ray_runtime.run("mcp_notes", timeout=120)
+
+    assert record.status == "completed", record.error
+    assert record.result == "hello over mcp"
+
+
 async def test_a_dedicated_actor_still_starting_keeps_its_run(ray_runtime: Runtime) -> None:
     """Until its process is up, a dedicated actor cannot heartbeat; the admitting process holds
     the lease for it, so a sweep never ends a run whose actor is merely slow to start."""
