@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     )
     from .runtime import RunReceipt, Runtime, WorkflowRegistry
     from .runtime.ambient import invoke
+    from .runtime.ray import RayCluster
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -121,6 +122,7 @@ __all__ = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
@@ -191,6 +193,7 @@ __getattr__ = lazy_exports(
         ),
         ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
         ".runtime.ambient": ("invoke",),
+        ".runtime.ray": ("RayCluster",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

@@ -43,6 +43,7 @@ PUBLIC = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
@@ -94,6 +95,7 @@ PUBLIC = [
 TESTING = [
     "AnthropicApi",
     "AnthropicApiExhaustedError",
+    "EventStoreContract",
     "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",
