@@ -68,6 +68,7 @@ WITH ins AS (
 SELECT count(*) FROM st""",
     "lock": "SELECT length, closed FROM {s}.streams WHERE path = $1 FOR UPDATE",
     "meta": "SELECT length, closed FROM {s}.streams WHERE path = $1",
+    "header": "SELECT header FROM {s}.streams WHERE path = $1",
     # $1-$11 the record, $12 path, $13 header, $14 notify payload, $15 owner (or null)
     "admit": f"""
 WITH r AS (
@@ -144,6 +145,7 @@ class Statements:
     write_locked: str
     lock: str
     meta: str
+    header: str
     admit: str
     heartbeat: str
     owner_of: str

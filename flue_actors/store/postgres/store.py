@@ -351,6 +351,11 @@ class PostgresEventStore:
             row = await conn.fetchrow(self._sql.meta, to_db(path))
         return None if row is None else _meta(row)
 
+    async def read_header(self, run_id: str) -> RunAdmittedEvent | None:
+        async with self._connection() as conn:
+            header = await conn.fetchval(self._sql.header, to_db(_RUN_PREFIX + run_id))
+        return loads(header) if header is not None else None
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(self._sql.get_run, to_db(run_id))

@@ -326,6 +326,15 @@ class SqliteEventStore:
 
         return await self._reader.submit(work)
 
+    async def read_header(self, run_id: str) -> RunAdmittedEvent | None:
+        def work(conn: sqlite3.Connection, changed: Changes) -> RunAdmittedEvent | None:
+            row = conn.execute(
+                "SELECT header FROM streams WHERE path = ?", (_RUN_PREFIX + run_id,)
+            ).fetchone()
+            return loads(row[0]) if row is not None and row[0] is not None else None
+
+        return await self._reader.submit(work)
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         def work(conn: sqlite3.Connection, changed: Changes) -> RunRecord | None:
             row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()

@@ -60,6 +60,24 @@ class OwnershipContract(StoreContractBase):
         assert not await store.admit_run(admission(run_id), owner="host-b")
         assert await store.owner_of(run_id) == "host-a"
 
+    async def test_a_run_is_claimed_only_from_the_owner_named(self, store: EventStore) -> None:
+        run_id = await _admit(store, 1, owner="host-a", at_ms=0)
+
+        # A compare-and-set: two sweepers that saw host-a silent cannot both take the run over.
+        assert not await store.claim_run(run_id, "host-c", previous="host-b")
+        assert await store.claim_run(run_id, "host-b", previous="host-a")
+        assert not await store.claim_run(run_id, "host-c", previous="host-a")
+        assert await store.owner_of(run_id) == "host-b"
+
+    async def test_the_admission_header_is_read_back_for_a_takeover(
+        self, store: EventStore
+    ) -> None:
+        header = admission(make_run_id(1), workflow_name="summarize", run_input={"q": 1})
+        assert await store.admit_run(header, owner="host-a")
+
+        assert await store.read_header(make_run_id(1)) == header
+        assert await store.read_header(make_run_id(99)) is None
+
     async def test_runs_of_a_live_owner_are_not_orphans(self, store: EventStore) -> None:
         await _admit(store, 1, owner="host-a", at_ms=0)
         await store.heartbeat("host-a", T0 + 5_000)
