@@ -27,6 +27,7 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     │   ├── RunNotActiveError                    run_not_active (409)
     │   ├── RunCancelledError                    run_cancelled
     │   ├── RunInterruptedError                  run_interrupted
+    │   ├── ReplayDivergenceError                replay_divergence
     │   ├── WorkflowInvocationNotConfiguredError workflow_invocation_not_configured
     │   ├── HostDrainingError (runtime.ray)      host_draining
     │   └── RayClusterUnavailableError (runtime.ray)   ray_cluster_unavailable
@@ -684,7 +685,7 @@ class RunInterruptedError(FlueRunError):
         )
 
 
-class ReplayDivergenceError(FlueError):
+class ReplayDivergenceError(FlueRunError):
     """A resumed run's code asked for another operation than its log recorded at that position
     (the workflow changed, or it does something nondeterministic outside the harness)."""
 

@@ -48,6 +48,7 @@ WIRE = {
     "RouteNotFoundError": ("route_not_found", 404),
     "RunCancelledError": ("run_cancelled", 500),
     "RunInterruptedError": ("run_interrupted", 500),
+    "ReplayDivergenceError": ("replay_divergence", 500),
     "RunNotActiveError": ("run_not_active", 409),
     "RunNotFoundError": ("run_not_found", 404),
     "SandboxPathError": ("sandbox_path_invalid", 500),
