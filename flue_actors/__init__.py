@@ -71,9 +71,17 @@ from .records import RunPage, RunPointer, RunRecord, RunStatus
 if TYPE_CHECKING:
     from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
-    from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
+    from .models import (
+        ModelBatches,
+        ModelProvider,
+        ModelRegistry,
+        ModelRequest,
+        ModelResponse,
+        Usage,
+    )
     from .runtime import RunReceipt, Runtime, WorkflowRegistry
     from .runtime.ambient import invoke
+    from .runtime.ray import RayCluster
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -104,6 +112,7 @@ __all__ = [
     "JsonValue",
     "MCPConnectionError",
     "MCPTools",
+    "ModelBatches",
     "ModelNotResolvedError",
     "ModelProvider",
     "ModelRegistry",
@@ -113,6 +122,7 @@ __all__ = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
@@ -173,9 +183,17 @@ __getattr__ = lazy_exports(
             "RunLog",
             "Session",
         ),
-        ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
+        ".models": (
+            "ModelBatches",
+            "ModelProvider",
+            "ModelRegistry",
+            "ModelRequest",
+            "ModelResponse",
+            "Usage",
+        ),
         ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
         ".runtime.ambient": ("invoke",),
+        ".runtime.ray": ("RayCluster",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

@@ -13,13 +13,8 @@ from fastapi.responses import Response
 from ..errors import (
     ActionInputValidationError,
     FlueError,
-    InternalError,
     InvalidJsonError,
     InvalidRequestError,
-    MethodNotAllowedError,
-    PayloadTooLargeError,
-    ServerShuttingDownError,
-    UnsupportedMediaTypeError,
     WorkflowInputUnexpectedError,
     WorkflowNotFoundError,
 )
@@ -27,7 +22,14 @@ from ..jsonvalue import MAX_DEPTH, UNSET, Unset, nesting_exceeds
 from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
 from .draining import Draining, unless_draining
-from .errors import error_response
+from .errors import (
+    InternalError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    ServerShuttingDownError,
+    UnsupportedMediaTypeError,
+    error_response,
+)
 from .exposure import authorize
 from .known_runs import KnownRuns
 from .protocol import SECURITY_HEADERS, JsonResponse, whole_number

@@ -20,7 +20,9 @@ from .base import (
     Usage,
     model_limits,
 )
+from .batched_provider import MessageBatchesProvider
 from .echo import FakeProvider
+from .message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
 from .registry import ModelRegistry, ResolvedModel
 from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
@@ -28,8 +30,12 @@ __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
     "THINKING_LEVELS",
     "AnthropicProvider",
+    "BatchedResult",
     "Cost",
     "FakeProvider",
+    "MessageBatchCollector",
+    "MessageBatchesProvider",
+    "ModelBatches",
     "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
@@ -47,6 +53,7 @@ __all__ = [
     "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
+    "TurnBatcher",
     "Usage",
     "model_limits",
 ]

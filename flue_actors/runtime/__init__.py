@@ -1,12 +1,13 @@
 """Admission, execution and reading of runs; the backends that host RunActors."""
 
-from .backend import LocalBackend, RunBackend
+from .backend import BackendFactory, LocalBackend, RunBackend
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .run_actor import RunActor
 from .runtime import RunReceipt, Runtime
 from .services import RunServices
 
 __all__ = [
+    "BackendFactory",
     "DiscoveredWorkflow",
     "LocalBackend",
     "RunActor",

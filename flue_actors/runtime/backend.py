@@ -15,7 +15,7 @@ from .recovery import end_interrupted_run
 from .run_actor import RunActor, read_run_events
 from .services import RunServices
 
-__all__ = ["LocalBackend", "RunBackend"]
+__all__ = ["BackendFactory", "LocalBackend", "RunBackend"]
 
 logger = logging.getLogger("flue_actors.runtime")
 
@@ -44,6 +44,17 @@ class RunBackend(Protocol):
         """Release resources. Runs hosted in this process get ``grace_seconds`` to finish
         (``None``: as long as they take); any still going then is ended ``run_interrupted``."""
         ...
+
+
+class BackendFactory(Protocol):
+    """Builds a Runtime's backend from what the Runtime made: its services, the store's URL
+    (``None`` when the Runtime was given a store object; a backend whose hosts open the store
+    themselves needs the URL) and whether the caller passed a model registry (a backend whose
+    hosts build their own from ``FLUE_MODEL`` cannot use one)."""
+
+    def __call__(
+        self, services: RunServices, *, database_url: str | None, models_given: bool
+    ) -> RunBackend: ...
 
 
 class LocalBackend:

@@ -141,11 +141,6 @@ class EventStore(Protocol):
         """
         ...
 
-    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
-        """Append unless ``key`` was appended before: the same payload returns the original
-        offset, a different one raises ``StreamPayloadConflictError``."""
-        ...
-
     async def close_stream(self, path: str) -> None:
         """Close a stream; idempotent. Wakes every waiter."""
         ...
