@@ -187,8 +187,9 @@ class Runtime:
 
     async def close(self, *, grace_seconds: float | None = None) -> None:
         """Stop sweeping; let runs in flight here finish (at most ``grace_seconds``, after which
-        they are ended ``run_interrupted`` and this process's lease released), then close the
-        backend and the store."""
+        those of workflows with ``recovery="resume"`` are stopped and left to be resumed by
+        replay wherever the store is swept next, the others ended ``run_interrupted``, and this
+        process's lease released), then close the backend and the store."""
         if self._closed:
             return
         self._closed = True
