@@ -36,6 +36,7 @@ from .errors import (
     DefinitionError,
     DelegationDepthExceededError,
     FlueError,
+    IdempotencyKeyConflictError,
     ModelNotResolvedError,
     OperationFailedError,
     ResultUnavailableError,
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from .client import AsyncFlueClient, FlueApiError, FlueClient
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
     from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
-    from .runtime import RunReceipt, Runtime, WorkflowRegistry
+    from .runtime import BatchItem, RunReceipt, Runtime, WorkflowRegistry
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "AgentDefinition",
     "AgentProfile",
     "AsyncFlueClient",
+    "BatchItem",
     "CallHandle",
     "DefinitionError",
     "DelegationDepthExceededError",
@@ -87,6 +89,7 @@ __all__ = [
     "FlueClient",
     "FlueError",
     "Harness",
+    "IdempotencyKeyConflictError",
     "JsonValue",
     "ModelNotResolvedError",
     "ModelProvider",
@@ -152,7 +155,7 @@ __getattr__ = lazy_exports(
             "Session",
         ),
         ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
-        ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".runtime": ("BatchItem", "RunReceipt", "Runtime", "WorkflowRegistry"),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

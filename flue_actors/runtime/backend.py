@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from ..errors import StreamClosedError, StreamConflictError
@@ -30,6 +31,12 @@ class RunBackend(Protocol):
         hand the run to that owner. Returns once both are done: the run then exists, and its
         owner has it. Raises if either fails; the caller then ends the run if it was admitted
         (with only an errored ``run_end``), so none is left half-written."""
+        ...
+
+    async def admit_many(self, headers: Sequence[RunAdmittedEvent]) -> list[BaseException | None]:
+        """``admit`` for many runs at once, each with its ``owner_for`` owner, in as few store
+        transactions and calls to owners as the backend can: per run, ``None`` once it is
+        admitted and handed over, else why not (the caller ends it as after ``admit``)."""
         ...
 
     async def join(self, run_id: str) -> bool:
@@ -63,9 +70,26 @@ class LocalBackend:
         return self._services.store
 
     async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
-        """Admission in this process's store, then the run starts here."""
-        await self._services.store.admit_run(header, owner=owner)
-        await self.start(header)
+        """Admission in this process's store, then the run starts here (unless it existed
+        already, or its idempotency key belongs to another run)."""
+        if await self._services.store.admit_run(header, owner=owner):
+            await self.start(header)
+
+    async def admit_many(self, headers: Sequence[RunAdmittedEvent]) -> list[BaseException | None]:
+        """One transaction for all of them, then each admitted run starts here."""
+        try:
+            admitted = await self._services.store.admit_runs(headers, owner=self.lease.owner)
+        except Exception as error:
+            return [error] * len(headers)
+        answers: list[BaseException | None] = []
+        for header, new in zip(headers, admitted, strict=True):
+            try:
+                if new:
+                    await self.start(header)
+                answers.append(None)
+            except Exception as error:
+                answers.append(error)
+        return answers
 
     async def start(self, header: RunAdmittedEvent) -> None:
         """Start an admitted run in this event loop (a Ray host admits a batch, then starts
