@@ -221,8 +221,7 @@ async def test_batch_respects_concurrency_and_reads_inputs_lazily(
     gate.set()
     item = await first
     assert item.ok
-    rest = [item async for item in batch]
-    assert len(rest) == 999
+    await batch.aclose()  # a consumer may stop early; the admitted runs still end
 
 
 async def _until(condition: Callable[[], bool]) -> None:
