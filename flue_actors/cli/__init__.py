@@ -26,6 +26,7 @@ from ..runtime import Runtime, WorkflowRegistry
 from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, lease_deadline_ms
 from ..runtime.recovery import end_orphaned_runs
 from ..store import open_store, resolve_database_url
+from .batch import add_batch_parser, run_batch_command
 from .hosts import add_hosts_parser, run_hosts
 from .presenter import EventPresenter
 
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         "recover", help="end runs whose owner is gone (a crashed process or a lost node)"
     )
     add_hosts_parser(commands)
+    add_batch_parser(commands, _positive)
     return parser
 
 
@@ -333,6 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return EXIT_FAILED
             return asyncio.run(_run(args, WorkflowRegistry.discover(directory), out, err))
+        if args.command == "batch":
+            directory = Path(args.workflows)
+            if not directory.is_dir():
+                err.write(
+                    f"error: workflow folder {directory} does not exist (use --workflows DIR)\n"
+                )
+                return EXIT_FAILED
+            registry = WorkflowRegistry.discover(directory)
+            return asyncio.run(run_batch_command(args, registry, out, err))
         if args.command == "serve":
             return _serve(args, err)
         if args.command == "hosts":
