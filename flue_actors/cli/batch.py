@@ -124,7 +124,9 @@ def _done_lines(output: Path, name: str) -> dict[int, str | None]:
     return done
 
 
-def _check_same_batch(inputs: Path, name: str, field: str | None, done: dict[int, str | None]) -> int:
+def _check_same_batch(
+    inputs: Path, name: str, field: str | None, done: dict[int, str | None]
+) -> int:
     """Read the inputs once before anything runs: refuse non-UTF-8 lines and an output whose
     lines do not match these inputs' keys. Returns the number of inputs."""
     count = 0
@@ -253,8 +255,10 @@ async def run_batch_command(
     else:
         inputs_path = Path(args.inputs)
         total = _check_same_batch(inputs_path, name, args.key, done)
-        stream = inputs_path.open("rb")
-    sink: IO[str] = out if output_path is None else output_path.open("a", encoding="utf-8")
+        stream = inputs_path.open("rb")  # noqa: ASYNC230 (read line by line, as runs free up)
+    sink: IO[str] = out
+    if output_path is not None:
+        sink = output_path.open("a", encoding="utf-8")
     control = BatchControl()
     interrupted: list[signal.Signals] = []
     try:

@@ -30,13 +30,12 @@ class RunBackend(Protocol):
         """Make the run's admission durable, recorded with ``owner`` (from ``owner_for``), and
         hand the run to that owner. Returns once both are done: the run then exists, and its
         owner has it. Raises if either fails; the caller then ends the run if it was admitted
-        (with only an errored ``run_end``), so none is left half-written."""
-        ...
+        (with only an errored ``run_end``), so none is left half-written.
 
-    async def admit_many(self, headers: Sequence[RunAdmittedEvent]) -> list[BaseException | None]:
-        """``admit`` for many runs at once, each with its ``owner_for`` owner, in as few store
-        transactions and calls to owners as the backend can: per run, ``None`` once it is
-        admitted and handed over, else why not (the caller ends it as after ``admit``)."""
+        A backend may also offer ``admit_many(headers) -> list[BaseException | None]``: the
+        same for many runs (each with its ``owner_for`` owner) in as few store transactions
+        and calls to owners as it can, per run ``None`` or why not; without it, the Runtime
+        admits them one ``admit`` each."""
         ...
 
     async def join(self, run_id: str) -> bool:

@@ -369,7 +369,7 @@ class Runtime:
             except Exception as error:
                 failures = [error]
         else:
-            failures = await self.backend.admit_many(headers)
+            failures = await self._admit_headers(headers)
         keyed = [header["idempotencyKey"] for header in headers if "idempotencyKey" in header]
         # A key admitted elsewhere meanwhile (a concurrent invocation) admitted no run here.
         claimed = await self.store.keyed_runs(entry.name, keyed) if keyed else {}
@@ -377,7 +377,9 @@ class Runtime:
             if failure is not None:
                 await self._end_unstarted(header, failure)
                 reason = str(failure)
-                outcomes[position] = WorkflowAdmissionFailedError(workflow=entry.name, reason=reason)
+                outcomes[position] = WorkflowAdmissionFailedError(
+                    workflow=entry.name, reason=reason
+                )
                 continue
             key = header.get("idempotencyKey")
             found = None if key is None else claimed.get(key)
@@ -386,6 +388,23 @@ class Runtime:
             else:
                 outcomes[position] = RunReceipt(header["runId"], entry.name)
         return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _admit_headers(self, headers: list[RunAdmittedEvent]) -> list[BaseException | None]:
+        admit_many = getattr(self.backend, "admit_many", None)
+        if admit_many is not None:
+            answers: list[BaseException | None] = await admit_many(headers)
+            return answers
+        backend = self.backend
+        outcomes = await asyncio.gather(
+            *(
+                backend.admit(
+                    header, owner=backend.owner_for(header["runId"], header["workflowName"])
+                )
+                for header in headers
+            ),
+            return_exceptions=True,
+        )
+        return [outcome if isinstance(outcome, Exception) else None for outcome in outcomes]
 
     async def _end_unstarted(self, header: RunAdmittedEvent, error: BaseException) -> None:
         """After a failed admission: a run that was admitted but never started (its hand-over

@@ -62,8 +62,10 @@ def test_batch_writes_one_line_per_input_with_errors_for_bad_lines(tmp_path: Pat
     by_line = {row["line"]: row for row in rows}
     assert by_line[5]["status"] == "completed"
     assert by_line[5]["result"] == {"summary": "doc 4"}
-    assert by_line[5]["workflow"] == "summarize" and by_line[5]["key"].startswith("sha256:")
-    assert by_line[21]["status"] == "errored" and "runId" not in by_line[21]
+    assert by_line[5]["workflow"] == "summarize"
+    assert by_line[5]["key"].startswith("sha256:")
+    assert by_line[21]["status"] == "errored"
+    assert "runId" not in by_line[21]
     assert by_line[21]["error"]["type"] == "invalid_json"
     assert by_line[21]["error"]["message"].startswith("Line 21 ")
     assert by_line[22]["error"]["type"] == "action_input_validation"
@@ -113,7 +115,8 @@ def test_batch_refuses_an_output_of_another_batch_unless_forced(tmp_path: Path) 
     _write_inputs(project.root / "b.jsonl", [json.dumps({"text": "b"})])
     project.ok("batch", "held", "a.jsonl", "--output", "out.jsonl")
     other_inputs = project.run("batch", "held", "b.jsonl", "--output", "out.jsonl")
-    assert other_inputs.returncode == 1 and "different batch" in other_inputs.stderr
+    assert other_inputs.returncode == 1
+    assert "different batch" in other_inputs.stderr
     other_workflow = project.run("batch", "summarize", "a.jsonl", "--output", "out.jsonl")
     assert other_workflow.returncode == 1, describe(other_workflow)
     assert "holds results of workflow 'held'" in other_workflow.stderr
@@ -146,7 +149,9 @@ def test_a_batch_killed_with_sigkill_resumes_without_running_anything_twice(
     os.kill(first.pid, signal.SIGKILL)
     first.communicate()
     before = {row["line"]: row for row in _outputs(out)}
-    assert len(before) == 10 and 4 not in before and 8 not in before
+    assert len(before) == 10
+    assert 4 not in before
+    assert 8 not in before
     with out.open("a", encoding="utf-8") as file:
         file.write('{"line": 4, "workfl')  # a line the kill cut short
     result = project.run(*args, "--lease-seconds", "3", "--sweep-seconds", "0.5", timeout=60)

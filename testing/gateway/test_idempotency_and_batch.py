@@ -81,7 +81,9 @@ async def test_an_unusable_key_is_400_with_no_run(
     served: tuple[Runtime, httpx.AsyncClient], key: str
 ) -> None:
     runtime, client = served
-    answer = await client.post("/workflows/echo", json={"text": "x"}, headers={"idempotency-key": key})
+    answer = await client.post(
+        "/workflows/echo", json={"text": "x"}, headers={"idempotency-key": key}
+    )
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "idempotency_key_invalid"
     assert (await runtime.list_runs()).runs == []
@@ -90,7 +92,7 @@ async def test_an_unusable_key_is_400_with_no_run(
 async def test_the_python_client_sends_the_key(
     served: tuple[Runtime, httpx.AsyncClient],
 ) -> None:
-    runtime, client = served
+    _runtime, client = served
     transport = client._transport  # the app's ASGI transport
     async with AsyncFlueClient("http://gateway.test", transport=transport) as flue:
         first = await flue.workflows.invoke("echo", {"text": "a"}, idempotency_key="c1")
@@ -130,7 +132,7 @@ async def test_batch_answers_run_ids_and_per_item_errors_in_order(
 async def test_batch_takes_ndjson_and_refuses_a_bad_line_alone(
     served: tuple[Runtime, httpx.AsyncClient],
 ) -> None:
-    runtime, client = served
+    _runtime, client = served
     body = b'{"input": {"text": "a"}}\n{not json\n\n{"input": {"text": "b"}, "key": "kb"}\n'
     answer = await client.post(
         "/workflows/echo/batch", content=body, headers={"content-type": "application/x-ndjson"}
@@ -138,8 +140,10 @@ async def test_batch_takes_ndjson_and_refuses_a_bad_line_alone(
     assert answer.status_code == 202, answer.text
     runs = answer.json()["runs"]
     assert len(runs) == 3
-    assert runs[1]["error"]["type"] == "invalid_json" and runs[1]["error"]["message"].startswith("Line 2 ")
-    assert "runId" in runs[0] and "runId" in runs[2]
+    assert runs[1]["error"]["type"] == "invalid_json"
+    assert runs[1]["error"]["message"].startswith("Line 2 ")
+    assert "runId" in runs[0]
+    assert "runId" in runs[2]
 
 
 async def test_batch_is_behind_the_route_dependency(

@@ -4,7 +4,7 @@ the SQLite and PostgreSQL stores, through ``Runtime`` itself."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from store.conftest import drop_scratch_schemas, open_backend
 
 from flue_actors import (
     ActionContext,
@@ -24,8 +25,6 @@ from flue_actors import (
 )
 from flue_actors.errors import IdempotencyKeyInvalidError
 from flue_actors.store import EventStore, input_fingerprint
-
-from store.conftest import drop_scratch_schemas, open_backend
 
 STORES = ["sqlite-file", "postgres"]
 AGENT = define_agent(model="fake/echo")
@@ -69,7 +68,7 @@ async def make_runtime(
 
     yield make
     for runtime in made:
-        runtime.store = _Unclosed(runtime.store)  # type: ignore[assignment]
+        runtime.store = _Unclosed(runtime.store)
         await runtime.close()
     for store in stores:
         await store.close()
@@ -122,7 +121,8 @@ async def test_keys_are_scoped_per_workflow_and_unkeyed_runs_are_independent(
     runtime = make_runtime()
     a = await runtime.invoke("upper", {"text": "a"}, idempotency_key="same")
     b = await runtime.invoke("lower", {"text": "b"}, idempotency_key="same")
-    assert a.run_id != b.run_id and b.created
+    assert a.run_id != b.run_id
+    assert b.created
     c = await runtime.invoke("upper", {"text": "a"})
     d = await runtime.invoke("upper", {"text": "a"})
     assert len({a.run_id, c.run_id, d.run_id}) == 3
@@ -166,7 +166,8 @@ async def test_invoke_many_admits_in_order_and_honours_keys(make_runtime: Runtim
         [{"text": "a"}, {"text": "b"}, {"text": "c"}, {"text": "a"}],
         keys=["ka", "kb", None, "ka"],
     )
-    assert receipts[1].run_id == earlier.run_id and not receipts[1].created
+    assert receipts[1].run_id == earlier.run_id
+    assert not receipts[1].created
     # The same key twice in one call: one run, found by the second.
     assert receipts[3].run_id == receipts[0].run_id
     assert [receipt.created for receipt in receipts] == [True, False, True, False]
@@ -188,10 +189,12 @@ async def test_batch_yields_every_item_once_in_completion_order(
     items = [item async for item in runtime.batch("upper", inputs(), concurrency=5, key="id")]
     assert sorted(item.index for item in items) == list(range(40))
     by_index = {item.index: item for item in items}
-    assert by_index[7].status == "errored" and by_index[7].run_id is None
+    assert by_index[7].status == "errored"
+    assert by_index[7].run_id is None
     assert by_index[7].refusal is not None
     assert by_index[7].refusal.type == "batch_input_invalid"  # no "id" field to key it by
-    assert by_index[3].result == "T3" and by_index[3].key == "3"
+    assert by_index[3].result == "T3"
+    assert by_index[3].key == "3"
     assert sum(item.ok for item in items) == 39
     # Again with the same keys: every run is found, none is made.
     again = [item async for item in runtime.batch("upper", inputs(), concurrency=5, key="id")]
@@ -214,6 +217,7 @@ async def test_batch_respects_concurrency_and_reads_inputs_lazily(
             yield {"text": str(n)}
 
     batch = runtime.batch("upper", inputs(), concurrency=3)
+    assert isinstance(batch, AsyncGenerator)
     first = asyncio.ensure_future(batch.__anext__())
     await _until(lambda: runtime.backend.active == 3)  # type: ignore[attr-defined]
     # Three running, a bounded queue read ahead: far from all 1000 inputs.
@@ -225,15 +229,23 @@ async def test_batch_respects_concurrency_and_reads_inputs_lazily(
 
 
 async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop turn until ``condition`` holds (runs are started by tasks, not a clock)."""
+
     async def poll() -> None:
-        while not condition():
+        while not condition():  # noqa: ASYNC110 (no event to wait on: yield loop turns)
             await asyncio.sleep(0)
 
     await asyncio.wait_for(poll(), 5)
 
 
 @settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=10))
+@given(
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=10,
+    )
+)
 def test_the_fingerprint_ignores_key_order_only(value: Any) -> None:
     if isinstance(value, dict):
         reordered = dict(reversed(list(value.items())))
