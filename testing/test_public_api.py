@@ -19,6 +19,7 @@ PUBLIC = [
     "AgentProfile",
     "AsyncFlueClient",
     "CallHandle",
+    "CompactionConfig",
     "DefinitionError",
     "DelegationDepthExceededError",
     "EventStore",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..definitions import ThinkingLevel
@@ -25,6 +26,7 @@ from ..models import (
     ThinkingStart,
     Usage,
 )
+from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
 from .redaction import redact, redact_all
@@ -65,6 +67,8 @@ async def agent_loop(
     retry = session._harness.retry
     kind = session._active_kind or "prompt"
     while True:
+        # Compaction near the model's window, before the request is built from the messages.
+        usage += await compaction.compact_if_needed(session, correlation, resolved)
         request = ModelRequest(
             model=resolved.model_id,
             messages=list(session._messages),
@@ -73,6 +77,7 @@ async def agent_loop(
             thinking_level=level,
         )
         attempt = 0
+        overflow_recovered = False  # a turn is retried at most once after compacting
         while True:
             # Every attempt is a turn of its own: a failed one is recorded (turn isError)
             # before the retry, so the log shows what each attempt cost and why it failed.
@@ -88,6 +93,15 @@ async def agent_loop(
                 response, assistant = await model_turn(session, request, resolved, turn)
                 break
             except ModelRequestError as error:
+                if error.code == "context_overflow" and not overflow_recovered:
+                    overflow_recovered = True
+                    compacted, spent = await compaction.recover_from_overflow(
+                        session, correlation, resolved
+                    )
+                    usage += spent
+                    if compacted:
+                        request = replace(request, messages=list(session._messages))
+                        continue
                 if not error.transient or attempt >= retry.max_retries:
                     raise OperationFailedError(kind=kind, reason=str(error)) from error
                 attempt += 1

@@ -3,17 +3,19 @@ model default and delegation depth.
 
 The root sessions of a harness share the run's agent config; a task's child session gets a
 scope of its own (reference 1.3): instructions, tools, skills and subagents only from the
-subagent's profile, model and thinking level falling back to the delegating session's.
+subagent's profile, model, thinking level and compaction falling back to the delegating
+session's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..capabilities import AgentProfile, SkillDefinition
 from ..clock import Clock
-from ..definitions import AgentConfig, ThinkingLevel, ToolDefinition
+from ..definitions import AgentConfig, CompactionConfig, ThinkingLevel, ToolDefinition
 from .sink import EventSink
 from .tools import ToolBox
 
@@ -34,6 +36,7 @@ class AgentScope:
     model: str | None = None
     thinking_level: ThinkingLevel | None = None
     depth: int = 0
+    compaction: CompactionConfig | Literal[False] | None = None
 
     @classmethod
     def root(cls, config: AgentConfig, tools: ToolBox) -> AgentScope:
@@ -43,6 +46,7 @@ class AgentScope:
             skills={skill.name: skill for skill in config.skills},
             subagents={profile.name: profile for profile in config.subagents},
             thinking_level=config.thinking_level,
+            compaction=config.compaction,
         )
 
     def delegate(
@@ -62,7 +66,7 @@ class AgentScope:
         if profile is None:
             return AgentScope(
                 self.instructions, self.tools, self.skills, self.subagents,
-                model, level, self.depth + 1,
+                model, level, self.depth + 1, self.compaction,
             )  # fmt: skip
         return AgentScope(
             instructions=profile.instructions,
@@ -72,4 +76,5 @@ class AgentScope:
             model=model,
             thinking_level=level,
             depth=self.depth + 1,
+            compaction=self.compaction,
         )

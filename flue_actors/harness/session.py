@@ -106,6 +106,9 @@ class Session:
         # parentSession / taskId, carried by every event of a task's child session.
         self._lineage = dict(lineage or {})
         self._messages: list[dict[str, Any]] = []
+        # Responses before this index carry usage from before the last compaction, which no
+        # longer says how large the conversation is (see context_budget.context_tokens).
+        self._counted_from = 0
         self._active_kind: str | None = None
 
     @property

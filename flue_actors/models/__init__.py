@@ -3,6 +3,7 @@
 from .anthropic import AnthropicProvider
 from .base import (
     Cost,
+    ModelLimits,
     ModelProvider,
     ModelRequest,
     ModelResponse,
@@ -15,6 +16,7 @@ from .base import (
     ThinkingStart,
     ToolSpec,
     Usage,
+    model_limits,
 )
 from .echo import FakeProvider
 from .registry import ModelRegistry, ResolvedModel
@@ -25,6 +27,7 @@ __all__ = [
     "AnthropicProvider",
     "Cost",
     "FakeProvider",
+    "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
@@ -41,4 +44,5 @@ __all__ = [
     "ThinkingStart",
     "ToolSpec",
     "Usage",
+    "model_limits",
 ]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from ..errors import ModelRequestError
 from .anthropic_catalog import DEFAULT_MAX_TOKENS, cost_of, model_info, thinking_budget
 from .base import (
+    ModelLimits,
     ModelRequest,
     ModelResponse,
     StopReason,
@@ -153,6 +154,11 @@ class AnthropicProvider:
         sdk, self._sdk = self._sdk, None
         if sdk is not None:
             await sdk.close()
+
+    def limits(self, model: str) -> ModelLimits:
+        """``model``'s context window and output ceiling, from the catalog."""
+        info = model_info(model)
+        return ModelLimits(context_window=info.context_window, max_output=info.max_output)
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         client = self._client()

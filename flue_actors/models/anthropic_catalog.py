@@ -1,10 +1,12 @@
-"""What the Anthropic provider knows per model: prices, output limits, thinking budgets.
+"""What the Anthropic provider knows per model: prices, context and output limits, thinking
+budgets.
 
 Prices are USD per million tokens as published on anthropic.com/pricing (cache writes at the
 5-minute TTL rate). A model id is looked up without its date suffix, so
 ``claude-haiku-4-5-20251001`` prices as ``claude-haiku-4-5``. A model not in the table still
 works: its cost is reported as 0 (we would rather say nothing than guess a price), its output
-limit is the conservative default, and it is assumed to support extended thinking.
+limit is the conservative default, its context window the 200,000 tokens every Claude model
+offers, and it is assumed to support extended thinking.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..definitions import ThinkingLevel
 from .base import Cost, Usage
 
 __all__ = [
+    "CONTEXT_WINDOW",
     "DEFAULT_MAX_TOKENS",
     "THINKING_BUDGETS",
     "ModelInfo",
@@ -27,6 +30,10 @@ __all__ = [
 # Output tokens asked for when the request does not say: enough for a long answer, small enough
 # that every Claude model accepts it.
 DEFAULT_MAX_TOKENS = 8192
+
+# The input window of every model below without the 1M-token beta header, which this provider
+# does not send.
+CONTEXT_WINDOW = 200_000
 
 # Extended-thinking budget (``thinking.budget_tokens``) per thinking level; ``off`` sends no
 # thinking block. The API's minimum budget is 1024. These are pi-ai's budgets (Flue's model
@@ -49,6 +56,7 @@ class ModelInfo:
     cache_write: float
     max_output: int  # the model's own ceiling for max_tokens
     thinking: bool = True  # supports extended thinking
+    context_window: int = CONTEXT_WINDOW
 
 
 _MODELS: dict[str, ModelInfo] = {

@@ -15,6 +15,7 @@ from ..definitions import ThinkingLevel
 
 __all__ = [
     "Cost",
+    "ModelLimits",
     "ModelProvider",
     "ModelRequest",
     "ModelResponse",
@@ -27,6 +28,7 @@ __all__ = [
     "ThinkingStart",
     "ToolSpec",
     "Usage",
+    "model_limits",
 ]
 
 StopReason: TypeAlias = Literal["stop", "length", "toolUse", "error", "aborted"]
@@ -170,3 +172,23 @@ class ModelProvider(Protocol):
         """Produce one assistant turn, reporting streamed detail to ``on_stream`` as it arrives.
         Cancellation (``asyncio.CancelledError``) must stop the call promptly."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """What a model can take and give in one call, in tokens; 0 when the provider does not
+    know. Automatic compaction needs the window: with none known it compacts only when the
+    provider reports a context overflow."""
+
+    context_window: int = 0
+    max_output: int = 0
+
+
+def model_limits(provider: ModelProvider, model: str) -> ModelLimits:
+    """``provider``'s limits for ``model``. Knowing them is optional for a provider: one that
+    can say defines ``limits(model) -> ModelLimits``."""
+    limits = getattr(provider, "limits", None)
+    if not callable(limits):
+        return ModelLimits()
+    found = limits(model)
+    return found if isinstance(found, ModelLimits) else ModelLimits()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeAlias
 
 from ..errors import ModelRequestError
+from ..jsonvalue import dumps
 from ..models import (
+    ModelLimits,
     ModelRequest,
     ModelResponse,
     StreamListener,
@@ -39,12 +41,14 @@ class FakeToolCall:
 
 @dataclass(frozen=True)
 class FakeTurn:
-    """One scripted assistant turn. ``text`` streams as one delta per ``chunks`` entry if given."""
+    """One scripted assistant turn. ``text`` streams as one delta per ``chunks`` entry if given.
+    ``usage`` None reports 10 input and 5 output tokens, or, for a fake model with a context
+    window, the tokens it counted in the request and the reply."""
 
     text: str = ""
     tool_calls: Sequence[FakeToolCall] = ()
     thinking: str | None = None
-    usage: Usage = field(default_factory=lambda: Usage(input=10, output=5))
+    usage: Usage | None = None
     chunks: Sequence[str] | None = None
 
 
@@ -63,11 +67,7 @@ class FakeFailure:
 
     def error(self) -> ModelRequestError:
         if self.kind == "context_overflow":
-            return ModelRequestError(
-                "Anthropic API error 400 (invalid_request_error): prompt is too long: "
-                "210000 tokens > 200000 maximum",
-                code="context_overflow",
-            )
+            return overflow_error(210000, 200000)
         if self.kind == "stream_cut":
             return ModelRequestError(
                 f"The stream broke off after {self.after_chunks} chunk(s).",
@@ -91,6 +91,25 @@ class FakeFailure:
         )
 
 
+def overflow_error(tokens: int, window: int) -> ModelRequestError:
+    """The error the Anthropic provider raises for a request larger than the window."""
+    return ModelRequestError(
+        "Anthropic API error 400 (invalid_request_error): prompt is too long: "
+        f"{tokens} tokens > {window} maximum",
+        code="context_overflow",
+    )
+
+
+def count_tokens(request: ModelRequest) -> int:
+    """How many tokens a fake model with a context window counts in ``request``: 4 characters
+    of its JSON (system prompt, messages, tool specs) per token. It counts more than the
+    harness's estimate does, as a real tokenizer may."""
+    chars = len(request.system_prompt or "") + len(dumps(list(request.messages)))
+    chars += sum(len(spec.name) + len(spec.description) + len(dumps(spec.parameters))
+                 for spec in request.tools)  # fmt: skip
+    return -(-chars // 4)
+
+
 Responder: TypeAlias = Callable[[ModelRequest], "str | FakeTurn | Awaitable[str | FakeTurn]"]
 
 
@@ -105,12 +124,20 @@ class FakeModel:
     the script does not cover. ``requests`` records every request, for assertions. A request
     with nothing left to answer it fails loudly: the test is wrong, and looping or inventing a
     reply would hide that.
+
+    With ``context_window`` the model behaves as a real one does near its limit: it reports
+    the window (and ``max_output``) to the harness, counts each request's tokens
+    (:func:`count_tokens`) and reports them as the turn's usage, and refuses a request larger
+    than the window with the provider's context-overflow error (recorded in ``requests``,
+    consuming nothing from the script), so automatic compaction can be tested end to end.
     """
 
     name = "fake"
     api = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, *, context_window: int = 0, max_output: int = 0) -> None:
+        self.context_window = context_window
+        self.max_output = max_output
         self._script: deque[FakeTurn | FakeFailure] = deque()
         self._responder: Responder | None = None
         self.requests: list[ModelRequest] = []
@@ -161,6 +188,10 @@ class FakeModel:
         self._responder = responder
         return self
 
+    def limits(self, model: str) -> ModelLimits:
+        """The window and output limit given at construction (0: unknown), for every model."""
+        return ModelLimits(context_window=self.context_window, max_output=self.max_output)
+
     @property
     def pending(self) -> int:
         """Scripted turns not yet used."""
@@ -168,6 +199,9 @@ class FakeModel:
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         self.requests.append(request)
+        counted = count_tokens(request) if self.context_window > 0 else None
+        if counted is not None and counted > self.context_window:
+            raise overflow_error(counted, self.context_window)
         if self._script:
             scripted = self._script.popleft()
             if isinstance(scripted, FakeFailure):
@@ -187,10 +221,10 @@ class FakeModel:
                 "or answer dynamically with fake_model.respond_with(fn)."
             )
             raise self.exhausted
-        return _respond(turn, on_stream)
+        return _respond(turn, on_stream, counted)
 
 
-def _respond(turn: FakeTurn, on_stream: StreamListener) -> ModelResponse:
+def _respond(turn: FakeTurn, on_stream: StreamListener, counted: int | None) -> ModelResponse:
     content: list[dict[str, Any]] = []
     if turn.thinking is not None:
         on_stream(ThinkingStart(content_index=len(content)))
@@ -205,9 +239,16 @@ def _respond(turn: FakeTurn, on_stream: StreamListener) -> ModelResponse:
         content.append(
             {"type": "toolCall", "id": call.id, "name": call.name, "arguments": call.arguments}
         )
+    usage = turn.usage
+    if usage is None:
+        usage = (
+            Usage(input=10, output=5)
+            if counted is None
+            else Usage(input=counted, output=-(-len(dumps(content)) // 4))
+        )
     return ModelResponse(
         content=content,
-        usage=turn.usage,
+        usage=usage,
         stop_reason="toolUse" if turn.tool_calls else "stop",
         response_model="fake",
     )

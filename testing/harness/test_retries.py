@@ -137,7 +137,7 @@ async def test_permanent_errors_are_not_retried(failure: dict[str, Any]) -> None
         await (await harness.session()).prompt("go")
     assert len(fake.requests) == 1
     assert sleeps == []
-    assert sink.of("log") == []
+    assert [log for log in sink.of("log") if log["message"] == RETRY_MESSAGE] == []
 
 
 async def test_context_overflow_message_says_prompt_too_long() -> None:

@@ -319,7 +319,10 @@ async def test_context_overflow_is_not_retried(anthropic_api: AnthropicApi) -> N
     assert caught.value.__cause__.code == "context_overflow"
     assert caught.value.__cause__.transient is False
     assert len(anthropic_api.requests) == 1
-    assert sink.of("log") == []
+    # Not retried: one prompt is all the conversation holds, so there is nothing to compact.
+    [log] = sink.of("log")
+    assert "nothing to compact" in log["message"]
+    assert sink.of("compaction_start") == []
     assert sink.of("operation")[0]["isError"] is True
 
 
