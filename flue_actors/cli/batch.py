@@ -24,6 +24,7 @@ from typing import IO, Any, Final, TextIO
 
 from ..errors import BatchInputError, FlueError, InvalidJsonError
 from ..jsonvalue import dumps, loads
+from ..models import MinuteBudget, ModelRegistry, RateLimits
 from ..runtime import Runtime, WorkflowRegistry
 from ..runtime.batch import BatchControl, BatchInput, drive_batch
 from ..runtime.batch_item import BatchItem
@@ -55,6 +56,16 @@ def add_batch_parser(commands: Any, positive: Any) -> None:
     batch.add_argument(
         "--force", action="store_true", help="overwrite an output file of a different batch"
     )
+    for kind, unit in (
+        ("requests", "model requests"),
+        ("input-tokens", "input tokens"),
+        ("output-tokens", "output tokens"),
+    ):
+        batch.add_argument(
+            f"--max-{kind}-per-minute",
+            type=positive(float),
+            help=f"at most this many {unit} per minute over every run of the batch",
+        )
     batch.add_argument(
         "--lease-seconds", type=positive(float), default=DEFAULT_LEASE_SECONDS, help="as serve"
     )
@@ -261,9 +272,19 @@ async def run_batch_command(
         sink = output_path.open("a", encoding="utf-8")
     control = BatchControl()
     interrupted: list[signal.Signals] = []
+    limits = RateLimits(
+        args.max_requests_per_minute,
+        args.max_input_tokens_per_minute,
+        args.max_output_tokens_per_minute,
+    )
+    # One limiter for every run of the batch (they all run in this process).
+    budget = MinuteBudget(limits) if limits.any else None
+    models = ModelRegistry.from_environment()
+    models.limiter = budget
     try:
         async with Runtime(
             workflows,
+            models=models,
             store=args.database_url,
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
@@ -311,7 +332,7 @@ async def run_batch_command(
             stream.close()
         if sink is not out:
             sink.close()
-    _summary(err, control, elapsed, len(done))
+    _summary(err, control, elapsed, len(done), budget)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if control.failed else 0
@@ -321,13 +342,20 @@ def _output_line(name: str, item: BatchItem) -> str:
     return dumps({"line": item.index, "workflow": name, **item.to_wire()}) + "\n"
 
 
-def _summary(err: TextIO, control: BatchControl, elapsed: float, skipped: int) -> None:
+def _summary(
+    err: TextIO, control: BatchControl, elapsed: float, skipped: int, budget: MinuteBudget | None
+) -> None:
     usage = control.usage
     rate = control.done / elapsed if elapsed > 0 else 0.0
+    throttled = (
+        ""
+        if budget is None
+        else (f"; throttled {budget.throttled_seconds:.1f}s ({budget.cooldowns} cool-downs)")
+    )
     err.write(
         f"batch: {control.done - control.failed} completed, {control.failed} failed"
         f" ({control.resumed} found from an earlier batch, {skipped} already in the output)"
         f" in {elapsed:.1f}s, {rate:.1f} runs/s; tokens {usage.input} in / {usage.output} out;"
-        f" cost ${usage.cost.total:.4f}\n"
+        f" cost ${usage.cost.total:.4f}{throttled}\n"
     )
     err.flush()

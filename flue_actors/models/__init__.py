@@ -19,6 +19,7 @@ from .base import (
     model_limits,
 )
 from .echo import FakeProvider
+from .limits import LimitedProvider, MinuteBudget, RateLimiter, RateLimits
 from .registry import ModelRegistry, ResolvedModel
 from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
@@ -27,11 +28,15 @@ __all__ = [
     "AnthropicProvider",
     "Cost",
     "FakeProvider",
+    "LimitedProvider",
+    "MinuteBudget",
     "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
     "ModelResponse",
+    "RateLimiter",
+    "RateLimits",
     "ResolvedModel",
     "RetryPolicy",
     "Sleep",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -166,3 +167,21 @@ def test_a_batch_killed_with_sigkill_resumes_without_running_anything_twice(
         assert after[line]["error"]["type"] == "run_interrupted", after[line]
     assert len(project.all_runs()) == 12  # one run per input, whatever was killed
     assert {row["runId"] for row in rows} == {run["runId"] for run in project.all_runs()}
+
+
+def test_batch_rate_limits_pace_every_run_and_the_summary_says_how_long(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": f"d{n}"}) for n in range(62)])
+    started = time.monotonic()
+    result = project.run(
+        "batch", "summarize", "in.jsonl", "--output", "out.jsonl",
+        "--max-requests-per-minute", "60",
+    )  # fmt: skip
+    assert result.returncode == 0, describe(result)
+    # A minute's 60 requests may go at once; the 62nd goes 2 s after the limiter began at
+    # the earliest (less the refill while the first 60 went out on a slow machine).
+    assert time.monotonic() - started >= 2.0
+    match = re.search(r"throttled (\d+\.\d)s \(0 cool-downs\)", result.stderr)
+    assert match is not None, describe(result)
+    assert 0.5 <= float(match.group(1)) <= 3.0
+    assert len(_outputs(project.root / "out.jsonl")) == 62
