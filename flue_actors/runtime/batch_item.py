@@ -34,7 +34,7 @@ class BatchItem:
 
     @property
     def status(self) -> str:
-        """The run's status (``completed``, ``errored``, ``cancelled``), ``errored`` without one."""
+        """The run's status (``completed`` or ``errored``); ``errored`` for an item without one."""
         return "errored" if self.record is None else self.record.status
 
     @property

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .conftest import Project, describe, make_project
+from .conftest import LineReader, Project, describe, make_project
 
 HELD = '''\
 """Returns its text upper-cased; an input with "hold" never ends (a run in flight)."""
@@ -185,3 +185,37 @@ def test_batch_rate_limits_pace_every_run_and_the_summary_says_how_long(tmp_path
     assert match is not None, describe(result)
     assert 0.5 <= float(match.group(1)) <= 3.0
     assert len(_outputs(project.root / "out.jsonl")) == 62
+
+
+def test_first_ctrl_c_stops_admitting_and_the_second_cancels_runs_in_flight(
+    tmp_path: Path,
+) -> None:
+    project = _project(tmp_path)
+    lines = [json.dumps({"text": f"t{n}", "hold": n < 2}) for n in range(12)]
+    _write_inputs(project.root / "in.jsonl", lines)
+    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--concurrency", "2")
+    process = project.start(*args)
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    while len(project.list_runs("--status", "active")["runs"]) < 2:
+        assert time.monotonic() < deadline, "the held runs never started"
+        assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    stderr = LineReader(process.stderr)
+    assert stderr.wait_for(re.compile(r"SIGINT: admitting no more"), 30) is not None
+    assert process.poll() is None  # the held runs are still in flight: it waits for them
+    process.send_signal(signal.SIGINT)
+    assert stderr.wait_for(re.compile(r"SIGINT: cancelling 2 runs"), 30) is not None
+    assert process.wait(30) == 130
+    assert process.stdout is not None
+    process.stdout.close()
+    stderr.rest()
+    rows = _outputs(project.root / "out.jsonl")
+    assert sorted(row["line"] for row in rows) == [1, 2]
+    assert {row["status"] for row in rows} == {"errored"}
+    assert {row["error"]["type"] for row in rows} == {"run_cancelled"}
+    assert len(project.all_runs()) == 2  # nothing past the first Ctrl-C was admitted
+    # Run again: the cancelled lines stay answered, the rest runs.
+    result = project.run(*args)
+    assert result.returncode == 0, describe(result)
+    assert sorted(row["line"] for row in _outputs(project.root / "out.jsonl")) == list(range(1, 13))
