@@ -43,8 +43,10 @@ def _inputs(path: Path, items: int) -> None:
             file.write(json.dumps({"text": f"document number {n}"}) + "\n")
 
 
-def _cli(directory: Path, items: int, env: dict[str, str]) -> dict[str, Any]:
-    inputs, output = directory / f"in-{items}.jsonl", directory / f"out-{items}.jsonl"
+def _cli(directory: Path, items: int, env: dict[str, str], subject: str) -> dict[str, Any]:
+    # Files of their own per subject: an output already there would be resumed, not rerun.
+    inputs = directory / f"in-{subject}-{items}.jsonl"
+    output = directory / f"out-{subject}-{items}.jsonl"
     _inputs(inputs, items)
     database = directory / f"batch-{items}-{time.monotonic_ns()}.db"
     command = [
@@ -107,7 +109,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         baseline = asyncio.run(_baseline(max(sizes[0], 1000), directory))
-        echo = [_cli(directory, items, {**env, "FLUE_MODEL": "fake/echo"}) for items in sizes]
+        echo = [
+            _cli(directory, items, {**env, "FLUE_MODEL": "fake/echo"}, "echo") for items in sizes
+        ]
         provider: dict[str, Any] | None = None
         if not args.quick:
             server, url = _messages_server()
@@ -119,7 +123,7 @@ def main() -> None:
                     "ANTHROPIC_API_KEY": "bench-key",
                     "FLUE_ANTHROPIC_TRANSPORT": "aiohttp",
                 }
-                provider = _cli(directory, args.provider_items, provider_env)
+                provider = _cli(directory, args.provider_items, provider_env, "provider")
             finally:
                 server.terminate()
                 server.wait()
