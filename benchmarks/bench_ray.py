@@ -34,7 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ISOLATED = (
     (ROOT / "workflows" / "summarize.py")
     .read_text()
-    .replace("@define_workflow(agent=agent)", '@define_workflow(agent=agent, isolation="process")')
+    .replace(
+        "@define_workflow(agent=agent)",
+        '@define_workflow(agent=agent, placement=Placement(isolation="process"))',
+    )
+    .replace("ActionContext, define_agent", "ActionContext, Placement, define_agent")
 )
 
 

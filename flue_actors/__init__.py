@@ -3,7 +3,7 @@
 Everything public is importable from here (and the test kit from ``flue_actors.testing``);
 every other module is internal and may change.
 
-What a workflow file needs to define workflows (definitions, capabilities, errors, records)
+What a workflow file needs to define workflows (definitions, errors, records)
 loads with the package. The machinery that runs, stores and serves them (runtime, harness,
 stores, model providers, HTTP clients) loads on first access to one of its names, so a process
 pays only for what it uses: the pytest plugin, loaded by every pytest run in an environment
@@ -12,20 +12,22 @@ with this package, and a CLI command that reads a record do not load just-bash, 
 
 from typing import TYPE_CHECKING
 
-from .capabilities import AgentProfile, SkillDefinition, define_agent_profile, define_skill
 from .definitions import (
     ActionContext,
     ActionDefinition,
     AgentConfig,
     AgentContext,
     AgentDefinition,
+    AgentProfile,
     CompactionConfig,
     Placement,
-    ThinkingLevel,
+    SkillDefinition,
     ToolDefinition,
     WorkflowDefinition,
     define_action,
     define_agent,
+    define_agent_profile,
+    define_skill,
     define_tool,
     define_workflow,
 )
@@ -59,13 +61,16 @@ from .errors import (
 )
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
+from .models.base import ThinkingLevel
+from .observation import EventContext, Instrumentation, instrument, observe
 from .records import RunPage, RunPointer, RunRecord, RunStatus
 
 if TYPE_CHECKING:
-    from .client import AsyncFlueClient, FlueApiError, FlueClient
+    from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
     from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
     from .runtime import BatchItem, RunReceipt, Runtime, WorkflowRegistry
+    from .runtime.ambient import invoke
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -86,12 +91,15 @@ __all__ = [
     "CompactionConfig",
     "DefinitionError",
     "DelegationDepthExceededError",
+    "EventContext",
     "EventStore",
     "FlueApiError",
     "FlueClient",
     "FlueError",
+    "FlueExecutionError",
     "Harness",
     "IdempotencyKeyConflictError",
+    "Instrumentation",
     "JsonValue",
     "ModelNotResolvedError",
     "ModelProvider",
@@ -141,13 +149,16 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "instrument",
+    "invoke",
+    "observe",
     "open_store",
 ]
 
 __getattr__ = lazy_exports(
     __name__,
     {
-        ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient"),
+        ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient", "FlueExecutionError"),
         ".harness": (
             "CallHandle",
             "Harness",
@@ -158,6 +169,7 @@ __getattr__ = lazy_exports(
         ),
         ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
         ".runtime": ("BatchItem", "RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".runtime.ambient": ("invoke",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

@@ -39,6 +39,7 @@ __all__ = [
     "RunInterruptedError",
     "RunNotActiveError",
     "RunNotFoundError",
+    "RunStoreUnavailableError",
     "SandboxPathError",
     "ServerShuttingDownError",
     "SessionAlreadyExistsError",
@@ -51,11 +52,15 @@ __all__ = [
     "StreamMissingError",
     "StreamPayloadConflictError",
     "SubagentNotDeclaredError",
+    "ToolInputValidationError",
     "ToolNameConflictError",
+    "ToolOutputSerializationError",
+    "ToolOutputValidationError",
     "UnsupportedMediaTypeError",
     "WorkflowAdmissionFailedError",
     "WorkflowInputSerializationError",
     "WorkflowInputUnexpectedError",
+    "WorkflowInvocationNotConfiguredError",
     "WorkflowLoadError",
     "WorkflowNotDiscoveredError",
     "WorkflowNotFoundError",
@@ -221,20 +226,48 @@ class RunNotActiveError(FlueHttpError):
 
 
 class ServerShuttingDownError(FlueHttpError):
-    """Beyond Flue: the server is shutting down and admits no new runs."""
+    """The server is shutting down and admits no new runs: Flue's ``runtime_unavailable`` in
+    its ``draining`` state."""
 
-    type = "server_shutting_down"
+    type = "runtime_unavailable"
     status = 503
 
     def __init__(self) -> None:
         super().__init__(
             "The server is shutting down.",
             details="No new runs are admitted while it stops; retry against a running server.",
+            meta={"state": "draining"},
         )
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1", "Connection": "close"}
+
+
+class RunStoreUnavailableError(FlueHttpError):
+    """The run store cannot be reached (a PostgreSQL server that is down or unreachable).
+
+    Flue's type, with 503 and ``Retry-After`` instead of Flue's 501: Flue means a runtime built
+    without a store, which cannot happen here, so the one way to lack run history is an outage.
+    The message is Flue's; why the store is unreachable is in ``dev`` (never in the envelope
+    outside dev mode) and in ``str(error)``.
+    """
+
+    type = "run_store_unavailable"
+    status = 503
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(
+            "Run history is not available in this runtime.",
+            details="The run store cannot be reached; retry shortly.",
+            dev=reason,
+        )
+        if reason:
+            self.args = (reason,)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class RouteNotFoundError(FlueHttpError):
@@ -281,6 +314,20 @@ class WorkflowLoadError(FlueError):
             f'Workflow "{name}" could not be loaded: {reason}',
             details="The workflow module failed to load.",
             dev=f"Module path: {path}" if path else "",
+        )
+
+
+class WorkflowInvocationNotConfiguredError(FlueError):
+    """Ambient ``invoke()`` with no runtime to admit the run: called outside a run, in a
+    process with no runtime open."""
+
+    type = "workflow_invocation_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Workflow invocation is not configured in this runtime.",
+            dev="Call invoke() inside a run, or while a Runtime is open in this process "
+            "(runtime.serve(), or async with Runtime(...)).",
         )
 
 
@@ -472,6 +519,50 @@ class DelegationDepthExceededError(FlueError):
         super().__init__(
             f"Delegation depth limit of {limit} exceeded.",
             details="Tasks may nest at most this deep; do the work in this session instead.",
+        )
+
+
+class ToolInputValidationError(FlueError):
+    """A model called a tool with arguments that fail its ``input`` model. The message is
+    addressed to the model, which gets it as the tool's error result and may call again."""
+
+    type = "tool_input_validation"
+
+    def __init__(self, *, tool: str, issues: Sequence[Mapping[str, Any]]) -> None:
+        self.issues = [dict(i) for i in issues]
+        summary = "; ".join(
+            f"{issue['message']} (at {'.'.join(str(p) for p in issue['path'])})"
+            if issue.get("path")
+            else str(issue["message"])
+            for issue in self.issues
+        )
+        super().__init__(
+            f'Arguments for tool "{tool}" do not match the required schema: {summary}. '
+            "Call the tool again with corrected arguments.",
+            meta={"tool": tool, "issues": self.issues},
+        )
+
+
+class ToolOutputValidationError(FlueError):
+    type = "tool_output_validation"
+
+    def __init__(self, *, tool: str, issues: Sequence[Mapping[str, Any]]) -> None:
+        self.issues = [dict(i) for i in issues]
+        super().__init__(
+            f'Tool "{tool}" output does not match the required schema.',
+            details=_issue_list(self.issues),
+            meta={"tool": tool, "issues": self.issues},
+        )
+
+
+class ToolOutputSerializationError(FlueError):
+    type = "tool_output_serialization"
+
+    def __init__(self, *, tool: str, reason: str) -> None:
+        super().__init__(
+            f'Tool "{tool}" output is not JSON-serializable: {reason}',
+            dev="Return JSON data (or a pydantic model) from the tool's run function.",
+            meta={"tool": tool},
         )
 
 

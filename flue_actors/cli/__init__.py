@@ -29,6 +29,7 @@ from ..store import open_store, resolve_database_url
 from .batch import add_batch_parser, run_batch_command
 from .hosts import add_hosts_parser, run_hosts
 from .presenter import EventPresenter
+from .remote import parse_header, request_headers, run_remote
 
 __all__ = ["main"]
 
@@ -49,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="the workflow's name (its file name in the workflows folder)")
     run.add_argument("--input", help="the input, as JSON (omit for no input)")
     run.add_argument("--workflows", default="workflows", help="the workflows folder")
+    run.add_argument(
+        "--server",
+        metavar="URL",
+        help="run it on this running server (flue-actors serve, or Flue) instead of here",
+    )
+    run.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=parse_header,
+        metavar="'NAME: VALUE'",
+        help="a request header for --server (repeatable; the last value of a name wins)",
+    )
 
     serve = commands.add_parser("serve", help="serve the workflows over HTTP (Flue's protocol)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
@@ -327,6 +341,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.database_url = resolve_database_url(args.database_url)
     out, err = sys.stdout, sys.stderr
     try:
+        if args.command == "run" and args.server is not None:
+            return asyncio.run(
+                run_remote(
+                    args.name.removeprefix("workflow:"),
+                    _parse_input(args.input),
+                    server=args.server,
+                    headers=request_headers(args.header),
+                    out=out,
+                    err=err,
+                )
+            )
+        if args.command == "run" and args.header:
+            err.write("error: --header needs --server\n")
+            return EXIT_USAGE
         if args.command == "run":
             directory = Path(args.workflows)
             if not directory.is_dir():

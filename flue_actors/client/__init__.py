@@ -1,7 +1,7 @@
 """Clients of the gateway's HTTP protocol (the Python twin of Flue's ``@flue/sdk``)."""
 
 from .async_client import AsyncFlueClient, AsyncRunEventStream
-from .protocol import FlueApiError, Invocation, LiveMode
+from .protocol import FlueApiError, FlueExecutionError, Invocation, LiveMode, WorkflowRun
 from .sync_client import FlueClient, RunEventStream
 
 __all__ = [
@@ -9,7 +9,9 @@ __all__ = [
     "AsyncRunEventStream",
     "FlueApiError",
     "FlueClient",
+    "FlueExecutionError",
     "Invocation",
     "LiveMode",
     "RunEventStream",
+    "WorkflowRun",
 ]

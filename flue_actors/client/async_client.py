@@ -6,7 +6,8 @@ The protocol logic lives in ``protocol.py``; this module and ``sync_client.py`` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import inspect
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -17,7 +18,9 @@ from ..records import RunPage, RunRecord, RunStatus
 from .protocol import (
     Invocation,
     LiveMode,
+    RunSettlement,
     StreamFollower,
+    WorkflowRun,
     invocation_from,
     invocation_request,
     raise_for_error,
@@ -43,7 +46,7 @@ class AsyncRunEventStream:
     def offset(self) -> str:
         return self._follower.offset
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
         follower = self._follower
         failures = 0
         while not follower.done:
@@ -82,8 +85,9 @@ class AsyncRunEventStream:
 
 
 class _AsyncWorkflows:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, retries: int) -> None:
         self._http = http
+        self._retries = retries
 
     async def invoke(
         self,
@@ -99,6 +103,34 @@ class _AsyncWorkflows:
         timeout = _LIVE_TIMEOUT if wait else httpx.USE_CLIENT_DEFAULT
         response = await self._http.post(f"/workflows/{name}", timeout=timeout, **request)
         return invocation_from(response)
+
+    async def run(
+        self,
+        name: str,
+        input: Any = UNSET,
+        *,
+        on_event: Callable[[dict[str, Any]], object] | None = None,
+        live: Literal[True, "long-poll", "sse"] = True,
+    ) -> WorkflowRun:
+        """Invoke ``name`` and follow its events until it ends (see ``FlueClient``);
+        ``on_event`` may be a plain or an async function."""
+        run_id = (await self.invoke(name, input)).run_id
+        settlement = RunSettlement(run_id)
+        follower = StreamFollower(live=live)
+        events = aiter(AsyncRunEventStream(self._http, run_id, follower, self._retries))
+        try:
+            async for event in events:
+                if on_event is not None:
+                    shown = on_event(event)
+                    if inspect.isawaitable(shown):
+                        await shown
+                if settlement.observe(event) and settlement.outcome is not None:
+                    return settlement.outcome
+        finally:
+            await events.aclose()
+        response = await self._http.get(f"/runs/{run_id}", params={"meta": ""})
+        raise_for_error(response)
+        return settlement.from_record(loads(response.content))
 
 
 class _AsyncRuns:
@@ -157,7 +189,7 @@ class AsyncFlueClient:
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
-        self.workflows = _AsyncWorkflows(self._http)
+        self.workflows = _AsyncWorkflows(self._http, retries)
         self.runs = _AsyncRuns(self._http, retries)
 
     async def aclose(self) -> None:

@@ -11,11 +11,15 @@ import httpx
 from ..jsonvalue import UNSET, JsonValue, Unset, dumps, loads
 
 __all__ = [
+    "ExecutionFailure",
     "FlueApiError",
+    "FlueExecutionError",
     "Invocation",
     "LiveMode",
+    "RunSettlement",
     "SseParser",
     "StreamFollower",
+    "WorkflowRun",
     "invocation_from",
     "raise_for_error",
 ]
@@ -42,6 +46,84 @@ class FlueApiError(Exception):
         self.message = message
         self.details = details
         self.meta = meta
+
+
+ExecutionFailure: TypeAlias = Literal["failed", "aborted", "terminal_event_missing"]
+
+
+class FlueExecutionError(Exception):
+    """A run the client waited for did not complete (``@flue/sdk``'s ``FlueExecutionError``).
+
+    ``target`` is ``"workflow_run"``, ``target_id`` the run id; ``failure`` says how it ended:
+    ``"failed"`` (its ``run_end`` is an error), ``"aborted"`` (it was cancelled: error type
+    ``run_cancelled``), or ``"terminal_event_missing"`` (its stream closed with no ``run_end``
+    and its record is not terminal). ``error`` is the run's ``{name, message, type?, meta?}``.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_id: str,
+        failure: ExecutionFailure,
+        error: Any = None,
+        target: Literal["workflow_run"] = "workflow_run",
+    ) -> None:
+        self.target = target
+        self.target_id = target_id
+        self.failure = failure
+        self.error = error
+        super().__init__(_execution_message(target_id, failure, error))
+
+
+def _execution_message(target_id: str, failure: ExecutionFailure, error: Any) -> str:
+    if failure == "terminal_event_missing":
+        return f"Workflow run {target_id} ended without a terminal event"
+    message = error if isinstance(error, str) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        message = error["message"]
+    verb = "was aborted" if failure == "aborted" else "failed"
+    return f"Workflow run {target_id} {verb}" + (f": {message}" if message else "")
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """What ``workflows.run`` returns: the run id and its result (JSON, ``None`` for none)."""
+
+    run_id: str
+    result: JsonValue
+
+
+class RunSettlement:
+    """How ``workflows.run`` decides a run's outcome, free of I/O: from the run's own
+    ``run_end`` as it streams past, else (a stream that closed without one) from its record."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.outcome: WorkflowRun | None = None
+
+    def observe(self, event: dict[str, Any]) -> bool:
+        """Look at one streamed event; True once it settled the run (raising if it failed)."""
+        if event.get("type") != "run_end" or event.get("runId") != self.run_id:
+            return False
+        if event.get("isError"):
+            raise self._failure(event.get("error"))
+        self.outcome = WorkflowRun(self.run_id, event.get("result"))
+        return True
+
+    def from_record(self, wire: dict[str, Any]) -> WorkflowRun:
+        """The outcome read from the run's record (``GET /runs/{id}?meta``)."""
+        status = wire.get("status")
+        if status == "completed":
+            return WorkflowRun(self.run_id, wire.get("result"))
+        if status == "errored":
+            raise self._failure(wire.get("error"))
+        raise FlueExecutionError(target_id=self.run_id, failure="terminal_event_missing")
+
+    def _failure(self, error: Any) -> FlueExecutionError:
+        cancelled = isinstance(error, dict) and error.get("type") == "run_cancelled"
+        return FlueExecutionError(
+            target_id=self.run_id, failure="aborted" if cancelled else "failed", error=error
+        )
 
 
 def raise_for_error(response: httpx.Response) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -14,7 +14,9 @@ from ..records import RunPage, RunRecord, RunStatus
 from .protocol import (
     Invocation,
     LiveMode,
+    RunSettlement,
     StreamFollower,
+    WorkflowRun,
     invocation_from,
     invocation_request,
     raise_for_error,
@@ -38,7 +40,7 @@ class RunEventStream:
     def offset(self) -> str:
         return self._follower.offset
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Generator[dict[str, Any], None, None]:
         follower = self._follower
         failures = 0
         while not follower.done:
@@ -75,8 +77,9 @@ class RunEventStream:
 
 
 class _Workflows:
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: httpx.Client, retries: int) -> None:
         self._http = http
+        self._retries = retries
 
     def invoke(
         self, name: str, input: Any = UNSET, *, wait: Literal["result"] | None = None
@@ -85,6 +88,33 @@ class _Workflows:
         request = invocation_request(input, wait)
         timeout = _LIVE_TIMEOUT if wait else httpx.USE_CLIENT_DEFAULT
         return invocation_from(self._http.post(f"/workflows/{name}", timeout=timeout, **request))
+
+    def run(
+        self,
+        name: str,
+        input: Any = UNSET,
+        *,
+        on_event: Callable[[dict[str, Any]], object] | None = None,
+        live: Literal[True, "long-poll", "sse"] = True,
+    ) -> WorkflowRun:
+        """Invoke ``name`` and follow its events until it ends: its run id and result, or
+        :class:`FlueExecutionError` if it failed. ``on_event`` sees every event as it comes."""
+        run_id = self.invoke(name, input).run_id
+        settlement = RunSettlement(run_id)
+        follower = StreamFollower(live=live)
+        events = iter(RunEventStream(self._http, run_id, follower, self._retries))
+        try:
+            for event in events:
+                if on_event is not None:
+                    on_event(event)
+                if settlement.observe(event) and settlement.outcome is not None:
+                    return settlement.outcome
+        finally:
+            events.close()
+        # The stream closed without this run's run_end: its record has the last word.
+        response = self._http.get(f"/runs/{run_id}", params={"meta": ""})
+        raise_for_error(response)
+        return settlement.from_record(loads(response.content))
 
 
 class _Runs:
@@ -151,7 +181,7 @@ class FlueClient:
         self._http = httpx.Client(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
-        self.workflows = _Workflows(self._http)
+        self.workflows = _Workflows(self._http, retries)
         self.runs = _Runs(self._http, retries)
 
     def close(self) -> None:

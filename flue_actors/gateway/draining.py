@@ -3,7 +3,7 @@
 A server stops only when its open requests have been answered, and some of the gateway's
 requests wait on runs that may take arbitrarily long (``?wait=result``, long-poll, SSE). So the
 server begins draining before it waits for them: new invocations are refused (503
-``server_shutting_down``), ``?wait=result`` answers ``202 {"runId"}`` (the run goes on or is
+``runtime_unavailable``), ``?wait=result`` answers ``202 {"runId"}`` (the run goes on or is
 recovered; read it later at ``/runs/{runId}``), a long-poll answers 204 with where the stream
 stands, and an SSE stream ends after its last frame. None of it changes any run.
 """

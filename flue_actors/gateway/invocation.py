@@ -70,7 +70,7 @@ _INVOKE_DOC: dict[str, Any] = {
     "responses": {
         "202": {"description": "Admitted: `{runId}`."},
         "200": {"description": "With `wait=result`: `{result, runId}`."},
-        "503": {"description": "`server_shutting_down`: no run was created."},
+        "503": {"description": "`runtime_unavailable` (draining): no run was created."},
         "400": {"description": "`invalid_request` or `invalid_json`."},
         "404": {"description": "`workflow_not_found`."},
         "413": {"description": "`payload_too_large`."},

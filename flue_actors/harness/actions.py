@@ -2,7 +2,8 @@
 
 As in Flue, the tool is named after the action and takes the action's input; each call runs the
 action in a scope of its own (harness ``action:<invocationId>``, its own sessions) on the run's
-sandbox, and the action's validated output is the tool's result.
+sandbox, and the action's validated output is the tool's result. A call counts toward the
+delegation depth as a task does: the action's sessions are one level deeper than the caller's.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ..definitions import ActionContext, ActionDefinition, ToolDefinition
-from ..errors import DefinitionError
+from ..errors import DelegationDepthExceededError
 from ..jsonvalue import UNSET
 from .log import RunLog
+from .scope import MAX_DELEGATION_DEPTH
 
 if TYPE_CHECKING:
     from .harness import Harness
@@ -26,18 +28,19 @@ class _NoInput(BaseModel):
     """The arguments of an action that takes no input."""
 
 
-def action_tool(harness: Harness, action: ActionDefinition[Any, Any]) -> ToolDefinition:
-    schema = action.input
-    if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-        raise DefinitionError(
-            f'[flue] action "{action.name}" is offered to the model, so its input must be a '
-            "pydantic BaseModel (the tool's arguments are validated with it)."
-        )
+def action_tool(
+    harness: Harness, action: ActionDefinition[Any, Any], *, depth: int
+) -> ToolDefinition:
+    """``action`` as a tool of sessions at delegation ``depth`` in ``harness``."""
+    # A pydantic model or None: the agent's definition refused anything else.
+    schema: type[BaseModel] | None = action.input
     arguments: type[BaseModel] = schema or _NoInput
 
     async def run(args: BaseModel) -> Any:
+        if depth >= MAX_DELEGATION_DEPTH:
+            raise DelegationDepthExceededError(limit=MAX_DELEGATION_DEPTH)
         value = args.model_dump(mode="json") if schema is not None else UNSET
-        scope = harness.child(f"action:{harness.new_invocation_id()}")
+        scope = harness.child(f"action:{harness.new_invocation_id()}", depth=depth + 1)
         try:
             result = await action.run(
                 ActionContext(

@@ -8,11 +8,11 @@ the session's operation bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..definitions import ThinkingLevel
+from ..definitions import ToolDefinition
 from ..errors import ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..models import (
@@ -23,9 +23,11 @@ from ..models import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     Usage,
 )
+from ..observation import ModelExecution, context_of, intercept, observing
 from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
@@ -48,11 +50,14 @@ async def agent_loop(
     *,
     extra: Mapping[str, FrameworkTool] | None = None,
     stop: Callable[[], bool] | None = None,
+    call_tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
-    # batch, without another model turn (a structured result was settled).
+    # batch, without another model turn (a structured result was settled); call_tools: the
+    # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
     emit = session._sink.emit
-    framework = {**session._framework_tools(), **(extra or {})}
+    tools = session._scope.tools.extended(call_tools)
+    framework = {**session._framework_tools(call_tools), **(extra or {})}
     user = {
         "role": "user",
         "content": [{"type": "text", "text": text}, *images],
@@ -73,7 +78,7 @@ async def agent_loop(
             model=resolved.model_id,
             messages=list(session._messages),
             system_prompt=session._scope.instructions,
-            tools=[*session._scope.tools.specs, *(tool.spec for tool in framework.values())],
+            tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )
         attempt = 0
@@ -135,7 +140,7 @@ async def agent_loop(
                     tool, call, turn, sink=session._sink, clock=session._clock
                 )
             else:
-                result = await session._scope.tools.call(call, turn)
+                result = await tools.call(call, turn)
             tool_results.append(result)
             session._messages.append(result)
             produced.append(result)
@@ -194,8 +199,18 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
+    if observing():
+        session._sink.announce(
+            "turn_request",
+            {**turn_event, "request": {**request_info, "input": request_input(request)}, **turn},
+        )
+    execution = ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id)
     try:
-        response = await resolved.provider.complete(request, on_stream)
+        response = await intercept(
+            execution,
+            context_of(session._harness.run_id, turn),
+            lambda: resolved.provider.complete(request, on_stream),
+        )
     except asyncio.CancelledError:
         emit(
             "turn",
@@ -234,6 +249,19 @@ async def model_turn(
     if response.stop_reason == "error":
         raise ModelRequestError(response.error_message or "model error")
     return response, assistant
+
+
+def request_input(request: ModelRequest) -> dict[str, Any]:
+    """A model request's input as ``turn_request`` shows it (images redacted, as in events)."""
+    shown: dict[str, Any] = {"messages": [redact(message) for message in request.messages]}
+    if request.system_prompt is not None:
+        shown["systemPrompt"] = request.system_prompt
+    if request.tools:
+        shown["tools"] = [
+            {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+            for tool in request.tools
+        ]
+    return shown
 
 
 def assistant_message(

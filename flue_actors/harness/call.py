@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import AbortError
 
-__all__ = ["CallHandle"]
+__all__ = ["AbortSignal", "CallHandle"]
+
+
+class AbortSignal(Protocol):
+    """An external abort for a call (``signal=``), Python's shape of Flue's ``AbortSignal``:
+    an :class:`asyncio.Event` or anything with ``is_set()`` and ``async wait()``. Setting it
+    aborts the call; a ``reason`` attribute, if it has one, becomes the abort reason."""
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> Any: ...
+
 
 T = TypeVar("T")
 
@@ -58,6 +69,21 @@ class CallHandle(Generic[T]):
             return
         self.abort_reason = reason or "The operation was aborted."
         self._task.cancel(self.abort_reason)
+
+    def abort_on(self, signal: AbortSignal) -> None:
+        """Abort when ``signal`` is set (at once if it already is)."""
+
+        def abort(*_: object) -> None:
+            reason = getattr(signal, "reason", None)
+            self.abort(reason if isinstance(reason, str) and reason else "The signal was set.")
+
+        if signal.is_set():
+            abort()
+            return
+        watcher = asyncio.ensure_future(signal.wait())
+        watcher.add_done_callback(lambda done: None if done.cancelled() else abort())
+        # The watch ends with the call, so a signal outliving it keeps nothing alive.
+        self._task.add_done_callback(lambda _: watcher.cancel())
 
     async def settle(self) -> None:
         """Wait for the operation to end, whatever its outcome."""

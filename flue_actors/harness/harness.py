@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..clock import Clock
-from ..definitions import AgentConfig
+from ..definitions import ActionDefinition, AgentConfig, ToolDefinition
 from ..errors import SessionAlreadyExistsError, SessionNotFoundError
 from ..ids import IdSource
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
 from .actions import action_tool
-from .call import CallHandle
+from .call import AbortSignal, CallHandle
 from .sandbox import Sandbox, SandboxContext, SandboxFs, ShellResult, create_sandbox
 from .session import Session
 from .shell import run_shell
 from .sink import EventSink
 from .tools import ToolBox
+from .workspace import resolve_sandbox_path
 from .workspace_tools import workspace_tools
 
 __all__ = ["Harness", "Sessions"]
@@ -66,6 +67,11 @@ class _SandboxSlot:
             self.made = self._make()
         return self.made
 
+    @property
+    def cwd(self) -> str:
+        """The sandbox's working directory, known before the sandbox is made."""
+        return resolve_sandbox_path(self._config.cwd or "/workspace", "/")
+
     def _make(self) -> Sandbox:
         context = SandboxContext(id=self._run_id, cwd=self._config.cwd or "/workspace")
         return create_sandbox(self._config.sandbox, context)
@@ -86,8 +92,12 @@ class Harness:
         retry: RetryPolicy | None = None,
         run_id: str = "",
         sandbox: Sandbox | None = None,
+        depth: int = 0,
     ) -> None:
         self.name = name
+        # How deep in delegation this scope's sessions are: 0 for the run's harness, one more
+        # than the calling session's for an action run as a tool.
+        self.depth = depth
         # How sessions retry transient model errors (and sleep between tries): the registry's
         # policy unless given, so a test kit's registry brings its no-wait sleep along.
         self.retry = retry or models.retry
@@ -106,12 +116,13 @@ class Harness:
         # They ask the slot, not this harness, for the sandbox: no reference cycle through
         # them, so a finished run is freed at once rather than by the cycle collector.
         self.workspace_tools = workspace_tools(self._sandbox_slot.get)
-        actions = [action_tool(self, action) for action in config.actions]
-        self._tools = ToolBox(
-            [*self.workspace_tools, *config.tools, *actions], sink=sink, clock=clock
-        )
+        self._tools = self.tool_box(config.tools, config.actions, depth=depth)
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
 
     @property
     def sessions(self) -> Sessions:
@@ -139,15 +150,18 @@ class Harness:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         timeout: float | None = None,
+        signal: AbortSignal | None = None,
     ) -> CallHandle[ShellResult]:
         """Run ``command`` in the sandbox, outside any session: recorded as a ``bash`` tool
         call (``tool_start``/``tool``), not as an operation nor in any conversation.
-        ``timeout`` is in seconds; ``env`` values are never recorded."""
+        ``timeout`` is in seconds; ``env`` values are never recorded; ``signal`` aborts it."""
         task = asyncio.get_running_loop().create_task(
             self.run_shell(command, env=env, cwd=cwd, timeout=timeout, correlation={})
         )
         handle = CallHandle(task)
         self.track(handle)
+        if signal is not None:
+            handle.abort_on(signal)
         return handle
 
     async def run_shell(
@@ -171,6 +185,33 @@ class Harness:
             cwd=cwd,
             timeout=timeout,
         )
+
+    def tool_box(
+        self,
+        tools: Sequence[ToolDefinition],
+        actions: Sequence[ActionDefinition[Any, Any]],
+        *,
+        depth: int,
+        cwd: str | None = None,
+    ) -> ToolBox:
+        """The model tools of sessions at delegation ``depth``: the built-in workspace tools
+        (working in ``cwd``, an absolute path, if given), ``tools``, and ``actions`` as tools
+        (a name used twice is refused here)."""
+        offered = [action_tool(self, action, depth=depth) for action in actions]
+        workspace = (
+            self.workspace_tools if cwd is None else workspace_tools(self._sandbox_slot.get, cwd)
+        )
+        return ToolBox(
+            [*tools, *offered],
+            workspace=workspace,
+            sink=self._sink,
+            clock=self._clock,
+            run_id=self._run_id,
+        )
+
+    def working_directory(self, cwd: str, base: str | None) -> str:
+        """``cwd`` as an absolute sandbox path, relative to ``base`` (or the sandbox's)."""
+        return resolve_sandbox_path(cwd, base or self._sandbox_slot.cwd)
 
     def resolve_model(self, model: str | None) -> ResolvedModel:
         return self._default_model if model is None else self._models.resolve(model)
@@ -223,8 +264,9 @@ class Harness:
         if self._owns_sandbox and made is not None:
             await made.close()
 
-    def child(self, name: str) -> Harness:
-        """An isolated scope of this run (its own sessions) on the same sandbox and agent."""
+    def child(self, name: str, *, depth: int) -> Harness:
+        """An isolated scope of this run (its own sessions, at delegation ``depth``) on the
+        same sandbox and agent."""
         return Harness(
             config=self.config,
             models=self._models,
@@ -235,6 +277,7 @@ class Harness:
             retry=self.retry,
             run_id=self._run_id,
             sandbox=self.sandbox,
+            depth=depth,
         )
 
     def new_invocation_id(self) -> str:

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..capabilities import AgentProfile, SkillDefinition
-from ..clock import Clock
-from ..definitions import AgentConfig, CompactionConfig, ThinkingLevel, ToolDefinition
-from .sink import EventSink
+from ..definitions import (
+    ActionDefinition,
+    AgentConfig,
+    AgentProfile,
+    CompactionConfig,
+    SkillDefinition,
+    ToolDefinition,
+)
+from ..models import ThinkingLevel
 from .tools import ToolBox
+
+if TYPE_CHECKING:
+    from .harness import Harness
 
 __all__ = ["MAX_DELEGATION_DEPTH", "AgentScope"]
 
-# Tasks nest at most this deep (Flue counts tasks and actions alike): a session this deep in
-# delegation may not delegate again.
+# Tasks and actions run as tools nest at most this deep (Flue counts them alike): a session
+# this deep in delegation may not delegate again.
 MAX_DELEGATION_DEPTH = 4
 
 
@@ -37,16 +45,26 @@ class AgentScope:
     thinking_level: ThinkingLevel | None = None
     depth: int = 0
     compaction: CompactionConfig | Literal[False] | None = None
+    # What ``tools`` was built from, to build it again one level deeper for a task that
+    # reuses this agent (its action tools carry their depth).
+    own_tools: Sequence[ToolDefinition] = ()
+    actions: Sequence[ActionDefinition[Any, Any]] = ()
+    # A task's working directory (absolute), where its workspace tools and shell commands
+    # resolve relative paths; None: the sandbox's.
+    cwd: str | None = None
 
     @classmethod
-    def root(cls, config: AgentConfig, tools: ToolBox) -> AgentScope:
+    def root(cls, config: AgentConfig, tools: ToolBox, *, depth: int = 0) -> AgentScope:
         return cls(
             instructions=config.instructions,
             tools=tools,
             skills={skill.name: skill for skill in config.skills},
             subagents={profile.name: profile for profile in config.subagents},
             thinking_level=config.thinking_level,
+            depth=depth,
             compaction=config.compaction,
+            own_tools=config.tools,
+            actions=config.actions,
         )
 
     def delegate(
@@ -55,26 +73,44 @@ class AgentScope:
         *,
         model: str | None,
         thinking_level: ThinkingLevel | None,
-        sink: EventSink,
-        clock: Clock,
-        workspace: Sequence[ToolDefinition] = (),
+        harness: Harness,
+        cwd: str | None = None,
     ) -> AgentScope:
         """The scope of a task's child session; ``profile`` None reuses this agent whole.
-        ``workspace`` are the run's sandbox tools, which a profiled child shares too."""
+        A child gets the run's built-in workspace tools whatever its profile, working in
+        ``cwd`` (or the profile's), relative to this scope's."""
         model = model or (profile.model if profile is not None else None) or self.model
-        level = thinking_level or self.thinking_level
+        level = (
+            thinking_level
+            or (profile.thinking_level if profile is not None else None)
+            or self.thinking_level
+        )
+        depth = self.depth + 1
+        cwd = cwd or (profile.cwd if profile is not None else None)
+        where = harness.working_directory(cwd, self.cwd) if cwd is not None else self.cwd
         if profile is None:
+            # Action tools depend on the depth, workspace tools on the cwd; without either
+            # change the tools are shared.
+            tools = (
+                harness.tool_box(self.own_tools, self.actions, depth=depth, cwd=where)
+                if self.actions or where != self.cwd
+                else self.tools
+            )
             return AgentScope(
-                self.instructions, self.tools, self.skills, self.subagents,
-                model, level, self.depth + 1, self.compaction,
+                self.instructions, tools, self.skills, self.subagents, model, level, depth,
+                self.compaction, self.own_tools, self.actions, where,
             )  # fmt: skip
         return AgentScope(
             instructions=profile.instructions,
-            tools=ToolBox([*workspace, *profile.tools], sink=sink, clock=clock),
+            tools=harness.tool_box(profile.tools, profile.actions, depth=depth, cwd=where),
             skills={skill.name: skill for skill in profile.skills},
             subagents={child.name: child for child in profile.subagents},
             model=model,
             thinking_level=level,
-            depth=self.depth + 1,
-            compaction=self.compaction,
+            depth=depth,
+            # A profile's own setting, else the delegating session's (Flue's fallback).
+            compaction=self.compaction if profile.compaction is None else profile.compaction,
+            own_tools=profile.tools,
+            actions=profile.actions,
+            cwd=where,
         )

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ..clock import Clock
-from ..definitions import ThinkingLevel
+from ..definitions import ToolDefinition
 from ..errors import (
     AbortError,
     SessionBusyError,
@@ -18,11 +18,13 @@ from ..ids import IdSource
 from ..jsonvalue import dumps
 from ..models import (
     ResolvedModel,
+    ThinkingLevel,
     Usage,
 )
+from ..observation import AgentExecution, context_of, intercept
 from . import compaction
 from .agent_loop import agent_loop
-from .call import CallHandle
+from .call import AbortSignal, CallHandle
 from .framework import FrameworkTool
 from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
 from .redaction import check_images
@@ -102,7 +104,7 @@ class Session:
         self._ids = ids
         self._tools = tools
         # The agent this session speaks as; a task's child session brings its own.
-        self._scope = scope or AgentScope.root(harness.config, tools)
+        self._scope = scope or AgentScope.root(harness.config, tools, depth=harness.depth)
         # parentSession / taskId, carried by every event of a task's child session.
         self._lineage = dict(lineage or {})
         self._messages: list[dict[str, Any]] = []
@@ -139,6 +141,8 @@ class Session:
         model: str | None = None,
         thinking_level: ThinkingLevel | None = None,
         images: Sequence[dict[str, Any]] = (),
+        tools: Sequence[ToolDefinition] = (),
+        signal: AbortSignal | None = None,
     ) -> CallHandle[PromptResponse]: ...
 
     @overload
@@ -150,6 +154,8 @@ class Session:
         model: str | None = None,
         thinking_level: ThinkingLevel | None = None,
         images: Sequence[dict[str, Any]] = (),
+        tools: Sequence[ToolDefinition] = (),
+        signal: AbortSignal | None = None,
     ) -> CallHandle[PromptResultResponse[T]]: ...
 
     def prompt(
@@ -160,6 +166,8 @@ class Session:
         model: str | None = None,
         thinking_level: ThinkingLevel | None = None,
         images: Sequence[dict[str, Any]] = (),
+        tools: Sequence[ToolDefinition] = (),
+        signal: AbortSignal | None = None,
     ) -> CallHandle[Any]:
         """Send ``text`` to the agent and run its loop (model turns, tool calls) to the end.
 
@@ -167,10 +175,13 @@ class Session:
         ``finish`` with a matching value, and the handle resolves to a
         :class:`PromptResultResponse`. ``images`` (``{"type": "image", "data": base64,
         "mimeType": ...}``) go to the model with the text; events show them with their data
-        omitted."""
+        omitted. ``tools`` are offered for this call only, beside the agent's; ``signal``
+        (an :class:`asyncio.Event`, say) aborts the call when set."""
         if not isinstance(text, str):
             raise TypeError("prompt text must be a string")
-        return self._start_prompt("prompt", text, result, model, thinking_level, images)
+        return self._start_prompt(
+            "prompt", text, result, model, thinking_level, images, tools, signal
+        )
 
     def skill(
         self,
@@ -181,13 +192,17 @@ class Session:
         model: str | None = None,
         thinking_level: ThinkingLevel | None = None,
         images: Sequence[dict[str, Any]] = (),
+        tools: Sequence[ToolDefinition] = (),
+        signal: AbortSignal | None = None,
     ) -> CallHandle[Any]:
         """Run one of the agent's skills, with ``args`` (JSON data) if given."""
         skill = self._scope.skills.get(name)
         if skill is None:
             raise SkillNotRegisteredError(name=name, available=list(self._scope.skills))
         text = skill_prompt(skill, args)
-        return self._start_prompt("skill", text, result, model, thinking_level, images)
+        return self._start_prompt(
+            "skill", text, result, model, thinking_level, images, tools, signal
+        )
 
     def task(
         self,
@@ -198,20 +213,26 @@ class Session:
         model: str | None = None,
         thinking_level: ThinkingLevel | None = None,
         images: Sequence[dict[str, Any]] = (),
+        tools: Sequence[ToolDefinition] = (),
+        signal: AbortSignal | None = None,
+        cwd: str | None = None,
     ) -> CallHandle[Any]:
         """Delegate ``text`` to a fresh child session speaking as subagent ``agent`` (or as
-        this agent); resolves to the child's :class:`PromptResponse` /
-        :class:`PromptResultResponse`."""
+        this agent), working in ``cwd`` if given (relative to this session's); resolves to
+        the child's :class:`PromptResponse` / :class:`PromptResultResponse`. ``tools`` go to
+        the child's prompt."""
         if not isinstance(text, str):
             raise TypeError("task text must be a string")
         attached = check_images(images)
         spec = ResultSpec.of(result) if result is not None else None
-        plan = plan_task(self, agent, model=model, thinking_level=thinking_level)
+        plan = plan_task(self, agent, model=model, thinking_level=thinking_level, cwd=cwd)
 
         async def body(correlation: dict[str, Any]) -> Outcome:
-            return await run_task(self, plan, correlation, text, images=attached, result=spec)
+            return await run_task(
+                self, plan, correlation, text, images=attached, result=spec, tools=tools
+            )
 
-        return self._start("task", body)
+        return self._start("task", body, signal)
 
     async def compact(self) -> None:
         """Summarize the older part of the conversation into one message, keeping the latest
@@ -231,6 +252,8 @@ class Session:
         model: str | None,
         thinking_level: ThinkingLevel | None,
         images: Sequence[dict[str, Any]],
+        tools: Sequence[ToolDefinition],
+        signal: AbortSignal | None,
     ) -> CallHandle[Any]:
         attached = check_images(images)
         spec = ResultSpec.of(result) if result is not None else None
@@ -244,9 +267,10 @@ class Session:
                 thinking_level=thinking_level,
                 images=attached,
                 spec=spec,
+                tools=tools,
             )
 
-        return self._start(kind, body)
+        return self._start(kind, body, signal)
 
     def _resolve(self, model: str | None) -> ResolvedModel:
         return self._harness.resolve_model(model or self._scope.model)
@@ -260,17 +284,20 @@ class Session:
         thinking_level: ThinkingLevel | None,
         images: list[dict[str, Any]],
         spec: ResultSpec | None,
+        tools: Sequence[ToolDefinition] = (),
     ) -> Outcome:
         """A prompt's work, shared by prompt, skill and a task's child: one agent loop, or
         with ``spec`` the loop repeated until the model settles on a structured result."""
         resolved = self._resolve(model)
         if spec is None:
-            return await agent_loop(self, correlation, text, resolved, thinking_level, images)
+            return await agent_loop(
+                self, correlation, text, resolved, thinking_level, images, call_tools=tools
+            )
 
         async def loop(
             message: str,
             attached: list[dict[str, Any]],
-            tools: Mapping[str, FrameworkTool],
+            framework: Mapping[str, FrameworkTool],
             stop: Callable[[], bool],
         ) -> tuple[str, Usage]:
             outcome = await agent_loop(
@@ -280,8 +307,9 @@ class Session:
                 resolved,
                 thinking_level,
                 attached,
-                extra=tools,
+                extra=framework,
                 stop=stop,
+                call_tools=tools,
             )
             return outcome.text, outcome.usage
 
@@ -308,8 +336,10 @@ class Session:
             lineage={"parentSession": self.name, "taskId": task_id},
         )
 
-    def _framework_tools(self) -> dict[str, FrameworkTool]:
-        return {**skill_tools(self._scope.skills), **task_tool(self)}
+    def _framework_tools(
+        self, call_tools: Sequence[ToolDefinition] = ()
+    ) -> dict[str, FrameworkTool]:
+        return {**skill_tools(self._scope.skills), **task_tool(self, call_tools)}
 
     def shell(
         self,
@@ -318,6 +348,7 @@ class Session:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         timeout: float | None = None,
+        signal: AbortSignal | None = None,
     ) -> CallHandle[ShellResult]:
         """Run ``command`` in the sandbox as an operation of this session (``shell``); the
         exchange joins the conversation as a ``bash`` tool call and its result, so the model
@@ -328,7 +359,7 @@ class Session:
             result = await self._harness.run_shell(
                 command,
                 env=env,
-                cwd=cwd,
+                cwd=cwd if cwd is not None else self._scope.cwd,
                 timeout=timeout,
                 correlation=correlation,
                 call_id=call_id,
@@ -337,7 +368,7 @@ class Session:
             wire = {"stdout": result.stdout, "stderr": result.stderr, "exitCode": result.exit_code}
             return Outcome(value=result, usage=Usage(), wire_result=wire)
 
-        return self._start("shell", body)
+        return self._start("shell", body, signal)
 
     def _record_shell(
         self, call_id: str, command: str, cwd: str | None, result: ShellResult
@@ -373,7 +404,10 @@ class Session:
         )
 
     def _start(
-        self, kind: str, body: Callable[[dict[str, Any]], Awaitable[Outcome]]
+        self,
+        kind: str,
+        body: Callable[[dict[str, Any]], Awaitable[Outcome]],
+        signal: AbortSignal | None = None,
     ) -> CallHandle[Any]:
         if self._active_kind is not None:
             raise SessionBusyError(name=self.name, kind=self._active_kind)
@@ -382,9 +416,12 @@ class Session:
         operation = _Operation(self, kind)
         handle: CallHandle[Any]
 
+        execution = AgentExecution(operation.id, kind)
+        context = context_of(self._harness.run_id, operation.correlation)
+
         async def run() -> Any:
             try:
-                outcome = await body(operation.correlation)
+                outcome = await intercept(execution, context, lambda: body(operation.correlation))
             except asyncio.CancelledError:
                 operation.fail(AbortError(handle.abort_reason or "The operation was cancelled."))
                 if handle.abort_reason is not None:
@@ -405,6 +442,8 @@ class Session:
             )
         )
         self._harness.track(handle)
+        if signal is not None:
+            handle.abort_on(signal)
         return handle
 
     # --- the agent loop ---------------------------------------------------------------------------

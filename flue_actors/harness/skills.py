@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..capabilities import SkillDefinition
+from ..definitions import SkillDefinition
 from ..jsonvalue import snapshot
 from .framework import FrameworkTool, ToolFailure
 

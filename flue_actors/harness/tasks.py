@@ -7,11 +7,13 @@ one level deeper in delegation. ``task_start`` / ``task`` bracket it in the pare
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..capabilities import AgentProfile
-from ..definitions import ThinkingLevel
+from ..definitions import AgentProfile, ToolDefinition
 from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
+from ..models import ThinkingLevel
+from ..observation import TaskExecution, context_of, intercept
 from .framework import FrameworkTool, ToolFailure
 from .outcomes import Outcome
 from .scope import MAX_DELEGATION_DEPTH
@@ -26,10 +28,14 @@ __all__ = ["TaskPlan", "plan_task", "run_task", "task_tool"]
 class TaskPlan:
     """A task checked and ready to run: its child session and the subagent it speaks as."""
 
-    def __init__(self, child: Session, task_id: str, profile: AgentProfile | None) -> None:
+    def __init__(
+        self, child: Session, task_id: str, profile: AgentProfile | None, cwd: str | None
+    ) -> None:
         self.child = child
         self.task_id = task_id
         self.profile = profile
+        # As the caller gave it (task_start shows it so); the child works in it resolved.
+        self.cwd = cwd
 
 
 def plan_task(
@@ -38,6 +44,7 @@ def plan_task(
     *,
     model: str | None,
     thinking_level: ThinkingLevel | None,
+    cwd: str | None = None,
 ) -> TaskPlan:
     """Check the delegation (unknown subagent, depth) and make the child session."""
     scope = parent._scope
@@ -52,13 +59,12 @@ def plan_task(
         profile,
         model=model,
         thinking_level=thinking_level,
-        sink=parent._sink,
-        clock=parent._clock,
-        workspace=parent._harness.workspace_tools,
+        harness=parent._harness,
+        cwd=cwd,
     )
     task_id = parent._ids.uuid()
     child = parent._spawn(f"task:{parent.name}:{task_id}", child_scope, task_id)
-    return TaskPlan(child, task_id, profile)
+    return TaskPlan(child, task_id, profile, cwd)
 
 
 async def run_task(
@@ -69,6 +75,7 @@ async def run_task(
     *,
     images: list[dict[str, Any]],
     result: ResultSpec | None,
+    tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
     """Run the child's prompt between ``task_start`` and ``task`` events."""
     child = plan.child
@@ -79,9 +86,10 @@ async def run_task(
         "session": child.name,
         "conversationId": child.conversation_id,
     }
+    where = {"cwd": plan.cwd} if plan.cwd is not None else {}
     emit(
         "task_start",
-        {**correlation, "taskId": plan.task_id, "prompt": text, **named, **lineage},
+        {**correlation, "taskId": plan.task_id, "prompt": text, **named, **where, **lineage},
     )
     started = clock.now_ms()
     child_correlation = {**child._correlation()}
@@ -89,8 +97,18 @@ async def run_task(
         child_correlation["operationId"] = correlation["operationId"]
     ended = {**correlation, "taskId": plan.task_id, **named}
     try:
-        outcome = await child._run_prompt(
-            child_correlation, text, model=None, thinking_level=None, images=images, spec=result
+        outcome = await intercept(
+            TaskExecution(plan.task_id, plan.profile.name if plan.profile else None),
+            context_of(parent._harness.run_id, {**correlation, "taskId": plan.task_id}),
+            lambda: child._run_prompt(
+                child_correlation,
+                text,
+                model=None,
+                thinking_level=None,
+                images=images,
+                spec=result,
+                tools=tools,
+            ),
         )
     except BaseException as error:
         emit(
@@ -117,8 +135,11 @@ async def run_task(
     return outcome
 
 
-def task_tool(session: Session) -> dict[str, FrameworkTool]:
-    """The model's ``task`` tool, when the agent declares subagents."""
+def task_tool(
+    session: Session, call_tools: Sequence[ToolDefinition] = ()
+) -> dict[str, FrameworkTool]:
+    """The model's ``task`` tool, when the agent declares subagents. The call's own tools
+    (``call_tools``) go to a task without a subagent only: a profile is self-contained."""
     subagents = session._scope.subagents
     if not subagents:
         return {}
@@ -129,9 +150,20 @@ def task_tool(session: Session) -> dict[str, FrameworkTool]:
             raise ToolFailure('Invalid arguments: "prompt" must be a non-empty string.')
         if agent is not None and not isinstance(agent, str):
             raise ToolFailure('Invalid arguments: "agent" must be a string.')
-        plan = plan_task(session, agent, model=None, thinking_level=None)
+        cwd = arguments.get("cwd")
+        if cwd is not None and not isinstance(cwd, str):
+            raise ToolFailure('Invalid arguments: "cwd" must be a string.')
+        plan = plan_task(session, agent, model=None, thinking_level=None, cwd=cwd)
         correlation = {key: value for key, value in turn.items() if key != "turnId"}
-        outcome = await run_task(session, plan, correlation, prompt, images=[], result=None)
+        outcome = await run_task(
+            session,
+            plan,
+            correlation,
+            prompt,
+            images=[],
+            result=None,
+            tools=call_tools if agent is None else (),
+        )
         return outcome.text
 
     listing = "; ".join(
@@ -148,6 +180,7 @@ def task_tool(session: Session) -> dict[str, FrameworkTool]:
                 "properties": {
                     "prompt": {"type": "string"},
                     "agent": {"type": "string", "enum": list(subagents)},
+                    "cwd": {"type": "string"},
                 },
                 "required": ["prompt"],
             },

@@ -63,14 +63,19 @@ class GlobInput(BaseModel):
     path: str = Field(".", description="Folder the pattern is relative to.")
 
 
-def workspace_tools(sandbox: Callable[[], Sandbox]) -> list[ToolDefinition]:
+def workspace_tools(sandbox: Callable[[], Sandbox], cwd: str | None = None) -> list[ToolDefinition]:
     """The six tools over the run's sandbox, which ``sandbox()`` returns: it is asked for on
-    each call, not here, so a run whose model never touches a file never builds one."""
+    each call, not here, so a run whose model never touches a file never builds one.
+    ``cwd`` (absolute) is where relative paths resolve and commands run, for a task given
+    one; None: the sandbox's own working directory."""
+
+    def at(path: str) -> str:
+        return path if cwd is None else resolve_sandbox_path(path, cwd)
 
     async def read(args: ReadInput) -> str:
         fs = sandbox().fs
         try:
-            text = await fs.read_file(args.path)
+            text = await fs.read_file(at(args.path))
         except FileNotFoundError:
             raise WorkspaceToolError(f"File not found: {args.path}") from None
         lines = text.splitlines(keepends=True)
@@ -79,13 +84,13 @@ def workspace_tools(sandbox: Callable[[], Sandbox]) -> list[ToolDefinition]:
 
     async def write(args: WriteInput) -> str:
         fs = sandbox().fs
-        await fs.write_file(args.path, args.content)
+        await fs.write_file(at(args.path), args.content)
         return f"Wrote {len(args.content.encode())} bytes to {args.path}."
 
     async def edit(args: EditInput) -> str:
         fs = sandbox().fs
         try:
-            text = await fs.read_file(args.path)
+            text = await fs.read_file(at(args.path))
         except FileNotFoundError:
             raise WorkspaceToolError(f"File not found: {args.path}") from None
         count = text.count(args.old_string)
@@ -96,11 +101,11 @@ def workspace_tools(sandbox: Callable[[], Sandbox]) -> list[ToolDefinition]:
                 f"old_string occurs {count} times in {args.path}; give more context to make "
                 "it unique, or set replace_all."
             )
-        await fs.write_file(args.path, text.replace(args.old_string, args.new_string))
+        await fs.write_file(at(args.path), text.replace(args.old_string, args.new_string))
         return f"Replaced {count if args.replace_all else 1} occurrence(s) in {args.path}."
 
     async def bash(args: BashInput) -> str:
-        result = await sandbox().run(args.command, timeout=args.timeout)
+        result = await sandbox().run(args.command, cwd=cwd, timeout=args.timeout)
         output = result.stdout + result.stderr
         if result.exit_code != 0:
             raise WorkspaceToolError(f"{output}\nCommand exited with code {result.exit_code}")
@@ -114,7 +119,7 @@ def workspace_tools(sandbox: Callable[[], Sandbox]) -> list[ToolDefinition]:
             raise WorkspaceToolError(f"Invalid regular expression: {error}") from None
         matcher = _glob_regex(args.glob) if args.glob else None
         found: list[str] = []
-        for path in await _files(fs, args.path):
+        for path in await _files(fs, at(args.path)):
             if matcher is not None and not matcher.search(path):
                 continue
             try:
@@ -130,7 +135,7 @@ def workspace_tools(sandbox: Callable[[], Sandbox]) -> list[ToolDefinition]:
 
     async def glob(args: GlobInput) -> str:
         fs = sandbox().fs
-        base = await _directory(fs, args.path)
+        base = await _directory(fs, at(args.path))
         matcher = _glob_regex(args.pattern)
         prefix = base.rstrip("/") + "/"
         matches = [p for p in await _files(fs, base) if matcher.fullmatch(p[len(prefix) :])]

@@ -2,6 +2,7 @@
 
 from .anthropic import AnthropicProvider
 from .base import (
+    THINKING_LEVELS,
     Cost,
     ModelLimits,
     ModelProvider,
@@ -13,6 +14,7 @@ from .base import (
     TextDelta,
     ThinkingDelta,
     ThinkingEnd,
+    ThinkingLevel,
     ThinkingStart,
     ToolSpec,
     Usage,
@@ -25,6 +27,7 @@ from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
 __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
+    "THINKING_LEVELS",
     "AnthropicProvider",
     "Cost",
     "FakeProvider",
@@ -46,6 +49,7 @@ __all__ = [
     "TextDelta",
     "ThinkingDelta",
     "ThinkingEnd",
+    "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
     "Usage",

@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..definitions import ThinkingLevel
-from .base import Cost, Usage
+from .base import Cost, ThinkingLevel, Usage
 
 __all__ = [
     "CONTEXT_WINDOW",

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
-
-from ..definitions import ThinkingLevel
+from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 __all__ = [
+    "THINKING_LEVELS",
     "Cost",
     "ModelLimits",
     "ModelProvider",
@@ -25,11 +24,17 @@ __all__ = [
     "TextDelta",
     "ThinkingDelta",
     "ThinkingEnd",
+    "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
     "Usage",
     "model_limits",
 ]
+
+# How hard the model reasons before answering: a request setting, defaulted per agent and
+# overridable per call.
+ThinkingLevel: TypeAlias = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
+THINKING_LEVELS: tuple[ThinkingLevel, ...] = get_args(ThinkingLevel)
 
 StopReason: TypeAlias = Literal["stop", "length", "toolUse", "error", "aborted"]
 

@@ -16,6 +16,14 @@ from ..errors import RunCancelledError
 from ..events import RunAdmittedEvent, error_payload
 from ..harness import Harness, RunLog
 from ..jsonvalue import UNSET, JsonValue
+from ..observation import (
+    EventContext,
+    ExecutionContext,
+    WorkflowExecution,
+    dispatch,
+    intercept,
+)
+from . import ambient
 from .run_stream import RunStream
 from .services import RunServices
 
@@ -34,6 +42,8 @@ class RunActor:
         # presumed dead): nothing it does can be recorded any more, so it stops now rather than
         # running the workflow to its end for nobody.
         self._stream.on_fenced = lambda: self.cancel("The run was ended by another writer.")
+        self._observed = EventContext(self.run_id, self.workflow_name, services.env)
+        self._stream.observed_as = self._observed
         self._body: asyncio.Task[JsonValue] | None = None
         self._cancel_reason: str | None = None
         self._harness: Harness | None = None
@@ -63,7 +73,15 @@ class RunActor:
         # next awaits, so run_start still comes first): the stream's flusher, started by that
         # emit, then runs after the body's first step and writes run_start together with what
         # the run does next, in one append rather than one of its own.
-        self._body = asyncio.get_running_loop().create_task(self._execute())
+        execution = WorkflowExecution(
+            self.run_id, self.workflow_name, "start", started_at=header["startedAt"]
+        )
+        context = ExecutionContext(
+            self.run_id, self.workflow_name, trace_carrier=header.get("traceCarrier")
+        )
+        self._body = asyncio.get_running_loop().create_task(
+            intercept(execution, context, self._execute)
+        )
         self._stream.emit("run_start", start)
         if self._cancel_reason is not None:
             self._body.cancel(self._cancel_reason)
@@ -93,7 +111,9 @@ class RunActor:
         ended_ms = self._services.clock.now_ms()
         end["durationMs"] = ended_ms - self._started_ms
         try:
-            return await self._stream.end("run_end", end, at_ms=ended_ms)
+            ended = await self._stream.end("run_end", end, at_ms=ended_ms)
+            dispatch(ended, self._observed)
+            return ended
         finally:
             # The stream's callback refers back to this actor: with the stream ended it can no
             # longer be fenced, and without the cycle the run is freed as soon as it ends.
@@ -114,9 +134,14 @@ class RunActor:
             run_id=self.run_id,
         )
         self._harness = harness
-        context = ActionContext(harness=harness, log=RunLog(self._stream), input=parsed)
+        log = RunLog(self._stream)
+        context = ActionContext(harness=harness, log=log, input=parsed)
         try:
-            value = await action.run(context)
+            if services.runtime is None:
+                value = await action.run(context)
+            else:
+                with ambient.running(services.runtime, log):
+                    value = await action.run(context)
         finally:
             await harness.close(self._cancel_reason or "The run ended.")
         return action.serialize_output(value)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ..clock import Clock, format_timestamp
 from ..errors import EventNotStorableError, FlueError, StreamClosedError, StreamConflictError
 from ..events import BUFFERED_EVENT_TYPES, EVENT_VERSION, error_payload
 from ..jsonvalue import dumps
+from ..observation import EventContext, dispatch, observing
 from ..store import EventStore, run_stream
 
 __all__ = ["RunStream"]
@@ -76,6 +77,8 @@ class RunStream:
         # Called once when the log refuses this writer (see ``fenced``), so its owner can stop
         # work that can no longer be recorded.
         self.on_fenced: Callable[[], None] | None = None
+        # The run as observers see it; None: not observed (a stream written for recovery).
+        self.observed_as: EventContext | None = None
 
     @property
     def fenced(self) -> bool:
@@ -96,9 +99,13 @@ class RunStream:
         self._next_index += 1
         return event
 
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def emit(
+        self, type: str, payload: dict[str, Any], *, detail: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         event = self._stamp(type, payload)
         self._pending.append(event)
+        if self.observed_as is not None:
+            dispatch(event, self.observed_as, detail)
         if type in BUFFERED_EVENT_TYPES:
             if self._delta_timer is None:
                 loop = asyncio.get_running_loop()
@@ -106,6 +113,16 @@ class RunStream:
         else:
             self._kick()
         return event
+
+    def announce(self, type: str, payload: dict[str, Any]) -> None:
+        """A live-only event: enveloped (without an ``eventIndex``, which only stored events
+        take) and handed to observers, never to the store."""
+        if self.observed_as is None or not observing():
+            return
+        event = {"type": type, **payload, "v": EVENT_VERSION}
+        event["timestamp"] = format_timestamp(self._clock.now_ms())
+        event["runId"] = self.run_id
+        dispatch(event, self.observed_as)
 
     def _kick(self) -> None:
         if self._delta_timer is not None:

@@ -18,6 +18,7 @@ from ..errors import (
     IdempotencyKeyConflictError,
     IdempotencyKeyInvalidError,
     RunNotFoundError,
+    RunStoreUnavailableError,
     StreamClosedError,
     StreamConflictError,
     WorkflowAdmissionFailedError,
@@ -43,6 +44,7 @@ from ..store import (
     parse_offset,
     run_stream,
 )
+from . import ambient
 from .backend import LocalBackend, RunBackend
 from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
@@ -156,12 +158,14 @@ class Runtime:
             clock=self.clock,
             ids=self.ids,
             env=dict(os.environ if env is None else env),
+            runtime=self,
         )
         self.supervisor = LeaseSupervisor(
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
         self.backend: RunBackend = self._backend(backend, address, models)
         self._closed = False
+        ambient.serving(self)  # ambient invoke() outside runs finds it, until it is closed
 
     def _backend(
         self,
@@ -213,6 +217,7 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        ambient.closed(self)
         await self.supervisor.stop()
         await self.backend.close(grace_seconds=grace_seconds)
         await self.services.models.aclose()  # the model SDKs' connections
@@ -376,6 +381,10 @@ class Runtime:
         for position, header, failure in zip(positions, headers, failures, strict=True):
             if failure is not None:
                 await self._end_unstarted(header, failure)
+                if isinstance(failure, RunStoreUnavailableError):
+                    # It already says what failed, and that a retry may succeed.
+                    outcomes[position] = failure
+                    continue
                 reason = str(failure)
                 outcomes[position] = WorkflowAdmissionFailedError(
                     workflow=entry.name, reason=reason

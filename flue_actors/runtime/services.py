@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..clock import Clock
 from ..ids import IdSource
 from ..models import ModelRegistry
 from ..store import EventStore
 from .discovery import WorkflowRegistry
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 __all__ = ["RunServices"]
 
@@ -22,3 +26,6 @@ class RunServices:
     clock: Clock
     ids: IdSource
     env: Mapping[str, str]
+    # The runtime that admits runs invoked from inside a run (``ctx.invoke``, ambient
+    # ``invoke``); None in a Ray host, which has none.
+    runtime: Runtime | None = None

@@ -3,6 +3,7 @@ without a runtime or a store."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["RecordingSink"]
@@ -16,11 +17,18 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.announced: list[dict[str, Any]] = []
+        """Events for live observers only (``turn_request``), in order."""
 
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def emit(
+        self, type: str, payload: dict[str, Any], *, detail: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         event = {"type": type, **payload}
         self.events.append(event)
         return event
+
+    def announce(self, type: str, payload: dict[str, Any]) -> None:
+        self.announced.append({"type": type, **payload})
 
     @property
     def types(self) -> list[str]:

@@ -28,14 +28,19 @@ from flue_actors import (
     AgentContext,
     AgentDefinition,
     DefinitionError,
+    Placement,
     ToolDefinition,
+    ToolNameConflictError,
     WorkflowDefinition,
     WorkflowInputUnexpectedError,
     define_action,
     define_agent,
+    define_agent_profile,
     define_tool,
     define_workflow,
 )
+from flue_actors.definitions import BUILTIN_TOOL_NAMES, RESERVED_TOOL_NAMES
+from flue_actors.runtime.ray.backend import actor_options
 
 # --- schemas used throughout (module level, so postponed annotations resolve) -----------------
 
@@ -155,7 +160,7 @@ def test_workflow_action_form_refuses_input_or_output_even_when_none(key: str) -
     # Flue checks for the key (own property), not for a value: ``input: undefined`` is refused too.
     action = _action()
     with pytest.raises(DefinitionError, match=r"does not accept input or output"):
-        define_workflow(agent=AGENT, action=action, **{key: None})  # type: ignore[call-overload]
+        define_workflow(agent=AGENT, action=action, **{key: None})
 
 
 def test_workflow_refuses_both_action_and_run() -> None:
@@ -291,6 +296,31 @@ def test_explicit_schemas_override_hints() -> None:
     )
     assert action.input is OptionalInput
     assert action.output is int
+
+
+def test_explicit_schemas_do_not_resolve_the_hints() -> None:
+    # With ``from __future__ import annotations`` a class defined in a function cannot be found
+    # from the hints; given explicitly, the schemas must not need them.
+    class LocalInput(BaseModel):
+        word: str
+
+    class LocalOutput(BaseModel):
+        echoed: str
+
+    async def run(ctx: ActionContext[LocalInput]) -> LocalOutput:
+        return LocalOutput(echoed=ctx.input.word)
+
+    workflow = define_workflow(agent=AGENT, input=LocalInput, output=LocalOutput, run=run)
+    assert workflow.action.input is LocalInput
+    assert workflow.action.output is LocalOutput
+    assert workflow.action.serialize_output(LocalOutput(echoed="hi")) == {"echoed": "hi"}
+    action = define_action(
+        name="local", description="d", run=run, input=LocalInput, output=LocalOutput
+    )
+    assert (action.input, action.output) == (LocalInput, LocalOutput)
+    # Leaving one schema to the hints still needs them, and says so.
+    with pytest.raises(DefinitionError, match=r"cannot be resolved"):
+        define_workflow(agent=AGENT, input=LocalInput, run=run)
 
 
 @pytest.mark.parametrize("hint", ["none", "any"])
@@ -539,10 +569,44 @@ def test_agent_config_refuses_bad_thinking_levels(level: Any) -> None:
 
 
 def test_agent_config_refuses_duplicate_tool_names() -> None:
+    # Flue's assembleModelTools: a duplicate is a tool_name_conflict, not a bad definition.
     tool = define_tool(name="add", description="Add.", input=AddArgs, run=_add)
     again = define_tool(name="add", description="Add again.", input=AddArgs, run=_add)
-    with pytest.raises(DefinitionError, match=r"duplicate tool names"):
+    with pytest.raises(
+        ToolNameConflictError, match=r'"add" is used by more than one tool'
+    ) as caught:
         AgentConfig(model="fake/echo", tools=[tool, again])
+    assert caught.value.type == "tool_name_conflict"
+
+
+def test_a_tool_and_an_action_of_one_name_conflict() -> None:
+    tool = define_tool(name="act", description="Act.", input=AddArgs, run=_add)
+    with pytest.raises(ToolNameConflictError) as caught:
+        define_agent(model="fake/echo", tools=[tool], actions=[_action()])
+    assert caught.value.type == "tool_name_conflict"
+    with pytest.raises(ToolNameConflictError):
+        define_agent(model="fake/echo", actions=[_action(), _action(description="Again.")])
+
+
+@pytest.mark.parametrize("name", [*BUILTIN_TOOL_NAMES, *sorted(RESERVED_TOOL_NAMES)])
+def test_one_tool_name_rule_for_agents_and_profiles(name: str) -> None:
+    # A subagent's model gets the built-in tools too: the profile is refused when defined,
+    # not mid-run at task(), and for the same reason as the agent.
+    tool = define_tool(name=name, description="Mine.", input=AddArgs, run=_add)
+    with pytest.raises(ToolNameConflictError) as agent:
+        define_agent(model="fake/echo", tools=[tool])
+    with pytest.raises(ToolNameConflictError) as profile:
+        define_agent_profile(name="helper", tools=[tool])
+    with pytest.raises(ToolNameConflictError) as action:
+        define_agent(model="fake/echo", actions=[_action(name=name)])
+    assert str(agent.value) == str(profile.value) == str(action.value)
+    assert f'"{name}" conflicts with' in str(agent.value)
+
+
+def test_profile_duplicate_tools_conflict() -> None:
+    tool = define_tool(name="add", description="Add.", input=AddArgs, run=_add)
+    with pytest.raises(ToolNameConflictError):
+        define_agent_profile(name="helper", tools=[tool, tool])
 
 
 # --- define_tool ----------------------------------------------------------------------------------
@@ -580,3 +644,43 @@ def test_define_tool_validation(overrides: dict[str, Any], message: str) -> None
     options.update(overrides)
     with pytest.raises(DefinitionError, match=message):
         define_tool(**options)
+
+
+# --- placement (where a workflow's runs execute on Ray) -------------------------------------------
+
+
+def test_workflows_run_in_a_shared_host_unless_placed() -> None:
+    workflow = define_workflow(agent=AGENT, action=_action())
+    assert workflow.placement == Placement()
+    assert workflow.placement.isolation == "host"
+
+
+def test_placement_is_given_as_one_value_in_every_form() -> None:
+    placement = Placement(isolation="process", num_cpus=1, memory=2**20, resources={"tpu": 1})
+    assert (
+        define_workflow(agent=AGENT, action=_action(), placement=placement).placement is placement
+    )
+    assert define_workflow(agent=AGENT, run=_noop, placement=placement).placement is placement
+    decorated = define_workflow(agent=AGENT, placement=placement)(_noop)
+    assert decorated.placement is placement
+    assert actor_options(placement) == {"num_cpus": 1, "memory": 2**20, "resources": {"tpu": 1}}
+    assert actor_options(Placement(isolation="process")) == {"num_cpus": 0}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"isolation": "thread"}, r"isolation must be 'host' or 'process'"),
+        ({"num_cpus": 1}, r"need isolation='process'"),
+        ({"isolation": "process", "num_gpus": -1}, r"num_gpus must be a non-negative number"),
+        ({"isolation": "process", "memory": True}, r"memory must be a non-negative number"),
+    ],
+)
+def test_placement_validation(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        Placement(**options)
+
+
+def test_placement_must_be_a_placement() -> None:
+    with pytest.raises(DefinitionError, match=r"must be a Placement"):
+        define_workflow(agent=AGENT, action=_action(), placement="process")  # type: ignore[call-overload]

@@ -45,7 +45,9 @@ from .conftest import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-EXCHANGE_SECONDS: Final = 5.0
+# A bound that tells a hung exchange from a slow one: a 200,000-deep body takes a second or
+# two to refuse on a loaded 2-core machine, a hang never ends.
+EXCHANGE_SECONDS: Final = 30.0
 PARSER: Final = "parser"  # refused by the HTTP parser, before the application: any 4xx
 RUN: Final = "{run}"  # replaced by the id of a completed run of ``echo``
 

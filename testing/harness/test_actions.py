@@ -4,8 +4,10 @@ action's output as the tool's result."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+import typing_extensions
 from pydantic import BaseModel
 
 from flue_actors import (
@@ -13,10 +15,13 @@ from flue_actors import (
     DefinitionError,
     define_action,
     define_agent,
+    define_agent_profile,
     define_workflow,
 )
 from flue_actors.errors import ToolNameConflictError
-from flue_actors.testing import FakeModel, FakeToolCall, FlueTestKit
+from flue_actors.testing import FakeModel, FakeToolCall, FlueTestKit, RecordingSink
+
+from .support import make_harness
 
 
 class Greeting(BaseModel):
@@ -97,3 +102,72 @@ def test_action_names_cannot_collide_with_tools() -> None:
 def test_only_actions_are_accepted() -> None:
     with pytest.raises(DefinitionError, match="define_action"):
         define_agent(model="fake/echo", actions=["greet"])
+
+
+@define_action(name="descend", description="Go one level deeper.")
+async def descend(ctx: ActionContext[None]) -> str:
+    session = await ctx.harness.session()
+    return (await session.prompt("deeper")).text
+
+
+def _refusals(sink: RecordingSink) -> list[dict[str, Any]]:
+    return [event for event in sink.of("tool") if event["isError"]]
+
+
+async def test_actions_count_toward_the_delegation_depth() -> None:
+    # Each level calls the action again; the fifth call is refused, as a fifth task would be.
+    fake = FakeModel()
+    for level in range(5):
+        fake.reply(tool_calls=[FakeToolCall("descend", {}, f"d{level}")])
+    fake.respond_with(lambda _request: "unwound")
+    harness, sink = make_harness(fake, actions=[descend])
+
+    response = await (await harness.session()).prompt("go")
+
+    assert response.text == "unwound"
+    scopes = {event["harness"] for event in sink.of("operation_start")}
+    assert len(scopes) == 5  # the run's harness and four nested action scopes
+    assert max(name.count("action:") for name in scopes) == 1  # each scope named once
+    [refused] = _refusals(sink)
+    assert refused["toolName"] == "descend"
+    assert "DelegationDepthExceededError" in refused["result"]["content"][0]["text"]
+
+
+async def test_tasks_and_actions_share_one_depth() -> None:
+    # task, action, task, action: the fifth delegation, a task, is refused.
+    fake = FakeModel()
+    for level, tool in enumerate(["task", "descend", "task", "descend", "task"]):
+        arguments = {"prompt": "deeper"} if tool == "task" else {}
+        fake.reply(tool_calls=[FakeToolCall(tool, arguments, f"c{level}")])
+    fake.respond_with(lambda _request: "unwound")
+    harness, sink = make_harness(
+        fake, actions=[descend], subagents=[define_agent_profile(name="unused")]
+    )
+
+    await (await harness.session()).prompt("go")
+
+    assert len(sink.of("task_start")) == 2
+    assert len({event["harness"] for event in sink.of("operation_start")}) == 3
+    [refused] = _refusals(sink)
+    assert refused["toolName"] == "task"
+    assert "DelegationDepthExceededError" in refused["result"]["content"][0]["text"]
+
+
+class Counted(typing_extensions.TypedDict):
+    count: int
+
+
+@define_action(name="count", description="Count.")
+async def count(ctx: ActionContext[Counted]) -> int:
+    return ctx.input["count"]
+
+
+def test_an_action_the_model_cannot_call_is_refused_when_defined() -> None:
+    # Its arguments are validated with the input model: a TypedDict input cannot be offered,
+    # which the agent (or profile) says when defined rather than when a run starts.
+    with pytest.raises(DefinitionError, match=r'action "count" is offered to the model'):
+        define_agent(model="fake/echo", actions=[count])
+    with pytest.raises(DefinitionError, match=r'action "count" is offered to the model'):
+        define_agent_profile(name="helper", actions=[count])
+    with pytest.raises(DefinitionError, match="define_action"):
+        define_agent_profile(name="helper", actions=["greet"])  # type: ignore[list-item]

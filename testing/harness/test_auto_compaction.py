@@ -15,7 +15,6 @@ from pydantic import BaseModel
 from flue_actors import (
     AbortError,
     ActionContext,
-    AgentConfig,
     CompactionConfig,
     OperationFailedError,
     Usage,
@@ -409,13 +408,17 @@ async def test_an_abort_during_compaction_ends_it_as_an_error() -> None:
 
 @pytest.mark.parametrize("setting", [False, CompactionConfig(keep_recent_tokens=5)])
 def test_a_task_child_inherits_the_compaction_setting(setting: Any) -> None:
-    config = AgentConfig(model="fake/echo", compaction=setting)
+    harness, _sink = make_harness(FakeModel(), compaction=setting)
     sink, clock = RecordingSink(), StepClock()
-    scope = AgentScope.root(config, ToolBox([], sink=sink, clock=clock))
+    scope = AgentScope.root(harness.config, ToolBox([], sink=sink, clock=clock))
     profile = define_agent_profile(name="researcher")
     for chosen in (None, profile):
-        child = scope.delegate(chosen, model=None, thinking_level=None, sink=sink, clock=clock)
+        child = scope.delegate(chosen, model=None, thinking_level=None, harness=harness)
         assert child.compaction == setting
+    # A profile's own setting wins over the delegating session's.
+    own = define_agent_profile(name="terse", compaction={"keep_recent_tokens": 1})
+    child = scope.delegate(own, model=None, thinking_level=None, harness=harness)
+    assert child.compaction == CompactionConfig(keep_recent_tokens=1)
 
 
 async def test_an_empty_summary_is_a_failed_compaction() -> None:

@@ -357,8 +357,8 @@ async def test_tool_call_runs_the_tool_and_feeds_the_result_back() -> None:
 @pytest.mark.parametrize(
     ("call", "fragment"),
     [
-        (("add", {"a": "two", "b": 3}), "Invalid arguments for tool add"),
-        (("add", {"a": 1}), "Invalid arguments for tool add"),
+        (("add", {"a": "two", "b": 3}), 'Arguments for tool "add" do not match'),
+        (("add", {"a": 1}), 'Arguments for tool "add" do not match'),
         (("subtract", {"a": 1, "b": 2}), 'Tool "subtract" is not available'),
         (("explode", {"a": 7, "b": 0}), "ValueError: cannot add 7"),
     ],

@@ -151,7 +151,7 @@ async def test_depth_limit_on_the_session_api() -> None:
     child = session
     for _ in range(4):
         child = child._spawn(f"task:{child.name}:x", child._scope.delegate(
-            None, model=None, thinking_level=None, sink=child._sink, clock=child._clock
+            None, model=None, thinking_level=None, harness=child._harness
         ), "x")  # fmt: skip
     with pytest.raises(DelegationDepthExceededError) as caught:
         child.task("too deep")

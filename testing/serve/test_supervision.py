@@ -166,7 +166,8 @@ async def test_a_draining_gateway_admits_nothing(runtime: Runtime) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         refused = await client.post("/workflows/blocker")
     assert refused.status_code == 503
-    assert refused.json()["error"]["type"] == "server_shutting_down"
+    assert refused.json()["error"]["type"] == "runtime_unavailable"
+    assert refused.json()["error"]["meta"] == {"state": "draining"}
     assert (await runtime.list_runs()).runs == []
 
 

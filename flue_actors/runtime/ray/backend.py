@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from ...definitions import Placement
 from ...events import RunAdmittedEvent
 from ...store import is_sqlite_url
 from ..lease import OwnerLease
@@ -62,6 +63,18 @@ def check_store_for_cluster(database_url: str, nodes: list[dict[str, Any]]) -> N
             "shared between them: set FLUE_DATABASE_URL=postgresql://... (the same URL on every "
             "node) to use the PostgreSQL store."
         )
+
+
+def actor_options(placement: Placement) -> dict[str, Any]:
+    """The Ray actor options of a run's dedicated host (``isolation="process"``)."""
+    options: dict[str, Any] = {"num_cpus": placement.num_cpus or 0}
+    if placement.num_gpus is not None:
+        options["num_gpus"] = placement.num_gpus
+    if placement.memory is not None:
+        options["memory"] = placement.memory
+    if placement.resources:
+        options["resources"] = dict(placement.resources)
+    return options
 
 
 class RayBackend:
@@ -195,7 +208,7 @@ class RayBackend:
     def host_names(self) -> list[str]:
         return list(self._names)
 
-    def _placement(self, workflow: str) -> Any:
+    def _placement(self, workflow: str) -> Placement:
         return self._services.workflows.get(workflow).definition.placement
 
     def owner_for(self, run_id: str, workflow: str) -> str:
@@ -406,7 +419,7 @@ class RayBackend:
             lifetime="detached",
             max_restarts=0,
             max_task_retries=0,
-            **placement.actor_options(),
+            **actor_options(placement),
         ).remote(config)
         reference = host.run.remote(header)
         self._pending[run_id] = asyncio.ensure_future(self._settle(run_id, reference))

@@ -31,7 +31,7 @@ from ...store import open_store
 from ..backend import LocalBackend
 from ..discovery import WorkflowRegistry
 from ..recovery import end_orphaned_runs, end_unstarted_run
-from ..services import RunServices
+from ..runtime import Runtime
 from .deployment import Deployment, HostDrainingError, current_deployment, host_database_url
 
 __all__ = ["HostConfig", "RunHost"]
@@ -81,16 +81,21 @@ class RunHost:
                 env = {**os.environ, **deployment.settings}
                 if deployment.model:
                     env["FLUE_MODEL"] = deployment.model
-                services = RunServices(
-                    store=open_store(host_database_url(deployment.database_url, os.environ)),
+                # A runtime of the host's own (never served or closed: the host owns its store
+                # and backend), so that runs hosted here can invoke workflows (ctx.invoke):
+                # those runs are admitted to, and run in, this host.
+                runtime = Runtime(
                     # A module that fails to import fails only its own runs, with that error.
-                    workflows=WorkflowRegistry.discover(deployment.workflows_dir),
+                    WorkflowRegistry.discover(deployment.workflows_dir),
+                    store=open_store(host_database_url(deployment.database_url, os.environ)),
                     models=ModelRegistry(override=deployment.model),
                     clock=self._clock,
                     ids=UlidIds(self._clock),
                     env=env,
                 )
+                services = runtime.services
                 backend = LocalBackend(services, owner=config.owner)
+                runtime.backend = backend
                 await backend.lease.beat()
                 backend.lease.keep_alive()
                 # A dedicated host is named after its one run and never restarts: it has no

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 import asyncpg
 
+from ...errors import RunStoreUnavailableError
 from .schema import ensure_schema
 from .urls import redact_text
 
@@ -37,11 +38,12 @@ _BROKEN_CONNECTION: Final = (*_CONNECTION_ERRORS, asyncpg.InternalClientError)
 _UNREACHABLE: Final = (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError)
 
 
-class StoreConnectionError(ConnectionError):
+class StoreConnectionError(RunStoreUnavailableError, ConnectionError):
     """The PostgreSQL server could not be reached or dropped the connection mid-request.
 
     Whatever was being written may or may not have committed; appends are fenced by
-    ``expected_seq``, so retrying one can never duplicate it. The message never shows a password.
+    ``expected_seq``, so retrying one can never duplicate it. ``str(error)`` says why (it never
+    shows a password); HTTP callers get ``run_store_unavailable`` (503) without that reason.
     """
 
 

@@ -2,10 +2,13 @@
 
 import os
 
-from flue_actors import ActionContext, define_agent, define_workflow
+from flue_actors import ActionContext, Placement, define_agent, define_workflow
 
 
-@define_workflow(agent=define_agent(model="fake/echo"), isolation="process", num_cpus=1)
+@define_workflow(
+    agent=define_agent(model="fake/echo"),
+    placement=Placement(isolation="process", num_cpus=1),
+)
 async def isolated(ctx: ActionContext[None]) -> dict[str, object]:
     import ray
 
