@@ -216,9 +216,8 @@ async def drive_batch(
             async for item in inputs:
                 await queued.put(item)
             await queued.put(_END)
-        except BaseException as error:
+        except Exception as error:  # not a cancellation: nobody would take it off a full queue
             await queued.put(error)
-            raise
 
     async def finish(item: BatchInput, receipt: RunReceipt) -> None:
         run_id = receipt.run_id
