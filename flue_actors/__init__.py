@@ -30,6 +30,7 @@ from .definitions import (
     define_skill,
     define_tool,
     define_workflow,
+    load_skill,
 )
 from .errors import (
     AbortError,
@@ -40,6 +41,7 @@ from .errors import (
     DelegationDepthExceededError,
     FlueError,
     IdempotencyKeyConflictError,
+    MCPConnectionError,
     ModelNotResolvedError,
     OperationFailedError,
     ResultUnavailableError,
@@ -48,6 +50,7 @@ from .errors import (
     SessionAlreadyExistsError,
     SessionBusyError,
     SessionNotFoundError,
+    SkillDefinitionValidationError,
     SkillNotRegisteredError,
     StreamConflictError,
     SubagentNotDeclaredError,
@@ -61,6 +64,7 @@ from .errors import (
 )
 from .jsonvalue import UNSET, JsonValue
 from .lazy import lazy_exports
+from .mcp import MCPTools, mcp_tools
 from .models.base import ThinkingLevel
 from .observation import EventContext, Instrumentation, instrument, observe
 from .records import RunPage, RunPointer, RunRecord, RunStatus
@@ -68,9 +72,17 @@ from .records import RunPage, RunPointer, RunRecord, RunStatus
 if TYPE_CHECKING:
     from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
-    from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
+    from .models import (
+        ModelBatches,
+        ModelProvider,
+        ModelRegistry,
+        ModelRequest,
+        ModelResponse,
+        Usage,
+    )
     from .runtime import BatchItem, RunReceipt, Runtime, WorkflowRegistry
     from .runtime.ambient import invoke
+    from .runtime.ray import RayCluster
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -101,6 +113,9 @@ __all__ = [
     "IdempotencyKeyConflictError",
     "Instrumentation",
     "JsonValue",
+    "MCPConnectionError",
+    "MCPTools",
+    "ModelBatches",
     "ModelNotResolvedError",
     "ModelProvider",
     "ModelRegistry",
@@ -110,6 +125,7 @@ __all__ = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
@@ -125,6 +141,7 @@ __all__ = [
     "SessionBusyError",
     "SessionNotFoundError",
     "SkillDefinition",
+    "SkillDefinitionValidationError",
     "SkillNotRegisteredError",
     "SqliteEventStore",
     "StoredEvent",
@@ -151,6 +168,8 @@ __all__ = [
     "define_workflow",
     "instrument",
     "invoke",
+    "load_skill",
+    "mcp_tools",
     "observe",
     "open_store",
 ]
@@ -167,9 +186,17 @@ __getattr__ = lazy_exports(
             "RunLog",
             "Session",
         ),
-        ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
+        ".models": (
+            "ModelBatches",
+            "ModelProvider",
+            "ModelRegistry",
+            "ModelRequest",
+            "ModelResponse",
+            "Usage",
+        ),
         ".runtime": ("BatchItem", "RunReceipt", "Runtime", "WorkflowRegistry"),
         ".runtime.ambient": ("invoke",),
+        ".runtime.ray": ("RayCluster",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

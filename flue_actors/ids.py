@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
@@ -10,7 +11,16 @@ from typing import Final, Protocol
 
 from .clock import Clock, SystemClock
 
-__all__ = ["RUN_ID_PATTERN", "IdSource", "SequentialIds", "UlidIds", "encode_ulid", "is_run_id"]
+__all__ = [
+    "RUN_ID_PATTERN",
+    "IdSource",
+    "RunScopedIds",
+    "SequentialIds",
+    "UlidIds",
+    "encode_ulid",
+    "is_run_id",
+    "run_ids",
+]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 RUN_ID_PATTERN = re.compile(r"^run_[0-9A-HJKMNP-TV-Z]{26}$")
@@ -57,6 +67,9 @@ class UlidIds:
     def uuid(self) -> str:
         return str(uuid.uuid4())
 
+    def for_run(self, run_id: str) -> IdSource:
+        return RunScopedIds(run_id)
+
 
 class SequentialIds:
     """Deterministic ids for tests: ULID-shaped counters, so every id pattern still matches."""
@@ -70,3 +83,56 @@ class SequentialIds:
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=next(self._uuids)))
+
+    def for_run(self, run_id: str) -> IdSource:
+        """Each run counts from 1 on its own, so a run replayed from its log (resumed, or
+        checked by the kit) draws the same ids again whatever ran before it."""
+        return SequentialIds()
+
+
+class RunScopedIds:
+    """The ids one run draws: a pure function of the run id and how many were drawn before.
+
+    A resumed run executes its workflow again from the top and must draw the ids it drew the
+    first time (the log's operations, turns and conversations are named by them), so they
+    cannot come from the clock or ``os.urandom``. ULIDs keep the run's own timestamp (they sort
+    in the order drawn) over 80 bits seeded by a hash of the run id; UUIDs are version 4 from
+    the hash of the run id and a counter.
+    """
+
+    __slots__ = ("_run_id", "_seed", "_time", "_ulids", "_uuids")
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+        digest = hashlib.blake2b(run_id.encode(), digest_size=16).digest()
+        self._seed = int.from_bytes(digest[:10], "big")
+        self._time = _ulid_time(run_id)
+        self._ulids = count(0)
+        self._uuids = count(0)
+
+    def ulid(self) -> str:
+        low = (self._seed + next(self._ulids)) & 0xFFFFFFFFFFFFFFFFFFFF
+        return encode_ulid(self._time << 80 | low)
+
+    def uuid(self) -> str:
+        key = f"{self._run_id}/{next(self._uuids)}".encode()
+        digest = hashlib.blake2b(key, digest_size=16).digest()
+        return str(uuid.UUID(bytes=digest, version=4))
+
+
+def _ulid_time(run_id: str) -> int:
+    """The 48-bit timestamp of a ``run_<ULID>`` (0 for an id of another shape)."""
+    if not is_run_id(run_id):
+        return 0
+    value = 0
+    for char in run_id[4:14]:
+        value = value * 32 + _CROCKFORD.index(char)
+    return value & 0xFFFFFFFFFFFF
+
+
+def run_ids(source: IdSource, run_id: str) -> IdSource:
+    """The ids ``run_id`` draws from ``source``: replayable when the source can scope itself
+    to a run (``for_run``), else ``source`` itself (a resumed run then diverges at its first
+    id, and ends ``replay_divergence`` rather than mixing two lives' ids)."""
+    scoped = getattr(source, "for_run", None)
+    return source if scoped is None else scoped(run_id)

@@ -5,6 +5,7 @@ from .actions import ActionContext, ActionDefinition, define_action, validation_
 from .agents import AgentConfig, AgentContext, AgentDefinition, define_agent
 from .compaction import CompactionConfig
 from .profiles import AgentProfile, define_agent_profile
+from .skill_files import load_skill
 from .skills import SkillDefinition, define_skill
 from .tools import (
     BUILTIN_TOOL_NAMES,
@@ -37,5 +38,6 @@ __all__ = [
     "define_skill",
     "define_tool",
     "define_workflow",
+    "load_skill",
     "validation_issues",
 ]

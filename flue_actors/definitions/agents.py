@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ..errors import DefinitionError
+from ..mcp import MCPTools
 from ._checks import check_model, check_thinking_level
 from .actions import ActionDefinition, check_offered_actions
 from .compaction import CompactionConfig
 from .profiles import AgentProfile
 from .skills import SkillDefinition
-from .tools import ToolDefinition, check_tool_names
+from .tools import ToolDefinition, check_tool_names, own_tool_names
 
 if TYPE_CHECKING:
     from ..harness.sandbox import SandboxFactory
@@ -41,7 +42,7 @@ class AgentConfig:
     instructions: str | None = None
     description: str | None = None
     thinking_level: ThinkingLevel | None = None
-    tools: Sequence[ToolDefinition] = ()
+    tools: Sequence[ToolDefinition | MCPTools] = ()
     skills: Sequence[SkillDefinition] = ()
     subagents: Sequence[AgentProfile] = ()
     # Actions the model may call as tools, each run in a scope of its own on the run's sandbox.
@@ -69,7 +70,7 @@ class AgentConfig:
             )
         check_offered_actions(self.actions, "define_agent()")
         # Tools and actions are one list to the model: a name may appear once across both.
-        check_tool_names([tool.name for tool in self.tools] + [a.name for a in self.actions])
+        check_tool_names(own_tool_names(self.tools) + [a.name for a in self.actions])
         for kind, items in (("skill", self.skills), ("subagent", self.subagents)):
             named = [item.name for item in items]
             if len(named) != len(set(named)):

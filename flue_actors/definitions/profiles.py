@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import DefinitionError
+from ..mcp import MCPTools
 from ._checks import check_model, check_thinking_level, required_text
 from .actions import ActionDefinition, check_offered_actions
 from .compaction import CompactionConfig
 from .skills import SkillDefinition
-from .tools import ToolDefinition, check_tool_names
+from .tools import ToolDefinition, check_tool_names, own_tool_names
 
 if TYPE_CHECKING:
     from ..models.base import ThinkingLevel
@@ -36,7 +37,7 @@ class AgentProfile:
     name: str
     instructions: str | None = None
     model: str | None = None
-    tools: Sequence[ToolDefinition] = ()
+    tools: Sequence[ToolDefinition | MCPTools] = ()
     skills: Sequence[SkillDefinition] = ()
     subagents: Sequence[AgentProfile] = ()
     description: str | None = None
@@ -61,7 +62,7 @@ def define_agent_profile(
     name: str,
     instructions: str | None = None,
     model: str | None = None,
-    tools: Sequence[ToolDefinition] = (),
+    tools: Sequence[ToolDefinition | MCPTools] = (),
     skills: Sequence[SkillDefinition] = (),
     subagents: Sequence[AgentProfile] = (),
     description: str | None = None,
@@ -81,7 +82,7 @@ def define_agent_profile(
     check_offered_actions(actions, "define_agent_profile()")
     # The same rule as an agent's own tools: a subagent's model gets the built-in workspace
     # tools too, so a tool named "read" could never be called (Flue refuses it at task()).
-    check_tool_names([tool.name for tool in tools] + [action.name for action in actions])
+    check_tool_names(own_tool_names(tools) + [action.name for action in actions])
     _unique([skill.name for skill in skills], "skill")
     _unique([profile.name for profile in subagents], "subagent")
     profile = AgentProfile(

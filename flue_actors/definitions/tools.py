@@ -16,6 +16,7 @@ import pydantic
 from pydantic import BaseModel
 
 from ..errors import DefinitionError, ToolNameConflictError
+from ..mcp import MCPTools
 from ._checks import required_text
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ToolDefinition",
     "check_tool_names",
     "define_tool",
+    "own_tool_names",
 ]
 
 # The workspace tools every agent's model gets (flue_actors.harness.workspace_tools).
@@ -50,6 +52,24 @@ def check_tool_names(names: Iterable[str]) -> None:
         seen.add(name)
 
 
+def own_tool_names(tools: Iterable[ToolDefinition | MCPTools]) -> list[str]:
+    """The names of the ``define_tool`` tools among ``tools``, for :func:`check_tool_names`.
+    An MCP server's tools are named ``mcp__<server>__<tool>`` and known only once the run
+    connects; what can be checked now is that no two servers give their tools one prefix."""
+    prefixes: set[str] = set()
+    names: list[str] = []
+    for tool in tools:
+        if isinstance(tool, MCPTools):
+            if tool.prefix in prefixes:
+                raise ToolNameConflictError(
+                    name=tool.prefix + "*", reason="another MCP server's tools"
+                )
+            prefixes.add(tool.prefix)
+        else:
+            names.append(tool.name)
+    return names
+
+
 @dataclass(frozen=True, eq=False)
 class ToolDefinition:
     """A function the model may call. The harness validates arguments against ``input``."""
@@ -59,6 +79,11 @@ class ToolDefinition:
     input: type[BaseModel]
     run: Callable[..., Awaitable[Any]]
     output: Any = None
+    # When a resumed run replays this tool's call: False (tools of an agent) takes the result
+    # from the log and does not run it again; True runs it again, for the built-in tools whose
+    # only effect is on the run's own sandbox (rebuilt by the replay) and for actions (whose
+    # own operations are answered from the log one by one).
+    rerun_on_replay: bool = False
 
 
 def define_tool(

@@ -12,7 +12,7 @@ from ..errors import DefinitionError
 from .actions import ActionContext, ActionDefinition, ActionRun, make_action
 from .agents import AgentDefinition
 
-__all__ = ["Isolation", "Placement", "WorkflowDefinition", "define_workflow"]
+__all__ = ["Isolation", "Placement", "Recovery", "WorkflowDefinition", "define_workflow"]
 
 OutputT = TypeVar("OutputT")
 # What a workflow's run returns, as its type hints declare it (Any when they don't, or when an
@@ -21,6 +21,7 @@ WorkflowOutputT = DefaultedTypeVar("WorkflowOutputT", default=Any)
 _INLINE_ACTION_NAME = "workflow"
 
 Isolation: TypeAlias = Literal["host", "process"]
+Recovery: TypeAlias = Literal["resume", "fail"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class WorkflowDefinition(Generic[WorkflowOutputT]):
     agent: AgentDefinition
     action: ActionDefinition[Any, WorkflowOutputT]
     placement: Placement = field(default_factory=Placement)
+    # What happens to a run whose owner died: "resume" (a new owner replays it from its log and
+    # carries on) or "fail" (it ends errored, ``run_interrupted``).
+    recovery: Recovery = "resume"
 
 
 _UNGIVEN: Any = object()
@@ -72,6 +76,7 @@ def define_workflow(
     agent: AgentDefinition,
     action: ActionDefinition[Any, OutputT],
     placement: Placement | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition[OutputT]: ...
 
 
@@ -84,6 +89,7 @@ def define_workflow(
     run: Callable[[ActionContext[Any]], Awaitable[OutputT]],
     input: Any = None,
     placement: Placement | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition[OutputT]: ...
 
 
@@ -95,6 +101,7 @@ def define_workflow(
     output: Any,
     input: Any = None,
     placement: Placement | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition: ...
 
 
@@ -104,6 +111,7 @@ def define_workflow(
     agent: AgentDefinition,
     input: Any = None,
     placement: Placement | None = None,
+    recovery: Recovery = "resume",
 ) -> Callable[
     [Callable[[ActionContext[Any]], Awaitable[OutputT]]], WorkflowDefinition[OutputT]
 ]: ...
@@ -116,6 +124,7 @@ def define_workflow(
     output: Any,
     input: Any = None,
     placement: Placement | None = None,
+    recovery: Recovery = "resume",
 ) -> Callable[[ActionRun], WorkflowDefinition]: ...
 
 
@@ -127,6 +136,7 @@ def define_workflow(
     input: Any = _UNGIVEN,
     output: Any = _UNGIVEN,
     placement: Placement | None = None,
+    recovery: Recovery = "resume",
 ) -> WorkflowDefinition | Callable[[ActionRun], WorkflowDefinition]:
     """A workflow, in one of three forms:
 
@@ -136,7 +146,13 @@ def define_workflow(
 
     On Ray, ``placement=Placement(isolation="process", num_cpus=1)`` runs each run in a Ray
     actor of its own with those resources (see :class:`Placement`).
+
+    ``recovery="resume"`` (the default): a run whose owner dies is taken over by another and
+    replayed from its log (see the README, "Durable runs"); ``"fail"``: it ends errored with
+    ``run_interrupted``.
     """
+    if recovery not in ("resume", "fail"):
+        raise DefinitionError(f"[flue] recovery must be 'resume' or 'fail', got {recovery!r}.")
     if placement is None:
         placement = Placement()
     elif not isinstance(placement, Placement):
@@ -154,7 +170,9 @@ def define_workflow(
             raise DefinitionError(
                 "[flue] define_workflow({ action }) must be a define_action() value."
             )
-        return WorkflowDefinition(agent=agent, action=action, placement=placement)
+        return WorkflowDefinition(
+            agent=agent, action=action, placement=placement, recovery=recovery
+        )
 
     def inline(fn: ActionRun) -> WorkflowDefinition:
         private = make_action(
@@ -164,7 +182,9 @@ def define_workflow(
             input=None if input is _UNGIVEN else input,
             output=None if output is _UNGIVEN else output,
         )
-        return WorkflowDefinition(agent=agent, action=private, placement=placement)
+        return WorkflowDefinition(
+            agent=agent, action=private, placement=placement, recovery=recovery
+        )
 
     if run is not None:
         return inline(run)

@@ -14,13 +14,8 @@ from ..errors import (
     ActionInputValidationError,
     FlueError,
     IdempotencyKeyInvalidError,
-    InternalError,
     InvalidJsonError,
     InvalidRequestError,
-    MethodNotAllowedError,
-    PayloadTooLargeError,
-    ServerShuttingDownError,
-    UnsupportedMediaTypeError,
     WorkflowInputUnexpectedError,
     WorkflowNotFoundError,
 )
@@ -29,7 +24,14 @@ from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
 from ..runtime.runtime import check_idempotency_key
 from .draining import Draining, unless_draining
-from .errors import error_response
+from .errors import (
+    InternalError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    ServerShuttingDownError,
+    UnsupportedMediaTypeError,
+    error_response,
+)
 from .exposure import authorize
 from .known_runs import KnownRuns
 from .protocol import SECURITY_HEADERS, JsonResponse, whole_number

@@ -54,5 +54,9 @@ def action_tool(
         return action.serialize_output(result)
 
     return ToolDefinition(
-        name=action.name, description=action.description, input=arguments, run=run
+        name=action.name,
+        description=action.description,
+        input=arguments,
+        run=run,
+        rerun_on_replay=True,
     )

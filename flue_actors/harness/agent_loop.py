@@ -32,6 +32,7 @@ from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse
 from .redaction import redact, redact_all
+from .replay import recorded_turn, replay_of, response_from_turn
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
@@ -55,8 +56,11 @@ async def agent_loop(
     # extra: per-call framework tools (finish / give_up); stop: ends the loop after a tool
     # batch, without another model turn (a structured result was settled); call_tools: the
     # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
+    # The workspace's instructions and skills, and the agent's MCP servers' tools.
+    await session._prepare(correlation)
     emit = session._sink.emit
     tools = session._scope.tools.extended(call_tools)
+    await tools.ready()  # a call's tools= beside MCP tools: the run's connections are reused
     framework = {**session._framework_tools(call_tools), **(extra or {})}
     user = {
         "role": "user",
@@ -77,7 +81,7 @@ async def agent_loop(
         request = ModelRequest(
             model=resolved.model_id,
             messages=list(session._messages),
-            system_prompt=session._scope.instructions,
+            system_prompt=session._scope.system_prompt,
             tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )
@@ -125,7 +129,9 @@ async def agent_loop(
                     },
                 )
                 # An abort lands here as CancelledError: no further model call is made.
-                await retry.sleep(delay_ms / 1000)
+                # A replayed failure was waited for the first time.
+                if replay_of(session._sink) is None:
+                    await retry.sleep(delay_ms / 1000)
             except Exception as error:
                 raise OperationFailedError(kind=kind, reason=str(error)) from error
         usage += response.usage
@@ -199,18 +205,22 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
-    if observing():
+    recorded = recorded_turn(session._sink, turn["turnId"], "agent")
+    if recorded is None and observing():  # a replayed turn asks no model
         session._sink.announce(
             "turn_request",
             {**turn_event, "request": {**request_info, "input": request_input(request)}, **turn},
         )
     execution = ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id)
     try:
-        response = await intercept(
-            execution,
-            context_of(session._harness.run_id, turn),
-            lambda: resolved.provider.complete(request, on_stream),
-        )
+        if recorded is not None:
+            response = response_from_turn(recorded)
+        else:
+            response = await intercept(
+                execution,
+                context_of(session._harness.run_id, turn),
+                lambda: resolved.provider.complete(request, on_stream),
+            )
     except asyncio.CancelledError:
         emit(
             "turn",

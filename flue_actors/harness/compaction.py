@@ -30,6 +30,7 @@ from ..events import error_payload
 from ..jsonvalue import dumps
 from ..models import ModelRequest, ModelResponse, ResolvedModel, Usage, model_limits
 from .context_budget import CompactionSettings, context_tokens, estimate_tokens, resolve_settings
+from .replay import recorded_turn, replay_of, response_from_turn
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
@@ -276,8 +277,12 @@ async def _summarize(
         turn = {**correlation, "turnId": "turn_" + session._ids.ulid()}
         emit("turn_start", {"purpose": purpose, **turn})
         started = clock.now_ms()
+        recorded = recorded_turn(session._sink, turn["turnId"], purpose)
         try:
-            response = await resolved.provider.complete(request, lambda _event: None)
+            if recorded is not None:
+                response = response_from_turn(recorded)
+            else:
+                response = await resolved.provider.complete(request, lambda _event: None)
             if response.stop_reason == "error":
                 raise ModelRequestError(response.error_message or "model error")
             if not response.text.strip():
@@ -311,7 +316,8 @@ async def _summarize(
                     **correlation,
                 },
             )
-            await retry.sleep(delay_ms / 1000)
+            if replay_of(session._sink) is None:  # a replayed failure was waited for once
+                await retry.sleep(delay_ms / 1000)
             continue
         output = {"role": "assistant", "content": response.content,
                   "stopReason": response.stop_reason}  # fmt: skip

@@ -10,9 +10,11 @@ from ..clock import Clock
 from ..definitions import ActionDefinition, AgentConfig, ToolDefinition
 from ..errors import SessionAlreadyExistsError, SessionNotFoundError
 from ..ids import IdSource
+from ..mcp import MCPTools
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
 from .actions import action_tool
 from .call import AbortSignal, CallHandle
+from .mcp_connection import MCPConnections
 from .sandbox import Sandbox, SandboxContext, SandboxFs, ShellResult, create_sandbox
 from .session import Session
 from .shell import run_shell
@@ -93,6 +95,7 @@ class Harness:
         run_id: str = "",
         sandbox: Sandbox | None = None,
         depth: int = 0,
+        mcp: MCPConnections | None = None,
     ) -> None:
         self.name = name
         # How deep in delegation this scope's sessions are: 0 for the run's harness, one more
@@ -111,6 +114,9 @@ class Harness:
         # A child scope (an action run as a tool) shares its parent's sandbox and leaves it open.
         self._owns_sandbox = sandbox is None
         self._sandbox_slot = _SandboxSlot(config, run_id, sandbox)
+        # The run's MCP connections, likewise shared with child scopes and closed by the root.
+        self._owns_mcp = mcp is None
+        self.mcp = mcp or MCPConnections()
         # Built-ins first, then the agent's tools; a name used twice is refused here.
         # The sandbox's tools come with every session of the run, a task's child included.
         # They ask the slot, not this harness, for the sandbox: no reference cycle through
@@ -133,6 +139,14 @@ class Harness:
     def sandbox(self) -> Sandbox:
         """The run's sandbox, made on first use."""
         return self._sandbox_slot.get()
+
+    @property
+    def workspace_fs(self) -> SandboxFs | None:
+        """The sandbox's files if there can be any: a built-in sandbox starts empty, so until
+        something makes it there is nothing to discover (and it is not made just to look)."""
+        if self._sandbox_slot.made is None and self.config.sandbox in ("virtual", "local"):
+            return None
+        return self.sandbox.fs
 
     @property
     def sink(self) -> EventSink:
@@ -188,7 +202,7 @@ class Harness:
 
     def tool_box(
         self,
-        tools: Sequence[ToolDefinition],
+        tools: Sequence[ToolDefinition | MCPTools],
         actions: Sequence[ActionDefinition[Any, Any]],
         *,
         depth: int,
@@ -207,6 +221,7 @@ class Harness:
             sink=self._sink,
             clock=self._clock,
             run_id=self._run_id,
+            mcp=self.mcp,
         )
 
     def working_directory(self, cwd: str, base: str | None) -> str:
@@ -260,6 +275,8 @@ class Harness:
         # of in the cycle collector, which had become a large share of a run's CPU.
         self._sessions.clear()
         # Only now, with nothing left running in it, is the sandbox released.
+        if self._owns_mcp:
+            await self.mcp.close()
         made = self._sandbox_slot.made
         if self._owns_sandbox and made is not None:
             await made.close()
@@ -278,6 +295,7 @@ class Harness:
             run_id=self._run_id,
             sandbox=self.sandbox,
             depth=depth,
+            mcp=self.mcp,
         )
 
     def new_invocation_id(self) -> str:

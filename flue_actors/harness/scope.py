@@ -9,8 +9,10 @@ session's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..definitions import (
@@ -21,8 +23,10 @@ from ..definitions import (
     SkillDefinition,
     ToolDefinition,
 )
+from ..mcp import MCPTools
 from ..models import ThinkingLevel
 from .tools import ToolBox
+from .workspace_context import EMPTY, Skill, WorkspaceContext, merge_skills, system_prompt
 
 if TYPE_CHECKING:
     from .harness import Harness
@@ -38,7 +42,7 @@ MAX_DELEGATION_DEPTH = 4
 class AgentScope:
     instructions: str | None
     tools: ToolBox
-    skills: Mapping[str, SkillDefinition] = field(default_factory=dict)
+    skills: Mapping[str, Skill] = field(default_factory=dict)
     subagents: Mapping[str, AgentProfile] = field(default_factory=dict)
     # None: the harness's default model.
     model: str | None = None
@@ -47,11 +51,24 @@ class AgentScope:
     compaction: CompactionConfig | Literal[False] | None = None
     # What ``tools`` was built from, to build it again one level deeper for a task that
     # reuses this agent (its action tools carry their depth).
-    own_tools: Sequence[ToolDefinition] = ()
+    own_tools: Sequence[ToolDefinition | MCPTools] = ()
     actions: Sequence[ActionDefinition[Any, Any]] = ()
     # A task's working directory (absolute), where its workspace tools and shell commands
     # resolve relative paths; None: the sandbox's.
     cwd: str | None = None
+    # What the session found in its working directory (AGENTS.md, skills).
+    workspace: WorkspaceContext = EMPTY
+
+    @cached_property
+    def system_prompt(self) -> str | None:
+        return system_prompt(self.instructions, self.workspace, self.skills)
+
+    def with_workspace(self, context: WorkspaceContext) -> AgentScope:
+        """This scope with ``context`` discovered: its skills join the declared ones (a
+        previous discovery's are replaced)."""
+        declared = {n: s for n, s in self.skills.items() if isinstance(s, SkillDefinition)}
+        skills = merge_skills(declared, context.skills)
+        return dataclasses.replace(self, skills=skills, workspace=context)
 
     @classmethod
     def root(cls, config: AgentConfig, tools: ToolBox, *, depth: int = 0) -> AgentScope:

@@ -35,6 +35,7 @@ from .sink import EventSink
 from .skills import skill_prompt, skill_tools
 from .tasks import plan_task, run_task, task_tool
 from .tools import ToolBox
+from .workspace_context import discover
 
 if TYPE_CHECKING:
     from .harness import Harness
@@ -112,6 +113,9 @@ class Session:
         # longer says how large the conversation is (see context_budget.context_tokens).
         self._counted_from = 0
         self._active_kind: str | None = None
+        # Whether the workspace context has been read (it is, at the first prompt that finds
+        # a sandbox to read it from).
+        self._discovered = False
 
     @property
     def fs(self) -> SandboxFs:
@@ -196,10 +200,20 @@ class Session:
         signal: AbortSignal | None = None,
     ) -> CallHandle[Any]:
         """Run one of the agent's skills, with ``args`` (JSON data) if given."""
-        skill = self._scope.skills.get(name)
-        if skill is None:
+        if name not in self._scope.skills and (
+            self._discovered or self._harness.workspace_fs is None
+        ):
+            # Known now not to exist: refused before any operation starts.
             raise SkillNotRegisteredError(name=name, available=list(self._scope.skills))
-        text = skill_prompt(skill, args)
+
+        async def text(correlation: dict[str, Any]) -> str:
+            # A workspace skill may be found (and is read) only once the operation runs.
+            await self._prepare(correlation)
+            skill = self._scope.skills.get(name)
+            if skill is None:
+                raise SkillNotRegisteredError(name=name, available=list(self._scope.skills))
+            return await skill_prompt(skill, args, lambda: self._harness.fs)
+
         return self._start_prompt(
             "skill", text, result, model, thinking_level, images, tools, signal
         )
@@ -244,10 +258,25 @@ class Session:
 
         await self._start("compact", body)
 
+    async def _prepare(self, correlation: Mapping[str, Any]) -> None:
+        """Before the agent's first turn in this session: discover the workspace context (once)
+        and connect the agent's MCP servers (once per run)."""
+        if not self._discovered:
+            fs = self._harness.workspace_fs
+            if fs is not None:
+
+                def warn(message: str) -> None:
+                    self._sink.emit("log", {"level": "warn", "message": message, **correlation})
+
+                context = await discover(fs, self._scope.cwd or fs.cwd, warn)
+                self._scope = self._scope.with_workspace(context)
+            self._discovered = fs is not None
+        await self._scope.tools.ready()
+
     def _start_prompt(
         self,
         kind: str,
-        text: str,
+        text: str | Callable[[dict[str, Any]], Awaitable[str]],
         result: Any,
         model: str | None,
         thinking_level: ThinkingLevel | None,
@@ -262,7 +291,7 @@ class Session:
         async def body(correlation: dict[str, Any]) -> Outcome:
             return await self._run_prompt(
                 correlation,
-                text,
+                text if isinstance(text, str) else await text(correlation),
                 model=model,
                 thinking_level=thinking_level,
                 images=attached,
@@ -339,7 +368,8 @@ class Session:
     def _framework_tools(
         self, call_tools: Sequence[ToolDefinition] = ()
     ) -> dict[str, FrameworkTool]:
-        return {**skill_tools(self._scope.skills), **task_tool(self, call_tools)}
+        skills = skill_tools(self._scope.skills, lambda: self._harness.fs)
+        return {**skills, **task_tool(self, call_tools)}
 
     def shell(
         self,

@@ -6,11 +6,12 @@ never reach an event, and neither do the argument values of the call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..clock import Clock
 from ..events import error_payload
+from .replay import replay_of
 from .sandbox import Sandbox, ShellResult
 from .sink import EventSink
 
@@ -39,26 +40,57 @@ async def run_shell(
     ids = {"toolName": "bash", "toolCallId": call_id}
     sink.emit("tool_start", {**ids, **correlation})
 
-    def finish(text: str, exit_code: int) -> None:
+    def finish(text: str, exit_code: int, stderr: str = "") -> None:
+        details: dict[str, Any] = {"command": command, "exitCode": exit_code}
+        if stderr:
+            # The text is stdout then stderr; a replay splits it back (see below).
+            details["stderr"] = stderr
         sink.emit(
             "tool",
             {
                 **ids,
                 "isError": exit_code != 0,
-                "result": {
-                    "content": [{"type": "text", "text": text}],
-                    "details": {"command": command, "exitCode": exit_code},
-                },
+                "result": {"content": [{"type": "text", "text": text}], "details": details},
                 "durationMs": clock.now_ms() - started,
                 **correlation,
             },
         )
 
+    replay = replay_of(sink)
+    if replay is not None:
+        recorded = replay.answer(
+            "tool",
+            f"tool bash {command!r} toolCallId={call_id}",
+            lambda event: (
+                event.get("toolCallId") == call_id
+                and ((event.get("result") or {}).get("details") or {}).get("command") == command
+            ),
+        )
+        if recorded is not None:
+            return _replayed(recorded, finish)
     try:
         result = await sandbox.run(command, cwd=cwd, env=env, timeout=timeout)
     except BaseException as error:  # recorded, then the caller sees the error itself
         failure = error_payload(error)
         finish(f"{failure['name']}: {failure['message']}", -1)
         raise
-    finish(result.stdout + result.stderr, result.exit_code)
+    finish(result.stdout + result.stderr, result.exit_code, result.stderr)
     return result
+
+
+class ReplayedShellError(RuntimeError):
+    """A command whose sandbox raised when it first ran: the replay raises it again."""
+
+
+def _replayed(recorded: dict[str, Any], finish: Callable[[str, int, str], None]) -> ShellResult:
+    """A command's result as its ``tool`` event recorded it (the command is not run again)."""
+    result = recorded.get("result") or {}
+    details = result.get("details") or {}
+    content = result.get("content") or [{}]
+    text = str(content[0].get("text", ""))
+    exit_code = int(details.get("exitCode", 0))
+    stderr = str(details.get("stderr", ""))
+    finish(text, exit_code, stderr)
+    if exit_code == -1:
+        raise ReplayedShellError(text)
+    return ShellResult(stdout=text[: len(text) - len(stderr)], stderr=stderr, exit_code=exit_code)

@@ -10,15 +10,20 @@ import pydantic
 
 from ..clock import Clock
 from ..definitions import ToolDefinition, check_tool_names, validation_issues
+from ..definitions.tools import own_tool_names
 from ..errors import (
     ToolInputValidationError,
+    ToolNameConflictError,
     ToolOutputSerializationError,
     ToolOutputValidationError,
 )
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
+from ..mcp import MCPTools
 from ..models import ToolSpec
 from ..observation import ToolExecution, context_of, intercept, observing
+from .mcp_connection import MCPConnections, MCPTool
+from .replay import replay_of
 from .sink import EventSink
 
 __all__ = ["ToolBox", "tool_spec"]
@@ -38,20 +43,27 @@ class ToolBox:
 
     def __init__(
         self,
-        tools: Sequence[ToolDefinition],
+        tools: Sequence[ToolDefinition | MCPTools],
         *,
         workspace: Sequence[ToolDefinition] = (),
         sink: EventSink,
         clock: Clock,
         run_id: str = "",
+        mcp: MCPConnections | None = None,
     ) -> None:
-        # ``tools`` are the agent's own (its tools, its actions as tools, a call's tools=),
-        # held to the same name rule as at definition; ``workspace`` the built-in ones.
-        check_tool_names(tool.name for tool in tools)
+        # ``tools`` are the agent's own (its tools, its actions as tools, a call's tools=, its
+        # MCP servers), held to the same name rule as at definition; ``workspace`` the
+        # built-in ones.
+        check_tool_names(own_tool_names(tools))
         self._own = list(tools)
         self._workspace = list(workspace)
-        every = [*workspace, *tools]
+        every = [*workspace, *(tool for tool in tools if isinstance(tool, ToolDefinition))]
         self._tools = {tool.name: tool for tool in every}
+        # MCP servers' tools are known only once the run connects to them (ready()).
+        self._servers = [tool for tool in tools if isinstance(tool, MCPTools)]
+        self._mcp_tools: dict[str, MCPTool] = {}
+        self._mcp = mcp
+        self._connected = not self._servers
         self._sink = sink
         self._clock = clock
         self._run_id = run_id
@@ -67,7 +79,27 @@ class ToolBox:
             sink=self._sink,
             clock=self._clock,
             run_id=self._run_id,
+            mcp=self._mcp,
         )
+
+    async def ready(self) -> None:
+        """Connect to the agent's MCP servers (once per run) and add their tools; a server
+        that cannot be reached fails with MCPConnectionError, a tool name taken twice with
+        ToolNameConflictError. Without MCP servers this returns at once."""
+        if self._connected:
+            return
+        if self._mcp is None:
+            raise RuntimeError("This agent's MCP tools have no connections to come from.")
+        found: dict[str, MCPTool] = {}
+        for server in self._servers:
+            for tool in await self._mcp.tools(server):
+                if tool.name in self._tools or tool.name in found:
+                    raise ToolNameConflictError(name=tool.name)
+                found[tool.name] = tool
+        if not self._connected:  # two sessions may have been connecting at once
+            self._mcp_tools = found
+            self.specs = [*self.specs, *(tool.spec for tool in found.values())]
+            self._connected = True
 
     async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""
@@ -81,8 +113,26 @@ class ToolBox:
         )
         is_error = True
         tool = self._tools.get(name)
-        if tool is None:
-            available = ", ".join(self._tools) or "none"
+        remote = self._mcp_tools.get(name) if tool is None else None
+        recorded = None
+        replay = replay_of(self._sink)
+        # An MCP call, like an agent's own tool, reaches outside the run: answered from the log.
+        answer_from_log = remote is not None or (tool is not None and not tool.rerun_on_replay)
+        if replay is not None and answer_from_log:
+            recorded = replay.answer(
+                "tool",
+                f"tool {name} toolCallId={call_id}",
+                lambda event: event.get("toolCallId") == call_id,
+            )
+        content: list[dict[str, Any]]
+        if recorded is not None:
+            text = ""
+            content = (recorded.get("result") or {}).get("content") or []
+            is_error = bool(recorded.get("isError"))
+        elif remote is not None:
+            text, is_error = await self._call_remote(remote, call_id, call.get("arguments"), turn)
+        elif tool is None:
+            available = ", ".join([*self._tools, *self._mcp_tools]) or "none"
             text = f'Tool "{name}" is not available. Available tools: {available}.'
         else:
             try:
@@ -102,7 +152,8 @@ class ToolBox:
                 except Exception as error:  # reported to the model, which may try again
                     failure = error_payload(error)
                     text = f"{failure['name']}: {failure['message']}"
-        content = [{"type": "text", "text": text}]
+        if recorded is None:
+            content = [{"type": "text", "text": text}]
         self._sink.emit(
             "tool",
             {
@@ -122,6 +173,24 @@ class ToolBox:
             "isError": is_error,
             "timestamp": self._clock.now_ms(),
         }
+
+    async def _call_remote(
+        self, tool: MCPTool, call_id: str, arguments: Any, turn: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """(text, is_error) of an MCP tool call; the server validates the arguments."""
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            return f"Invalid arguments for tool {tool.name}: expected an object.", True
+        try:
+            return await intercept(
+                ToolExecution(call_id, tool.name),
+                context_of(self._run_id, turn),
+                lambda: tool.call(arguments),
+            )
+        except Exception as error:  # reported to the model, as a local tool's failure is
+            failure = error_payload(error)
+            return f"{failure['name']}: {failure['message']}", True
 
 
 @lru_cache(maxsize=1024)

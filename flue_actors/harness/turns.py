@@ -13,8 +13,15 @@ __all__ = ["response_info", "turn_error"]
 
 def turn_error(error: BaseException) -> dict[str, Any]:
     failure: dict[str, Any] = {"type": "model_error", **error_payload(error)}
-    if isinstance(error, ModelRequestError) and error.code is not None:
-        failure["code"] = error.code
+    if isinstance(error, ModelRequestError):
+        if error.code is not None:
+            failure["code"] = error.code
+        # Whether it was retried, and after how long the provider asked: what a replay of the
+        # turn needs to take the same path.
+        if error.transient:
+            failure["transient"] = True
+        if error.retry_after is not None:
+            failure["retryAfter"] = error.retry_after
     return failure
 
 
@@ -28,4 +35,8 @@ def response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, 
         info["responseId"] = response.response_id
     if response.response_model is not None:
         info["responseModel"] = response.response_model
+    if response.stop_reason == "error" and response.error_message is not None:
+        info["errorMessage"] = response.error_message
+    if response.batch_id is not None:
+        info["batch"] = {"id": response.batch_id, "customId": response.custom_id}
     return info

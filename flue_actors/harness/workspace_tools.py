@@ -142,7 +142,11 @@ def workspace_tools(sandbox: Callable[[], Sandbox], cwd: str | None = None) -> l
         return "\n".join(matches) if matches else "No files matched."
 
     def tool(name: str, description: str, input: type[BaseModel], run: Any) -> ToolDefinition:
-        return ToolDefinition(name=name, description=description, input=input, run=run)
+        # bash is answered from the log on replay (a command is never run twice); the others
+        # only read or change the sandbox, which a replay must rebuild, so they run again.
+        return ToolDefinition(
+            name=name, description=description, input=input, run=run, rerun_on_replay=name != "bash"
+        )
 
     tools = [
         tool("read", "Read a text file from the workspace.", ReadInput, read),

@@ -1,6 +1,6 @@
 """Admission, execution and reading of runs; the backends that host RunActors."""
 
-from .backend import LocalBackend, RunBackend
+from .backend import BackendFactory, LocalBackend, RunBackend
 from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .run_actor import RunActor
@@ -8,6 +8,7 @@ from .runtime import RunReceipt, Runtime
 from .services import RunServices
 
 __all__ = [
+    "BackendFactory",
     "BatchItem",
     "DiscoveredWorkflow",
     "LocalBackend",

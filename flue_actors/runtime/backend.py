@@ -13,10 +13,10 @@ from ..events import RunAdmittedEvent
 from ..store import EventStore
 from .lease import OwnerLease, process_owner_name
 from .recovery import end_interrupted_run
-from .run_actor import RunActor
+from .run_actor import RunActor, read_run_events
 from .services import RunServices
 
-__all__ = ["LocalBackend", "RunBackend"]
+__all__ = ["BackendFactory", "LocalBackend", "RunBackend"]
 
 logger = logging.getLogger("flue_actors.runtime")
 
@@ -50,6 +50,17 @@ class RunBackend(Protocol):
         """Release resources. Runs hosted in this process get ``grace_seconds`` to finish
         (``None``: as long as they take); any still going then is ended ``run_interrupted``."""
         ...
+
+
+class BackendFactory(Protocol):
+    """Builds a Runtime's backend from what the Runtime made: its services, the store's URL
+    (``None`` when the Runtime was given a store object; a backend whose hosts open the store
+    themselves needs the URL) and whether the caller passed a model registry (a backend whose
+    hosts build their own from ``FLUE_MODEL`` cannot use one)."""
+
+    def __call__(
+        self, services: RunServices, *, database_url: str | None, models_given: bool
+    ) -> RunBackend: ...
 
 
 class LocalBackend:
@@ -94,7 +105,36 @@ class LocalBackend:
         """Start an admitted run in this event loop (a Ray host admits a batch, then starts
         each of its runs here)."""
         self.lease.keep_alive()
-        actor = RunActor(header, self._services)
+        self._launch(RunActor(header, self._services))
+
+    async def resume(self, run_id: str) -> bool:
+        """Take over a run whose owner is gone and resume it here by replay (its workflow
+        again from the top, answered from its log). ``False`` if it is not to be resumed
+        (no such run, its workflow is unknown here or says ``recovery="fail"``, or it has its
+        ``run_end`` already): the caller then ends it. ``True`` also when another process
+        took it over first."""
+        store = self._services.store
+        header = await store.read_header(run_id)
+        if header is None or run_id in self._actors:
+            return run_id in self._actors
+        workflows = self._services.workflows
+        name = header["workflowName"]
+        if name not in workflows or workflows.get(name).definition.recovery != "resume":
+            return False
+        previous = await store.owner_of(run_id)
+        self.lease.keep_alive()
+        await self.lease.beat()  # alive before it owns the run, so no sweep takes it back
+        if not await store.claim_run(run_id, self.lease.owner, previous=previous):
+            return True
+        recorded, length = await read_run_events(store, run_id)
+        if any(event["type"] == "run_end" for event in recorded):
+            return False  # ended, not closed: the caller reconciles it
+        # The first append (run_resume) is fenced at ``length``: an owner that was only
+        # presumed dead and wrote meanwhile keeps the run, and this replay stops.
+        self._launch(RunActor(header, self._services, recorded=recorded, stream_length=length))
+        return True
+
+    def _launch(self, actor: RunActor) -> None:
         run_id = actor.run_id
         task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
             actor.run(), name=f"flue-run-{run_id}"

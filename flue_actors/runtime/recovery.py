@@ -13,6 +13,7 @@ asked) ends the run the same way, with ``run_cancelled`` instead of ``run_interr
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from ..clock import Clock, parse_timestamp
 from ..errors import (
@@ -124,11 +125,21 @@ async def end_orphaned_runs(
     *,
     stale_before_ms: int,
     owner: str | None = None,
+    resume: Callable[[str], Awaitable[bool]] | None = None,
 ) -> list[str]:
-    """End every orphaned run (see ``EventStore.orphaned_runs``); returns the ones ended."""
+    """End every orphaned run (see ``EventStore.orphaned_runs``); returns the ones ended.
+    With ``resume``, each orphan is offered to it first: ``True`` means it took the run over
+    (or another process did), which is then left alone."""
     orphans = await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner)
     ended = []
     for run_id in orphans:
+        if resume is not None:
+            try:
+                if await resume(run_id):
+                    logger.warning("run %s: its owner is gone; resumed here by replay", run_id)
+                    continue
+            except Exception as error:  # it can still be ended, which is the next best thing
+                logger.error("run %s could not be resumed: %s", run_id, error)
         if await end_interrupted_run(store, run_id, clock):
             logger.warning("run %s was interrupted (its owner is gone) and has been ended", run_id)
             ended.append(run_id)

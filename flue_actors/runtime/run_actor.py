@@ -12,9 +12,11 @@ from typing import Any
 
 from ..clock import parse_timestamp
 from ..definitions import ActionContext, AgentContext
-from ..errors import RunCancelledError
+from ..errors import ReplayDivergenceError, RunCancelledError
 from ..events import RunAdmittedEvent, error_payload
 from ..harness import Harness, RunLog
+from ..harness.replay import Replay
+from ..ids import run_ids
 from ..jsonvalue import UNSET, JsonValue
 from ..observation import (
     EventContext,
@@ -23,21 +25,62 @@ from ..observation import (
     dispatch,
     intercept,
 )
+from ..store import EventStore, run_stream
 from . import ambient
 from .run_stream import RunStream
 from .services import RunServices
 
-__all__ = ["RunActor"]
+__all__ = ["RunActor", "read_run_events"]
+
+
+async def read_run_events(store: EventStore, run_id: str) -> tuple[list[dict[str, Any]], int]:
+    """Every event of the run's stream, in order, and the stream's length."""
+    events: list[dict[str, Any]] = []
+    offset, length = "-1", 0
+    while True:
+        page = await store.read(run_stream(run_id), offset=offset, limit=1000)
+        events.extend(event.data for event in page.events)
+        if page.events:
+            length = page.events[-1].seq + 1
+        offset = page.next_offset
+        if page.up_to_date or not page.events:
+            return events, length
 
 
 class RunActor:
-    def __init__(self, header: RunAdmittedEvent, services: RunServices) -> None:
+    def __init__(
+        self,
+        header: RunAdmittedEvent,
+        services: RunServices,
+        *,
+        recorded: list[dict[str, Any]] | None = None,
+        stream_length: int = 0,
+        strict: bool = False,
+    ) -> None:
+        """``recorded``: the run's events so far, to resume it (``run_resume``, then its
+        workflow again from the top, answered from them; ``stream_length`` is the stream's
+        length when they were read, the fence of the first append). ``strict``: a replay
+        check that treats an operation the log lacks as a divergence."""
         self.run_id = header["runId"]
         self.workflow_name = header["workflowName"]
         self._header = header
         self._services = services
         self._started_ms = parse_timestamp(header["startedAt"])
-        self._stream = RunStream(services.store, self.run_id, services.clock)
+        if recorded is None:
+            self._stream = RunStream(services.store, self.run_id, services.clock)
+            self.replay: Replay | None = None
+        else:
+            last = max((int(event.get("eventIndex", -1)) for event in recorded), default=-1)
+            self._stream = RunStream(
+                services.store,
+                self.run_id,
+                services.clock,
+                next_seq=stream_length,
+                next_index=last + 1,
+            )
+            self.replay = Replay(recorded, strict=strict)
+            self.replay.on_divergence = self._diverged
+            self._stream.replay = self.replay
         # Ended from elsewhere (cancelled before this host took it, recovered while it was
         # presumed dead): nothing it does can be recorded any more, so it stops now rather than
         # running the workflow to its end for nobody.
@@ -58,6 +101,18 @@ class RunActor:
             self._harness.abort(reason)
         if self._body is not None:
             self._body.cancel(reason)
+
+    @property
+    def _divergence(self) -> ReplayDivergenceError | None:
+        return None if self.replay is None else self.replay.divergence
+
+    def _diverged(self, divergence: ReplayDivergenceError) -> None:
+        """The code no longer makes the operations its log holds: stop it; the run ends with
+        the divergence (nothing it emitted since was written)."""
+        if self._harness is not None:
+            self._harness.abort(divergence.message)
+        if self._body is not None and not self._body.done():
+            self._body.cancel(divergence.message)
 
     async def run(self) -> dict[str, Any]:
         """Execute the run to its end and return its ``run_end`` event."""
@@ -82,6 +137,12 @@ class RunActor:
         self._body = asyncio.get_running_loop().create_task(
             intercept(execution, context, self._execute)
         )
+        if self.replay is not None and not self.replay.strict:
+            # Written first, past everything the log holds, whatever the replay then matches.
+            resume = {k: v for k, v in start.items() if k != "input"}
+            self.replay.live = True
+            self._stream.emit("run_resume", resume)
+            self.replay.live = not self.replay.events
         self._stream.emit("run_start", start)
         if self._cancel_reason is not None:
             self._body.cancel(self._cancel_reason)
@@ -90,11 +151,15 @@ class RunActor:
         try:
             result = await self._body
         except asyncio.CancelledError:
-            if self._cancel_reason is None:
+            if self._cancel_reason is None and self._divergence is None:
                 raise
         except Exception as failure:
             error = failure
-        if self._cancel_reason is not None:
+        if self.replay is not None and error is None and self._cancel_reason is None:
+            self.replay.finish()  # returned before making every operation the log holds
+        if self._divergence is not None:
+            error = self._divergence
+        elif self._cancel_reason is not None:
             # Requested cancellation decides the outcome, whatever the workflow made of the
             # AbortError its operations saw.
             error = RunCancelledError(run_id=self.run_id, reason=self._cancel_reason)
@@ -130,7 +195,7 @@ class RunActor:
             models=services.models,
             sink=self._stream,
             clock=services.clock,
-            ids=services.ids,
+            ids=run_ids(services.ids, self.run_id),
             run_id=self.run_id,
         )
         self._harness = harness

@@ -22,6 +22,7 @@ from typing import Any, Final
 from ..clock import Clock, format_timestamp
 from ..errors import EventNotStorableError, FlueError, StreamClosedError, StreamConflictError
 from ..events import BUFFERED_EVENT_TYPES, EVENT_VERSION, error_payload
+from ..harness.replay import Replay
 from ..jsonvalue import dumps
 from ..observation import EventContext, dispatch, observing
 from ..store import EventStore, run_stream
@@ -77,6 +78,9 @@ class RunStream:
         # Called once when the log refuses this writer (see ``fenced``), so its owner can stop
         # work that can no longer be recorded.
         self.on_fenced: Callable[[], None] | None = None
+        # A resumed run: what the log already holds, matched instead of written until the
+        # replay goes live (see ``harness.replay``).
+        self.replay: Replay | None = None
         # The run as observers see it; None: not observed (a stream written for recovery).
         self.observed_as: EventContext | None = None
 
@@ -102,6 +106,14 @@ class RunStream:
     def emit(
         self, type: str, payload: dict[str, Any], *, detail: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
+        replay = self.replay
+        if replay is not None and not replay.live:
+            # A resumed run: what the log holds is matched, not written (nor observed) again.
+            recorded = replay.take(type, payload)
+            if recorded is not None:
+                return recorded
+            if not replay.live:
+                return {"type": type, **payload}  # diverged: nothing more is written
         event = self._stamp(type, payload)
         self._pending.append(event)
         if self.observed_as is not None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from ..clock import Clock, SystemClock, format_timestamp
 from ..definitions import WorkflowDefinition
@@ -29,7 +29,7 @@ from ..errors import (
 from ..events import RunAdmittedEvent
 from ..ids import IdSource, UlidIds
 from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
-from ..models import ModelRegistry
+from ..models import ModelBatches, ModelRegistry
 from ..records import RunPage, RunRecord, RunStatus
 from ..store import (
     MAX_KEY_LENGTH,
@@ -45,7 +45,7 @@ from ..store import (
     run_stream,
 )
 from . import ambient
-from .backend import LocalBackend, RunBackend
+from .backend import BackendFactory, LocalBackend, RunBackend
 from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .lease import (
@@ -119,13 +119,18 @@ class Runtime:
     ``store`` is an :class:`EventStore` or a database URL (default: ``FLUE_DATABASE_URL``, else
     ``.flue/flue.db``). ``models`` defaults to the registry ``FLUE_MODEL`` configures.
 
-    ``backend`` is where runs execute: ``"local"`` (this process, the default) or ``"ray"``
-    (RunHosts on the Ray cluster at ``address``, or ``FLUE_RAY_ADDRESS``; with neither, a private
-    local Ray instance), or any :class:`RunBackend`.
+    ``backend`` is where runs execute: this process (the default), a :class:`RunBackend`, or a
+    :class:`BackendFactory` called with the runtime's services, such as
+    :class:`~flue_actors.runtime.ray.RayCluster` (RunHosts on a Ray cluster).
 
     ``lease_seconds`` and ``sweep_seconds`` govern recovery once :meth:`serve` is called:
-    a run whose owner has not heartbeated for ``lease_seconds`` is ended ``run_interrupted`` by
-    a sweep made every ``sweep_seconds``, so an orphaned run is terminal within their sum.
+    a sweep made every ``sweep_seconds`` finds each run whose owner has not heartbeated for
+    ``lease_seconds``; on the local backend it is resumed here by replay (unless its workflow
+    says ``recovery="fail"``), otherwise ended ``run_interrupted``.
+
+    ``model_batches`` (a :class:`~flue_actors.models.ModelBatches`) sends every Anthropic model
+    turn of this runtime's runs through the Message Batches API, at half the price: one
+    collector per runtime, so turns of all its runs share batches.
     """
 
     def __init__(
@@ -133,16 +138,27 @@ class Runtime:
         workflows: WorkflowSource,
         *,
         store: EventStore | str | None = None,
-        backend: RunBackend | Literal["local", "ray"] = "local",
-        address: str | None = None,
+        backend: RunBackend | BackendFactory | None = None,
         models: ModelRegistry | None = None,
         clock: Clock | None = None,
         ids: IdSource | None = None,
         env: Mapping[str, str] | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+        model_batches: ModelBatches | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
+        if model_batches is not None and backend is not None:
+            raise ValueError(
+                "model_batches runs on this process's backend; on Ray the hosts' shared "
+                "collector is not wired into the runtime yet."
+            )
+        if model_batches is not None:
+            models = (
+                models.with_model_batches(model_batches)
+                if models is not None
+                else ModelRegistry.from_environment(model_batches=model_batches)
+            )
         self.workflows = _registry(workflows)
         if store is None or isinstance(store, str):
             self.database_url: str | None = absolute_database_url(store)
@@ -163,32 +179,21 @@ class Runtime:
         self.supervisor = LeaseSupervisor(
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
-        self.backend: RunBackend = self._backend(backend, address, models)
+        if backend is None:
+            self.backend: RunBackend = LocalBackend(self.services)
+        elif callable(backend):
+            self.backend = backend(
+                self.services, database_url=self.database_url, models_given=models is not None
+            )
+        else:
+            self.backend = backend
+        resume = getattr(self.backend, "resume", None)
+        if resume is not None:
+            # Orphans are resumed by replay (workflows with recovery="resume"): here on the
+            # local backend, on a live host on Ray.
+            self.supervisor.resume = resume
         self._closed = False
         ambient.serving(self)  # ambient invoke() outside runs finds it, until it is closed
-
-    def _backend(
-        self,
-        backend: RunBackend | Literal["local", "ray"],
-        address: str | None,
-        models: ModelRegistry | None,
-    ) -> RunBackend:
-        if backend == "local":
-            return LocalBackend(self.services)
-        if backend != "ray":
-            return backend
-        if self.database_url is None:
-            raise ValueError("The Ray backend needs the store as a URL that every host can open.")
-        if models is not None:
-            raise ValueError("The Ray backend takes its model from FLUE_MODEL, not a registry.")
-        from .ray import RayBackend  # Ray is imported only when it is used
-
-        return RayBackend(
-            self.services,
-            database_url=self.database_url,
-            address=address or os.environ.get("FLUE_RAY_ADDRESS") or None,
-            model=self.services.env.get("FLUE_MODEL"),
-        )
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -473,6 +478,11 @@ class Runtime:
         if record is None or record.is_terminal:
             return False
         raise RuntimeError(f"run {run_id} could not be cancelled: its stream kept moving")
+
+    async def rebuild_records(self) -> int:
+        """Drop every run record and refold it from the log (after tampering, or a projection
+        bug). Returns how many were rebuilt."""
+        return await self.store.rebuild_records()
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from ..clock import Clock
 from ..store import EventStore
@@ -27,9 +28,18 @@ logger = logging.getLogger("flue_actors.supervisor")
 
 class LeaseSupervisor:
     def __init__(
-        self, store: EventStore, clock: Clock, *, lease_seconds: float, sweep_seconds: float
+        self,
+        store: EventStore,
+        clock: Clock,
+        *,
+        lease_seconds: float,
+        sweep_seconds: float,
+        resume: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
+        # Offered each orphan first (the local backend replays it here); what it declines is
+        # ended ``run_interrupted``.
+        self.resume = resume
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
         self._store = store
@@ -45,7 +55,10 @@ class LeaseSupervisor:
     async def sweep(self) -> list[str]:
         """One sweep: end every run whose owner has been silent for the lease."""
         ended = await end_orphaned_runs(
-            self._store, self._clock, stale_before_ms=lease_deadline_ms(self.lease_seconds)
+            self._store,
+            self._clock,
+            stale_before_ms=lease_deadline_ms(self.lease_seconds),
+            resume=self.resume,
         )
         self.swept += 1
         self.ended += len(ended)

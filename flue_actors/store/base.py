@@ -108,6 +108,15 @@ class EventStore(Protocol):
 
     async def owner_of(self, run_id: str) -> str | None: ...
 
+    async def read_header(self, run_id: str) -> RunAdmittedEvent | None:
+        """The run's admission header (``None`` if there is no such run)."""
+        ...
+
+    async def claim_run(self, run_id: str, owner: str, *, previous: str | None) -> bool:
+        """Make ``owner`` the run's owner if ``previous`` still is (``None``: it has none), in
+        one compare-and-set: of two processes taking over one orphaned run, one wins."""
+        ...
+
     async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
         """Active runs nobody is executing. With ``owner``: the owner's active runs admitted
         before ``stale_before_ms`` (a restarted host asking about its previous life). Without:
@@ -141,11 +150,6 @@ class EventStore(Protocol):
         the stream in the same transaction. A missing stream raises ``StreamMissingError``; a
         closed one ``StreamClosedError``.
         """
-        ...
-
-    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
-        """Append unless ``key`` was appended before: the same payload returns the original
-        offset, a different one raises ``StreamPayloadConflictError``."""
         ...
 
     async def close_stream(self, path: str) -> None:

@@ -16,7 +16,7 @@ from ..events import RunError
 from ..ids import SequentialIds
 from ..jsonvalue import UNSET
 from ..models import ModelRegistry, RetryPolicy
-from ..records import RunRecord, RunStatus
+from ..records import RunRecord, RunStatus, admission_header
 from ..runtime import Runtime, WorkflowRegistry
 from ..runtime.discovery import DiscoveredWorkflow
 from ..store import SqliteEventStore
@@ -93,8 +93,13 @@ class FlueTestKit:
         *,
         workflows: Mapping[str, WorkflowDefinition] | str | Path | None = None,
         env: Mapping[str, str] | None = None,
+        always_replay: bool = False,
     ) -> None:
         self.fake_model = fake_model
+        # Every run this kit makes is then checked by replaying it, whole and interrupted
+        # after each of its operations (see ``replay``); a run that fails the check fails
+        # the test.
+        self.always_replay = always_replay
         if workflows is None:
             registry = WorkflowRegistry()
         elif isinstance(workflows, (str, Path)):
@@ -150,15 +155,42 @@ class FlueTestKit:
         error = record.error
         if isinstance(workflow, str):  # the invocation found it, so the registry has it
             workflow = self.runtime.workflows.get(workflow).definition
+        events = await self.runtime.events(record.run_id)
+        if self.always_replay:
+            await self._check_replays(record, events, interrupted=True)
         return RunResult(
             run_id=record.run_id,
             status=record.status,
             result=None if record.result is UNSET else record.result,
             error=error,
             record=record,
-            events=await self.runtime.events(record.run_id),
+            events=events,
             workflow=workflow,
         )
+
+    async def _check_replays(
+        self, record: RunRecord, events: list[dict[str, Any]], *, interrupted: bool
+    ) -> None:
+        from .replay_check import check_interrupted_replays, check_replay
+
+        header = admission_header(record)
+        services = self.runtime.services
+        await check_replay(header, events, services)
+        if interrupted:
+            await check_interrupted_replays(header, events, services)
+
+    async def replay_async(self, run: RunResult[Any]) -> None:
+        """``replay`` in an ``async def`` test."""
+        await self._check_replays(run.record, run.events, interrupted=False)
+
+    def replay(self, run: RunResult[Any]) -> None:
+        """Run the workflow of a finished ``run`` again against its log, as Temporal's Replayer
+        does: every operation is answered from the log (no model call, no tool or command
+        run), and the test fails with :class:`~flue_actors.testing.ReplayMismatchError` and
+        a diff of the two operation lists if the code no longer makes exactly those
+        operations or ends otherwise. The workflow is this kit's of the run's name, so a run
+        made by another kit (the old code) checks the code registered here (the new)."""
+        self.drive(self.replay_async(run))
 
     @overload
     def run(

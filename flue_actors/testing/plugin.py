@@ -10,6 +10,7 @@ of the kit when a test asks for it.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,30 @@ def project_root(config: pytest.Config) -> Path | None:
         if (candidate / "workflows").is_dir():
             return candidate
     return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "flue_always_replay",
+        type="bool",
+        default=False,
+        help="flue_actors: check every run the flue fixture makes by replaying it, whole and "
+        "interrupted after each operation (also FLUE_ALWAYS_REPLAY=1)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "flue_always_replay: the flue fixture replay-checks every run of this test",
+    )
+
+
+def always_replay(config: pytest.Config) -> bool:
+    """Whether the ``flue`` fixture replay-checks every run (ini or environment)."""
+    if os.environ.get("FLUE_ALWAYS_REPLAY", "").strip().lower() in ("1", "true", "yes"):
+        return True
+    return bool(config.getini("flue_always_replay"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -91,7 +116,12 @@ def flue(fake_model: FakeModel, request: pytest.FixtureRequest) -> Iterator[Flue
     from .kit import FlueTestKit
 
     root = project_root(request.config)
-    kit = FlueTestKit(fake_model, workflows=root / "workflows" if root is not None else None)
+    kit = FlueTestKit(
+        fake_model,
+        workflows=root / "workflows" if root is not None else None,
+        always_replay=always_replay(request.config)
+        or request.node.get_closest_marker("flue_always_replay") is not None,
+    )
     try:
         yield kit
     finally:

@@ -160,7 +160,7 @@ def test_workflow_action_form_refuses_input_or_output_even_when_none(key: str) -
     # Flue checks for the key (own property), not for a value: ``input: undefined`` is refused too.
     action = _action()
     with pytest.raises(DefinitionError, match=r"does not accept input or output"):
-        define_workflow(agent=AGENT, action=action, **{key: None})
+        define_workflow(agent=AGENT, action=action, **{key: None})  # type: ignore[call-overload]
 
 
 def test_workflow_refuses_both_action_and_run() -> None:

@@ -304,11 +304,11 @@ async def test_an_agent_built_on_a_profile_runs_with_the_merged_config() -> None
     await (await harness.session()).prompt("go")
 
     [request] = fake.requests
-    assert (request.model, request.thinking_level, request.system_prompt) == (
-        "base",
-        "high",
-        "Base.",
-    )
+    assert (request.model, request.thinking_level) == ("base", "high")
+    # The instructions, then the catalog of the profile's skill.
+    assert request.system_prompt is not None
+    assert request.system_prompt.startswith("Base.\n\n## Available Skills\n\n")
+    assert request.system_prompt.endswith("\n- **s1** — d")
     assert "stamp" in {tool.name for tool in request.tools}
 
 

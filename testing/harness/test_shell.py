@@ -40,7 +40,9 @@ async def test_harness_shell_emits_bash_tool_events_and_no_operation() -> None:
         "isError": False,
         "result": {
             "content": [{"type": "text", "text": "out\nerr\n"}],
-            "details": {"command": "echo out; echo err >&2", "exitCode": 0},
+            # stderr on its own too: a resumed run answers the command from this event and
+            # must give back stdout and stderr apart.
+            "details": {"command": "echo out; echo err >&2", "exitCode": 0, "stderr": "err\n"},
         },
         "durationMs": end["durationMs"],
         "harness": "default",

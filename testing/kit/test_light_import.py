@@ -31,10 +31,13 @@ HEAVY = frozenset(
         "httpx2",
         "hypothesis",
         "just_bash",
+        "mcp",
+        "mcp_types",
         "ray",
         "respx",
         "starlette",
         "uvicorn",
+        "yaml",
     }
 )
 

@@ -9,21 +9,21 @@ from typing import Any
 
 import pytest
 
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 from flue_actors.clock import SystemClock, format_timestamp
 from flue_actors.events import RunAdmittedEvent
 
 pytestmark = pytest.mark.ray
 
 
-async def _admit_orphan(runtime: Runtime, owner: str) -> str:
+async def _admit_orphan(runtime: Runtime, owner: str, workflow: str = "fragile") -> str:
     """A run admitted a minute ago to ``owner``, which stopped heartbeating then."""
     now = SystemClock().now_ms()
     run_id = "run_" + runtime.ids.ulid()
     header: RunAdmittedEvent = {
         "type": "run_admitted",
         "runId": run_id,
-        "workflowName": "sleeper",
+        "workflowName": workflow,
         "startedAt": format_timestamp(now - 60_000),
     }
     await runtime.store.heartbeat(owner, now - 60_000)
@@ -37,7 +37,7 @@ async def test_the_supervisor_sweeps_on_the_ray_backend_without_invocations(
     runtime = Runtime(
         project / "workflows",
         store=f"sqlite:///{project / 'flue.db'}",
-        backend="ray",
+        backend=RayCluster(),
         lease_seconds=3,
         sweep_seconds=0.2,
     )
@@ -55,6 +55,15 @@ async def test_the_supervisor_sweeps_on_the_ray_backend_without_invocations(
         record = await runtime.wait(later, timeout=10)  # a later sweep, still no invocation
         assert record.error is not None
         assert record.error["type"] == "run_interrupted"
+
+        # A workflow that resumes (the default): the sweep hands the orphan to a live host,
+        # which replays it from its log and completes it.
+        resumed = await _admit_orphan(runtime, "flue-host-00000000-lostnode0000-2", "sleeper")
+        record = await runtime.wait(resumed, timeout=30)
+        assert record.status == "completed", record.error
+        types = [event["type"] for event in await runtime.events(resumed)]
+        assert types[:2] == ["run_resume", "run_start"]
+        assert types[-1] == "run_end"
 
         # Runs on live hosts (heartbeating) outlast many sweeps.
         receipt = await runtime.invoke("sleeper", {"seconds": 1.0})

@@ -82,6 +82,15 @@ class _PastClock:
         return SystemClock().now_ms() - 60_000
 
 
+async def test_a_run_on_a_host_connects_its_mcp_server(ray_runtime: Runtime) -> None:
+    # The host starts the stdio server for the run's prompt (a failure would end the run
+    # errored with mcp_connection_failed) and stops it when the run ends.
+    record = await ray_runtime.run("mcp_notes", timeout=120)
+
+    assert record.status == "completed", record.error
+    assert record.result == "hello over mcp"
+
+
 async def test_a_dedicated_actor_still_starting_keeps_its_run(ray_runtime: Runtime) -> None:
     """Until its process is up, a dedicated actor cannot heartbeat; the admitting process holds
     the lease for it, so a sweep never ends a run whose actor is merely slow to start."""
@@ -143,9 +152,10 @@ async def test_an_import_error_on_workers_fails_the_run(ray_runtime: Runtime) ->
 
 
 async def test_killing_a_host_ends_every_one_of_its_runs(ray_runtime: Runtime) -> None:
+    """With recovery="fail" (see test_resume_on_ray.py for the default, resumption)."""
     backend = _backend(ray_runtime)
     hosts = await _host_info(ray_runtime)
-    receipts = [await ray_runtime.invoke("sleeper", {"seconds": 3.0}) for _ in range(50)]
+    receipts = [await ray_runtime.invoke("fragile", {"seconds": 3.0}) for _ in range(50)]
     run_ids = [receipt.run_id for receipt in receipts]
     owners = {run_id: await ray_runtime.store.owner_of(run_id) for run_id in run_ids}
     victim = next(iter(hosts))
@@ -223,11 +233,11 @@ def test_runs_outlive_the_process_that_admitted_them(ray_cluster: Any, project: 
     database = f"sqlite:///{project / 'flue.db'}"
     script = f"""
 import asyncio, sys
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 
 async def main():
-    runtime = Runtime({str(project / "workflows")!r}, store={database!r}, backend="ray",
-                      address={ray_cluster.address!r})
+    runtime = Runtime({str(project / "workflows")!r}, store={database!r},
+                      backend=RayCluster({ray_cluster.address!r}))
     for _ in range(5):
         receipt = await runtime.invoke("sleeper", {{"seconds": 2.0}})
         print(receipt.run_id, flush=True)

@@ -39,14 +39,15 @@ POSTGRES_URL: Final = os.environ.get(
 )
 
 BLOCKER: Final = '''\
-"""Blocks until cancelled; invocable and readable over HTTP."""
+"""Blocks until cancelled; invocable and readable over HTTP. Not resumed after a crash (it
+would block again): its orphans end run_interrupted."""
 
 import asyncio
 
 from flue_actors import ActionContext, define_agent, define_workflow
 
 
-@define_workflow(agent=define_agent(model="fake/echo"))
+@define_workflow(agent=define_agent(model="fake/echo"), recovery="fail")
 async def blocker(ctx: ActionContext[None]) -> None:
     await asyncio.Event().wait()
 

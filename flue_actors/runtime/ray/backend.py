@@ -381,11 +381,15 @@ class RayBackend:
             except ActorDiedError:
                 services = self._services
                 try:
+                    # Runs that resume are left to the host's restarted incarnation (watched
+                    # again below, it resumes them when it opens) or, if it never comes back,
+                    # to the lease sweep, which hands them to a live host (``resume``).
                     ended = await end_orphaned_runs(
                         services.store,
                         services.clock,
                         stale_before_ms=services.clock.now_ms() + 1,
                         owner=name,
+                        resume=self._resumes,
                     )
                 except Exception as error:  # the lease sweep remains the backstop
                     logger.warning("host %s died; its runs could not be ended: %s", name, error)
@@ -396,6 +400,33 @@ class RayBackend:
                 logger.warning("host %s: watching it failed: %s", name, error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _WATCH_RETRY_MAX_SECONDS)
+
+    async def _resumes(self, run_id: str) -> bool:
+        """Whether the run's workflow (as this deployment has it) resumes after a crash."""
+        header = await self._services.store.read_header(run_id)
+        workflows = self._services.workflows
+        if header is None or header["workflowName"] not in workflows:
+            return False
+        definition = workflows.get(header["workflowName"]).definition
+        # A run in an actor of its own is not resumed in a shared host.
+        return definition.recovery == "resume" and definition.placement.isolation == "host"
+
+    async def resume(self, run_id: str) -> bool:
+        """The lease sweep's offer of an orphan (its host gone for good): hand it to a live
+        host of this deployment, which resumes it by replay. ``False``: none took it."""
+        if not await self._resumes(run_id):
+            return False
+        owner = await self._services.store.owner_of(run_id)
+        for name, host in list(self._hosts.items()):
+            if name == owner:
+                continue
+            try:
+                declined: list[str] = await host.resume.remote([run_id])
+            except Exception as error:  # another host may take it
+                logger.warning("host %s could not take over run %s: %s", name, run_id, error)
+                continue
+            return run_id not in declined
+        return False
 
     async def _admit_dedicated(self, header: RunAdmittedEvent, owner: str) -> None:
         """An actor of its own for the run (``isolation="process"``): admitted here, since

@@ -101,11 +101,13 @@ class RunHost:
                 # A dedicated host is named after its one run and never restarts: it has no
                 # previous life, and its run was admitted before it was born.
                 if not config.dedicated:
+                    # Runs of workflows that resume are resumed here by replay; the rest end.
                     ended = await end_orphaned_runs(
                         services.store,
                         self._clock,
                         stale_before_ms=self._born_ms,
                         owner=config.owner,
+                        resume=backend.resume,
                     )
                     if ended:
                         logger.warning(
@@ -247,7 +249,10 @@ class RunHost:
 
     async def watch(self) -> None:
         """Returns only when this host leaves for good; a caller awaiting it learns of the
-        host's death from the call failing (one call per caller and host, not one per run)."""
+        host's death from the call failing (one call per caller and host, not one per run).
+        A restarted incarnation opens here, when its caller watches it again: it resumes the
+        runs of its past life at once, without waiting for traffic."""
+        await self._open()
         self._gone = self._gone or asyncio.Event()
         await self._gone.wait()
 
@@ -278,6 +283,22 @@ class RunHost:
     async def cancel(self, run_id: str, reason: str) -> bool:
         backend = await self._open()
         return await backend.cancel(run_id, reason)
+
+    async def resume(self, run_ids: list[str]) -> list[str]:
+        """Take over these runs, whose owner is gone, and resume them here by replay; returns
+        the ones it declined (a draining host takes none; see ``LocalBackend.resume``), for
+        the caller to end."""
+        backend = await self._open()
+        declined = []
+        for run_id in run_ids:
+            try:
+                taken = not self._draining and await backend.resume(run_id)
+            except Exception as error:
+                logger.error("%s could not resume run %s: %s", self._config.owner, run_id, error)
+                taken = False
+            if not taken:
+                declined.append(run_id)
+        return declined
 
     async def active(self) -> int:
         backend = await self._open()

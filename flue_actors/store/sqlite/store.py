@@ -16,21 +16,18 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ...clock import format_timestamp
-from ...errors import StreamPayloadConflictError
 from ...events import LIFECYCLE_EVENT_TYPES, RunAdmittedEvent
 from ...jsonvalue import dumps, loads
 from ...records import (
     RunPage,
     RunRecord,
     RunStatus,
-    decode_cursor,
-    encode_cursor,
     fold,
-    normalize_limit,
     record_from_admission,
 )
 from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
 from ..idempotency import KeyedRun, keyed_claim
+from ..listing import run_listing
 from ..offsets import NOW, format_offset, parse_offset
 from .inotify import ForeignCommitWatcher
 from .live import LiveTails
@@ -216,32 +213,6 @@ class SqliteEventStore:
 
         return await self._writer.submit(work)
 
-    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
-        raw = dumps(event)
-        kind = event.get("type")
-        lifecycle = [event] if kind in LIFECYCLE_EVENT_TYPES else []
-
-        def work(conn: sqlite3.Connection, changed: Changes) -> str:
-            existing = conn.execute(
-                "SELECT seq, data FROM events WHERE path = ? AND idempotency_key = ?", (path, key)
-            ).fetchone()
-            if existing is not None:
-                if existing[1] != raw:
-                    raise StreamPayloadConflictError(path=path, key=key)
-                return format_offset(existing[0])
-            start = writable_length(conn, path, None)
-            conn.execute(
-                "INSERT INTO events (path, seq, type, idempotency_key, data) VALUES (?,?,?,?,?)",
-                (path, start, kind, key, raw),
-            )
-            conn.execute("UPDATE streams SET length = ? WHERE path = ?", (start + 1, path))
-            if lifecycle and path.startswith(_RUN_PREFIX):
-                project(conn, path[len(_RUN_PREFIX) :], lifecycle)
-            changed[path] = (start + 1, False)
-            return format_offset(start)
-
-        return await self._writer.submit(work)
-
     async def close_stream(self, path: str) -> None:
         def work(conn: sqlite3.Connection, changed: Changes) -> None:
             if conn.execute(
@@ -269,6 +240,22 @@ class SqliteEventStore:
             return None if row is None else str(row[0])
 
         return await self._reader.submit(work)
+
+    async def claim_run(self, run_id: str, owner: str, *, previous: str | None) -> bool:
+        def work(conn: sqlite3.Connection, changed: Changes) -> bool:
+            if previous is None:
+                cursor = conn.execute(
+                    "INSERT INTO run_owners VALUES (?, ?) ON CONFLICT (run_id) DO NOTHING",
+                    (run_id, owner),
+                )
+            else:
+                cursor = conn.execute(
+                    "UPDATE run_owners SET owner = ? WHERE run_id = ? AND owner = ?",
+                    (owner, run_id, previous),
+                )
+            return cursor.rowcount == 1
+
+        return await self._writer.submit(work)
 
     async def orphaned_runs(self, *, stale_before_ms: int, owner: str | None = None) -> list[str]:
         stale_before = format_timestamp(stale_before_ms)
@@ -396,28 +383,18 @@ class SqliteEventStore:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> RunPage:
-        count = normalize_limit(limit)
-        clauses: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if workflow_name is not None:
-            clauses.append("workflow_name = ?")
-            params.append(workflow_name)
-        position = decode_cursor(cursor)
-        if position is not None:
-            clauses.append("(started_at < ? OR (started_at = ? AND run_id < ?))")
-            params.extend([position[0], position[0], position[1]])
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM runs {where} ORDER BY started_at DESC, run_id DESC LIMIT ?"
-        params.append(count + 1)
+        listing = run_listing(
+            "runs",
+            marker="?",
+            status=status,
+            workflow_name=workflow_name,
+            limit=limit,
+            cursor=cursor,
+        )
 
         def work(conn: sqlite3.Connection, changed: Changes) -> RunPage:
-            rows = conn.execute(sql, params).fetchall()
-            pointers = [record_from_row(row).pointer() for row in rows[:count]]
-            more = len(rows) > count
-            return RunPage(pointers, encode_cursor(pointers[-1]) if more and pointers else None)
+            rows = conn.execute(listing.sql, listing.params).fetchall()
+            return listing.page([record_from_row(row) for row in rows])
 
         return await self._reader.submit(work)
 

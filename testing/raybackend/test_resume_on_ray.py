@@ -1,0 +1,116 @@
+"""SIGKILL of a RunHost in the middle of many runs of a three-model-call workflow, on the real
+provider against the out-of-process fake Messages API: every run completes (the host's restarted
+incarnation resumes its runs by replay), the fake served at most 3 calls per run plus the ones in
+flight at the kill, and every run's events are gap-free."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from flue_actors import Runtime
+from flue_actors.runtime.ray import RayBackend
+from flue_actors.runtime.run_actor import read_run_events
+from flue_actors.testing.messages_server import MessagesServer
+
+pytestmark = pytest.mark.ray
+
+RUNS: Final = 200
+BOUND_SECONDS: Final = 60.0
+THREE: Final = '''\
+"""Three model calls in a row on the real provider, each answered 200 ms late."""
+
+from pydantic import BaseModel
+
+from flue_actors import ActionContext, define_agent, define_workflow
+
+
+class Input(BaseModel):
+    text: str
+
+
+agent = define_agent(model="anthropic/claude-haiku-4-5", instructions="Answer briefly.")
+
+
+@define_workflow(agent=agent)
+async def three(ctx: ActionContext[Input]) -> list[str]:
+    session = await ctx.harness.session()
+    answers = []
+    for step in ("one", "two", "three"):
+        answers.append((await session.prompt(f"{step} {ctx.input.text} [delay=200]")).text)
+    return answers
+'''
+
+
+def _asked(api: MessagesServer, tag: str) -> int:
+    return sum(1 for request in api.requests() if tag in str(request.get("body")))
+
+
+async def test_sigkill_of_a_host_mid_runs_then_every_run_completes_by_replay(
+    ray_cluster: Any, project: Path, flue_messages_server_process: MessagesServer
+) -> None:
+    import ray
+
+    from flue_actors.runtime.ray import NAMESPACE
+
+    api = flue_messages_server_process.for_test()
+    (project / "workflows" / "three.py").write_text(THREE, encoding="utf-8")
+    # The real provider: no FLUE_MODEL (the hosts read the fake server's URL from their node).
+    env = {name: value for name, value in os.environ.items() if name != "FLUE_MODEL"}
+    runtime = Runtime(
+        project / "workflows", store=f"sqlite:///{project / 'flue.db'}", backend="ray", env=env
+    )
+    tag = "t" + secrets.token_hex(4)
+    backend = runtime.backend
+    assert isinstance(backend, RayBackend)
+    try:
+        await runtime.serve()
+        receipts = await asyncio.gather(
+            *(runtime.invoke("three", {"text": f"{tag} {n}"}) for n in range(RUNS))
+        )
+        run_ids = [receipt.run_id for receipt in receipts]
+        owners = {run_id: await runtime.store.owner_of(run_id) for run_id in run_ids}
+        deadline = time.monotonic() + BOUND_SECONDS
+        while _asked(api, tag) < RUNS:  # every run has made its first call
+            assert time.monotonic() < deadline, "the runs did not start"
+            await asyncio.sleep(0.05)
+        victim = max(set(owners.values()), key=list(owners.values()).count)
+        assert victim is not None
+        host = ray.get_actor(victim, namespace=NAMESPACE)
+        info = await host.ready.remote()
+        os.kill(info["pid"], signal.SIGKILL)
+        asked_at_kill = _asked(api, tag)
+        durable = 0
+        for run_id in run_ids:
+            events, _ = await read_run_events(runtime.store, run_id)
+            durable += sum(1 for e in events if e["type"] == "turn" and not e["isError"])
+        in_flight = asked_at_kill - durable
+
+        records = await asyncio.gather(
+            *(runtime.wait(run_id, timeout=BOUND_SECONDS) for run_id in run_ids)
+        )
+
+        assert [r.status for r in records] == ["completed"] * RUNS, [
+            (r.run_id, r.error) for r in records if r.status != "completed"
+        ][:3]
+        assert _asked(api, tag) <= 3 * RUNS + in_flight, (_asked(api, tag), in_flight)
+        resumed = 0
+        for record in records:
+            events, _ = await read_run_events(runtime.store, record.run_id)
+            assert [e["eventIndex"] for e in events] == list(range(len(events)))
+            kinds = [e["type"] for e in events]
+            assert kinds.count("run_start") == 1
+            assert kinds.count("turn") - sum(1 for e in events if e.get("isError")) >= 3
+            resumed += kinds.count("run_resume")
+        doomed = sum(1 for owner in owners.values() if owner == victim)
+        assert 0 < resumed <= doomed
+    finally:
+        await runtime.close()
+        backend.shutdown_hosts()
