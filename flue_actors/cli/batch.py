@@ -289,8 +289,8 @@ async def run_batch_command(
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
         ) as runtime:
-            # Runs a killed batch left behind are ended by the sweep (or resumed, where runs
-            # resume), so re-attaching to them never waits forever.
+            # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
+            # lease sweep, so re-attaching to them never waits forever.
             await runtime.serve()
             loop = asyncio.get_running_loop()
             cancelling: set[asyncio.Task[None]] = set()

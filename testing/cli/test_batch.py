@@ -14,8 +14,10 @@ from typing import Any
 from .conftest import LineReader, Project, describe, make_project
 
 HELD = '''\
-"""Returns its text upper-cased; an input with "hold" never ends (a run in flight)."""
+"""Returns its text upper-cased; an input with "hold" never ends while a file named "hold"
+is in the working directory (a run in flight; resumed once the file is gone, it ends)."""
 import asyncio
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -29,7 +31,7 @@ class Item(BaseModel):
 
 @define_workflow(agent=define_agent(model="fake/echo"))
 async def held(ctx: ActionContext[Item]) -> str:
-    if ctx.input.hold:
+    if ctx.input.hold and Path("hold").exists():
         await asyncio.Event().wait()
     return ctx.input.text.upper()
 '''
@@ -38,6 +40,7 @@ async def held(ctx: ActionContext[Item]) -> str:
 def _project(tmp_path: Path) -> Project:
     project = make_project(tmp_path, workflows=["summarize"])
     (project.root / "workflows" / "held.py").write_text(HELD, encoding="utf-8")
+    (project.root / "hold").write_text("", encoding="utf-8")
     return project
 
 
@@ -155,16 +158,17 @@ def test_a_batch_killed_with_sigkill_resumes_without_running_anything_twice(
     assert 8 not in before
     with out.open("a", encoding="utf-8") as file:
         file.write('{"line": 4, "workfl')  # a line the kill cut short
+    (project.root / "hold").unlink()
     result = project.run(*args, "--lease-seconds", "3", "--sweep-seconds", "0.5", timeout=60)
-    # The two runs in flight at the kill were re-attached to (not run again); with no owner
-    # left they are ended run_interrupted by the lease sweep, which fails those items.
-    assert result.returncode == 1, describe(result)
+    # The two runs in flight at the kill are re-attached to by their keys, not admitted
+    # again; with their owner gone, the lease sweep resumes them and they end.
+    assert result.returncode == 0, describe(result)
     assert "10 already in the output" in result.stderr
+    assert "2 found from an earlier batch" in result.stderr
     rows = _outputs(out)
     assert sorted(row["line"] for row in rows) == list(range(1, 13))
     after = {row["line"]: row for row in rows}
-    for line in (4, 8):
-        assert after[line]["error"]["type"] == "run_interrupted", after[line]
+    assert (after[4]["result"], after[8]["result"]) == ("T3", "T7")
     assert len(project.all_runs()) == 12  # one run per input, whatever was killed
     assert {row["runId"] for row in rows} == {run["runId"] for run in project.all_runs()}
 
