@@ -128,3 +128,16 @@ def test_the_client_snippet_runs_against_a_server(tmp_path: Path) -> None:
     types = result.stdout.split()
     assert types[0] == "run_start", describe(result)
     assert types[-1] == "run_end", describe(result)
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_contents_table_links_to_sections_that_exist() -> None:
+    headings = {_anchor(line[3:]) for line in README.splitlines() if line.startswith("## ")}
+    contents = README[: README.index("## Quick start")]
+    links = re.findall(r"\]\(#([\w-]+)\)", contents)
+    assert len(links) >= 10
+    assert [link for link in links if link not in headings] == []
