@@ -34,7 +34,7 @@ from .replay import recorded_turn, replay_of, response_from_turn
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .session_state import SessionState
 
 __all__ = [
     "SUMMARY_PREFIX",
@@ -241,7 +241,7 @@ def _summary_tokens(reserve_tokens: int | None, share: float) -> int | None:
 
 
 async def _summarize(
-    session: Session,
+    session: SessionState,
     correlation: dict[str, Any],
     purpose: str,
     resolved: ResolvedModel,
@@ -250,7 +250,7 @@ async def _summarize(
 ) -> ModelResponse:
     """One summary, as turns of ``purpose``: transient errors are retried with the harness's
     retry policy, each attempt recorded as a turn and each retry announced by a warn log."""
-    emit, clock, retry = session._sink.emit, session._clock, session._harness.retry
+    emit, clock, retry = session.services.emit, session.services.clock, session.retry
     request = ModelRequest(
         model=resolved.model_id,
         system_prompt=SYSTEM_PROMPT,
@@ -274,10 +274,10 @@ async def _summarize(
     }
     attempt = 0
     while True:
-        turn = {**correlation, "turnId": "turn_" + session._ids.ulid()}
+        turn = {**correlation, "turnId": "turn_" + session.services.ids.ulid()}
         emit("turn_start", {"purpose": purpose, **turn})
         started = clock.now_ms()
-        recorded = recorded_turn(session._sink, turn["turnId"], purpose)
+        recorded = recorded_turn(session.services.sink, turn["turnId"], purpose)
         try:
             if recorded is not None:
                 response = response_from_turn(recorded)
@@ -316,7 +316,7 @@ async def _summarize(
                     **correlation,
                 },
             )
-            if replay_of(session._sink) is None:  # a replayed failure was waited for once
+            if replay_of(session.services.sink) is None:  # a replayed failure was waited for once
                 await retry.sleep(delay_ms / 1000)
             continue
         output = {"role": "assistant", "content": response.content,
@@ -327,7 +327,7 @@ async def _summarize(
 
 
 async def _run(
-    session: Session,
+    session: SessionState,
     correlation: dict[str, Any],
     reason: Reason,
     plan: CompactionPlan,
@@ -337,10 +337,11 @@ async def _run(
     """Carry out ``plan``: ``compaction_start``, the summary turn(s), the conversation
     rewritten, ``compaction``. A failure or abort leaves the conversation as it was, is
     recorded in the ``compaction`` event and is raised."""
-    emit, clock = session._sink.emit, session._clock
-    messages = session._messages
+    emit, clock = session.services.emit, session.services.clock
+    conversation = session.conversation
+    messages = conversation.messages
     before = len(messages)
-    estimated = context_tokens(messages, session._counted_from)
+    estimated = context_tokens(messages, conversation.counted_from)
     emit("compaction_start", {"reason": reason, "estimatedTokens": estimated, **correlation})
     started = clock.now_ms()
     usage = Usage()
@@ -376,9 +377,8 @@ async def _run(
         failed(error)
         raise
     summary = Summary(history=history_summary, steps=prefix_summary)
-    messages[:] = apply_plan(plan, summary, clock.now_ms())
     # The usage recorded on kept responses describes the conversation before this compaction.
-    session._counted_from = len(messages)
+    conversation.rewrite(apply_plan(plan, summary, clock.now_ms()))
     emit(
         "compaction",
         {
@@ -393,37 +393,37 @@ async def _run(
     return usage
 
 
-def _log(session: Session, correlation: dict[str, Any], level: str, message: str,
+def _log(session: SessionState, correlation: dict[str, Any], level: str, message: str,
          attributes: dict[str, Any] | None = None) -> None:  # fmt: skip
     event: dict[str, Any] = {"level": level, "message": "[flue:compaction] " + message}
     if attributes:
         event["attributes"] = attributes
-    session._sink.emit("log", {**event, **correlation})
+    session.services.emit("log", {**event, **correlation})
 
 
 # --- the three ways in ----------------------------------------------------------------------------
 
 
-def _settings(session: Session, resolved: ResolvedModel) -> CompactionSettings | None:
+def _settings(session: SessionState, resolved: ResolvedModel) -> CompactionSettings | None:
     limits = model_limits(resolved.provider, resolved.model_id)
-    return resolve_settings(session._scope.compaction, limits)
+    return resolve_settings(session.scope.compaction, limits)
 
 
-def _summarizer(session: Session, settings: CompactionSettings | None) -> ResolvedModel:
+def _summarizer(session: SessionState, settings: CompactionSettings | None) -> ResolvedModel:
     # A summary may be written by a cheaper (or stronger) model than the agent's.
     model = settings.model if settings is not None else None
-    return session._harness.resolve_model(model) if model else session._resolve(None)
+    return session.harness.resolve_model(model) if model else session.resolve(None)
 
 
-async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
+async def compact(session: SessionState, correlation: dict[str, Any]) -> Usage:
     """``session.compact()``: fold everything before the latest exchange; returns the model
     usage (zero when nothing was older, and no model was called). A failure is raised as
     :class:`OperationFailedError`. Works whatever the agent's ``compaction`` setting."""
-    plan = plan_latest_exchange(session._messages)
+    plan = plan_latest_exchange(session.conversation.messages)
     if plan is None:
         return Usage()
-    resolved = session._resolve(None)
-    settings = resolve_settings(session._scope.compaction or None,
+    resolved = session.resolve(None)
+    settings = resolve_settings(session.scope.compaction or None,
                                 model_limits(resolved.provider, resolved.model_id))  # fmt: skip
     try:
         return await _run(session, correlation, "manual", plan,
@@ -433,14 +433,14 @@ async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
 
 
 async def _automatic(
-    session: Session,
+    session: SessionState,
     correlation: dict[str, Any],
     reason: Reason,
     settings: CompactionSettings,
     why: str,
 ) -> tuple[bool, Usage]:
     # Automatic compaction is best effort: a failure is logged and the turn goes ahead.
-    plan = plan_recent(session._messages, settings.keep_recent_tokens)
+    plan = plan_recent(session.conversation.messages, settings.keep_recent_tokens)
     if plan is None:
         nothing = f"{why}, but there is nothing to compact: all of the conversation is recent."
         _log(session, correlation, "info", nothing)
@@ -457,14 +457,14 @@ async def _automatic(
 
 
 async def compact_if_needed(
-    session: Session, correlation: dict[str, Any], resolved: ResolvedModel
+    session: SessionState, correlation: dict[str, Any], resolved: ResolvedModel
 ) -> Usage:
     """Before a model turn with ``resolved``: compact (reason ``threshold``) when the
     conversation is past the model's window less the reserve. Returns the summary usage."""
     settings = _settings(session, resolved)
     if settings is None or settings.context_window <= 0:
         return Usage()  # off, or no window to near: only an overflow can tell
-    tokens = context_tokens(session._messages, session._counted_from)
+    tokens = context_tokens(session.conversation.messages, session.conversation.counted_from)
     if not settings.exceeded(tokens):
         return Usage()
     why = (
@@ -475,7 +475,7 @@ async def compact_if_needed(
 
 
 async def recover_from_overflow(
-    session: Session, correlation: dict[str, Any], resolved: ResolvedModel
+    session: SessionState, correlation: dict[str, Any], resolved: ResolvedModel
 ) -> tuple[bool, Usage]:
     """After the provider refused a turn's request as too long: compact (reason
     ``overflow``). Returns whether the conversation was compacted, so the turn may be retried,
