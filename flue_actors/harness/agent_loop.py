@@ -32,6 +32,7 @@ from ..observation import ModelExecution, context_of, intercept, observing
 from . import compaction
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
+from .payloads import Correlation, ModelAsked, TurnCorrelation
 from .redaction import redact, redact_all
 from .replay import recorded_turn, replay_of, response_from_turn
 from .results import ResultSpec, run_with_result
@@ -45,7 +46,7 @@ __all__ = ["agent_loop", "assistant_message", "model_turn", "run_prompt"]
 
 async def run_prompt(
     session: SessionState,
-    correlation: dict[str, Any],
+    correlation: Correlation,
     text: str,
     *,
     model: str | None,
@@ -93,7 +94,7 @@ async def run_prompt(
 
 async def agent_loop(
     session: SessionState,
-    correlation: dict[str, Any],
+    correlation: Correlation,
     text: str,
     resolved: ResolvedModel,
     thinking_level: ThinkingLevel | None,
@@ -117,7 +118,7 @@ async def agent_loop(
         "content": [{"type": "text", "text": text}, *images],
         "timestamp": session.services.clock.now_ms(),
     }
-    emit("agent_start", dict(correlation))
+    emit("agent_start", {**correlation})
     session.conversation.append(user)
     produced: list[dict[str, Any]] = [user]
     usage = Usage()
@@ -141,7 +142,7 @@ async def agent_loop(
             # Every attempt is a turn of its own: a failed one is recorded (turn isError)
             # before the retry, so the log shows what each attempt cost and why it failed.
             turn_id = "turn_" + session.services.ids.ulid()
-            turn = {**correlation, "turnId": turn_id}
+            turn: TurnCorrelation = {**correlation, "turnId": turn_id}
             emit("turn_start", {"turnId": turn_id, "purpose": "agent", **correlation})
             if pending_user is not None:
                 shown = redact(pending_user)
@@ -221,7 +222,7 @@ async def agent_loop(
 
 
 async def model_turn(
-    session: SessionState, request: ModelRequest, resolved: ResolvedModel, turn: dict[str, Any]
+    session: SessionState, request: ModelRequest, resolved: ResolvedModel, turn: TurnCorrelation
 ) -> tuple[ModelResponse, dict[str, Any]]:
     emit = session.services.emit
     started = session.services.clock.now_ms()
@@ -254,7 +255,7 @@ async def model_turn(
     }
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
-    turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
+    turn_event: ModelAsked = {"purpose": "agent", "request": request_info}
     recorded = recorded_turn(session.services.sink, turn["turnId"], "agent")
     if recorded is None and observing():  # a replayed turn asks no model
         session.services.announce(

@@ -30,6 +30,7 @@ from ..events import error_payload
 from ..jsonvalue import dumps
 from ..models import ModelRequest, ModelResponse, ResolvedModel, Usage, model_limits
 from .context_budget import CompactionSettings, context_tokens, estimate_tokens, resolve_settings
+from .payloads import Correlation, LogPayload, ModelAsked, TurnCorrelation
 from .replay import recorded_turn, replay_of, response_from_turn
 from .turns import response_info, turn_error
 
@@ -242,7 +243,7 @@ def _summary_tokens(reserve_tokens: int | None, share: float) -> int | None:
 
 async def _summarize(
     session: SessionState,
-    correlation: dict[str, Any],
+    correlation: Correlation,
     purpose: str,
     resolved: ResolvedModel,
     prompt: str,
@@ -263,7 +264,7 @@ async def _summarize(
         ],
         max_tokens=max_tokens,
     )
-    info = {
+    info: ModelAsked = {
         "purpose": purpose,
         "request": {
             "providerId": resolved.provider_name,
@@ -274,7 +275,7 @@ async def _summarize(
     }
     attempt = 0
     while True:
-        turn = {**correlation, "turnId": "turn_" + session.services.ids.ulid()}
+        turn: TurnCorrelation = {**correlation, "turnId": "turn_" + session.services.ids.ulid()}
         emit("turn_start", {"purpose": purpose, **turn})
         started = clock.now_ms()
         recorded = recorded_turn(session.services.sink, turn["turnId"], purpose)
@@ -328,7 +329,7 @@ async def _summarize(
 
 async def _run(
     session: SessionState,
-    correlation: dict[str, Any],
+    correlation: Correlation,
     reason: Reason,
     plan: CompactionPlan,
     summarizer: ResolvedModel,
@@ -393,12 +394,16 @@ async def _run(
     return usage
 
 
-def _log(session: SessionState, correlation: dict[str, Any], level: str, message: str,
+def _log(session: SessionState, correlation: Correlation, level: Literal["info", "error"],
+         message: str,
          attributes: dict[str, Any] | None = None) -> None:  # fmt: skip
-    event: dict[str, Any] = {"level": level, "message": "[flue:compaction] " + message}
-    if attributes:
-        event["attributes"] = attributes
-    session.services.emit("log", {**event, **correlation})
+    text = "[flue:compaction] " + message
+    event: LogPayload = (
+        {"level": level, "message": text, "attributes": attributes, **correlation}
+        if attributes
+        else {"level": level, "message": text, **correlation}
+    )
+    session.services.emit("log", event)
 
 
 # --- the three ways in ----------------------------------------------------------------------------
@@ -415,7 +420,7 @@ def _summarizer(session: SessionState, settings: CompactionSettings | None) -> R
     return session.harness.resolve_model(model) if model else session.resolve(None)
 
 
-async def compact(session: SessionState, correlation: dict[str, Any]) -> Usage:
+async def compact(session: SessionState, correlation: Correlation) -> Usage:
     """``session.compact()``: fold everything before the latest exchange; returns the model
     usage (zero when nothing was older, and no model was called). A failure is raised as
     :class:`OperationFailedError`. Works whatever the agent's ``compaction`` setting."""
@@ -434,7 +439,7 @@ async def compact(session: SessionState, correlation: dict[str, Any]) -> Usage:
 
 async def _automatic(
     session: SessionState,
-    correlation: dict[str, Any],
+    correlation: Correlation,
     reason: Reason,
     settings: CompactionSettings,
     why: str,
@@ -457,7 +462,7 @@ async def _automatic(
 
 
 async def compact_if_needed(
-    session: SessionState, correlation: dict[str, Any], resolved: ResolvedModel
+    session: SessionState, correlation: Correlation, resolved: ResolvedModel
 ) -> Usage:
     """Before a model turn with ``resolved``: compact (reason ``threshold``) when the
     conversation is past the model's window less the reserve. Returns the summary usage."""
@@ -475,7 +480,7 @@ async def compact_if_needed(
 
 
 async def recover_from_overflow(
-    session: SessionState, correlation: dict[str, Any], resolved: ResolvedModel
+    session: SessionState, correlation: Correlation, resolved: ResolvedModel
 ) -> tuple[bool, Usage]:
     """After the provider refused a turn's request as too long: compact (reason
     ``overflow``). Returns whether the conversation was compacted, so the turn may be retried,

@@ -14,6 +14,7 @@ from typing import Any
 from ..clock import Clock
 from ..events import error_payload
 from ..models import ToolSpec
+from .payloads import TurnCorrelation
 from .sink import EventSink
 
 __all__ = ["FrameworkTool", "ToolFailure", "run_framework_tool"]
@@ -29,7 +30,7 @@ class FrameworkTool:
     description: str
     parameters: dict[str, Any]
     # (arguments, turn correlation) -> the text the model reads back.
-    run: Callable[[dict[str, Any], dict[str, Any]], Awaitable[str]]
+    run: Callable[[dict[str, Any], TurnCorrelation], Awaitable[str]]
 
     @property
     def spec(self) -> ToolSpec:
@@ -39,7 +40,7 @@ class FrameworkTool:
 async def run_framework_tool(
     tool: FrameworkTool,
     call: dict[str, Any],
-    turn: dict[str, Any],
+    turn: TurnCorrelation,
     *,
     sink: EventSink,
     clock: Clock,

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 from ..errors import ResultUnavailableError
 from ..models import Usage
 from .framework import FrameworkTool, ToolFailure
+from .payloads import TurnCorrelation
 
 __all__ = ["FOOTER", "MAX_FOLLOWUPS", "REMINDER", "ResultSpec", "run_with_result"]
 
@@ -100,14 +101,14 @@ class _Attempt:
     def settled(self) -> bool:
         return self.has_data or self.gave_up is not None
 
-    async def finish(self, arguments: dict[str, Any], _turn: dict[str, Any]) -> str:
+    async def finish(self, arguments: dict[str, Any], _turn: TurnCorrelation) -> str:
         if self.settled():
             return "The result was already recorded."
         self.data = self.spec.validate(arguments)
         self.has_data = True
         return "Result recorded."
 
-    async def give_up(self, arguments: dict[str, Any], _turn: dict[str, Any]) -> str:
+    async def give_up(self, arguments: dict[str, Any], _turn: TurnCorrelation) -> str:
         if self.settled():
             return "The result was already recorded."
         reason = arguments.get("reason")

@@ -21,6 +21,7 @@ from . import compaction
 from .agent_loop import run_prompt
 from .call import AbortSignal, CallHandle
 from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
+from .payloads import Correlation, Lineage
 from .redaction import check_images
 from .results import ResultSpec
 from .sandbox import SandboxFs, ShellResult
@@ -47,7 +48,7 @@ class _Operation:
         self._state = state
         self.kind = kind
         self.id = "op_" + state.services.ids.ulid()
-        self.correlation = {**state.correlation(), "operationId": self.id}
+        self.correlation: Correlation = {**state.correlation(), "operationId": self.id}
         self._started = state.services.clock.now_ms()
         self.ended = False
         state.active_kind = kind
@@ -55,24 +56,50 @@ class _Operation:
             "operation_start", {"operationId": self.id, "operationKind": kind, **self.correlation}
         )
 
-    def _end(self, fields: dict[str, Any]) -> None:
+    def _end(self) -> int | None:
+        """End the operation; how long it took, or None if it had ended already."""
         if self.ended:
-            return
+            return None
         self.ended = True
-        state = self._state
-        state.active_kind = None
-        duration = state.services.clock.now_ms() - self._started
-        ended = {"operationId": self.id, "operationKind": self.kind, "durationMs": duration}
-        state.services.emit("operation", {**ended, **fields, **self.correlation})
-        state.services.emit("idle", state.correlation())
+        self._state.active_kind = None
+        return self._state.services.clock.now_ms() - self._started
 
     def succeed(self, outcome: Outcome) -> None:
-        self._end(
-            {"isError": False, "result": outcome.wire_result, "usage": outcome.usage.to_wire()}
+        duration = self._end()
+        if duration is None:
+            return
+        services = self._state.services
+        services.emit(
+            "operation",
+            {
+                "operationId": self.id,
+                "operationKind": self.kind,
+                "durationMs": duration,
+                "isError": False,
+                "result": outcome.wire_result,
+                "usage": outcome.usage.to_wire(),
+                **self.correlation,
+            },
         )
+        services.emit("idle", self._state.correlation())
 
     def fail(self, error: BaseException) -> None:
-        self._end({"isError": True, "error": error_payload(error)})
+        duration = self._end()
+        if duration is None:
+            return
+        services = self._state.services
+        services.emit(
+            "operation",
+            {
+                "operationId": self.id,
+                "operationKind": self.kind,
+                "durationMs": duration,
+                "isError": True,
+                "error": error_payload(error),
+                **self.correlation,
+            },
+        )
+        services.emit("idle", self._state.correlation())
 
 
 class Session:
@@ -89,7 +116,7 @@ class Session:
         ids: IdSource,
         tools: ToolBox,
         scope: AgentScope | None = None,
-        lineage: Mapping[str, str] | None = None,
+        lineage: Lineage | None = None,
     ) -> None:
         # Everything the agent loop, compaction and tasks read and change; the session itself
         # only starts operations and brackets them in the log.
@@ -192,7 +219,7 @@ class Session:
             # Known now not to exist: refused before any operation starts.
             raise SkillNotRegisteredError(name=name, available=list(state.scope.skills))
 
-        async def text(correlation: dict[str, Any]) -> str:
+        async def text(correlation: Correlation) -> str:
             # A workspace skill may be found (and is read) only once the operation runs.
             await state.prepare(correlation)
             skill = state.scope.skills.get(name)
@@ -227,7 +254,7 @@ class Session:
         spec = ResultSpec.of(result) if result is not None else None
         plan = plan_task(self.state, agent, model=model, thinking_level=thinking_level, cwd=cwd)
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
+        async def body(correlation: Correlation) -> Outcome:
             return await run_task(
                 self.state, plan, correlation, text, images=attached, result=spec, tools=tools
             )
@@ -238,7 +265,7 @@ class Session:
         """Summarize the older part of the conversation into one message, keeping the latest
         exchange; does nothing (and calls no model) when there is nothing older."""
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
+        async def body(correlation: Correlation) -> Outcome:
             usage = await compaction.compact(self.state, correlation)
             return Outcome(value=None, usage=usage, wire_result=None)
 
@@ -247,7 +274,7 @@ class Session:
     def _start_prompt(
         self,
         kind: str,
-        text: str | Callable[[dict[str, Any]], Awaitable[str]],
+        text: str | Callable[[Correlation], Awaitable[str]],
         result: Any,
         model: str | None,
         thinking_level: ThinkingLevel | None,
@@ -259,7 +286,7 @@ class Session:
         spec = ResultSpec.of(result) if result is not None else None
         self.state.resolve(model)  # an unknown model fails the call, before any operation starts
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
+        async def body(correlation: Correlation) -> Outcome:
             return await run_prompt(
                 self.state,
                 correlation,
@@ -286,7 +313,7 @@ class Session:
         exchange joins the conversation as a ``bash`` tool call and its result, so the model
         sees it on the next prompt. ``env`` values are never recorded, here or in events."""
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
+        async def body(correlation: Correlation) -> Outcome:
             call_id = self.state.services.ids.uuid()
             result = await self.state.harness.run_shell(
                 command,
@@ -339,7 +366,7 @@ class Session:
     def _start(
         self,
         kind: str,
-        body: Callable[[dict[str, Any]], Awaitable[Outcome]],
+        body: Callable[[Correlation], Awaitable[Outcome]],
         signal: AbortSignal | None = None,
     ) -> CallHandle[Any]:
         if self.state.active_kind is not None:

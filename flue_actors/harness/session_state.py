@@ -8,15 +8,36 @@ it records with (sink, clock, ids).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..clock import Clock
 from ..definitions import ToolDefinition
 from ..ids import IdSource
 from ..models import ResolvedModel, RetryPolicy
 from .framework import FrameworkTool
+from .payloads import (
+    AgentEndPayload,
+    CompactionPayload,
+    CompactionStartPayload,
+    Correlation,
+    Lineage,
+    LogPayload,
+    MessagePayload,
+    OperationPayload,
+    OperationStartPayload,
+    TaskPayload,
+    TaskStartPayload,
+    TextDeltaPayload,
+    ThinkingDeltaPayload,
+    ThinkingEndPayload,
+    ThinkingStartPayload,
+    TurnMessagesPayload,
+    TurnPayload,
+    TurnRequestPayload,
+    TurnStartPayload,
+)
 from .sandbox import SandboxFs
 from .scope import AgentScope
 from .sink import EventSink
@@ -39,11 +60,52 @@ class Services:
     clock: Clock
     ids: IdSource
 
-    def emit(self, type: str, payload: dict[str, Any]) -> None:
+    @overload
+    def emit(self, type: Literal["operation_start"], payload: OperationStartPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["operation"], payload: OperationPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["idle"], payload: Correlation) -> None: ...
+    @overload
+    def emit(self, type: Literal["agent_start"], payload: Correlation) -> None: ...
+    @overload
+    def emit(self, type: Literal["agent_end"], payload: AgentEndPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["turn_start"], payload: TurnStartPayload) -> None: ...
+    @overload
+    def emit(
+        self, type: Literal["message_start", "message_end"], payload: MessagePayload
+    ) -> None: ...
+    @overload
+    def emit(self, type: Literal["text_delta"], payload: TextDeltaPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["thinking_start"], payload: ThinkingStartPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["thinking_delta"], payload: ThinkingDeltaPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["thinking_end"], payload: ThinkingEndPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["turn"], payload: TurnPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["turn_messages"], payload: TurnMessagesPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["log"], payload: LogPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["compaction_start"], payload: CompactionStartPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["compaction"], payload: CompactionPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["task_start"], payload: TaskStartPayload) -> None: ...
+    @overload
+    def emit(self, type: Literal["task"], payload: TaskPayload) -> None: ...
+
+    def emit(self, type: str, payload: Any) -> None:
+        """Record an event: ``payload`` is the one its ``type`` defines (see payloads)."""
         self.sink.emit(type, payload)
 
-    def announce(self, type: str, payload: dict[str, Any]) -> None:
-        self.sink.announce(type, payload)
+    def announce(self, type: Literal["turn_request"], payload: TurnRequestPayload) -> None:
+        """Tell live observers only (the event is never recorded)."""
+        self.sink.announce(type, {**payload})
 
 
 @dataclass
@@ -80,7 +142,7 @@ class SessionState:
         conversation_id: str,
         services: Services,
         scope: AgentScope,
-        lineage: Mapping[str, str] | None = None,
+        lineage: Lineage | None = None,
     ) -> None:
         self.harness = harness
         self.name = name
@@ -90,7 +152,7 @@ class SessionState:
         # settings); a task's child session brings its own.
         self.scope = scope
         # parentSession / taskId, carried by every event of a task's child session.
-        self.lineage = dict(lineage or {})
+        self.lineage: Lineage = {**lineage} if lineage else {}
         self.conversation = Conversation()
         # The kind of the operation running now (a session runs one at a time), else None.
         self.active_kind: str | None = None
@@ -109,20 +171,25 @@ class SessionState:
     def fs(self) -> SandboxFs:
         return self.harness.fs
 
-    def correlation(self) -> dict[str, Any]:
+    def correlation(self) -> Correlation:
         """The fields that say, in every event of this session, whose event it is."""
-        return {
+        correlation: Correlation = {
             "harness": self.harness.name,
             "session": self.name,
             "conversationId": self.conversation_id,
-            **self.lineage,
         }
+        lineage = self.lineage
+        if "parentSession" in lineage:
+            correlation["parentSession"] = lineage["parentSession"]
+        if "taskId" in lineage:
+            correlation["taskId"] = lineage["taskId"]
+        return correlation
 
     def resolve(self, model: str | None) -> ResolvedModel:
         """``model``, else the agent's model, else the harness's default."""
         return self.harness.resolve_model(model or self.scope.model)
 
-    async def prepare(self, correlation: Mapping[str, Any]) -> None:
+    async def prepare(self, correlation: Correlation) -> None:
         """Before the agent's first turn in this session: discover the workspace context (once)
         and connect the agent's MCP servers (once per run)."""
         if not self.discovered:

@@ -17,6 +17,14 @@ from ..observation import TaskExecution, context_of, intercept
 from .agent_loop import run_prompt
 from .framework import FrameworkTool, ToolFailure
 from .outcomes import Outcome
+from .payloads import (
+    Correlation,
+    TaskAgent,
+    TaskCwd,
+    TaskLineage,
+    TurnCorrelation,
+    correlation_of_turn,
+)
 from .scope import MAX_DELEGATION_DEPTH
 
 if TYPE_CHECKING:
@@ -71,7 +79,7 @@ def plan_task(
 async def run_task(
     parent: SessionState,
     plan: TaskPlan,
-    correlation: dict[str, Any],
+    correlation: Correlation,
     text: str,
     *,
     images: list[dict[str, Any]],
@@ -81,13 +89,13 @@ async def run_task(
     """Run the child's prompt between ``task_start`` and ``task`` events."""
     child = plan.child
     emit, clock = parent.services.emit, parent.services.clock
-    named = {"agent": plan.profile.name} if plan.profile is not None else {}
-    lineage = {
+    named: TaskAgent = {"agent": plan.profile.name} if plan.profile is not None else {}
+    lineage: TaskLineage = {
         "parentSession": parent.name,
         "session": child.name,
         "conversationId": child.conversation_id,
     }
-    where = {"cwd": plan.cwd} if plan.cwd is not None else {}
+    where: TaskCwd = {"cwd": plan.cwd} if plan.cwd is not None else {}
     emit(
         "task_start",
         {**correlation, "taskId": plan.task_id, "prompt": text, **named, **where, **lineage},
@@ -96,7 +104,6 @@ async def run_task(
     child_correlation = child.correlation()
     if "operationId" in correlation:
         child_correlation["operationId"] = correlation["operationId"]
-    ended = {**correlation, "taskId": plan.task_id, **named}
     try:
         outcome = await intercept(
             TaskExecution(plan.task_id, plan.profile.name if plan.profile else None),
@@ -116,7 +123,9 @@ async def run_task(
         emit(
             "task",
             {
-                **ended,
+                **correlation,
+                "taskId": plan.task_id,
+                **named,
                 "isError": True,
                 "result": str(error),
                 "durationMs": clock.now_ms() - started,
@@ -127,7 +136,9 @@ async def run_task(
     emit(
         "task",
         {
-            **ended,
+            **correlation,
+            "taskId": plan.task_id,
+            **named,
             "isError": False,
             "result": outcome.text,
             "durationMs": clock.now_ms() - started,
@@ -146,7 +157,7 @@ def task_tool(
     if not subagents:
         return {}
 
-    async def run(arguments: dict[str, Any], turn: dict[str, Any]) -> str:
+    async def run(arguments: dict[str, Any], turn: TurnCorrelation) -> str:
         prompt, agent = arguments.get("prompt"), arguments.get("agent")
         if not isinstance(prompt, str) or not prompt:
             raise ToolFailure('Invalid arguments: "prompt" must be a non-empty string.')
@@ -156,7 +167,7 @@ def task_tool(
         if cwd is not None and not isinstance(cwd, str):
             raise ToolFailure('Invalid arguments: "cwd" must be a string.')
         plan = plan_task(session, agent, model=None, thinking_level=None, cwd=cwd)
-        correlation = {key: value for key, value in turn.items() if key != "turnId"}
+        correlation = correlation_of_turn(turn)
         outcome = await run_task(
             session,
             plan,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -101,7 +101,7 @@ class ToolBox:
             self.specs = [*self.specs, *(tool.spec for tool in found.values())]
             self._connected = True
 
-    async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, call: dict[str, Any], turn: Mapping[str, Any]) -> dict[str, Any]:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""
         name, call_id = call["name"], call["id"]
         started = self._clock.now_ms()
@@ -175,7 +175,7 @@ class ToolBox:
         }
 
     async def _call_remote(
-        self, tool: MCPTool, call_id: str, arguments: Any, turn: dict[str, Any]
+        self, tool: MCPTool, call_id: str, arguments: Any, turn: Mapping[str, Any]
     ) -> tuple[str, bool]:
         """(text, is_error) of an MCP tool call; the server validates the arguments."""
         if arguments is None:
