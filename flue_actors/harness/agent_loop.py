@@ -16,6 +16,15 @@ from ..definitions import ToolDefinition
 from ..errors import ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..jsonvalue import dumps
+from ..messages import (
+    AssistantMessage,
+    ImageContent,
+    Message,
+    ToolResultMessage,
+    UserMessage,
+    as_json,
+    assistant_content,
+)
 from ..models import (
     ModelRequest,
     ModelResponse,
@@ -51,7 +60,7 @@ async def run_prompt(
     *,
     model: str | None,
     thinking_level: ThinkingLevel | None,
-    images: list[dict[str, Any]],
+    images: list[ImageContent],
     spec: ResultSpec | None,
     tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
@@ -65,7 +74,7 @@ async def run_prompt(
 
     async def loop(
         message: str,
-        attached: list[dict[str, Any]],
+        attached: list[ImageContent],
         framework: Mapping[str, FrameworkTool],
         stop: Callable[[], bool],
     ) -> tuple[str, Usage]:
@@ -98,7 +107,7 @@ async def agent_loop(
     text: str,
     resolved: ResolvedModel,
     thinking_level: ThinkingLevel | None,
-    images: list[dict[str, Any]],
+    images: list[ImageContent],
     *,
     extra: Mapping[str, FrameworkTool] | None = None,
     stop: Callable[[], bool] | None = None,
@@ -113,16 +122,16 @@ async def agent_loop(
     tools = session.scope.tools.extended(call_tools)
     await tools.ready()  # a call's tools= beside MCP tools: the run's connections are reused
     framework = {**session.framework_tools(call_tools), **(extra or {})}
-    user = {
+    user: UserMessage = {
         "role": "user",
         "content": [{"type": "text", "text": text}, *images],
         "timestamp": session.services.clock.now_ms(),
     }
     emit("agent_start", {**correlation})
     session.conversation.append(user)
-    produced: list[dict[str, Any]] = [user]
+    produced: list[Message] = [user]
     usage = Usage()
-    pending_user: dict[str, Any] | None = user
+    pending_user: UserMessage | None = user
     level = thinking_level or session.scope.thinking_level
     retry = session.retry
     kind = session.active_kind or "prompt"
@@ -131,7 +140,7 @@ async def agent_loop(
         usage += await compaction.compact_if_needed(session, correlation, resolved)
         request = ModelRequest(
             model=resolved.model_id,
-            messages=session.conversation.snapshot(),
+            messages=as_json(session.conversation.snapshot()),
             system_prompt=session.scope.system_prompt,
             tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
@@ -160,7 +169,8 @@ async def agent_loop(
                     )
                     usage += spent
                     if compacted:
-                        request = replace(request, messages=session.conversation.snapshot())
+                        snapshot = as_json(session.conversation.snapshot())
+                        request = replace(request, messages=snapshot)
                         continue
                 if not error.transient or attempt >= retry.max_retries:
                     raise OperationFailedError(kind=kind, reason=str(error)) from error
@@ -189,7 +199,7 @@ async def agent_loop(
         session.conversation.append(assistant)
         produced.append(assistant)
         emit("message_end", {"message": redact(assistant), **turn})
-        tool_results = []
+        tool_results: list[ToolResultMessage] = []
         for call in response.tool_calls:
             tool = framework.get(call["name"])
             if tool is not None:
@@ -223,7 +233,7 @@ async def agent_loop(
 
 async def model_turn(
     session: SessionState, request: ModelRequest, resolved: ResolvedModel, turn: TurnCorrelation
-) -> tuple[ModelResponse, dict[str, Any]]:
+) -> tuple[ModelResponse, AssistantMessage]:
     emit = session.services.emit
     started = session.services.clock.now_ms()
     emit(
@@ -327,10 +337,10 @@ def request_input(request: ModelRequest) -> dict[str, Any]:
 
 def assistant_message(
     session: SessionState, response: ModelResponse, resolved: ResolvedModel
-) -> dict[str, Any]:
+) -> AssistantMessage:
     return {
         "role": "assistant",
-        "content": response.content,
+        "content": assistant_content(response.content),
         "api": resolved.provider.api,
         "provider": resolved.provider_name,
         "model": response.response_model or resolved.model_id,

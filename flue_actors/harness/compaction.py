@@ -21,13 +21,14 @@ then ``compaction {messagesBefore, messagesAfter, durationMs, isError, error?, u
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 from ..errors import AbortError, ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..jsonvalue import dumps
+from ..messages import Message, UserMessage
 from ..models import ModelRequest, ModelResponse, ResolvedModel, Usage, model_limits
 from .context_budget import CompactionSettings, context_tokens, estimate_tokens, resolve_settings
 from .payloads import Correlation, LogPayload, ModelAsked, TurnCorrelation
@@ -64,7 +65,7 @@ PREFIX_HEADING = (
     "steps in full):\n\n"
 )
 # Marks the summary message, so a later compaction folds it into the next summary.
-SUMMARY_KEY = "compactionSummary"
+SUMMARY_KEY: Final = "compactionSummary"
 # A tool's output is cut to this much in the transcript the summarizer reads.
 _TOOL_RESULT_CHARS = 2000
 # Output asked for a summary: a share of the reserve, within these bounds.
@@ -88,21 +89,25 @@ class Summary:
         return "\n\n".join(parts)
 
 
+# The messages a plan is made of: a session's conversation, or any message-shaped mappings.
+M = TypeVar("M", bound=Mapping[str, Any])
+
+
 @dataclass(frozen=True)
-class CompactionPlan:
+class CompactionPlan(Generic[M]):
     """What a compaction folds and keeps. ``history`` becomes the summary (with ``previous``,
     the summary it replaces); in a split request, ``turn_prefix`` (the earliest steps of the
     work on ``request``) is summarized on its own. The conversation afterwards is the summary,
     ``request`` (when split) and ``kept``."""
 
     previous: Summary | None
-    history: list[dict[str, Any]]
-    kept: list[dict[str, Any]]
-    request: dict[str, Any] | None = None
-    turn_prefix: list[dict[str, Any]] = field(default_factory=list)
+    history: list[M]
+    kept: list[M]
+    request: M | None = None
+    turn_prefix: list[M] = field(default_factory=list)
 
 
-def _start(messages: Sequence[dict[str, Any]]) -> tuple[int, Summary | None]:
+def _start(messages: Sequence[Mapping[str, Any]]) -> tuple[int, Summary | None]:
     # Where the messages a compaction may fold begin: after a previous summary, if any.
     parts = messages[0].get(SUMMARY_KEY) if messages else None
     if isinstance(parts, dict):
@@ -110,14 +115,14 @@ def _start(messages: Sequence[dict[str, Any]]) -> tuple[int, Summary | None]:
     return 0, None
 
 
-def _last_user(messages: Sequence[dict[str, Any]], start: int) -> int | None:
+def _last_user(messages: Sequence[Mapping[str, Any]], start: int) -> int | None:
     for index in range(len(messages) - 1, start - 1, -1):
         if messages[index].get("role") == "user":
             return index
     return None
 
 
-def plan_latest_exchange(messages: Sequence[dict[str, Any]]) -> CompactionPlan | None:
+def plan_latest_exchange(messages: Sequence[M]) -> CompactionPlan[M] | None:
     """Fold everything before the last user message (``session.compact()``); None when
     nothing is older."""
     start, previous = _start(messages)
@@ -127,9 +132,7 @@ def plan_latest_exchange(messages: Sequence[dict[str, Any]]) -> CompactionPlan |
     return CompactionPlan(previous, list(messages[start:last]), list(messages[last:]))
 
 
-def plan_recent(
-    messages: Sequence[dict[str, Any]], keep_recent_tokens: int
-) -> CompactionPlan | None:
+def plan_recent(messages: Sequence[M], keep_recent_tokens: int) -> CompactionPlan[M] | None:
     """Keep at least ``keep_recent_tokens`` (estimated) of the latest messages, cutting just
     before a user or assistant message; None when there is nothing to fold."""
     start, previous = _start(messages)
@@ -169,9 +172,9 @@ def plan_recent(
     return CompactionPlan(previous, list(messages[start:cut]), list(messages[cut:]))
 
 
-def apply_plan(plan: CompactionPlan, summary: Summary, timestamp: int) -> list[dict[str, Any]]:
+def apply_plan(plan: CompactionPlan[M], summary: Summary, timestamp: int) -> list[UserMessage | M]:
     """The conversation after ``plan``, given the summary written for it."""
-    message = {
+    message: UserMessage = {
         "role": "user",
         "content": [{"type": "text", "text": summary.text()}],
         "timestamp": timestamp,
@@ -184,7 +187,7 @@ def apply_plan(plan: CompactionPlan, summary: Summary, timestamp: int) -> list[d
 # --- the summarizing calls ----------------------------------------------------------------------
 
 
-def _render(message: dict[str, Any]) -> str:
+def _render(message: Mapping[str, Any]) -> str:
     lines = []
     for block in message.get("content") or []:
         kind = block.get("type")
@@ -201,11 +204,11 @@ def _render(message: dict[str, Any]) -> str:
     return f"{message['role']}: " + "\n".join(lines)
 
 
-def _transcript(messages: Sequence[dict[str, Any]]) -> str:
+def _transcript(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(_render(message) for message in messages)
 
 
-def _history_prompt(plan: CompactionPlan) -> str:
+def _history_prompt(plan: CompactionPlan[Message]) -> str:
     text = ""
     if plan.previous is not None:
         text = (
@@ -219,7 +222,7 @@ def _history_prompt(plan: CompactionPlan) -> str:
     )
 
 
-def _prefix_prompt(plan: CompactionPlan, earlier_steps: str | None) -> str:
+def _prefix_prompt(plan: CompactionPlan[Message], earlier_steps: str | None) -> str:
     request = _render(plan.request) if plan.request is not None else ""
     earlier = ""
     if earlier_steps:
@@ -331,7 +334,7 @@ async def _run(
     session: SessionState,
     correlation: Correlation,
     reason: Reason,
-    plan: CompactionPlan,
+    plan: CompactionPlan[Message],
     summarizer: ResolvedModel,
     reserve_tokens: int | None,
 ) -> Usage:

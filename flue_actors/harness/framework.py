@@ -13,6 +13,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..events import error_payload
+from ..messages import ToolResultMessage, UserContent
 from ..models import ToolSpec
 from .payloads import TurnCorrelation
 from .sink import EventSink
@@ -44,7 +45,7 @@ async def run_framework_tool(
     *,
     sink: EventSink,
     clock: Clock,
-) -> dict[str, Any]:
+) -> ToolResultMessage:
     """Run one ``toolCall`` of a framework tool and return its ``toolResult`` message."""
     call_id = call["id"]
     started = clock.now_ms()
@@ -59,7 +60,7 @@ async def run_framework_tool(
     except Exception as error:  # reported to the model, as a user tool's failure would be
         payload = error_payload(error)
         text = f"{payload['name']}: {payload['message']}"
-    content = [{"type": "text", "text": text}]
+    content: list[UserContent] = [{"type": "text", "text": text}]
     sink.emit(
         "tool",
         {

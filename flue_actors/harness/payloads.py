@@ -109,7 +109,7 @@ OperationPayload = OperationSucceeded | OperationFailed
 
 
 class AgentEndPayload(Correlation):
-    messages: list[dict[str, Any]]
+    messages: list[Mapping[str, Any]]
 
 
 class PlainLog(Correlation):
@@ -173,8 +173,8 @@ class TurnRequestPayload(TurnCorrelation, ModelAsked):
 
 class TurnMessagesPayload(TurnCorrelation):
     purpose: str
-    message: dict[str, Any]
-    toolResults: list[dict[str, Any]]
+    message: Mapping[str, Any]
+    toolResults: list[Mapping[str, Any]]
 
 
 class CompactionStartPayload(Correlation):

@@ -16,6 +16,7 @@ import pydantic
 from pydantic import TypeAdapter
 
 from ..errors import ResultUnavailableError
+from ..messages import ImageContent
 from ..models import Usage
 from .framework import FrameworkTool, ToolFailure
 from .payloads import TurnCorrelation
@@ -34,7 +35,7 @@ REMINDER = (
 
 # (text, images, per-call tools, stop check) -> (last assistant text, usage of the turns).
 Loop = Callable[
-    [str, list[dict[str, Any]], Mapping[str, FrameworkTool], Callable[[], bool]],
+    [str, list[ImageContent], Mapping[str, FrameworkTool], Callable[[], bool]],
     Awaitable[tuple[str, Usage]],
 ]
 
@@ -135,7 +136,7 @@ class _Attempt:
 
 
 async def run_with_result(
-    loop: Loop, text: str, images: list[dict[str, Any]], spec: ResultSpec
+    loop: Loop, text: str, images: list[ImageContent], spec: ResultSpec
 ) -> tuple[Any, Usage]:
     """Run the agent until it calls ``finish`` (returns the validated data and the usage of
     every turn) or ``give_up`` / the ceiling (raises :class:`ResultUnavailableError`)."""

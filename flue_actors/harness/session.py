@@ -15,6 +15,7 @@ from ..errors import (
 )
 from ..events import error_payload
 from ..ids import IdSource
+from ..messages import as_json
 from ..models import ThinkingLevel, Usage
 from ..observation import AgentExecution, context_of, intercept
 from . import compaction
@@ -144,7 +145,7 @@ class Session:
     @property
     def messages(self) -> list[dict[str, Any]]:
         """The conversation so far (a copy)."""
-        return self.state.conversation.snapshot()
+        return as_json(self.state.conversation.snapshot())
 
     # --- operations -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from ..clock import Clock
 from ..definitions import ToolDefinition
 from ..ids import IdSource
+from ..messages import Message
 from ..models import ResolvedModel, RetryPolicy
 from .framework import FrameworkTool
 from .payloads import (
@@ -112,19 +113,19 @@ class Services:
 class Conversation:
     """The messages of a session, in order, as the model is sent them."""
 
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     # Responses before this index carry usage from before the last compaction, which no
     # longer says how large the conversation is (see context_budget.context_tokens).
     counted_from: int = 0
 
-    def append(self, message: dict[str, Any]) -> None:
+    def append(self, message: Message) -> None:
         self.messages.append(message)
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[Message]:
         """The messages as they are now (a copy: a request keeps what it was sent)."""
         return list(self.messages)
 
-    def rewrite(self, messages: list[dict[str, Any]]) -> None:
+    def rewrite(self, messages: list[Message]) -> None:
         """Replace the messages with a compacted version of them: none of the usage recorded
         before describes the conversation any longer."""
         self.messages[:] = messages

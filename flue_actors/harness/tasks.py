@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..definitions import AgentProfile, ToolDefinition
 from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
+from ..messages import ImageContent
 from ..models import ThinkingLevel
 from ..observation import TaskExecution, context_of, intercept
 from .agent_loop import run_prompt
@@ -82,7 +83,7 @@ async def run_task(
     correlation: Correlation,
     text: str,
     *,
-    images: list[dict[str, Any]],
+    images: list[ImageContent],
     result: ResultSpec | None,
     tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
