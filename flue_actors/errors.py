@@ -93,6 +93,7 @@ __all__ = [
     "ActionInputValidationError",
     "ActionOutputSerializationError",
     "ActionOutputValidationError",
+    "BatchInputError",
     "DefinitionError",
     "DelegationDepthExceededError",
     "EventNotStorableError",
@@ -104,6 +105,8 @@ __all__ = [
     "FlueModelError",
     "FlueRunError",
     "FlueStoreError",
+    "IdempotencyKeyConflictError",
+    "IdempotencyKeyInvalidError",
     "InternalError",
     "InvalidJsonError",
     "InvalidRequestError",
@@ -422,6 +425,42 @@ class WorkflowAdmissionFailedError(FlueRunError):
             f'Workflow "{workflow}" could not be admitted: {reason}',
             meta={"workflow": workflow},
         )
+
+
+class IdempotencyKeyConflictError(FlueError):
+    """An idempotency key already admitted a run of this workflow with other input."""
+
+    type = "idempotency_key_conflict"
+    status = 409
+
+    def __init__(self, *, workflow: str, key: str, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f'Idempotency key "{key}" of workflow "{workflow}" was used with a different input.',
+            details=f'The key belongs to run "{run_id}"; a new input needs a new key.',
+            meta={"workflow": workflow, "idempotencyKey": key, "runId": run_id},
+        )
+
+
+class IdempotencyKeyInvalidError(FlueError):
+    type = "idempotency_key_invalid"
+    status = 400
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__(
+            f"Invalid idempotency key: {reason}",
+            details="A key is 1 to 255 printable ASCII characters.",
+        )
+
+
+class BatchInputError(FlueError):
+    """A batch's input or output file cannot be used as it is (the batch did not start)."""
+
+    type = "batch_input_invalid"
+    status = 400
+
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message, details=details)
 
 
 def _issue_list(issues: Sequence[Mapping[str, Any]]) -> str:

@@ -24,6 +24,7 @@ from ..records import RUN_STATUSES
 from ..runtime import BackendFactory, Runtime, WorkflowRegistry
 from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from ..store import is_offset, resolve_database_url
+from .batch import add_batch_parser, run_batch_command
 from .hosts import add_hosts_parser, run_hosts
 from .presenter import EventPresenter
 from .remote import parse_header, request_headers, run_remote
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         "recover", help="end runs whose owner is gone (a crashed process or a lost node)"
     )
     add_hosts_parser(commands)
+    add_batch_parser(commands, _positive)
     return parser
 
 
@@ -348,6 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return EXIT_FAILED
             return asyncio.run(_run(args, WorkflowRegistry.discover(directory), out, err))
+        if args.command == "batch":
+            directory = Path(args.workflows)
+            if not directory.is_dir():
+                err.write(
+                    f"error: workflow folder {directory} does not exist (use --workflows DIR)\n"
+                )
+                return EXIT_FAILED
+            registry = WorkflowRegistry.discover(directory)
+            return asyncio.run(run_batch_command(args, registry, out, err))
         if args.command == "serve":
             return _serve(args, err)
         if args.command == "hosts":

@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import FlueError
 from ..runtime import Runtime
-from . import invocation, listing, run_reads
+from . import batch, invocation, listing, run_reads
 from .docs import add_docs
 from .draining import Draining
 from .errors import (
@@ -71,7 +71,7 @@ def create_app(
     app.state.shared_reads = SharedReads(runtime)
     app.state.known_runs = KnownRuns()
     app.state.draining = Draining()
-    for module in (invocation, listing, run_reads):
+    for module in (batch, invocation, listing, run_reads):
         add_routes(app, module.router)
     add_docs(app)
     app.add_exception_handler(FlueError, handle_flue_error)

@@ -1,6 +1,7 @@
 """Admission, execution and reading of runs; the backends that host RunActors."""
 
 from .backend import BackendFactory, LocalBackend, RunBackend
+from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .run_actor import RunActor
 from .runtime import RunReceipt, Runtime
@@ -8,6 +9,7 @@ from .services import RunServices
 
 __all__ = [
     "BackendFactory",
+    "BatchItem",
     "DiscoveredWorkflow",
     "LocalBackend",
     "RunActor",

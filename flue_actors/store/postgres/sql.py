@@ -84,6 +84,31 @@ WITH r AS (
     RETURNING pg_notify({{ch}}, $14::text) AS notified
 )
 SELECT count(*) FROM r""",
+    # As ``admit``, claiming the idempotency key first: $16 workflow, $17 key, $18 fingerprint.
+    # A key claimed by a concurrent transaction makes this one wait for its commit, then claim
+    # nothing, so the run is not admitted.
+    "admit_keyed": f"""
+WITH k AS (
+    INSERT INTO {{s}}.run_keys (workflow_name, key, run_id, fingerprint)
+    VALUES ($16::text, $17::text, $1::text, $18::text)
+    ON CONFLICT (workflow_name, key) DO NOTHING RETURNING run_id
+), r AS (
+    INSERT INTO {{s}}.runs ({_COLUMNS})
+    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
+           $8::boolean, $9::bigint, $10::text, $11::text FROM k
+    ON CONFLICT (run_id) DO NOTHING RETURNING run_id
+), o AS (
+    INSERT INTO {{s}}.run_owners (run_id, owner) SELECT run_id, $15::text FROM r
+    WHERE $15::text IS NOT NULL
+), st AS (
+    INSERT INTO {{s}}.streams (path, header) SELECT $12, $13 FROM r
+    ON CONFLICT (path) DO UPDATE SET header = coalesce(streams.header, excluded.header)
+    RETURNING pg_notify({{ch}}, $14::text) AS notified
+)
+SELECT count(*) FROM r""",
+    # $1 workflow, $2 keys
+    "keyed_runs": "SELECT key, run_id, fingerprint FROM {s}.run_keys "
+    "WHERE workflow_name = $1 AND key = ANY($2::text[])",
     # $1 owner, $2 milliseconds
     "heartbeat": "INSERT INTO {s}.owners (owner, heartbeat_ms) VALUES ($1, $2) "
     "ON CONFLICT (owner) DO UPDATE SET heartbeat_ms = greatest(owners.heartbeat_ms, $2)",
@@ -147,6 +172,8 @@ class Statements:
     meta: str
     header: str
     admit: str
+    admit_keyed: str
+    keyed_runs: str
     heartbeat: str
     owner_of: str
     claim_run: str

@@ -34,6 +34,7 @@ from ...records import (
     record_from_admission,
 )
 from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
+from ..idempotency import KeyedRun, keyed_claim
 from ..listing import run_listing
 from ..offsets import NOW, format_offset, parse_offset
 from .codec import RUN_COLUMNS, from_db, notify_key, record_from_row, record_row, to_db
@@ -151,21 +152,35 @@ class PostgresEventStore:
         for header in headers:
             path = to_db(_RUN_PREFIX + header["runId"])
             row = record_row(record_from_admission(header))
-            prepared.append((row, path, dumps(header)))
+            claim = keyed_claim(header)
+            keyed = () if claim is None else (to_db(claim[0]), to_db(claim[1]), claim[2])
+            prepared.append((row, path, dumps(header), keyed))
         admitted = []
         # One transaction for the batch (one commit), and no transaction of its own for one.
         async with self._connection() as conn, contextlib.AsyncExitStack() as stack:
             if len(prepared) > 1:
                 await stack.enter_async_context(conn.transaction())
-            for row, path, header_json in prepared:
+            for row, path, header_json, keyed in prepared:
+                statement = self._sql.admit_keyed if keyed else self._sql.admit
                 count = await conn.fetchval(
-                    self._sql.admit, *row, path, header_json, notify_key(path), owner_db
+                    statement, *row, path, header_json, notify_key(path), owner_db, *keyed
                 )
                 admitted.append(bool(count))
-        for (_, path, _), was_admitted in zip(prepared, admitted, strict=True):
+        for (_, path, _, _), was_admitted in zip(prepared, admitted, strict=True):
             if was_admitted:
                 self._notifier.wake(notify_key(path))
         return admitted
+
+    async def keyed_runs(self, workflow_name: str, keys: Sequence[str]) -> dict[str, KeyedRun]:
+        wanted = [to_db(key) for key in dict.fromkeys(keys)]
+        if not wanted:
+            return {}
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql.keyed_runs, to_db(workflow_name), wanted)
+        return {
+            from_db(row["key"]): KeyedRun(from_db(row["run_id"]), row["fingerprint"])
+            for row in rows
+        }
 
     async def heartbeat(self, owner: str, now_ms: int) -> None:
         async with self._connection() as conn:

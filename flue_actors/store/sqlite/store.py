@@ -26,6 +26,7 @@ from ...records import (
     record_from_admission,
 )
 from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
+from ..idempotency import KeyedRun, keyed_claim
 from ..listing import run_listing
 from ..offsets import NOW, format_offset, parse_offset
 from .inotify import ForeignCommitWatcher
@@ -115,11 +116,24 @@ class SqliteEventStore:
             (record_row(record_from_admission(header)), _RUN_PREFIX + header["runId"], header)
             for header in headers
         ]
-        prepared = [(row, path, header["runId"], dumps(header)) for row, path, header in rows]
+        prepared = [
+            (row, path, header["runId"], dumps(header), keyed_claim(header))
+            for row, path, header in rows
+        ]
 
         def work(conn: sqlite3.Connection, changed: Changes) -> list[bool]:
             admitted = []
-            for row, path, run_id, header_json in prepared:
+            for row, path, run_id, header_json, claim in prepared:
+                # The key first: a key already claimed admits nothing (one writer thread, so
+                # no other admission can come between the claim and the run it names).
+                if claim is not None and not (
+                    conn.execute(
+                        "INSERT INTO run_keys VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+                        (claim[0], claim[1], run_id, claim[2]),
+                    ).rowcount
+                ):
+                    admitted.append(False)
+                    continue
                 inserted = conn.execute(
                     "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT (run_id) DO NOTHING",
@@ -140,6 +154,25 @@ class SqliteEventStore:
             return admitted
 
         return await self._writer.submit(work)
+
+    async def keyed_runs(self, workflow_name: str, keys: Sequence[str]) -> dict[str, KeyedRun]:
+        wanted = list(dict.fromkeys(keys))
+
+        def work(conn: sqlite3.Connection, changed: Changes) -> dict[str, KeyedRun]:
+            found: dict[str, KeyedRun] = {}
+            # In slices: SQLite binds at most 32,766 parameters per statement.
+            for at in range(0, len(wanted), 500):
+                part = wanted[at : at + 500]
+                marks = ",".join("?" * len(part))
+                for key, run_id, fingerprint in conn.execute(
+                    "SELECT key, run_id, fingerprint FROM run_keys "
+                    f"WHERE workflow_name = ? AND key IN ({marks})",
+                    (workflow_name, *part),
+                ):
+                    found[str(key)] = KeyedRun(str(run_id), str(fingerprint))
+            return found
+
+        return await self._reader.submit(work)
 
     async def create_stream(self, path: str) -> None:
         def work(conn: sqlite3.Connection, changed: Changes) -> None:
