@@ -68,7 +68,7 @@ def _durable_turns(database_url: str, run_ids: list[str]) -> tuple[int, int]:
             for run_id in run_ids:
                 events, _ = await read_run_events(store, run_id)
                 turns += sum(1 for e in events if e["type"] == "turn" and not e["isError"])
-                unfinished += events[-1]["type"] != "run_end"
+                unfinished += not events or events[-1]["type"] != "run_end"
             return turns, unfinished
         finally:
             await store.close()
