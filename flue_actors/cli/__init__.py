@@ -27,6 +27,7 @@ from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, lease_
 from ..runtime.recovery import end_orphaned_runs
 from ..store import open_store, resolve_database_url
 from .hosts import add_hosts_parser, run_hosts
+from .model_batch_options import add_model_batch_options, model_batches_from
 from .presenter import EventPresenter
 from .remote import parse_header, request_headers, run_remote
 
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM: open requests and runs hosted here get this long before runs are "
         "ended run_interrupted and the server exits (default 10)",
     )
+    add_model_batch_options(serve)
 
     runs = commands.add_parser("runs", help="inspect stored runs")
     verbs = runs.add_subparsers(dest="verb", required=True)
@@ -300,6 +302,11 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
     if backend == "local" and address:
         err.write("error: --address needs --backend ray\n")
         return EXIT_USAGE
+    try:
+        model_batches = model_batches_from(args)
+    except ValueError as error:
+        err.write(f"error: {error}\n")
+        return EXIT_USAGE
     # The Anthropic SDK's aiohttp transport: about a third less CPU per model call than its
     # default, which in-process tests keep (the test kit's anthropic_api intercepts that one).
     os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
@@ -310,6 +317,7 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
         address=address,
         lease_seconds=args.lease_seconds,
         sweep_seconds=args.sweep_seconds,
+        model_batches=model_batches,
     )
     app = create_app(runtime, max_body_bytes=args.max_body_bytes)
     options = ServeOptions(
