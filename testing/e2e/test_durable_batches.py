@@ -98,7 +98,8 @@ def test_kill_9_while_runs_wait_on_a_batch_submits_no_turn_twice(
         )
         serve.kill()
         batches = messages_server.batches()
-        assert len(batches) == 1 and messages_server.batched_requests() == RUNS
+        assert len(batches) == 1
+        assert messages_server.batched_requests() == RUNS
         first = _recorded_batches(database_url, run_ids)
         assert {batch_id for records in first.values() for batch_id, _ in records} == {
             batches[0]["id"]

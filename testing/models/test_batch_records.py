@@ -35,7 +35,7 @@ def test_custom_ids_fit_the_api_and_tell_turns_apart(
 async def _submitted_before_the_crash(api: AnthropicApi, custom_id: str) -> str:
     """A batch a previous life of the run created (and died before recording)."""
     batch = await api.provider.sdk_client().messages.batches.create(
-        requests=[{"custom_id": custom_id, "params": BODY}]  # type: ignore[list-item]
+        requests=[{"custom_id": custom_id, "params": BODY}]  # type: ignore[typeddict-item]
     )
     return batch.id
 
