@@ -118,12 +118,10 @@ class Runtime:
         model_batches: ModelBatches | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
-        if model_batches is not None and backend == "ray":
-            raise ValueError(
-                "model_batches runs on the local backend; on Ray the hosts' shared collector "
-                "is not wired into the runtime yet."
-            )
-        if model_batches is not None:
+        if model_batches is not None and backend == "ray" and models is not None:
+            raise ValueError("The Ray backend takes its model from FLUE_MODEL, not a registry.")
+        # On Ray the hosts batch their runs' turns (through one collector of the cluster).
+        if model_batches is not None and backend != "ray":
             models = (
                 models.with_model_batches(model_batches)
                 if models is not None
@@ -149,7 +147,7 @@ class Runtime:
         self.supervisor = LeaseSupervisor(
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
-        self.backend: RunBackend = self._backend(backend, address, models)
+        self.backend: RunBackend = self._backend(backend, address, models, model_batches)
         resume = getattr(self.backend, "resume", None)
         if resume is not None:
             # Orphans are resumed by replay (workflows with recovery="resume"): here on the
@@ -163,6 +161,7 @@ class Runtime:
         backend: RunBackend | Literal["local", "ray"],
         address: str | None,
         models: ModelRegistry | None,
+        model_batches: ModelBatches | None,
     ) -> RunBackend:
         if backend == "local":
             return LocalBackend(self.services)
@@ -179,6 +178,7 @@ class Runtime:
             database_url=self.database_url,
             address=address or os.environ.get("FLUE_RAY_ADDRESS") or None,
             model=self.services.env.get("FLUE_MODEL"),
+            model_batches=model_batches,
         )
 
     async def __aenter__(self) -> Runtime:

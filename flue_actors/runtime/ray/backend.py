@@ -29,6 +29,7 @@ from typing import Any
 
 from ...definitions import Placement
 from ...events import RunAdmittedEvent
+from ...models.message_batches import ModelBatches
 from ...store import is_sqlite_url
 from ..lease import OwnerLease
 from ..recovery import end_interrupted_run, end_orphaned_runs
@@ -87,6 +88,7 @@ class RayBackend:
         database_url: str,
         address: str | None = None,
         model: str | None = None,
+        model_batches: ModelBatches | None = None,
         hosts_per_node: int = 1,
         num_cpus: int | None = None,
     ) -> None:
@@ -103,7 +105,11 @@ class RayBackend:
         nodes = [node for node in ray.nodes() if node["Alive"]]
         check_store_for_cluster(database_url, nodes)
         self._deployment = Deployment.of(
-            directory, database_url=database_url, model=model, environ=services.env
+            directory,
+            database_url=database_url,
+            model=model,
+            environ=services.env,
+            model_batches=model_batches,
         )
         self._database_url = database_url
         self._host_class: Any = ray.remote(RunHost)
