@@ -102,6 +102,12 @@ class ModelRegistry:
             batcher=batcher,
         )
 
+    @property
+    def batcher(self) -> TurnBatcher | None:
+        """The batcher its Anthropic turns go through (``None`` without model batches)."""
+        provider = self._providers.get("anthropic")
+        return provider.batcher if isinstance(provider, MessageBatchesProvider) else None
+
     def register(self, provider: ModelProvider) -> None:
         self._providers[provider.name] = provider
 

@@ -181,6 +181,18 @@ class Runtime:
             model_batches=model_batches,
         )
 
+    async def model_batch_progress(self) -> dict[str, int] | None:
+        """With ``model_batches``, where its model turns are: ``pending`` (waiting for their
+        batch to go out), ``waiting`` (in a batch still processing), ``done`` (answered),
+        ``submitted`` and ``batches`` (so far). Counted by the collector, so since it started
+        (on Ray: the deployment's, shared by its hosts); ``None`` without model batches."""
+        progress = getattr(self.backend, "model_batch_progress", None)
+        if progress is not None:
+            counted: dict[str, int] | None = await progress()
+            return counted
+        batcher = self.services.models.batcher
+        return None if batcher is None else await batcher.progress()
+
     async def __aenter__(self) -> Runtime:
         return self
 

@@ -122,8 +122,11 @@ async def test_runtime_on_ray_batches_the_turns_of_runs_on_every_host(
             events = await runtime.events(record.run_id)
             (turn,) = [event for event in events if event["type"] == "turn"]
             assert turn["response"]["batch"]["id"] == batches[0]["id"]
-        progress = await collector.progress()
-        assert (progress["batches"], progress["submitted"], progress["done"]) == (1, runs, runs)
+        progress = await runtime.model_batch_progress()
+        assert progress == await collector.progress()
+        assert progress == {
+            "pending": 0, "waiting": 0, "done": runs, "submitted": runs, "batches": 1
+        }  # fmt: skip
     finally:
         await runtime.close()
         backend.shutdown_hosts()

@@ -508,6 +508,16 @@ class RayBackend:
             except Exception as error:  # the next process's sweep remains
                 logger.error("run %s could not be ended at shutdown: %s", run_id, error)
 
+    async def model_batch_progress(self) -> dict[str, int] | None:
+        """The counters of the collector this deployment's hosts share (``None`` without
+        model batches)."""
+        deployment = self._deployment
+        if deployment.model_batches is None or deployment.batch_collector is None:
+            return None
+        from .turn_batcher import RayTurnBatcher
+
+        return await RayTurnBatcher(deployment.batch_collector, deployment.model_batches).progress()
+
     def shutdown_hosts(self) -> None:
         """End this backend's host processes (their runs end with them)."""
         for host in self._hosts.values():
