@@ -11,9 +11,11 @@ three-turn agent takes three batch rounds.
 through the Ray backend's named actor, which implements the same :class:`TurnBatcher`
 protocol; nothing here knows Ray.
 
-Waiting turns live in memory: a process that dies loses them (its runs end as interrupted runs
-do) and the batch it submitted is left to expire unused. Re-attaching a restarted run to its
-pending batch needs the batch id and ``custom_id`` in the run's log (durable runs).
+A turn waits in two steps (:meth:`TurnBatcher.enqueue`, then :meth:`TurnBatcher.result`) so
+that its run can write the batch id and ``custom_id`` to its log in between; a run resumed after
+a crash re-attaches to that batch (``result`` polls a batch it did not submit) instead of
+submitting again, and a custom_id derived from the run and turn (:func:`turn_custom_id`) lets it
+find a batch created just before the crash, before the record (``enqueue(..., since=)``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 
 The actor submits the batches with the Anthropic provider of its own node (its key and base
 URL come from that node's environment, as the hosts' do), so turns of runs on every host share
-batches. It is named per batch invocation: each gets its own window and settings.
+batches. A deployment with model batches names one after itself (``Deployment.batch_collector``),
+so serves of one deployment share it and a deployment with other settings gets its own.
 """
 
 from __future__ import annotations
