@@ -40,6 +40,7 @@ from .errors import (
     DefinitionError,
     DelegationDepthExceededError,
     FlueError,
+    IdempotencyKeyConflictError,
     MCPConnectionError,
     ModelNotResolvedError,
     OperationFailedError,
@@ -79,8 +80,9 @@ if TYPE_CHECKING:
         ModelResponse,
         Usage,
     )
-    from .runtime import RunReceipt, Runtime, WorkflowRegistry
+    from .runtime import BatchItem, RunReceipt, Runtime, WorkflowRegistry
     from .runtime.ambient import invoke
+    from .runtime.ray import RayCluster
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -96,6 +98,7 @@ __all__ = [
     "AgentDefinition",
     "AgentProfile",
     "AsyncFlueClient",
+    "BatchItem",
     "CallHandle",
     "CompactionConfig",
     "DefinitionError",
@@ -107,6 +110,7 @@ __all__ = [
     "FlueError",
     "FlueExecutionError",
     "Harness",
+    "IdempotencyKeyConflictError",
     "Instrumentation",
     "JsonValue",
     "MCPConnectionError",
@@ -121,6 +125,7 @@ __all__ = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
@@ -189,8 +194,9 @@ __getattr__ = lazy_exports(
             "ModelResponse",
             "Usage",
         ),
-        ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".runtime": ("BatchItem", "RunReceipt", "Runtime", "WorkflowRegistry"),
         ".runtime.ambient": ("invoke",),
+        ".runtime.ray": ("RayCluster",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

@@ -22,6 +22,7 @@ from .base import (
 )
 from .batched_provider import MessageBatchesProvider
 from .echo import FakeProvider
+from .limits import LimitedProvider, MinuteBudget, RateLimiter, RateLimits
 from .message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
 from .registry import ModelRegistry, ResolvedModel
 from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
@@ -33,14 +34,18 @@ __all__ = [
     "BatchedResult",
     "Cost",
     "FakeProvider",
+    "LimitedProvider",
     "MessageBatchCollector",
     "MessageBatchesProvider",
+    "MinuteBudget",
     "ModelBatches",
     "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
     "ModelResponse",
+    "RateLimiter",
+    "RateLimits",
     "ResolvedModel",
     "RetryPolicy",
     "Sleep",

@@ -11,6 +11,7 @@ from .anthropic import AnthropicProvider
 from .base import ModelProvider
 from .batched_provider import MessageBatchesProvider
 from .echo import FakeProvider
+from .limits import LimitedProvider, RateLimiter
 from .message_batches import ModelBatches, TurnBatcher
 from .retry import RetryPolicy
 
@@ -53,6 +54,7 @@ class ModelRegistry:
         *,
         override: str | ModelProvider | None = None,
         retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
         model_batches: ModelBatches | None = None,
         batcher: TurnBatcher | None = None,
     ) -> None:
@@ -63,6 +65,9 @@ class ModelRegistry:
         self._providers.update(providers or {})
         self._override = override
         self.retry = retry or RetryPolicy()
+        # Every provider's calls pass through it (a batch's shared rate limits), when set.
+        self.limiter = limiter
+        self._limited: dict[int, LimitedProvider] = {}
         self.model_batches = model_batches
         if model_batches is not None:
             plain = self._providers["anthropic"]
@@ -98,6 +103,7 @@ class ModelRegistry:
             self._providers,
             override=self._override,
             retry=self.retry,
+            limiter=self.limiter,
             model_batches=model_batches,
             batcher=batcher,
         )
@@ -122,10 +128,20 @@ class ModelRegistry:
             if close is not None:
                 await close()
 
+    def _paced(self, provider: ModelProvider) -> ModelProvider:
+        if self.limiter is None:
+            return provider
+        limited = self._limited.get(id(provider))
+        if limited is None:
+            limited = self._limited[id(provider)] = LimitedProvider(provider, self.limiter)
+        return limited
+
     def resolve(self, model: str) -> ResolvedModel:
         override = self._override
         if override is not None and not isinstance(override, str):
-            return ResolvedModel(provider=override, model_id=_split(model)[1], requested=model)
+            return ResolvedModel(
+                provider=self._paced(override), model_id=_split(model)[1], requested=model
+            )
         wanted = override if isinstance(override, str) else model
         provider_name, model_id = _split(wanted)
         provider = self._providers.get(provider_name)
@@ -136,4 +152,4 @@ class ModelRegistry:
                 f"(registered: {', '.join(sorted(self._providers))}); "
                 "set FLUE_MODEL=fake/echo for a dry run",
             )
-        return ResolvedModel(provider=provider, model_id=model_id, requested=wanted)
+        return ResolvedModel(provider=self._paced(provider), model_id=model_id, requested=wanted)

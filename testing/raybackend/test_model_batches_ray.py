@@ -85,7 +85,7 @@ async def test_runtime_on_ray_batches_the_turns_of_runs_on_every_host(
     import os
 
     from flue_actors import Runtime
-    from flue_actors.runtime.ray import RayBackend
+    from flue_actors.runtime.ray import RayBackend, RayCluster
     from flue_actors.runtime.ray.turn_batcher import RayTurnBatcher
 
     runs = 6
@@ -95,7 +95,7 @@ async def test_runtime_on_ray_batches_the_turns_of_runs_on_every_host(
     runtime = Runtime(
         project / "workflows",
         store=f"sqlite:///{project / 'flue.db'}",
-        backend="ray",
+        backend=RayCluster(),
         env=env,
         model_batches=settings,
     )

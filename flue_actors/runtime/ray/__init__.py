@@ -1,6 +1,7 @@
 """The Ray backend: RunActors hosted in RunHosts on a Ray cluster. Importing this imports Ray."""
 
 from .backend import RayBackend
+from .cluster import RayCluster
 from .deployment import Deployment, HostDrainingError
 from .environment import NAMESPACE, RayClusterUnavailableError, connect, loopback_environment
 from .host import HostConfig, RunHost
@@ -12,6 +13,7 @@ __all__ = [
     "HostConfig",
     "HostDrainingError",
     "RayBackend",
+    "RayCluster",
     "RayClusterUnavailableError",
     "RayTurnBatcher",
     "RunHost",
