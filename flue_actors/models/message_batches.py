@@ -232,7 +232,12 @@ class MessageBatchCollector:
         finally:
             self._awaiting -= 1
         self.done += 1
-        result = results.get(custom_id) or {"type": "expired", "missing": True}
+        # Each result is handed out once and then forgotten, and so is a batch once all its
+        # results are: a collector's memory holds what is still to be collected, no more.
+        result = results.pop(custom_id, None) or {"type": "expired", "missing": True}
+        if not results and self._outcomes.get(batch_id) is outcome:
+            del self._outcomes[batch_id]
+            self._carried.pop(batch_id, None)
         return BatchedResult(batch_id, custom_id, result)
 
     async def progress(self) -> dict[str, int]:

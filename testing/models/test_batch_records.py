@@ -104,3 +104,20 @@ async def test_a_custom_id_the_api_would_refuse_is_refused_here(
         await collector.enqueue("has spaces", BODY)
     assert anthropic_api.batches.created == 0
     await collector.aclose()
+
+
+async def test_a_collector_forgets_a_batch_once_its_results_are_collected(
+    anthropic_api: AnthropicApi,
+) -> None:
+    collector = MessageBatchCollector(
+        anthropic_api.provider.sdk_client,
+        ModelBatches(max_requests=2, window=math.inf, sleep=lambda _s: _fast()),
+    )
+    anthropic_api.reply("one")
+    anthropic_api.reply("two")
+    first, second = await asyncio.gather(collector.submit(BODY), collector.submit(BODY))
+    assert {first.type, second.type} == {"succeeded"}
+    assert first.batch_id == second.batch_id
+    assert collector._outcomes == {}
+    assert collector._carried == {}
+    await collector.aclose()
