@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from ..clock import parse_timestamp
 from ..models.message_batches import BatchedTurn, current_turn
+from .payloads import TurnCorrelation
 from .replay import Replay, recorded_batches, replay_of
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .session_state import SessionState
 
 __all__ = ["BATCH_RECORD_MESSAGE", "CLOCK_SKEW_SECONDS", "batched_turn", "pending_batches"]
 
@@ -32,26 +33,29 @@ BATCH_RECORD_MESSAGE: Final = "model turn waiting on a message batch"
 CLOCK_SKEW_SECONDS: Final = 300.0
 
 
-def pending_batches(session: Session, turn_id: str) -> tuple[Replay | None, list[tuple[str, str]]]:
+def pending_batches(
+    session: SessionState, turn_id: str
+) -> tuple[Replay | None, list[tuple[str, str]]]:
     """Before a turn's ``turn`` event is looked for in a replay: the replay, and the batch
     records the log holds for this turn (matched, so they are not written again)."""
-    replay = replay_of(session._sink)
-    return replay, recorded_batches(session._sink, turn_id)
+    replay = replay_of(session.services.sink)
+    return replay, recorded_batches(session.services.sink, turn_id)
 
 
 @contextmanager
 def batched_turn(
-    session: Session,
-    turn: dict[str, Any],
+    session: SessionState,
+    turn: TurnCorrelation,
     replay: Replay | None,
     recorded: list[tuple[str, str]],
 ) -> Iterator[None]:
     """While a turn is performed live: what a batched provider needs to know of it.
     ``replay`` is the replay the run was in before the turn (``None``: live already)."""
-    emit = session._sink.emit
 
     def record(batch_id: str, custom_id: str) -> None:
-        emit(
+        # A log inside a turn (its turnId says which, and the replay matches it by that),
+        # which the session's typed emit, made for Flue's run-level logs, does not take.
+        session.services.sink.emit(
             "log",
             {
                 "level": "info",
@@ -70,7 +74,7 @@ def batched_turn(
             since = parse_timestamp(last) / 1000 - CLOCK_SKEW_SECONDS
     token = current_turn.set(
         BatchedTurn(
-            run_id=session._harness.run_id,
+            run_id=session.run_id,
             turn_id=turn["turnId"],
             record=record,
             recorded=tuple(recorded),
