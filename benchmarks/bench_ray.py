@@ -28,7 +28,7 @@ os.environ.update(loopback_environment())  # before anything imports ray
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance of this benchmark
 os.environ["FLUE_MODEL"] = "fake/echo"
 
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 ISOLATED = (
@@ -90,7 +90,7 @@ def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 async def _main(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     workflows = folder / "workflows"
-    ray_runtime = Runtime(workflows, store=f"sqlite:///{folder / 'ray.db'}", backend="ray")
+    ray_runtime = Runtime(workflows, store=f"sqlite:///{folder / 'ray.db'}", backend=RayCluster())
     local_runtime = Runtime(workflows, store=f"sqlite:///{folder / 'local.db'}")
     try:
         await _measure(ray_runtime, "summarize", 200)  # warm-up: workers, imports

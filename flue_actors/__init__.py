@@ -40,6 +40,7 @@ from .errors import (
     DefinitionError,
     DelegationDepthExceededError,
     FlueError,
+    IdempotencyKeyConflictError,
     MCPConnectionError,
     ModelNotResolvedError,
     OperationFailedError,
@@ -71,9 +72,17 @@ from .records import RunPage, RunPointer, RunRecord, RunStatus
 if TYPE_CHECKING:
     from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
     from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
-    from .models import ModelProvider, ModelRegistry, ModelRequest, ModelResponse, Usage
-    from .runtime import RunReceipt, Runtime, WorkflowRegistry
+    from .models import (
+        ModelBatches,
+        ModelProvider,
+        ModelRegistry,
+        ModelRequest,
+        ModelResponse,
+        Usage,
+    )
+    from .runtime import BatchItem, RunReceipt, Runtime, WorkflowRegistry
     from .runtime.ambient import invoke
+    from .runtime.ray import RayCluster
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -89,6 +98,7 @@ __all__ = [
     "AgentDefinition",
     "AgentProfile",
     "AsyncFlueClient",
+    "BatchItem",
     "CallHandle",
     "CompactionConfig",
     "DefinitionError",
@@ -100,10 +110,12 @@ __all__ = [
     "FlueError",
     "FlueExecutionError",
     "Harness",
+    "IdempotencyKeyConflictError",
     "Instrumentation",
     "JsonValue",
     "MCPConnectionError",
     "MCPTools",
+    "ModelBatches",
     "ModelNotResolvedError",
     "ModelProvider",
     "ModelRegistry",
@@ -113,6 +125,7 @@ __all__ = [
     "Placement",
     "PromptResponse",
     "PromptResultResponse",
+    "RayCluster",
     "ResultUnavailableError",
     "RunCancelledError",
     "RunLog",
@@ -173,9 +186,17 @@ __getattr__ = lazy_exports(
             "RunLog",
             "Session",
         ),
-        ".models": ("ModelProvider", "ModelRegistry", "ModelRequest", "ModelResponse", "Usage"),
-        ".runtime": ("RunReceipt", "Runtime", "WorkflowRegistry"),
+        ".models": (
+            "ModelBatches",
+            "ModelProvider",
+            "ModelRegistry",
+            "ModelRequest",
+            "ModelResponse",
+            "Usage",
+        ),
+        ".runtime": ("BatchItem", "RunReceipt", "Runtime", "WorkflowRegistry"),
         ".runtime.ambient": ("invoke",),
+        ".runtime.ray": ("RayCluster",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

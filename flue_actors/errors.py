@@ -4,26 +4,113 @@ Each class owns its wire ``type`` string (Flue's vocabulary) and, for errors tha
 status. Constructors take structured data and build the caller-safe ``message`` and ``details``
 themselves, so call sites never invent phrasing. ``dev`` carries developer-only hints (alternatives,
 file paths) and is rendered only in local mode.
+
+Every error belongs to one family, so a caller can handle a kind of failure with one ``except``::
+
+    FlueError
+    ├── FlueDefinitionError       a definition or workflow module cannot be used
+    │   ├── DefinitionError (also a TypeError)   definition_invalid
+    │   ├── SkillDefinitionValidationError (a DefinitionError)   skill_definition_validation
+    │   ├── WorkflowLoadError                    workflow_load_failed
+    │   ├── WorkflowNotDiscoveredError           workflow_not_discovered
+    │   └── ToolNameConflictError                tool_name_conflict
+    ├── FlueInputError            what the caller handed over cannot be accepted
+    │   ├── InvalidJsonError                     invalid_json (400)
+    │   ├── InvalidRequestError                  invalid_request (400)
+    │   ├── WorkflowNotFoundError                workflow_not_found (404)
+    │   ├── WorkflowInputUnexpectedError         workflow_input_unexpected
+    │   ├── WorkflowInputSerializationError      workflow_input_serialization
+    │   └── ActionInputValidationError           action_input_validation
+    ├── FlueRunError              a run cannot be admitted, found or finished as asked
+    │   ├── WorkflowAdmissionFailedError         workflow_admission_failed
+    │   ├── RunNotFoundError                     run_not_found (404)
+    │   ├── RunNotActiveError                    run_not_active (409)
+    │   ├── RunCancelledError                    run_cancelled
+    │   ├── RunInterruptedError                  run_interrupted
+    │   ├── ReplayDivergenceError                replay_divergence
+    │   ├── WorkflowInvocationNotConfiguredError workflow_invocation_not_configured
+    │   ├── HostDrainingError (runtime.ray)      host_draining
+    │   └── RayClusterUnavailableError (runtime.ray)   ray_cluster_unavailable
+    ├── FlueHarnessError          an operation inside a run failed
+    │   ├── ActionOutputValidationError          action_output_validation
+    │   ├── ActionOutputSerializationError       action_output_serialization
+    │   ├── SessionNotFoundError                 session_not_found
+    │   ├── SessionAlreadyExistsError            session_already_exists
+    │   ├── SessionBusyError                     session_busy
+    │   ├── OperationFailedError                 operation_failed
+    │   ├── SkillNotRegisteredError              skill_not_registered
+    │   ├── SubagentNotDeclaredError             subagent_not_declared
+    │   ├── DelegationDepthExceededError         delegation_depth_exceeded
+    │   ├── ToolInputValidationError             tool_input_validation
+    │   ├── ToolOutputValidationError            tool_output_validation
+    │   ├── ToolOutputSerializationError         tool_output_serialization
+    │   ├── MCPConnectionError                   mcp_connection_failed
+    │   └── SandboxPathError (also a ValueError) sandbox_path_invalid
+    ├── FlueModelError            a model cannot be resolved or its provider failed
+    │   ├── ModelNotResolvedError                model_not_resolved
+    │   └── ModelRequestError                    model_request_failed
+    ├── FlueStoreError            the event log refused a read or write
+    │   ├── StreamMissingError                   stream_not_found
+    │   ├── StreamClosedError                    stream_closed
+    │   ├── StreamConflictError                  stream_conflict
+    │   ├── EventNotStorableError                event_not_storable
+    │   ├── ProductEventVersionError             product_event_version_unsupported
+    │   ├── StoreSchemaVersionError              persisted_schema_version_unsupported
+    │   └── RunStoreUnavailableError             run_store_unavailable (503)
+    │       └── StoreConnectionError (store.postgres; also a ConnectionError)
+    └── FlueHttpError             the HTTP layer's own (flue_actors.gateway.errors)
+        ├── MethodNotAllowedError                method_not_allowed (405)
+        ├── UnsupportedMediaTypeError            unsupported_media_type (415)
+        ├── PayloadTooLargeError                 payload_too_large (413)
+        ├── RouteNotFoundError                   route_not_found (404)
+        ├── ServerShuttingDownError              runtime_unavailable (503)
+        └── InternalError                        internal_error (500)
+
+Outside the hierarchy, as in Flue: :class:`AbortError` (cancellation is not a failure) and
+:class:`ResultUnavailableError` (the model declined to answer in shape). Errors without an HTTP
+status answer 500.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .gateway.errors import (
+        InternalError,
+        MethodNotAllowedError,
+        PayloadTooLargeError,
+        RouteNotFoundError,
+        ServerShuttingDownError,
+        UnsupportedMediaTypeError,
+    )
 
 __all__ = [
     "AbortError",
     "ActionInputValidationError",
     "ActionOutputSerializationError",
     "ActionOutputValidationError",
+    "BatchInputError",
     "DefinitionError",
     "DelegationDepthExceededError",
     "EventNotStorableError",
+    "FlueDefinitionError",
     "FlueError",
+    "FlueHarnessError",
     "FlueHttpError",
+    "FlueInputError",
+    "FlueModelError",
+    "FlueRunError",
+    "FlueStoreError",
+    "IdempotencyKeyConflictError",
+    "IdempotencyKeyInvalidError",
     "InternalError",
     "InvalidJsonError",
     "InvalidRequestError",
+    "MCPConnectionError",
     "MethodNotAllowedError",
     "ModelNotResolvedError",
     "ModelRequestError",
@@ -43,12 +130,12 @@ __all__ = [
     "SessionAlreadyExistsError",
     "SessionBusyError",
     "SessionNotFoundError",
+    "SkillDefinitionValidationError",
     "SkillNotRegisteredError",
     "StoreSchemaVersionError",
     "StreamClosedError",
     "StreamConflictError",
     "StreamMissingError",
-    "StreamPayloadConflictError",
     "SubagentNotDeclaredError",
     "ToolInputValidationError",
     "ToolNameConflictError",
@@ -63,6 +150,22 @@ __all__ = [
     "WorkflowNotDiscoveredError",
     "WorkflowNotFoundError",
 ]
+
+
+# The HTTP layer's own errors live with the gateway (which imports FastAPI): loaded on first use.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "..gateway.errors": [
+            "InternalError",
+            "MethodNotAllowedError",
+            "PayloadTooLargeError",
+            "RouteNotFoundError",
+            "ServerShuttingDownError",
+            "UnsupportedMediaTypeError",
+        ]
+    },
+)
 
 
 def _quoted_list(items: Sequence[str]) -> str:
@@ -104,50 +207,44 @@ class FlueError(Exception):
         return {"error": body}
 
 
+# --- Families: catch one of these to handle every error of its kind -----------------------------
+
+
+class FlueDefinitionError(FlueError):
+    """A workflow, agent, tool or action definition (or the module holding it) cannot be used."""
+
+
+class FlueInputError(FlueError):
+    """What a caller handed over (a workflow name, input, a request) cannot be accepted."""
+
+
+class FlueRunError(FlueError):
+    """A run could not be admitted, found, or finished as asked (cancelled, interrupted)."""
+
+
+class FlueHarnessError(FlueError):
+    """An operation inside a run (a session, skill, task, action or sandbox call) failed."""
+
+
+class FlueModelError(FlueError):
+    """A model could not be resolved or a call to its provider failed."""
+
+
+class FlueStoreError(FlueError):
+    """The event log refused a read or write, or holds data this version cannot read."""
+
+
 class FlueHttpError(FlueError):
-    """An error that belongs to the HTTP layer and carries its own status."""
+    """An error that belongs to the HTTP layer and carries its own status. Its members live with
+    the gateway (:mod:`flue_actors.gateway.errors`) and are re-exported here."""
 
     status: ClassVar[int] = 400
 
 
-# --- HTTP vocabulary --------------------------------------------------------------------------
+# --- Requests: input and lookups ------------------------------------------------------------------
 
 
-class MethodNotAllowedError(FlueHttpError):
-    type = "method_not_allowed"
-    status = 405
-
-    def __init__(self, *, method: str, allowed: Sequence[str]) -> None:
-        self.allowed = tuple(allowed)
-        super().__init__(
-            f"HTTP method {method} is not allowed on this endpoint.",
-            details=f"This endpoint accepts {_quoted_list(self.allowed)} only.",
-        )
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Allow": ", ".join(self.allowed)}
-
-
-class UnsupportedMediaTypeError(FlueHttpError):
-    type = "unsupported_media_type"
-    status = 415
-
-    def __init__(self, *, received: str | None) -> None:
-        first = (
-            f'Received Content-Type: "{received}".'
-            if received
-            else "No Content-Type header was sent."
-        )
-        super().__init__(
-            "Request body must be sent as application/json.",
-            details=first + "\nSend the request body as JSON with the header "
-            '"Content-Type: application/json", or omit the body entirely (and the Content-Type '
-            "header) if the request doesn't have a payload.",
-        )
-
-
-class InvalidJsonError(FlueHttpError):
+class InvalidJsonError(FlueInputError):
     type = "invalid_json"
     status = 400
 
@@ -164,7 +261,7 @@ class InvalidJsonError(FlueHttpError):
         )
 
 
-class InvalidRequestError(FlueHttpError):
+class InvalidRequestError(FlueInputError):
     type = "invalid_request"
     status = 400
 
@@ -172,20 +269,7 @@ class InvalidRequestError(FlueHttpError):
         super().__init__("Request is malformed.", details=reason)
 
 
-class PayloadTooLargeError(FlueHttpError):
-    """Beyond Flue: bodies over the configured limit are refused before parsing."""
-
-    type = "payload_too_large"
-    status = 413
-
-    def __init__(self, *, limit: int) -> None:
-        super().__init__(
-            "Request body is too large.",
-            details=f"Request bodies are limited to {limit} bytes.",
-        )
-
-
-class WorkflowNotFoundError(FlueHttpError):
+class WorkflowNotFoundError(FlueInputError):
     type = "workflow_not_found"
     status = 404
 
@@ -198,7 +282,7 @@ class WorkflowNotFoundError(FlueHttpError):
         )
 
 
-class RunNotFoundError(FlueHttpError):
+class RunNotFoundError(FlueRunError):
     type = "run_not_found"
     status = 404
 
@@ -210,7 +294,7 @@ class RunNotFoundError(FlueHttpError):
         )
 
 
-class RunNotActiveError(FlueHttpError):
+class RunNotActiveError(FlueRunError):
     """Beyond Flue: cancelling a run that has already ended."""
 
     type = "run_not_active"
@@ -223,26 +307,7 @@ class RunNotActiveError(FlueHttpError):
         )
 
 
-class ServerShuttingDownError(FlueHttpError):
-    """The server is shutting down and admits no new runs: Flue's ``runtime_unavailable`` in
-    its ``draining`` state."""
-
-    type = "runtime_unavailable"
-    status = 503
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The server is shutting down.",
-            details="No new runs are admitted while it stops; retry against a running server.",
-            meta={"state": "draining"},
-        )
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1", "Connection": "close"}
-
-
-class RunStoreUnavailableError(FlueHttpError):
+class RunStoreUnavailableError(FlueStoreError):
     """The run store cannot be reached (a PostgreSQL server that is down or unreachable).
 
     Flue's type, with 503 and ``Retry-After`` instead of Flue's 501: Flue means a runtime built
@@ -268,34 +333,10 @@ class RunStoreUnavailableError(FlueHttpError):
         return {"Retry-After": "1"}
 
 
-class RouteNotFoundError(FlueHttpError):
-    type = "route_not_found"
-    status = 404
-
-    def __init__(self, *, method: str, path: str) -> None:
-        super().__init__(
-            f"No route matches {method} {path}.",
-            details="Verify the request method and path are correct.",
-        )
-
-
-class InternalError(FlueHttpError):
-    """The only thing a caller learns about an unexpected failure."""
-
-    type = "internal_error"
-    status = 500
-
-    def __init__(self) -> None:
-        super().__init__(
-            "An internal error occurred.",
-            details="The server encountered an unexpected error while handling this request.",
-        )
-
-
 # --- Definitions and discovery ----------------------------------------------------------------
 
 
-class DefinitionError(FlueError, TypeError):
+class DefinitionError(FlueDefinitionError, TypeError):
     """A ``define_*`` call was given something it cannot accept. Raised at import time."""
 
     type = "definition_invalid"
@@ -312,7 +353,7 @@ class SkillDefinitionValidationError(DefinitionError):
         super().__init__(f"[flue] Skill {path} {reason}", meta={"path": path})
 
 
-class WorkflowLoadError(FlueError):
+class WorkflowLoadError(FlueDefinitionError):
     """A workflow module could not be imported or does not define a workflow."""
 
     type = "workflow_load_failed"
@@ -326,7 +367,7 @@ class WorkflowLoadError(FlueError):
         )
 
 
-class WorkflowInvocationNotConfiguredError(FlueError):
+class WorkflowInvocationNotConfiguredError(FlueRunError):
     """Ambient ``invoke()`` with no runtime to admit the run: called outside a run, in a
     process with no runtime open."""
 
@@ -340,7 +381,7 @@ class WorkflowInvocationNotConfiguredError(FlueError):
         )
 
 
-class WorkflowNotDiscoveredError(FlueError):
+class WorkflowNotDiscoveredError(FlueDefinitionError):
     type = "workflow_not_discovered"
 
     def __init__(self, *, name: str | None = None) -> None:
@@ -351,10 +392,10 @@ class WorkflowNotDiscoveredError(FlueError):
         )
 
 
-# --- Input, output, admission -----------------------------------------------------------------
+# --- Input, output, admission ---------------------------------------------------------------------
 
 
-class WorkflowInputUnexpectedError(FlueError):
+class WorkflowInputUnexpectedError(FlueInputError):
     type = "workflow_input_unexpected"
 
     def __init__(self, *, workflow: str) -> None:
@@ -365,7 +406,7 @@ class WorkflowInputUnexpectedError(FlueError):
         )
 
 
-class WorkflowInputSerializationError(FlueError):
+class WorkflowInputSerializationError(FlueInputError):
     type = "workflow_input_serialization"
 
     def __init__(self, *, workflow: str, reason: str) -> None:
@@ -376,7 +417,7 @@ class WorkflowInputSerializationError(FlueError):
         )
 
 
-class WorkflowAdmissionFailedError(FlueError):
+class WorkflowAdmissionFailedError(FlueRunError):
     type = "workflow_admission_failed"
 
     def __init__(self, *, workflow: str, reason: str) -> None:
@@ -384,6 +425,42 @@ class WorkflowAdmissionFailedError(FlueError):
             f'Workflow "{workflow}" could not be admitted: {reason}',
             meta={"workflow": workflow},
         )
+
+
+class IdempotencyKeyConflictError(FlueError):
+    """An idempotency key already admitted a run of this workflow with other input."""
+
+    type = "idempotency_key_conflict"
+    status = 409
+
+    def __init__(self, *, workflow: str, key: str, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f'Idempotency key "{key}" of workflow "{workflow}" was used with a different input.',
+            details=f'The key belongs to run "{run_id}"; a new input needs a new key.',
+            meta={"workflow": workflow, "idempotencyKey": key, "runId": run_id},
+        )
+
+
+class IdempotencyKeyInvalidError(FlueError):
+    type = "idempotency_key_invalid"
+    status = 400
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__(
+            f"Invalid idempotency key: {reason}",
+            details="A key is 1 to 255 printable ASCII characters.",
+        )
+
+
+class BatchInputError(FlueError):
+    """A batch's input or output file cannot be used as it is (the batch did not start)."""
+
+    type = "batch_input_invalid"
+    status = 400
+
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message, details=details)
 
 
 def _issue_list(issues: Sequence[Mapping[str, Any]]) -> str:
@@ -394,7 +471,7 @@ def _issue_list(issues: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-class ActionInputValidationError(FlueError):
+class ActionInputValidationError(FlueInputError):
     type = "action_input_validation"
 
     def __init__(self, *, action: str, issues: Sequence[Mapping[str, Any]]) -> None:
@@ -406,7 +483,7 @@ class ActionInputValidationError(FlueError):
         )
 
 
-class ActionOutputValidationError(FlueError):
+class ActionOutputValidationError(FlueHarnessError):
     type = "action_output_validation"
 
     def __init__(self, *, action: str, issues: Sequence[Mapping[str, Any]]) -> None:
@@ -418,7 +495,7 @@ class ActionOutputValidationError(FlueError):
         )
 
 
-class ActionOutputSerializationError(FlueError):
+class ActionOutputSerializationError(FlueHarnessError):
     type = "action_output_serialization"
 
     def __init__(self, *, action: str, reason: str) -> None:
@@ -432,21 +509,21 @@ class ActionOutputSerializationError(FlueError):
 # --- Harness ------------------------------------------------------------------------------------
 
 
-class SessionNotFoundError(FlueError):
+class SessionNotFoundError(FlueHarnessError):
     type = "session_not_found"
 
     def __init__(self, *, name: str) -> None:
         super().__init__(f'Session "{name}" does not exist.')
 
 
-class SessionAlreadyExistsError(FlueError):
+class SessionAlreadyExistsError(FlueHarnessError):
     type = "session_already_exists"
 
     def __init__(self, *, name: str) -> None:
         super().__init__(f'Session "{name}" already exists.')
 
 
-class SessionBusyError(FlueError):
+class SessionBusyError(FlueHarnessError):
     type = "session_busy"
 
     def __init__(self, *, name: str, kind: str) -> None:
@@ -456,14 +533,14 @@ class SessionBusyError(FlueError):
         )
 
 
-class OperationFailedError(FlueError):
+class OperationFailedError(FlueHarnessError):
     type = "operation_failed"
 
     def __init__(self, *, kind: str, reason: str) -> None:
         super().__init__(f"{kind} failed: {reason}")
 
 
-class SkillNotRegisteredError(FlueError):
+class SkillNotRegisteredError(FlueHarnessError):
     type = "skill_not_registered"
 
     def __init__(self, *, name: str, available: Sequence[str] = ()) -> None:
@@ -474,7 +551,7 @@ class SkillNotRegisteredError(FlueError):
         )
 
 
-class SubagentNotDeclaredError(FlueError):
+class SubagentNotDeclaredError(FlueHarnessError):
     type = "subagent_not_declared"
 
     def __init__(self, *, name: str, available: Sequence[str] = ()) -> None:
@@ -485,7 +562,7 @@ class SubagentNotDeclaredError(FlueError):
         )
 
 
-class DelegationDepthExceededError(FlueError):
+class DelegationDepthExceededError(FlueHarnessError):
     type = "delegation_depth_exceeded"
 
     def __init__(self, *, limit: int) -> None:
@@ -495,7 +572,7 @@ class DelegationDepthExceededError(FlueError):
         )
 
 
-class ToolInputValidationError(FlueError):
+class ToolInputValidationError(FlueHarnessError):
     """A model called a tool with arguments that fail its ``input`` model. The message is
     addressed to the model, which gets it as the tool's error result and may call again."""
 
@@ -516,7 +593,7 @@ class ToolInputValidationError(FlueError):
         )
 
 
-class ToolOutputValidationError(FlueError):
+class ToolOutputValidationError(FlueHarnessError):
     type = "tool_output_validation"
 
     def __init__(self, *, tool: str, issues: Sequence[Mapping[str, Any]]) -> None:
@@ -528,7 +605,7 @@ class ToolOutputValidationError(FlueError):
         )
 
 
-class ToolOutputSerializationError(FlueError):
+class ToolOutputSerializationError(FlueHarnessError):
     type = "tool_output_serialization"
 
     def __init__(self, *, tool: str, reason: str) -> None:
@@ -539,7 +616,7 @@ class ToolOutputSerializationError(FlueError):
         )
 
 
-class ToolNameConflictError(FlueError):
+class ToolNameConflictError(FlueDefinitionError):
     """Two model tools of one agent share a name (a built-in workspace tool and a
     ``define_tool`` tool, say), or a tool takes a name the framework reserves: the model could
     not tell them apart."""
@@ -551,7 +628,7 @@ class ToolNameConflictError(FlueError):
         super().__init__(f'Tool name "{name}" {what}.')
 
 
-class MCPConnectionError(FlueError):
+class MCPConnectionError(FlueHarnessError):
     """An agent's MCP server could not be started or reached, or did not list its tools (or
     the ones ``mcp_tools(tools=...)`` names). Flue has no type of its own for this."""
 
@@ -580,7 +657,7 @@ class ResultUnavailableError(Exception):
         super().__init__(message if message is not None else f"The agent gave up: {reason}")
 
 
-class SandboxPathError(FlueError, ValueError):
+class SandboxPathError(FlueHarnessError, ValueError):
     type = "sandbox_path_invalid"
 
     def __init__(self, *, path: str) -> None:
@@ -599,14 +676,14 @@ class AbortError(Exception):
         super().__init__(reason or "The operation was aborted.")
 
 
-class ModelNotResolvedError(FlueError):
+class ModelNotResolvedError(FlueModelError):
     type = "model_not_resolved"
 
     def __init__(self, *, model: str, reason: str) -> None:
         super().__init__(f'model "{model}" could not be resolved: {reason}')
 
 
-class ModelRequestError(FlueError):
+class ModelRequestError(FlueModelError):
     """A model provider call failed. ``transient`` errors are worth retrying (the harness does,
     see :class:`~flue_actors.models.RetryPolicy`); ``retry_after`` is the provider's own hint in
     seconds (a 429's ``retry-after`` header), and ``code`` names the failure when it matters to
@@ -628,14 +705,14 @@ class ModelRequestError(FlueError):
         super().__init__(message)
 
 
-class RunCancelledError(FlueError):
+class RunCancelledError(FlueRunError):
     type = "run_cancelled"
 
     def __init__(self, *, run_id: str, reason: str = "The run was cancelled.") -> None:
         super().__init__(reason, meta={"runId": run_id})
 
 
-class RunInterruptedError(FlueError):
+class RunInterruptedError(FlueRunError):
     """The run's owner died; recovery ended the run (as Flue's Cloudflare target does)."""
 
     type = "run_interrupted"
@@ -647,7 +724,7 @@ class RunInterruptedError(FlueError):
         )
 
 
-class ReplayDivergenceError(FlueError):
+class ReplayDivergenceError(FlueRunError):
     """A resumed run's code asked for another operation than its log recorded at that position
     (the workflow changed, or it does something nondeterministic outside the harness)."""
 
@@ -667,21 +744,21 @@ class ReplayDivergenceError(FlueError):
 # --- The log ----------------------------------------------------------------------------------
 
 
-class StreamMissingError(FlueError):
+class StreamMissingError(FlueStoreError):
     type = "stream_not_found"
 
     def __init__(self, *, path: str) -> None:
         super().__init__(f'Event stream "{path}" does not exist.')
 
 
-class StreamClosedError(FlueError):
+class StreamClosedError(FlueStoreError):
     type = "stream_closed"
 
     def __init__(self, *, path: str) -> None:
         super().__init__(f'Event stream "{path}" is closed.')
 
 
-class StreamConflictError(FlueError):
+class StreamConflictError(FlueStoreError):
     """An append named an expected sequence the stream has moved past: a stale writer."""
 
     type = "stream_conflict"
@@ -695,7 +772,7 @@ class StreamConflictError(FlueError):
         )
 
 
-class EventNotStorableError(FlueError):
+class EventNotStorableError(FlueStoreError):
     """An event a run emitted cannot be written as JSON (a non-finite number, an object that is
     not JSON data, nesting too deep to encode). The run ends with this error instead; text of
     any kind is always storable."""
@@ -710,16 +787,7 @@ class EventNotStorableError(FlueError):
         )
 
 
-class StreamPayloadConflictError(FlueError):
-    type = "stream_payload_conflict"
-
-    def __init__(self, *, path: str, key: str) -> None:
-        super().__init__(
-            f'Event stream "{path}" already holds key "{key}" with a conflicting payload.'
-        )
-
-
-class ProductEventVersionError(FlueError):
+class ProductEventVersionError(FlueStoreError):
     type = "product_event_version_unsupported"
 
     def __init__(self, *, stored_version: object) -> None:
@@ -729,7 +797,7 @@ class ProductEventVersionError(FlueError):
         )
 
 
-class StoreSchemaVersionError(FlueError):
+class StoreSchemaVersionError(FlueStoreError):
     type = "persisted_schema_version_unsupported"
 
     def __init__(self, *, location: str, found: int, supported: int) -> None:

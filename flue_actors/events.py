@@ -94,6 +94,8 @@ class RunAdmittedEvent(TypedDict):
     startedAt: str
     input: NotRequired[JsonValue]
     traceCarrier: NotRequired[dict[str, str]]
+    # Claimed with the run's admission: a repeated key finds this run (store/idempotency.py).
+    idempotencyKey: NotRequired[str]
 
 
 class RunStartEvent(_Envelope):

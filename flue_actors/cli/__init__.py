@@ -15,17 +15,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
-from ..clock import SystemClock
-from ..errors import FlueError, InvalidJsonError
+from ..errors import FlueError, InvalidJsonError, InvalidRequestError, RunNotFoundError
 from ..jsonvalue import UNSET, dumps, loads
 from ..models.anthropic import TRANSPORT_VARIABLE
 from ..records import RUN_STATUSES
-from ..runtime import Runtime, WorkflowRegistry
-from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, lease_deadline_ms
-from ..runtime.recovery import end_orphaned_runs
-from ..store import open_store, resolve_database_url
+from ..runtime import BackendFactory, Runtime, WorkflowRegistry
+from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
+from ..store import is_offset, resolve_database_url
+from .batch import add_batch_parser, run_batch_command
 from .hosts import add_hosts_parser, run_hosts
 from .presenter import EventPresenter
 from .remote import parse_header, request_headers, run_remote
@@ -140,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         "recover", help="end runs whose owner is gone (a crashed process or a lost node)"
     )
     add_hosts_parser(commands)
+    add_batch_parser(commands, _positive)
     return parser
 
 
@@ -216,10 +216,10 @@ async def _run(
 
 
 async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    store = open_store(args.database_url)
-    try:
+    # No workflows: these commands read and repair the log, they run nothing.
+    async with Runtime({}, store=args.database_url) as runtime:
         if args.verb == "list":
-            page = await store.list_runs(
+            page = await runtime.list_runs(
                 status=args.status,
                 workflow_name=args.workflow,
                 limit=args.limit,
@@ -241,47 +241,32 @@ async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 err.write(f"more: flue-actors runs list --cursor {page.next_cursor}\n")
             return 0
         if args.verb == "get":
-            record = await store.get_run(args.run_id)
+            record = await runtime.get_run(args.run_id)
             if record is None:
-                from ..errors import RunNotFoundError
-
                 raise RunNotFoundError(run_id=args.run_id)
             out.write(dumps(record.to_wire(), indent=2) + "\n")
             return 0
         if args.verb == "events":
-            return await _events(store, args, out)
+            return await _events(runtime, args, out)
         if args.verb == "recover":
-            ended = await end_orphaned_runs(
-                store, SystemClock(), stale_before_ms=lease_deadline_ms(DEFAULT_LEASE_SECONDS)
-            )
+            ended = await runtime.recover(lease_seconds=DEFAULT_LEASE_SECONDS)
             for run_id in ended:
                 out.write(run_id + "\n")
             err.write(f"ended {len(ended)} orphaned runs\n")
             return 0
-        rebuilt = await store.rebuild_records()
+        rebuilt = await runtime.rebuild_records()
         err.write(f"rebuilt {rebuilt} run records from the log\n")
         return 0
-    finally:
-        await store.close()
 
 
-async def _events(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-    from ..errors import InvalidRequestError, RunNotFoundError
-    from ..store import is_offset, run_stream
-
+async def _events(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     if not is_offset(args.offset):
         raise InvalidRequestError(reason="Invalid offset format.")
-    path = run_stream(args.run_id)
-    if await store.stream_meta(path) is None:
+    if await runtime.stream_meta(args.run_id) is None:
         raise RunNotFoundError(run_id=args.run_id)
-    offset = args.offset
-    while True:
-        page = await store.read(path, offset=offset, limit=1000)
-        for event in page.events:
-            out.write(event.raw + "\n")
-        offset = page.next_offset
-        if page.up_to_date:
-            return 0
+    async for event in runtime.follow(args.run_id, offset=args.offset, live=False):
+        out.write(event.raw + "\n")
+    return 0
 
 
 def _serve(args: argparse.Namespace, err: TextIO) -> int:
@@ -296,10 +281,15 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
     for name, failure in workflows.failures.items():
         err.write(f"warning: workflow {name} is not served: {failure.message}\n")
     address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
-    backend: Literal["local", "ray"] = args.backend or ("ray" if address else "local")
-    if backend == "local" and address:
+    kind = args.backend or ("ray" if address else "local")
+    if kind == "local" and address:
         err.write("error: --address needs --backend ray\n")
         return EXIT_USAGE
+    backend: BackendFactory | None = None
+    if kind == "ray":
+        from ..runtime.ray import RayCluster  # Ray is imported only when it is used
+
+        backend = RayCluster(address)
     # The Anthropic SDK's aiohttp transport: about a third less CPU per model call than its
     # default, which in-process tests keep (the test kit's anthropic_api intercepts that one).
     os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
@@ -307,7 +297,6 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
         workflows,
         store=args.database_url,
         backend=backend,
-        address=address,
         lease_seconds=args.lease_seconds,
         sweep_seconds=args.sweep_seconds,
     )
@@ -361,6 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return EXIT_FAILED
             return asyncio.run(_run(args, WorkflowRegistry.discover(directory), out, err))
+        if args.command == "batch":
+            directory = Path(args.workflows)
+            if not directory.is_dir():
+                err.write(
+                    f"error: workflow folder {directory} does not exist (use --workflows DIR)\n"
+                )
+                return EXIT_FAILED
+            registry = WorkflowRegistry.discover(directory)
+            return asyncio.run(run_batch_command(args, registry, out, err))
         if args.command == "serve":
             return _serve(args, err)
         if args.command == "hosts":

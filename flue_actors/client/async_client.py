@@ -90,9 +90,16 @@ class _AsyncWorkflows:
         self._retries = retries
 
     async def invoke(
-        self, name: str, input: Any = UNSET, *, wait: Literal["result"] | None = None
+        self,
+        name: str,
+        input: Any = UNSET,
+        *,
+        wait: Literal["result"] | None = None,
+        idempotency_key: str | None = None,
     ) -> Invocation:
-        request = invocation_request(input, wait)
+        """Invoke a workflow. ``idempotency_key``: sent as ``Idempotency-Key``; a repeated
+        key with the same input answers the run it admitted (safe to retry)."""
+        request = invocation_request(input, wait, idempotency_key)
         timeout = _LIVE_TIMEOUT if wait else httpx.USE_CLIENT_DEFAULT
         response = await self._http.post(f"/workflows/{name}", timeout=timeout, **request)
         return invocation_from(response)

@@ -155,11 +155,18 @@ class Invocation:
     result: JsonValue | Unset = UNSET
 
 
-def invocation_request(input: Any, wait: Literal["result"] | None) -> dict[str, Any]:
+def invocation_request(
+    input: Any, wait: Literal["result"] | None, idempotency_key: str | None = None
+) -> dict[str, Any]:
     request: dict[str, Any] = {"params": {"wait": wait} if wait else {}}
+    headers: dict[str, str] = {}
     if input is not UNSET:
         request["content"] = dumps(input)
-        request["headers"] = {"content-type": "application/json"}
+        headers["content-type"] = "application/json"
+    if idempotency_key is not None:
+        headers["idempotency-key"] = idempotency_key
+    if headers:
+        request["headers"] = headers
     return request
 
 

@@ -10,12 +10,18 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ..errors import FlueError, MethodNotAllowedError, RouteNotFoundError
+from ..errors import FlueError
 from ..runtime import Runtime
-from . import invocation, listing, run_reads
+from . import batch, invocation, listing, run_reads
 from .docs import add_docs
 from .draining import Draining
-from .errors import UnexpectedErrors, error_response, handle_flue_error
+from .errors import (
+    MethodNotAllowedError,
+    RouteNotFoundError,
+    UnexpectedErrors,
+    error_response,
+    handle_flue_error,
+)
 from .known_runs import KnownRuns
 from .protocol import JsonResponse
 from .routing import add_routes
@@ -65,7 +71,7 @@ def create_app(
     app.state.shared_reads = SharedReads(runtime)
     app.state.known_runs = KnownRuns()
     app.state.draining = Draining()
-    for module in (invocation, listing, run_reads):
+    for module in (batch, invocation, listing, run_reads):
         add_routes(app, module.router)
     add_docs(app)
     app.add_exception_handler(FlueError, handle_flue_error)

@@ -1,19 +1,121 @@
-"""Rendering errors as Flue's envelope, with the headers every error response carries."""
+"""The HTTP layer's own errors (``flue_actors.errors`` re-exports them), and rendering every
+error as Flue's envelope with the headers every error response carries."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import FlueError, InternalError
+from ..errors import FlueError, FlueHttpError, _quoted_list
 from .protocol import SECURITY_HEADERS, JsonResponse
 
-__all__ = ["UnexpectedErrors", "error_response", "handle_flue_error"]
+__all__ = [
+    "InternalError",
+    "MethodNotAllowedError",
+    "PayloadTooLargeError",
+    "RouteNotFoundError",
+    "ServerShuttingDownError",
+    "UnexpectedErrors",
+    "UnsupportedMediaTypeError",
+    "error_response",
+    "handle_flue_error",
+]
 
 logger = logging.getLogger("flue_actors.gateway")
+
+
+class MethodNotAllowedError(FlueHttpError):
+    type = "method_not_allowed"
+    status = 405
+
+    def __init__(self, *, method: str, allowed: Sequence[str]) -> None:
+        self.allowed = tuple(allowed)
+        super().__init__(
+            f"HTTP method {method} is not allowed on this endpoint.",
+            details=f"This endpoint accepts {_quoted_list(self.allowed)} only.",
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class UnsupportedMediaTypeError(FlueHttpError):
+    type = "unsupported_media_type"
+    status = 415
+
+    def __init__(self, *, received: str | None) -> None:
+        first = (
+            f'Received Content-Type: "{received}".'
+            if received
+            else "No Content-Type header was sent."
+        )
+        super().__init__(
+            "Request body must be sent as application/json.",
+            details=first + "\nSend the request body as JSON with the header "
+            '"Content-Type: application/json", or omit the body entirely (and the Content-Type '
+            "header) if the request doesn't have a payload.",
+        )
+
+
+class PayloadTooLargeError(FlueHttpError):
+    """Beyond Flue: bodies over the configured limit are refused before parsing."""
+
+    type = "payload_too_large"
+    status = 413
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            "Request body is too large.",
+            details=f"Request bodies are limited to {limit} bytes.",
+        )
+
+
+class ServerShuttingDownError(FlueHttpError):
+    """The server is shutting down and admits no new runs: Flue's ``runtime_unavailable`` in
+    its ``draining`` state."""
+
+    type = "runtime_unavailable"
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down.",
+            details="No new runs are admitted while it stops; retry against a running server.",
+            meta={"state": "draining"},
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1", "Connection": "close"}
+
+
+class RouteNotFoundError(FlueHttpError):
+    type = "route_not_found"
+    status = 404
+
+    def __init__(self, *, method: str, path: str) -> None:
+        super().__init__(
+            f"No route matches {method} {path}.",
+            details="Verify the request method and path are correct.",
+        )
+
+
+class InternalError(FlueHttpError):
+    """The only thing a caller learns about an unexpected failure."""
+
+    type = "internal_error"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__(
+            "An internal error occurred.",
+            details="The server encountered an unexpected error while handling this request.",
+        )
 
 
 def error_response(error: FlueError, *, dev: bool = False, status: int | None = None) -> Response:

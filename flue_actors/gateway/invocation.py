@@ -13,27 +13,31 @@ from fastapi.responses import Response
 from ..errors import (
     ActionInputValidationError,
     FlueError,
-    InternalError,
+    IdempotencyKeyInvalidError,
     InvalidJsonError,
     InvalidRequestError,
-    MethodNotAllowedError,
-    PayloadTooLargeError,
-    ServerShuttingDownError,
-    UnsupportedMediaTypeError,
     WorkflowInputUnexpectedError,
     WorkflowNotFoundError,
 )
 from ..jsonvalue import MAX_DEPTH, UNSET, Unset, nesting_exceeds
 from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
+from ..runtime.runtime import check_idempotency_key
 from .draining import Draining, unless_draining
-from .errors import error_response
+from .errors import (
+    InternalError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    ServerShuttingDownError,
+    UnsupportedMediaTypeError,
+    error_response,
+)
 from .exposure import authorize
 from .known_runs import KnownRuns
 from .protocol import SECURITY_HEADERS, JsonResponse, whole_number
 from .routing import DirectRoute
 
-__all__ = ["router"]
+__all__ = ["idempotency_key", "router"]
 
 router = APIRouter(route_class=DirectRoute)
 _TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -52,6 +56,13 @@ _INVOKE_DOC: dict[str, Any] = {
             "schema": {"type": "string", "enum": ["result"]},
             "description": "`result`: answer after the run ends, with its result.",
         },
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "A repeated key with the same input answers the run it admitted.",
+        },
     ],
     "requestBody": {
         "required": False,
@@ -65,6 +76,7 @@ _INVOKE_DOC: dict[str, Any] = {
         "400": {"description": "`invalid_request` or `invalid_json`."},
         "404": {"description": "`workflow_not_found`."},
         "413": {"description": "`payload_too_large`."},
+        "409": {"description": "`idempotency_key_conflict`: the key admitted other input."},
         "415": {"description": "`unsupported_media_type`."},
         "422": {"description": "`action_input_validation`: no run was created."},
     },
@@ -141,6 +153,16 @@ def _trace_carrier(request: Request) -> dict[str, str] | None:
     return carrier
 
 
+def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header, checked (refused with 400 when unusable)."""
+    values = request.headers.getlist("idempotency-key")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise IdempotencyKeyInvalidError(reason="the header is given more than once.")
+    return check_idempotency_key(values[0])
+
+
 def _failed_run_response(record: RunRecord) -> Response:
     """A failed ``wait=result`` run, rendered as Flue renders it (status 500, the error's type;
     an untyped failure as ``internal_error``), plus the ``runId`` in ``meta`` (beyond Flue) so
@@ -188,7 +210,12 @@ async def invoke_workflow(request: Request) -> Response:
     draining: Draining = request.app.state.draining
     if draining.started:
         raise ServerShuttingDownError()
-    receipt = await runtime.invoke(name, checked, trace_carrier=_trace_carrier(request))
+    receipt = await runtime.invoke(
+        name,
+        checked,
+        trace_carrier=_trace_carrier(request),
+        idempotency_key=idempotency_key(request),
+    )
     known: KnownRuns = request.app.state.known_runs
     known.remember(receipt.run_id, name)
     if not waits:

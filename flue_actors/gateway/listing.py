@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import FlueError, InvalidRequestError, RouteNotFoundError, WorkflowNotFoundError
+from ..errors import FlueError, InvalidRequestError, WorkflowNotFoundError
 from ..records import MAX_LIST_LIMIT, RUN_STATUSES, RunStatus
 from ..runtime import Runtime
+from .errors import RouteNotFoundError
 from .exposure import authorize
 from .protocol import JsonResponse, whole_number
 from .routing import DirectRoute

@@ -15,13 +15,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ..errors import InvalidRequestError, MethodNotAllowedError, RunNotActiveError, RunNotFoundError
+from ..errors import InvalidRequestError, RunNotActiveError, RunNotFoundError
 from ..ids import is_run_id
 from ..jsonvalue import dumps
 from ..records import RunRecord
 from ..runtime import DiscoveredWorkflow, Runtime
 from ..store import StreamPage, format_offset, parse_offset, run_stream
 from .draining import Draining, unless_draining
+from .errors import MethodNotAllowedError
 from .exposure import authorize
 from .known_runs import KnownRuns
 from .protocol import (

@@ -37,4 +37,6 @@ def response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, 
         info["responseModel"] = response.response_model
     if response.stop_reason == "error" and response.error_message is not None:
         info["errorMessage"] = response.error_message
+    if response.batch_id is not None:
+        info["batch"] = {"id": response.batch_id, "customId": response.custom_id}
     return info

@@ -20,7 +20,10 @@ from .base import (
     Usage,
     model_limits,
 )
+from .batched_provider import MessageBatchesProvider
 from .echo import FakeProvider
+from .limits import LimitedProvider, MinuteBudget, RateLimiter, RateLimits
+from .message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
 from .registry import ModelRegistry, ResolvedModel
 from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
@@ -28,13 +31,21 @@ __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
     "THINKING_LEVELS",
     "AnthropicProvider",
+    "BatchedResult",
     "Cost",
     "FakeProvider",
+    "LimitedProvider",
+    "MessageBatchCollector",
+    "MessageBatchesProvider",
+    "MinuteBudget",
+    "ModelBatches",
     "ModelLimits",
     "ModelProvider",
     "ModelRegistry",
     "ModelRequest",
     "ModelResponse",
+    "RateLimiter",
+    "RateLimits",
     "ResolvedModel",
     "RetryPolicy",
     "Sleep",
@@ -47,6 +58,7 @@ __all__ = [
     "ThinkingLevel",
     "ThinkingStart",
     "ToolSpec",
+    "TurnBatcher",
     "Usage",
     "model_limits",
 ]

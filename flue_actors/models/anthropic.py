@@ -59,6 +59,7 @@ __all__ = [
     "AnthropicProvider",
     "Transport",
     "map_error",
+    "message_response",
     "to_anthropic_messages",
 ]
 
@@ -148,6 +149,10 @@ class AnthropicProvider:
                 open_telemetry=open_telemetry,
             )
         return self._sdk
+
+    def sdk_client(self) -> AsyncAnthropic:
+        """The SDK client this provider calls through (made at the first use)."""
+        return self._client()
 
     async def aclose(self) -> None:
         """Close the SDK client and its connections (a new one is made if called again)."""
@@ -482,6 +487,71 @@ class _StreamedTurn:
             if stop == "error"
             else None,
         )
+
+
+def message_response(
+    model: str,
+    message: dict[str, Any],
+    *,
+    batched: bool = False,
+    batch_id: str | None = None,
+    custom_id: str | None = None,
+) -> ModelResponse:
+    """A whole (non-streamed) Messages API message as one turn, priced as a batched turn when
+    it came from a Message Batch. The same blocks the stream fold makes."""
+    content: list[dict[str, Any]] = []
+    for block in message.get("content") or []:
+        kind = block.get("type")
+        if kind == "text":
+            content.append({"type": "text", "text": block.get("text") or ""})
+        elif kind == "thinking":
+            thought: dict[str, Any] = {"type": "thinking", "thinking": block.get("thinking") or ""}
+            if block.get("signature"):
+                thought["thinkingSignature"] = block["signature"]
+            content.append(thought)
+        elif kind == "redacted_thinking":
+            content.append(
+                {
+                    "type": "thinking",
+                    "thinking": "[Reasoning redacted]",
+                    "thinkingSignature": block["data"],
+                    "redacted": True,
+                }
+            )
+        elif kind == "tool_use":
+            content.append(
+                {
+                    "type": "toolCall",
+                    "id": block["id"],
+                    "name": block["name"],
+                    "arguments": block.get("input") or {},
+                }
+            )
+    raw = message.get("usage") or {}
+    usage = cost_of(
+        model,
+        Usage(
+            input=raw.get("input_tokens") or 0,
+            output=raw.get("output_tokens") or 0,
+            cache_read=raw.get("cache_read_input_tokens") or 0,
+            cache_write=raw.get("cache_creation_input_tokens") or 0,
+        ),
+        batched=batched,
+    )
+    reason = message.get("stop_reason") or "end_turn"
+    stop = _STOP_REASONS.get(reason, "stop")
+    return ModelResponse(
+        content=content,
+        usage=usage,
+        stop_reason=stop,
+        response_id=message.get("id"),
+        response_model=message.get("model"),
+        error_message=f"The model stopped with stop_reason {reason!r}."
+        if stop == "error"
+        else None,
+        batch_id=batch_id,
+        custom_id=custom_id,
+    )
 
 
 # --- errors -----------------------------------------------------------------------------------

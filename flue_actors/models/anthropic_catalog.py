@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .base import Cost, ThinkingLevel, Usage
 
 __all__ = [
+    "BATCH_PRICE_FACTOR",
     "CONTEXT_WINDOW",
     "DEFAULT_MAX_TOKENS",
     "THINKING_BUDGETS",
@@ -74,6 +75,9 @@ _MODELS: dict[str, ModelInfo] = {
     "claude-3-haiku": ModelInfo(0.25, 1.25, 0.03, 0.30, 4096, thinking=False),
 }
 
+# The Message Batches API bills every token of a batched request at half the listed price.
+BATCH_PRICE_FACTOR = 0.5
+
 _UNKNOWN = ModelInfo(0.0, 0.0, 0.0, 0.0, DEFAULT_MAX_TOKENS)
 _SUFFIX = re.compile(r"-(\d{8}|latest)$")
 
@@ -82,10 +86,11 @@ def model_info(model: str) -> ModelInfo:
     return _MODELS.get(_SUFFIX.sub("", model), _UNKNOWN)
 
 
-def cost_of(model: str, usage: Usage) -> Usage:
-    """``usage`` with its cost filled in from the price table (0 for unknown models)."""
+def cost_of(model: str, usage: Usage, *, batched: bool = False) -> Usage:
+    """``usage`` with its cost filled in from the price table (0 for unknown models), at batch
+    prices when the turn went through the Message Batches API."""
     info = model_info(model)
-    per_token = 1e-6
+    per_token = 1e-6 * (BATCH_PRICE_FACTOR if batched else 1.0)
     cost = Cost(
         input=usage.input * info.input * per_token,
         output=usage.output * info.output * per_token,

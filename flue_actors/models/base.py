@@ -128,6 +128,9 @@ class ModelResponse:
     response_id: str | None = None
     response_model: str | None = None
     error_message: str | None = None
+    # Set when the turn went through the Message Batches API: where its answer came from.
+    batch_id: str | None = None
+    custom_id: str | None = None
 
     @property
     def text(self) -> str:

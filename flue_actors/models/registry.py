@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from ..errors import ModelNotResolvedError
 from .anthropic import AnthropicProvider
 from .base import ModelProvider
+from .batched_provider import MessageBatchesProvider
 from .echo import FakeProvider
+from .limits import LimitedProvider, RateLimiter
+from .message_batches import ModelBatches, TurnBatcher
 from .retry import RetryPolicy
 
 __all__ = ["ModelRegistry", "ResolvedModel"]
@@ -39,7 +42,11 @@ class ModelRegistry:
 
     ``anthropic`` and ``fake`` are built in; the Anthropic provider reads its key at its first
     call, so building a registry never needs one. ``retry`` is how sessions retry transient
-    model errors with these providers."""
+    model errors with these providers.
+
+    With ``model_batches``, every turn of an ``anthropic/...`` model goes through the Message
+    Batches API (:class:`MessageBatchesProvider` around the registered Anthropic provider),
+    collected by ``batcher`` (default: a collector of this process)."""
 
     def __init__(
         self,
@@ -47,6 +54,9 @@ class ModelRegistry:
         *,
         override: str | ModelProvider | None = None,
         retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        model_batches: ModelBatches | None = None,
+        batcher: TurnBatcher | None = None,
     ) -> None:
         self._providers: dict[str, ModelProvider] = {
             "fake": FakeProvider(),
@@ -55,11 +65,47 @@ class ModelRegistry:
         self._providers.update(providers or {})
         self._override = override
         self.retry = retry or RetryPolicy()
+        # Every provider's calls pass through it (a batch's shared rate limits), when set.
+        self.limiter = limiter
+        self._limited: dict[int, LimitedProvider] = {}
+        self.model_batches = model_batches
+        if model_batches is not None:
+            plain = self._providers["anthropic"]
+            if isinstance(plain, MessageBatchesProvider):
+                plain = plain.messages
+            if not isinstance(plain, AnthropicProvider):
+                raise ValueError(
+                    "model_batches needs the Anthropic provider registered as 'anthropic', "
+                    f"not {type(plain).__name__}"
+                )
+            self._providers["anthropic"] = MessageBatchesProvider(
+                plain, model_batches, batcher=batcher
+            )
+        elif batcher is not None:
+            raise ValueError("a batcher without model_batches would never be used")
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ModelRegistry:
+    def from_environment(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        model_batches: ModelBatches | None = None,
+    ) -> ModelRegistry:
         environ = os.environ if environ is None else environ
-        return cls(override=environ.get("FLUE_MODEL") or None)
+        return cls(override=environ.get("FLUE_MODEL") or None, model_batches=model_batches)
+
+    def with_model_batches(
+        self, model_batches: ModelBatches, *, batcher: TurnBatcher | None = None
+    ) -> ModelRegistry:
+        """A registry with these providers whose Anthropic turns go through message batches
+        (a batch invocation's runs use one while other runs keep the Messages API)."""
+        return ModelRegistry(
+            self._providers,
+            override=self._override,
+            retry=self.retry,
+            model_batches=model_batches,
+            batcher=batcher,
+        )
 
     def register(self, provider: ModelProvider) -> None:
         self._providers[provider.name] = provider
@@ -75,10 +121,20 @@ class ModelRegistry:
             if close is not None:
                 await close()
 
+    def _paced(self, provider: ModelProvider) -> ModelProvider:
+        if self.limiter is None:
+            return provider
+        limited = self._limited.get(id(provider))
+        if limited is None:
+            limited = self._limited[id(provider)] = LimitedProvider(provider, self.limiter)
+        return limited
+
     def resolve(self, model: str) -> ResolvedModel:
         override = self._override
         if override is not None and not isinstance(override, str):
-            return ResolvedModel(provider=override, model_id=_split(model)[1], requested=model)
+            return ResolvedModel(
+                provider=self._paced(override), model_id=_split(model)[1], requested=model
+            )
         wanted = override if isinstance(override, str) else model
         provider_name, model_id = _split(wanted)
         provider = self._providers.get(provider_name)
@@ -89,4 +145,4 @@ class ModelRegistry:
                 f"(registered: {', '.join(sorted(self._providers))}); "
                 "set FLUE_MODEL=fake/echo for a dry run",
             )
-        return ResolvedModel(provider=provider, model_id=model_id, requested=wanted)
+        return ResolvedModel(provider=self._paced(provider), model_id=model_id, requested=wanted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from ..errors import StreamClosedError, StreamConflictError
@@ -15,7 +16,7 @@ from .recovery import end_interrupted_run
 from .run_actor import RunActor, read_run_events
 from .services import RunServices
 
-__all__ = ["LocalBackend", "RunBackend"]
+__all__ = ["BackendFactory", "LocalBackend", "RunBackend"]
 
 logger = logging.getLogger("flue_actors.runtime")
 
@@ -29,7 +30,12 @@ class RunBackend(Protocol):
         """Make the run's admission durable, recorded with ``owner`` (from ``owner_for``), and
         hand the run to that owner. Returns once both are done: the run then exists, and its
         owner has it. Raises if either fails; the caller then ends the run if it was admitted
-        (with only an errored ``run_end``), so none is left half-written."""
+        (with only an errored ``run_end``), so none is left half-written.
+
+        A backend may also offer ``admit_many(headers) -> list[BaseException | None]``: the
+        same for many runs (each with its ``owner_for`` owner) in as few store transactions
+        and calls to owners as it can, per run ``None`` or why not; without it, the Runtime
+        admits them one ``admit`` each."""
         ...
 
     async def join(self, run_id: str) -> bool:
@@ -44,6 +50,17 @@ class RunBackend(Protocol):
         """Release resources. Runs hosted in this process get ``grace_seconds`` to finish
         (``None``: as long as they take); any still going then is ended ``run_interrupted``."""
         ...
+
+
+class BackendFactory(Protocol):
+    """Builds a Runtime's backend from what the Runtime made: its services, the store's URL
+    (``None`` when the Runtime was given a store object; a backend whose hosts open the store
+    themselves needs the URL) and whether the caller passed a model registry (a backend whose
+    hosts build their own from ``FLUE_MODEL`` cannot use one)."""
+
+    def __call__(
+        self, services: RunServices, *, database_url: str | None, models_given: bool
+    ) -> RunBackend: ...
 
 
 class LocalBackend:
@@ -63,9 +80,26 @@ class LocalBackend:
         return self._services.store
 
     async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
-        """Admission in this process's store, then the run starts here."""
-        await self._services.store.admit_run(header, owner=owner)
-        await self.start(header)
+        """Admission in this process's store, then the run starts here (unless it existed
+        already, or its idempotency key belongs to another run)."""
+        if await self._services.store.admit_run(header, owner=owner):
+            await self.start(header)
+
+    async def admit_many(self, headers: Sequence[RunAdmittedEvent]) -> list[BaseException | None]:
+        """One transaction for all of them, then each admitted run starts here."""
+        try:
+            admitted = await self._services.store.admit_runs(headers, owner=self.lease.owner)
+        except Exception as error:
+            return [error] * len(headers)
+        answers: list[BaseException | None] = []
+        for header, new in zip(headers, admitted, strict=True):
+            try:
+                if new:
+                    await self.start(header)
+                answers.append(None)
+            except Exception as error:
+                answers.append(error)
+        return answers
 
     async def start(self, header: RunAdmittedEvent) -> None:
         """Start an admitted run in this event loop (a Ray host admits a batch, then starts

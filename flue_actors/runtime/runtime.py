@@ -6,14 +6,17 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from ..clock import Clock, SystemClock, format_timestamp
 from ..definitions import WorkflowDefinition
 from ..errors import (
+    FlueError,
+    IdempotencyKeyConflictError,
+    IdempotencyKeyInvalidError,
     RunNotFoundError,
     RunStoreUnavailableError,
     StreamClosedError,
@@ -26,20 +29,24 @@ from ..errors import (
 from ..events import RunAdmittedEvent
 from ..ids import IdSource, UlidIds
 from ..jsonvalue import UNSET, JsonValue, NotJsonError, Unset, snapshot
-from ..models import ModelRegistry
+from ..models import ModelBatches, ModelRegistry
 from ..records import RunPage, RunRecord, RunStatus
 from ..store import (
+    MAX_KEY_LENGTH,
     EventStore,
+    KeyedRun,
     StoredEvent,
     StreamMeta,
     StreamPage,
     absolute_database_url,
+    input_fingerprint,
     open_store,
     parse_offset,
     run_stream,
 )
 from . import ambient
-from .backend import LocalBackend, RunBackend
+from .backend import BackendFactory, LocalBackend, RunBackend
+from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .lease import (
     DEFAULT_LEASE_SECONDS,
@@ -51,7 +58,7 @@ from .recovery import end_cancelled_run, end_orphaned_runs, end_unstarted_run
 from .services import RunServices
 from .supervisor import LeaseSupervisor
 
-__all__ = ["RunReceipt", "Runtime", "WorkflowSource"]
+__all__ = ["RunReceipt", "Runtime", "WorkflowSource", "check_idempotency_key"]
 
 WorkflowSource = (
     WorkflowRegistry | Mapping[str, WorkflowDefinition | DiscoveredWorkflow] | str | Path
@@ -61,16 +68,40 @@ logger = logging.getLogger("flue_actors.runtime")
 
 
 class RunReceipt:
-    """What ``invoke`` returns once admission is durable."""
+    """What ``invoke`` returns once admission is durable. ``created`` is ``False`` when an
+    idempotency key found the run an earlier invocation admitted."""
 
-    __slots__ = ("run_id", "workflow_name")
+    __slots__ = ("created", "run_id", "workflow_name")
 
-    def __init__(self, run_id: str, workflow_name: str) -> None:
+    def __init__(self, run_id: str, workflow_name: str, *, created: bool = True) -> None:
         self.run_id = run_id
         self.workflow_name = workflow_name
+        self.created = created
 
     def __repr__(self) -> str:
-        return f"RunReceipt(run_id={self.run_id!r}, workflow_name={self.workflow_name!r})"
+        return (
+            f"RunReceipt(run_id={self.run_id!r}, workflow_name={self.workflow_name!r}, "
+            f"created={self.created!r})"
+        )
+
+
+def check_idempotency_key(key: str) -> str:
+    """``key`` if it can be stored and sent as an HTTP header value, else a typed refusal."""
+    if not isinstance(key, str) or not key:
+        raise IdempotencyKeyInvalidError(reason="it must be a non-empty string.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise IdempotencyKeyInvalidError(reason=f"it is longer than {MAX_KEY_LENGTH} characters.")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
+        raise IdempotencyKeyInvalidError(reason="it holds control characters.")
+    return key
+
+
+def _keyed_receipt(
+    workflow: str, key: str, value: JsonValue | Unset, found: KeyedRun
+) -> RunReceipt | FlueError:
+    if found.fingerprint != input_fingerprint(value):
+        return IdempotencyKeyConflictError(workflow=workflow, key=key, run_id=found.run_id)
+    return RunReceipt(found.run_id, workflow, created=False)
 
 
 def _registry(workflows: WorkflowSource) -> WorkflowRegistry:
@@ -88,14 +119,18 @@ class Runtime:
     ``store`` is an :class:`EventStore` or a database URL (default: ``FLUE_DATABASE_URL``, else
     ``.flue/flue.db``). ``models`` defaults to the registry ``FLUE_MODEL`` configures.
 
-    ``backend`` is where runs execute: ``"local"`` (this process, the default) or ``"ray"``
-    (RunHosts on the Ray cluster at ``address``, or ``FLUE_RAY_ADDRESS``; with neither, a private
-    local Ray instance), or any :class:`RunBackend`.
+    ``backend`` is where runs execute: this process (the default), a :class:`RunBackend`, or a
+    :class:`BackendFactory` called with the runtime's services, such as
+    :class:`~flue_actors.runtime.ray.RayCluster` (RunHosts on a Ray cluster).
 
     ``lease_seconds`` and ``sweep_seconds`` govern recovery once :meth:`serve` is called:
     a sweep made every ``sweep_seconds`` finds each run whose owner has not heartbeated for
     ``lease_seconds``; on the local backend it is resumed here by replay (unless its workflow
     says ``recovery="fail"``), otherwise ended ``run_interrupted``.
+
+    ``model_batches`` (a :class:`~flue_actors.models.ModelBatches`) sends every Anthropic model
+    turn of this runtime's runs through the Message Batches API, at half the price: one
+    collector per runtime, so turns of all its runs share batches.
     """
 
     def __init__(
@@ -103,16 +138,27 @@ class Runtime:
         workflows: WorkflowSource,
         *,
         store: EventStore | str | None = None,
-        backend: RunBackend | Literal["local", "ray"] = "local",
-        address: str | None = None,
+        backend: RunBackend | BackendFactory | None = None,
         models: ModelRegistry | None = None,
         clock: Clock | None = None,
         ids: IdSource | None = None,
         env: Mapping[str, str] | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+        model_batches: ModelBatches | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
+        if model_batches is not None and backend is not None:
+            raise ValueError(
+                "model_batches runs on this process's backend; on Ray the hosts' shared "
+                "collector is not wired into the runtime yet."
+            )
+        if model_batches is not None:
+            models = (
+                models.with_model_batches(model_batches)
+                if models is not None
+                else ModelRegistry.from_environment(model_batches=model_batches)
+            )
         self.workflows = _registry(workflows)
         if store is None or isinstance(store, str):
             self.database_url: str | None = absolute_database_url(store)
@@ -133,7 +179,14 @@ class Runtime:
         self.supervisor = LeaseSupervisor(
             self.store, self.clock, lease_seconds=lease_seconds, sweep_seconds=sweep_seconds
         )
-        self.backend: RunBackend = self._backend(backend, address, models)
+        if backend is None:
+            self.backend: RunBackend = LocalBackend(self.services)
+        elif callable(backend):
+            self.backend = backend(
+                self.services, database_url=self.database_url, models_given=models is not None
+            )
+        else:
+            self.backend = backend
         resume = getattr(self.backend, "resume", None)
         if resume is not None:
             # Orphans are resumed by replay (workflows with recovery="resume"): here on the
@@ -141,29 +194,6 @@ class Runtime:
             self.supervisor.resume = resume
         self._closed = False
         ambient.serving(self)  # ambient invoke() outside runs finds it, until it is closed
-
-    def _backend(
-        self,
-        backend: RunBackend | Literal["local", "ray"],
-        address: str | None,
-        models: ModelRegistry | None,
-    ) -> RunBackend:
-        if backend == "local":
-            return LocalBackend(self.services)
-        if backend != "ray":
-            return backend
-        if self.database_url is None:
-            raise ValueError("The Ray backend needs the store as a URL that every host can open.")
-        if models is not None:
-            raise ValueError("The Ray backend takes its model from FLUE_MODEL, not a registry.")
-        from .ray import RayBackend  # Ray is imported only when it is used
-
-        return RayBackend(
-            self.services,
-            database_url=self.database_url,
-            address=address or os.environ.get("FLUE_RAY_ADDRESS") or None,
-            model=self.services.env.get("FLUE_MODEL"),
-        )
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -238,37 +268,157 @@ class Runtime:
         input: Any = UNSET,
         *,
         trace_carrier: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> RunReceipt:
         """Admit a run and return its receipt as soon as admission is durable.
 
         As in Flue, input is checked against the schema by the run itself (an admitted run with
         bad input ends errored with ``action_input_validation``); use :meth:`check_input` first
         to refuse it without a run.
+
+        ``idempotency_key`` (per workflow): a key invoked before with the same input returns
+        that run (``created=False``); with other input, ``IdempotencyKeyConflictError``. The key
+        is claimed in the admission's own transaction, so concurrent invocations with one key
+        make one run.
         """
         entry = self.workflow(workflow)
         value = self._snapshot_input(entry, input)
-        run_id = "run_" + self.ids.ulid()
-        header: RunAdmittedEvent = {
-            "type": "run_admitted",
-            "runId": run_id,
-            "workflowName": entry.name,
-            "startedAt": format_timestamp(self.clock.now_ms()),
-        }
-        if value is not UNSET:
-            header["input"] = value
-        if trace_carrier:
-            header["traceCarrier"] = dict(trace_carrier)
-        owner = self.backend.owner_for(run_id, entry.name)
-        try:
+        key = None if idempotency_key is None else check_idempotency_key(idempotency_key)
+        [outcome] = await self._admit(entry, [(value, key)], trace_carrier=trace_carrier)
+        if isinstance(outcome, FlueError):
+            raise outcome
+        return outcome
+
+    async def invoke_many(
+        self,
+        workflow: WorkflowDefinition | str,
+        inputs: Iterable[Any],
+        *,
+        keys: Iterable[str | None] | None = None,
+    ) -> list[RunReceipt]:
+        """Admit a run per input, in one store transaction (on Ray, one per host and chunk),
+        and return their receipts in order. Every input is checked as :meth:`invoke` checks it
+        before anything is admitted. ``keys``, one per input (``None``: no key), are
+        idempotency keys as in :meth:`invoke`; a conflicting key raises
+        ``IdempotencyKeyConflictError`` after the others are admitted (invoking again with the
+        same keys returns them)."""
+        entry = self.workflow(workflow)
+        values = [self._snapshot_input(entry, value) for value in inputs]
+        key_list = [None] * len(values) if keys is None else list(keys)
+        if len(key_list) != len(values):
+            raise ValueError(f"{len(key_list)} keys for {len(values)} inputs")
+        checked = [None if key is None else check_idempotency_key(key) for key in key_list]
+        outcomes = await self._admit(entry, list(zip(values, checked, strict=True)))
+        for outcome in outcomes:
+            if isinstance(outcome, FlueError):
+                raise outcome
+        return [outcome for outcome in outcomes if isinstance(outcome, RunReceipt)]
+
+    def batch(
+        self,
+        workflow: WorkflowDefinition | str,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 256,
+        key: str | Callable[[Any], str | None] | None = None,
+    ) -> AsyncIterator[BatchItem]:
+        """Run a workflow once per input; yields a :class:`BatchItem` per input as its run ends
+        (completion order). ``inputs`` is read as runs free up, never loaded whole; at most
+        ``concurrency`` runs are active at once, admitted in bulk (see :meth:`invoke_many`).
+
+        ``key`` makes the batch resumable: a field name of each (mapping) input, or a function
+        of the input, giving its idempotency key. Run again after a crash, items whose key ran
+        before are answered from (or re-attached to) that run instead of running again. An input
+        that fails the schema is an errored item, with no run."""
+        from .batch import run_batch  # the batch loop is loaded by the callers that use it
+
+        return run_batch(self, self.workflow(workflow), inputs, concurrency=concurrency, key=key)
+
+    async def _admit(
+        self,
+        entry: DiscoveredWorkflow,
+        items: Sequence[tuple[JsonValue | Unset, str | None]],
+        *,
+        trace_carrier: Mapping[str, str] | None = None,
+    ) -> list[RunReceipt | FlueError]:
+        """Admit checked inputs with their optional keys: per item its receipt, or the typed
+        reason it has none (a key conflict, a failed admission)."""
+        outcomes: list[RunReceipt | FlueError | None] = [None] * len(items)
+        keys = [key for _, key in items if key is not None]
+        known = await self.store.keyed_runs(entry.name, keys) if keys else {}
+        headers: list[RunAdmittedEvent] = []
+        positions: list[int] = []
+        for position, (value, key) in enumerate(items):
+            if key is not None and key in known:
+                outcomes[position] = _keyed_receipt(entry.name, key, value, known[key])
+                continue
+            header: RunAdmittedEvent = {
+                "type": "run_admitted",
+                "runId": "run_" + self.ids.ulid(),
+                "workflowName": entry.name,
+                "startedAt": format_timestamp(self.clock.now_ms()),
+            }
+            if value is not UNSET:
+                header["input"] = value
+            if trace_carrier:
+                header["traceCarrier"] = dict(trace_carrier)
+            if key is not None:
+                header["idempotencyKey"] = key
+            headers.append(header)
+            positions.append(position)
+        if not headers:
+            return [outcome for outcome in outcomes if outcome is not None]
+        if len(headers) == 1:
             # The backend admits where the run's owner writes: in this process for the local
             # backend, in its host for Ray (one writer per store file).
-            await self.backend.admit(header, owner=owner)
-        except Exception as error:
-            await self._end_unstarted(header, error)
-            if isinstance(error, RunStoreUnavailableError):
-                raise  # already says what failed, and that a retry may succeed
-            raise WorkflowAdmissionFailedError(workflow=entry.name, reason=str(error)) from error
-        return RunReceipt(run_id, entry.name)
+            header = headers[0]
+            owner = self.backend.owner_for(header["runId"], entry.name)
+            try:
+                await self.backend.admit(header, owner=owner)
+                failures: list[BaseException | None] = [None]
+            except Exception as error:
+                failures = [error]
+        else:
+            failures = await self._admit_headers(headers)
+        keyed = [header["idempotencyKey"] for header in headers if "idempotencyKey" in header]
+        # A key admitted elsewhere meanwhile (a concurrent invocation) admitted no run here.
+        claimed = await self.store.keyed_runs(entry.name, keyed) if keyed else {}
+        for position, header, failure in zip(positions, headers, failures, strict=True):
+            if failure is not None:
+                await self._end_unstarted(header, failure)
+                if isinstance(failure, RunStoreUnavailableError):
+                    # It already says what failed, and that a retry may succeed.
+                    outcomes[position] = failure
+                    continue
+                reason = str(failure)
+                outcomes[position] = WorkflowAdmissionFailedError(
+                    workflow=entry.name, reason=reason
+                )
+                continue
+            key = header.get("idempotencyKey")
+            found = None if key is None else claimed.get(key)
+            if key is not None and found is not None and found.run_id != header["runId"]:
+                outcomes[position] = _keyed_receipt(entry.name, key, items[position][0], found)
+            else:
+                outcomes[position] = RunReceipt(header["runId"], entry.name)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _admit_headers(self, headers: list[RunAdmittedEvent]) -> list[BaseException | None]:
+        admit_many = getattr(self.backend, "admit_many", None)
+        if admit_many is not None:
+            answers: list[BaseException | None] = await admit_many(headers)
+            return answers
+        backend = self.backend
+        outcomes = await asyncio.gather(
+            *(
+                backend.admit(
+                    header, owner=backend.owner_for(header["runId"], header["workflowName"])
+                )
+                for header in headers
+            ),
+            return_exceptions=True,
+        )
+        return [outcome if isinstance(outcome, Exception) else None for outcome in outcomes]
 
     async def _end_unstarted(self, header: RunAdmittedEvent, error: BaseException) -> None:
         """After a failed admission: a run that was admitted but never started (its hand-over
@@ -328,6 +478,11 @@ class Runtime:
         if record is None or record.is_terminal:
             return False
         raise RuntimeError(f"run {run_id} could not be cancelled: its stream kept moving")
+
+    async def rebuild_records(self) -> int:
+        """Drop every run record and refold it from the log (after tampering, or a projection
+        bug). Returns how many were rebuilt."""
+        return await self.store.rebuild_records()
 
     # --- reading ---------------------------------------------------------------------------------
 

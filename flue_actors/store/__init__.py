@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
 from .base import EventStore, StoredEvent, StreamMeta, StreamPage, run_stream
+from .idempotency import MAX_KEY_LENGTH, KeyedRun, input_fingerprint
 from .offsets import BEFORE_START, NOW, format_offset, is_offset, parse_offset
 from .postgres import is_postgres_url, redact_url
 from .sqlite import SqliteEventStore
@@ -18,8 +19,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BEFORE_START",
     "DEFAULT_DATABASE_URL",
+    "MAX_KEY_LENGTH",
     "NOW",
     "EventStore",
+    "KeyedRun",
     "PostgresEventStore",
     "SqliteEventStore",
     "StoredEvent",
@@ -27,6 +30,7 @@ __all__ = [
     "StreamPage",
     "absolute_database_url",
     "format_offset",
+    "input_fingerprint",
     "is_offset",
     "is_sqlite_url",
     "open_store",

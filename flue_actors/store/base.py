@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ..events import RunAdmittedEvent
 from ..jsonvalue import loads
 from ..records import RunPage, RunRecord, RunStatus
+from .idempotency import KeyedRun
 
 __all__ = [
     "DEFAULT_READ_LIMIT",
@@ -88,7 +89,17 @@ class EventStore(Protocol):
     ) -> list[bool]:
         """Admit several runs for one ``owner`` in one transaction: all of them or, if it
         fails, none. Each run is first writer wins, as in :meth:`admit_run`; returns, in order,
-        whether each was admitted now (``False``: it already existed and is unchanged)."""
+        whether each was admitted now (``False``: it already existed and is unchanged).
+
+        A header with an ``idempotencyKey`` claims that key for its workflow in the same
+        transaction; if the key is already claimed (by an earlier run, or an earlier header of
+        this batch), the run is not admitted (``False``) and :meth:`keyed_runs` names the run
+        that holds it."""
+        ...
+
+    async def keyed_runs(self, workflow_name: str, keys: Sequence[str]) -> dict[str, KeyedRun]:
+        """The runs the given idempotency keys of a workflow admitted (keys never used are
+        absent). Keys are kept as long as the run records."""
         ...
 
     async def heartbeat(self, owner: str, now_ms: int) -> None:
@@ -139,11 +150,6 @@ class EventStore(Protocol):
         the stream in the same transaction. A missing stream raises ``StreamMissingError``; a
         closed one ``StreamClosedError``.
         """
-        ...
-
-    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
-        """Append unless ``key`` was appended before: the same payload returns the original
-        offset, a different one raises ``StreamPayloadConflictError``."""
         ...
 
     async def close_stream(self, path: str) -> None:

@@ -1,7 +1,8 @@
 """The pytest kit: test workflows deterministically, with a scripted model.
 
 The fixtures ``flue``, ``fake_model`` and ``anthropic_api`` are registered automatically when
-flue_actors is installed. Outside pytest, build a :class:`FlueTestKit` yourself.
+flue_actors is installed. Outside pytest, build a :class:`FlueTestKit` yourself. An event store
+proves itself against :class:`EventStoreContract` (see :mod:`flue_actors.testing.store_contract`).
 
 The names below load on first access: pytest loads this package's plugin in every run of an
 environment where flue_actors is installed, and that must not cost a runtime, respx or httpx.
@@ -15,6 +16,7 @@ from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .anthropic_api import AnthropicApi, AnthropicApiExhaustedError
+    from .batches_wire import MessageBatches
     from .fake_model import (
         FakeFailure,
         FakeModel,
@@ -26,16 +28,19 @@ if TYPE_CHECKING:
     from .kit import FlueTestKit, RunResult
     from .replay_check import ReplayMismatchError
     from .sink import RecordingSink
+    from .store_contract import EventStoreContract
 
 __all__ = [
     "AnthropicApi",
     "AnthropicApiExhaustedError",
+    "EventStoreContract",
     "FakeFailure",
     "FakeModel",
     "FakeModelExhaustedError",
     "FakeToolCall",
     "FakeTurn",
     "FlueTestKit",
+    "MessageBatches",
     "RecordingSink",
     "ReplayMismatchError",
     "Responder",
@@ -46,6 +51,7 @@ __getattr__ = lazy_exports(
     __name__,
     {
         ".anthropic_api": ("AnthropicApi", "AnthropicApiExhaustedError"),
+        ".batches_wire": ("MessageBatches",),
         ".fake_model": (
             "FakeFailure",
             "FakeModel",
@@ -57,6 +63,7 @@ __getattr__ = lazy_exports(
         ".kit": ("FlueTestKit", "RunResult"),
         ".replay_check": ("ReplayMismatchError",),
         ".sink": ("RecordingSink",),
+        ".store_contract": ("EventStoreContract",),
     },
 )
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,8 +21,10 @@ import httpx2
 import respx
 
 from ..models import AnthropicProvider
+from .batches_wire import BytesAnswer, MessageBatches
 from .messages_wire import (
     STREAM_HEADERS,
+    Answer,
     FailureKind,
     JsonAnswer,
     MessagesScript,
@@ -48,10 +51,21 @@ class AnthropicApi:
     re-raises it at teardown so the test fails loudly. The answers themselves are built by
     :class:`~flue_actors.testing.messages_wire.MessagesScript`, as the out-of-process
     ``messages_server`` builds them.
+
+    ``batches`` emulates the Message Batches API (:class:`~flue_actors.testing.batches_wire.
+    MessageBatches`): each batched request takes the next scripted answer, as a plain request
+    would. Batches end at once unless ``batches.processing_seconds`` says otherwise; then
+    ``batches.advance(seconds)``, ``batches.complete()`` or ``batches.expire()`` move them on
+    (``batch_clock`` is the emulation's clock, in seconds), and ``await wait_for_batches(n)``
+    returns once ``n`` batches were created.
     """
 
     def __init__(
-        self, *, base_url: str = "http://127.0.0.1:9", api_key: str = "sk-ant-test"
+        self,
+        *,
+        base_url: str = "http://127.0.0.1:9",
+        api_key: str = "sk-ant-test",
+        batch_clock: Callable[[], float] = time.time,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -60,11 +74,16 @@ class AnthropicApi:
         self.exhausted: AnthropicApiExhaustedError | None = None
         self.streams_closed = 0
         self._script = MessagesScript()
+        self.batches = MessageBatches(self._respond, base_url=self.base_url, clock=batch_clock)
+        self._batch_created = asyncio.Event()
         parts = urlsplit(self.base_url)
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
         self.router.post(f"{self.base_url}/v1/messages").mock(side_effect=self._handle)
+        self.router.route(
+            host=self._host, port=self._port, path__startswith="/v1/messages/batches"
+        ).mock(side_effect=self._handle_batches)
         self.router.route(host=self._host, port=self._port).respond(
             404, json={"type": "error", "error": {"type": "not_found_error", "message": "?"}}
         )
@@ -133,18 +152,44 @@ class AnthropicApi:
 
     # --- serving ------------------------------------------------------------------------------
 
+    def _respond(self, body: Any) -> Answer:
+        """The next scripted answer, for a plain request and a batched one alike."""
+        answer = self._script.answer(body)
+        if answer is None:
+            answered = len(self.requests) + len(self.batches.requests)
+            self.exhausted = AnthropicApiExhaustedError(
+                f"anthropic_api has no answer for Messages API request #{answered}: "
+                f"the script held {answered - 1}. Queue more with "
+                "anthropic_api.reply(...) or anthropic_api.fail(...)."
+            )
+            answer = error_answer(400, "invalid_request_error", str(self.exhausted))
+        return answer
+
+    def _handle_batches(self, request: httpx.Request) -> httpx.Response:
+        try:
+            body = json.loads(request.content) if request.content else None
+        except ValueError:
+            body = None
+        before = self.batches.created
+        query = dict(request.url.params)
+        answer = self.batches.handle(request.method, request.url.path, query, body)
+        if self.batches.created > before:
+            self._batch_created.set()
+        if isinstance(answer, BytesAnswer):
+            return httpx.Response(answer.status, content=answer.body, headers=dict(answer.headers))
+        return httpx.Response(answer.status, json=answer.body, headers=dict(answer.headers))
+
+    async def wait_for_batches(self, count: int = 1) -> None:
+        """Return once at least ``count`` batches were created (those deleted included)."""
+        while self.batches.created < count:
+            self._batch_created.clear()
+            await self._batch_created.wait()
+
     def _handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content or b"{}")
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        answer = self._script.answer(body)
-        if answer is None:
-            self.exhausted = AnthropicApiExhaustedError(
-                f"anthropic_api has no answer for Messages API request #{len(self.requests)}: "
-                f"the script held {len(self.requests) - 1}. Queue more with "
-                "anthropic_api.reply(...) or anthropic_api.fail(...)."
-            )
-            answer = error_answer(400, "invalid_request_error", str(self.exhausted))
+        answer = self._respond(body)
         if isinstance(answer, JsonAnswer):
             return httpx.Response(answer.status, json=answer.body, headers=dict(answer.headers))
         return httpx.Response(200, headers=dict(STREAM_HEADERS), content=self._stream(answer))

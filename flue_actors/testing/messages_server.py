@@ -2,6 +2,7 @@
 
     python -m flue_actors.testing.messages_server [--host 127.0.0.1] [--port 0]
                                                   [--delay-ms N] [--log FILE]
+                                                  [--batch-processing-ms N]
 
 Serves ``POST /v1/messages`` (JSON, or a ``text/event-stream`` when the request asks to stream,
 exactly as the ``anthropic`` SDK reads them) and ``GET /healthz``. Point a process at it with
@@ -14,6 +15,13 @@ answer follows from its request. A last user message containing ``[delay=NNN]`` 
 after NNN ms (``--delay-ms`` for every request); a client that goes away meanwhile gets
 nothing. ``--log FILE`` appends one JSON line per Messages API request: ``time``, ``method``,
 ``path``, ``headers``, ``body``.
+
+The Message Batches API (``/v1/messages/batches``: create, retrieve, list, cancel, delete,
+results as JSONL) is emulated by :mod:`flue_actors.testing.batches_wire`: each batched request
+is answered as a plain one would be; a batch ends ``--batch-processing-ms`` after it was created
+(default 0: at once). ``/_batches`` controls them: ``GET`` lists them, ``POST`` with
+``{"complete": ID|null}``, ``{"expire": ID|null}``, ``{"advance": SECONDS}`` or
+``{"processing_seconds": S|null}`` moves them on.
 
 The responses are built by :mod:`flue_actors.testing.messages_wire`, as the in-process
 ``anthropic_api`` fixture builds them. The server is a bare ASGI app on uvicorn: nothing but
@@ -33,7 +41,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
+from urllib.parse import parse_qsl
 
+from .batches_wire import BytesAnswer, MessageBatches
 from .messages_wire import (
     STREAM_HEADERS,
     Answer,
@@ -52,15 +62,29 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 READY_PREFIX: Final = "flue-actors fake Messages API listening on "
 SCRIPT_PATH: Final = "/_script"
+BATCHES_CONTROL_PATH: Final = "/_batches"
 
 
 class MessagesApiApp:
     """The ASGI application: the Messages API, ``/healthz`` and the script endpoint."""
 
-    def __init__(self, *, delay_ms: int = 0, log: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        delay_ms: int = 0,
+        log: IO[str] | None = None,
+        batch_processing_ms: int | None = 0,
+    ) -> None:
         self.script = MessagesScript()
         self.delay_ms = delay_ms
         self._log = log
+        self._batch_processing = None if batch_processing_ms is None else batch_processing_ms / 1000
+        self.batches = MessageBatches(
+            self._respond, base_url="http://127.0.0.1", processing_seconds=self._batch_processing
+        )
+
+    def _respond(self, body: Mapping[str, Any]) -> Answer:
+        return self.script.answer(body) or self.script.build(summary_reply(body), body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,12 +97,24 @@ class MessagesApiApp:
         if path == SCRIPT_PATH:
             await _send_json(send, self._script_request(method, raw))
             return
+        if path == BATCHES_CONTROL_PATH:
+            await _send_json(send, self._batches_request(method, raw))
+            return
         problem: str | None = None
         try:
             body = json.loads(raw or b"{}")
         except ValueError as error:
             body, problem = raw.decode("utf-8", "replace"), f"invalid JSON body: {error}"
         self._record(scope, body)
+        if problem is None and self.batches.handles(path):
+            self.batches.base_url = _base_url(scope)
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            batch_answer = self.batches.handle(method, path, query, body)
+            if isinstance(batch_answer, BytesAnswer):
+                await _send_bytes(send, batch_answer)
+            else:
+                await _send_json(send, batch_answer)
+            return
         if method != "POST" or path != "/v1/messages":
             await _send_json(send, error_answer(404, "not_found_error", f"Not found: {path}"))
             return
@@ -91,11 +127,41 @@ class MessagesApiApp:
         delay = self.delay_ms if delay is None else delay
         if delay > 0 and await _client_left_within(receive, delay / 1000):
             return
-        answer = self.script.answer(body) or self.script.build(summary_reply(body), body)
-        await _send_answer(send, receive, answer)
+        await _send_answer(send, receive, self._respond(body))
+
+    def _batches_request(self, method: str, raw: bytes) -> JsonAnswer:
+        if method == "GET":
+            return JsonAnswer(
+                200,
+                {"batches": self.batches.views(), "requests": len(self.batches.requests)},
+            )
+        if method != "POST":
+            return error_answer(405, "invalid_request_error", "use GET or POST")
+        try:
+            command = json.loads(raw)
+            if not isinstance(command, dict) or len(command) != 1:
+                raise TypeError("one of complete, expire, advance, processing_seconds")
+            ((name, value),) = command.items()
+            if name == "complete":
+                ended = self.batches.complete(value)
+            elif name == "expire":
+                ended = self.batches.expire(value)
+            elif name == "advance":
+                self.batches.advance(float(value))
+                ended = 0
+            elif name == "processing_seconds":
+                self.batches.processing_seconds = None if value is None else float(value)
+                ended = 0
+            else:
+                raise TypeError(f"unknown command {name!r}")
+        except (ValueError, TypeError, KeyError) as error:
+            return error_answer(400, "invalid_request_error", f"bad batches command: {error}")
+        return JsonAnswer(200, {"ended": ended})
 
     def _script_request(self, method: str, raw: bytes) -> JsonAnswer:
         if method == "DELETE":
+            self.batches.clear()
+            self.batches.processing_seconds = self._batch_processing
             return JsonAnswer(200, {"dropped": self.script.clear()})
         if method == "GET":
             return JsonAnswer(200, {"queued": len(self.script)})
@@ -191,6 +257,20 @@ async def _send_json(send: Send, answer: JsonAnswer) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+def _base_url(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"host":
+            return f"{scope.get('scheme', 'http')}://{value.decode('latin-1')}"
+    host, port = scope["server"]
+    return f"http://{host}:{port}"
+
+
+async def _send_bytes(send: Send, answer: BytesAnswer) -> None:
+    headers = _header_list(answer.headers, len(answer.body))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
 async def _send_answer(send: Send, receive: Receive, answer: Answer) -> None:
     if isinstance(answer, JsonAnswer):
         await _send_json(send, answer)
@@ -234,6 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--delay-ms", type=int, default=0, help="answer every request this late")
     parser.add_argument("--log", help="append one JSON line per Messages API request here")
+    parser.add_argument(
+        "--batch-processing-ms",
+        type=int,
+        default=0,
+        help="a message batch ends this long after it was created (-1: only when told)",
+    )
     args = parser.parse_args(argv)
     import uvicorn
 
@@ -242,7 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Listening already: a client connecting from here on is queued until uvicorn accepts.
     print(READY_PREFIX + _url(sock), flush=True)
     config = uvicorn.Config(
-        MessagesApiApp(delay_ms=args.delay_ms, log=log),
+        MessagesApiApp(
+            delay_ms=args.delay_ms,
+            log=log,
+            batch_processing_ms=None if args.batch_processing_ms < 0 else args.batch_processing_ms,
+        ),
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -380,8 +470,45 @@ class MessagesServer:
         self._script("POST", [{"stall": {}}])
         return self
 
+    def batches(self) -> list[dict[str, Any]]:
+        """Every message batch the server holds, oldest first, as the API shows them."""
+        views: list[dict[str, Any]] = self._control("GET")["batches"]
+        return views
+
+    def batched_requests(self) -> int:
+        """How many requests the batches it accepted held (since the last ``clear``)."""
+        count: int = self._control("GET")["requests"]
+        return count
+
+    def complete_batches(self, batch_id: str | None = None) -> int:
+        """End processing of one batch (or all) now; how many ended."""
+        ended: int = self._control("POST", {"complete": batch_id})["ended"]
+        return ended
+
+    def expire_batches(self, batch_id: str | None = None) -> int:
+        """Expire one batch (or all) now: requests still processing end ``expired``."""
+        ended: int = self._control("POST", {"expire": batch_id})["ended"]
+        return ended
+
+    def advance_batches(self, seconds: float) -> None:
+        """Move the batches' clock on by ``seconds``."""
+        self._control("POST", {"advance": seconds})
+
+    def batch_processing(self, seconds: float | None) -> None:
+        """How long new batches take to end (``None``: until completed or expired by hand)."""
+        self._control("POST", {"processing_seconds": seconds})
+
+    def _control(self, method: str, command: dict[str, Any] | None = None) -> dict[str, Any]:
+        import httpx
+
+        response = httpx.request(method, self.url + BATCHES_CONTROL_PATH, json=command, timeout=10)
+        if response.status_code != 200:
+            raise MessagesServerError(response.text)
+        answer: dict[str, Any] = response.json()
+        return answer
+
     def clear(self) -> int:
-        """Drop the queued answers; how many there were."""
+        """Drop the queued answers and every batch; how many answers there were."""
         dropped: int = self._script("DELETE")["dropped"]
         return dropped
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 
 os.environ["FLUE_MODEL"] = "fake/echo"
 # In the environment the cluster's nodes start with, as `NAME=value ray start` would put it:
@@ -34,7 +34,7 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 async def ray_runtime(ray_cluster: Any, project: Path) -> AsyncIterator[Runtime]:
     runtime = Runtime(
-        project / "workflows", store=f"sqlite:///{project / 'flue.db'}", backend="ray"
+        project / "workflows", store=f"sqlite:///{project / 'flue.db'}", backend=RayCluster()
     )
     try:
         await runtime.serve()  # a long-lived runtime: its lease supervisor sweeps meanwhile

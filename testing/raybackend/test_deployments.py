@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 from flue_actors.runtime.ray import NAMESPACE, RayBackend
 
 from .conftest import NODE_ENV_PROBE
@@ -76,7 +76,7 @@ class Serves:
         runtime = Runtime(
             self.project / "workflows",
             store=store or f"sqlite:///{self.project / 'flue.db'}",
-            backend="ray",
+            backend=RayCluster(),
             env={**os.environ, "FLUE_MODEL": "fake/echo", **env},
         )
         self.opened.append(runtime)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 from flue_actors.clock import SystemClock, format_timestamp
 from flue_actors.events import RunAdmittedEvent
 
@@ -37,7 +37,7 @@ async def test_the_supervisor_sweeps_on_the_ray_backend_without_invocations(
     runtime = Runtime(
         project / "workflows",
         store=f"sqlite:///{project / 'flue.db'}",
-        backend="ray",
+        backend=RayCluster(),
         lease_seconds=3,
         sweep_seconds=0.2,
     )

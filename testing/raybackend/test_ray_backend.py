@@ -233,11 +233,11 @@ def test_runs_outlive_the_process_that_admitted_them(ray_cluster: Any, project: 
     database = f"sqlite:///{project / 'flue.db'}"
     script = f"""
 import asyncio, sys
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 
 async def main():
-    runtime = Runtime({str(project / "workflows")!r}, store={database!r}, backend="ray",
-                      address={ray_cluster.address!r})
+    runtime = Runtime({str(project / "workflows")!r}, store={database!r},
+                      backend=RayCluster({ray_cluster.address!r}))
     for _ in range(5):
         receipt = await runtime.invoke("sleeper", {{"seconds": 2.0}})
         print(receipt.run_id, flush=True)

@@ -16,7 +16,7 @@ from typing import Any, Final
 import pytest
 
 from flue_actors import Runtime
-from flue_actors.runtime.ray import RayBackend
+from flue_actors.runtime.ray import RayBackend, RayCluster
 from flue_actors.runtime.run_actor import read_run_events
 from flue_actors.testing.messages_server import MessagesServer
 
@@ -65,7 +65,10 @@ async def test_sigkill_of_a_host_mid_runs_then_every_run_completes_by_replay(
     # The real provider: no FLUE_MODEL (the hosts read the fake server's URL from their node).
     env = {name: value for name, value in os.environ.items() if name != "FLUE_MODEL"}
     runtime = Runtime(
-        project / "workflows", store=f"sqlite:///{project / 'flue.db'}", backend="ray", env=env
+        project / "workflows",
+        store=f"sqlite:///{project / 'flue.db'}",
+        backend=RayCluster(),
+        env=env,
     )
     tag = "t" + secrets.token_hex(4)
     backend = runtime.backend

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import pytest
 
-from flue_actors import Runtime
+from flue_actors import RayCluster, Runtime
 
 pytestmark = pytest.mark.ray
 
@@ -67,7 +67,7 @@ async def traced(ctx: ActionContext[None]) -> dict[str, int]:
 async def traced_runtime(ray_cluster: Any, project: Path) -> AsyncIterator[Runtime]:
     (project / "workflows" / "traced.py").write_text(TRACED, encoding="utf-8")
     runtime = Runtime(
-        project / "workflows", store=f"sqlite:///{project / 'flue.db'}", backend="ray"
+        project / "workflows", store=f"sqlite:///{project / 'flue.db'}", backend=RayCluster()
     )
     try:
         yield runtime

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from ...definitions import Placement
@@ -277,6 +278,24 @@ class RayBackend:
             asyncio.get_running_loop().call_soon(self._flush)
         await answer
 
+    async def admit_many(self, headers: Sequence[RunAdmittedEvent]) -> list[BaseException | None]:
+        """Every admission queued in this one loop turn, so each host gets its runs in chunks
+        of at most ``_BATCH`` per Ray call (one store transaction each), not a call per run."""
+        admissions = [
+            self.admit(header, owner=self.owner_for(header["runId"], header["workflowName"]))
+            for header in headers
+        ]
+        outcomes = await asyncio.gather(*admissions, return_exceptions=True)
+        answers: list[BaseException | None] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                answers.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome  # cancellation, interrupts: not a refusal of one run
+            else:
+                answers.append(None)
+        return answers
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         queued, self._queued = self._queued, {}
@@ -413,7 +432,8 @@ class RayBackend:
         """An actor of its own for the run (``isolation="process"``): admitted here, since
         the actor does not exist yet, then handed over with a call awaited until the run ends."""
         run_id = header["runId"]
-        await self._services.store.admit_run(header, owner=owner)
+        if not await self._services.store.admit_run(header, owner=owner):
+            return  # it exists already, or its idempotency key admitted another run
         # A dedicated actor heartbeats only once its process is up, which can take longer
         # than the lease on a busy node: until its run settles, this process holds the
         # lease for it, so the sweep never ends a run whose actor is merely starting (and

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ...errors import FlueError
+from ...errors import FlueRunError
 from ...store import is_sqlite_url
 
 __all__ = [
@@ -45,7 +45,7 @@ _KV_NAMESPACE: Final = "flue_actors"
 _SKIPPED_PARTS: Final = frozenset({"__pycache__"})
 
 
-class HostDrainingError(FlueError):
+class HostDrainingError(FlueRunError):
     type = "host_draining"
 
     def __init__(self, *, host: str, deployment: str) -> None:

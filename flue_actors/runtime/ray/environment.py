@@ -15,7 +15,7 @@ import threading
 from types import FrameType
 from typing import Any, Final
 
-from ...errors import FlueError
+from ...errors import FlueRunError
 
 __all__ = [
     "NAMESPACE",
@@ -43,7 +43,7 @@ _LOOPBACK: Final = {
 }
 
 
-class RayClusterUnavailableError(FlueError):
+class RayClusterUnavailableError(FlueRunError):
     type = "ray_cluster_unavailable"
 
     def __init__(self, *, address: str, reason: str) -> None:

@@ -18,22 +18,10 @@ import asyncpg
 
 from ...jsonvalue import UNSET, dumps, loads
 from ...records import RunRecord
+from ..listing import RUN_COLUMNS
 
 __all__ = ["RUN_COLUMNS", "from_db", "notify_key", "record_from_row", "record_row", "to_db"]
 
-RUN_COLUMNS: Final = (
-    "run_id",
-    "workflow_name",
-    "status",
-    "started_at",
-    "input",
-    "trace_carrier",
-    "ended_at",
-    "is_error",
-    "duration_ms",
-    "result",
-    "error",
-)
 # pg_notify payloads must stay under 8000 bytes; longer paths are announced by their digest.
 _MAX_NOTIFY_PATH: Final = 1000
 _UNESCAPE = re.compile("\x01([\x01\x02])")

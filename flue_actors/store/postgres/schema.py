@@ -65,10 +65,23 @@ CREATE TABLE IF NOT EXISTS {s}.owners (
     owner text COLLATE "C" PRIMARY KEY,
     heartbeat_ms bigint NOT NULL
 );
+{keys}
 CREATE INDEX IF NOT EXISTS runs_newest ON {s}.runs (started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_status ON {s}.runs (status, started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_workflow
     ON {s}.runs (workflow_name, started_at DESC, run_id DESC);
+"""
+
+# Idempotency keys came after version 1 shipped: added (never altered) to a version-1 schema
+# that lacks them, under the same lock, so older databases keep working.
+_KEYS_DDL = """
+CREATE TABLE IF NOT EXISTS {s}.run_keys (
+    workflow_name text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    run_id text COLLATE "C" NOT NULL,
+    fingerprint text NOT NULL,
+    PRIMARY KEY (workflow_name, key)
+);
 """
 
 
@@ -104,8 +117,9 @@ async def ensure_schema(conn: AnyConnection, schema: str, *, location: str) -> N
                 raise StoreSchemaVersionError(
                     location=location, found=int(found), supported=SCHEMA_VERSION
                 )
+            await conn.execute(_KEYS_DDL.format(s=quoted))
             return
-        await conn.execute(_DDL.format(s=quoted))
+        await conn.execute(_DDL.format(s=quoted, keys=_KEYS_DDL.format(s=quoted)))
         await conn.execute(
             f"INSERT INTO {quoted}.flue_meta (key, value) VALUES ('schema_version', $1) "
             "ON CONFLICT (key) DO NOTHING",

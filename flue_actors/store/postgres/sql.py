@@ -25,8 +25,8 @@ __all__ = ["LIFECYCLE_TYPES_SQL", "Statements"]
 LIFECYCLE_TYPES_SQL: Final = "('run_start', 'run_resume', 'run_end')"
 _COLUMNS: Final = ", ".join(RUN_COLUMNS)
 _RUN_CASTS: Final = (
-    "$8::text, $9::text, $10::text, $11::text, $12::text, $13::text, $14::text, "
-    "$15::boolean, $16::bigint, $17::text, $18::text"
+    "$7::text, $8::text, $9::text, $10::text, $11::text, $12::text, $13::text, "
+    "$14::boolean, $15::bigint, $16::text, $17::text"
 )
 _UPSERT_SET: Final = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[1:])
 _RUNS_PREFIX: Final = "path >= 'runs/' AND path < 'runs0'"
@@ -47,41 +47,26 @@ WITH s AS (
       FROM s, unnest($5::text[], $2::text[]) WITH ORDINALITY AS e(type, data, ord)
 )
 SELECT start FROM s""",
-    # $1 path, $2 key, $3 type, $4 data, $5 notify payload. A racing twin with the same key
-    # fails on events_by_key and is retried by the caller, then finds the prior event.
-    "append_once": """
-WITH prior AS (
-    SELECT seq, data FROM {s}.events WHERE path = $1 AND idempotency_key = $2
-), s AS (
-    UPDATE {s}.streams SET length = length + 1
-     WHERE path = $1 AND NOT closed AND NOT EXISTS (SELECT FROM prior)
- RETURNING length - 1 AS start, {if_watched_5} AS notified
-), ins AS (
-    INSERT INTO {s}.events (path, seq, type, idempotency_key, data)
-    SELECT $1, s.start, $3, $2, $4 FROM s
-)
-SELECT (SELECT start FROM s) AS start, p.seq AS prior_seq, p.data AS prior_data
-  FROM (SELECT) AS one LEFT JOIN prior AS p ON true""",
     # In a transaction that holds the stream row (``lock``): events, length and run record.
-    # $1 path, $2 start, $3 data[], $4 types[], $5 key, $6 close, $7 notify payload,
-    # $8-$18 the run record (RUN_COLUMNS order), $19 whether to write it
+    # In a transaction that holds the stream row (``lock``): events, length and run record.
+    # $1 path, $2 start, $3 data[], $4 types[], $5 close, $6 notify payload,
+    # $7-$17 the run record (RUN_COLUMNS order), $18 whether to write it
     "write_locked": f"""
 WITH ins AS (
-    INSERT INTO {{s}}.events (path, seq, type, idempotency_key, data)
-    SELECT $1, $2::bigint + e.ord - 1, e.type, $5::text, e.data
+    INSERT INTO {{s}}.events (path, seq, type, data)
+    SELECT $1, $2::bigint + e.ord - 1, e.type, e.data
       FROM unnest($4::text[], $3::text[]) WITH ORDINALITY AS e(type, data, ord)
 ), st AS (
     UPDATE {{s}}.streams
-       SET length = $2::bigint + cardinality($3::text[]), closed = closed OR $6::boolean
+       SET length = $2::bigint + cardinality($3::text[]), closed = closed OR $5::boolean
      WHERE path = $1
- RETURNING {{if_watched_7}} AS notified
+ RETURNING {{if_watched_6}} AS notified
 ), run AS (
-    INSERT INTO {{s}}.runs ({_COLUMNS}) SELECT {_RUN_CASTS} WHERE $19::boolean
+    INSERT INTO {{s}}.runs ({_COLUMNS}) SELECT {_RUN_CASTS} WHERE $18::boolean
     ON CONFLICT (run_id) DO UPDATE SET {_UPSERT_SET}
 )
 SELECT count(*) FROM st""",
     "lock": "SELECT length, closed FROM {s}.streams WHERE path = $1 FOR UPDATE",
-    "prior": "SELECT seq, data FROM {s}.events WHERE path = $1 AND idempotency_key = $2",
     "meta": "SELECT length, closed FROM {s}.streams WHERE path = $1",
     "header": "SELECT header FROM {s}.streams WHERE path = $1",
     # $1-$11 the record, $12 path, $13 header, $14 notify payload, $15 owner (or null)
@@ -99,6 +84,31 @@ WITH r AS (
     RETURNING pg_notify({{ch}}, $14::text) AS notified
 )
 SELECT count(*) FROM r""",
+    # As ``admit``, claiming the idempotency key first: $16 workflow, $17 key, $18 fingerprint.
+    # A key claimed by a concurrent transaction makes this one wait for its commit, then claim
+    # nothing, so the run is not admitted.
+    "admit_keyed": f"""
+WITH k AS (
+    INSERT INTO {{s}}.run_keys (workflow_name, key, run_id, fingerprint)
+    VALUES ($16::text, $17::text, $1::text, $18::text)
+    ON CONFLICT (workflow_name, key) DO NOTHING RETURNING run_id
+), r AS (
+    INSERT INTO {{s}}.runs ({_COLUMNS})
+    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
+           $8::boolean, $9::bigint, $10::text, $11::text FROM k
+    ON CONFLICT (run_id) DO NOTHING RETURNING run_id
+), o AS (
+    INSERT INTO {{s}}.run_owners (run_id, owner) SELECT run_id, $15::text FROM r
+    WHERE $15::text IS NOT NULL
+), st AS (
+    INSERT INTO {{s}}.streams (path, header) SELECT $12, $13 FROM r
+    ON CONFLICT (path) DO UPDATE SET header = coalesce(streams.header, excluded.header)
+    RETURNING pg_notify({{ch}}, $14::text) AS notified
+)
+SELECT count(*) FROM r""",
+    # $1 workflow, $2 keys
+    "keyed_runs": "SELECT key, run_id, fingerprint FROM {s}.run_keys "
+    "WHERE workflow_name = $1 AND key = ANY($2::text[])",
     # $1 owner, $2 milliseconds
     "heartbeat": "INSERT INTO {s}.owners (owner, heartbeat_ms) VALUES ($1, $2) "
     "ON CONFLICT (owner) DO UPDATE SET heartbeat_ms = greatest(owners.heartbeat_ms, $2)",
@@ -157,13 +167,13 @@ class Statements:
     """Every statement, formatted once. ``schema`` is already a quoted identifier."""
 
     append: str
-    append_once: str
     write_locked: str
     lock: str
-    prior: str
     meta: str
     header: str
     admit: str
+    admit_keyed: str
+    keyed_runs: str
     heartbeat: str
     owner_of: str
     claim_run: str
@@ -186,14 +196,7 @@ class Statements:
         self.channel = channel
         ch = _literal(channel)
         watched = {
-            f"if_watched_{n}": _IF_WATCHED.format(ch=ch, payload=f"${n}::text")
-            for n in (2, 5, 6, 7)
+            f"if_watched_{n}": _IF_WATCHED.format(ch=ch, payload=f"${n}::text") for n in (2, 6)
         }
         for name, template in _TEMPLATES.items():
             setattr(self, name, template.format(s=schema, ch=ch, **watched))
-
-    def list_runs(self, where: str, limit_param: str) -> str:
-        return (
-            f"SELECT {_COLUMNS} FROM {self.schema}.runs {where} "
-            f"ORDER BY started_at DESC, run_id DESC LIMIT {limit_param}"
-        )

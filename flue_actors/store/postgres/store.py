@@ -23,7 +23,6 @@ import asyncpg
 
 from ...clock import format_timestamp
 from ...errors import StreamClosedError, StreamConflictError, StreamMissingError
-from ...errors import StreamPayloadConflictError as PayloadConflict
 from ...events import LIFECYCLE_EVENT_TYPES, RunAdmittedEvent
 from ...jsonvalue import dumps, loads
 from ...records import (
@@ -31,13 +30,12 @@ from ...records import (
     RunRecord,
     RunStatus,
     apply_event,
-    decode_cursor,
-    encode_cursor,
     fold,
-    normalize_limit,
     record_from_admission,
 )
 from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
+from ..idempotency import KeyedRun, keyed_claim
+from ..listing import run_listing
 from ..offsets import NOW, format_offset, parse_offset
 from .codec import RUN_COLUMNS, from_db, notify_key, record_from_row, record_row, to_db
 from .connection import Database, StoreConnectionError
@@ -154,21 +152,35 @@ class PostgresEventStore:
         for header in headers:
             path = to_db(_RUN_PREFIX + header["runId"])
             row = record_row(record_from_admission(header))
-            prepared.append((row, path, dumps(header)))
+            claim = keyed_claim(header)
+            keyed = () if claim is None else (to_db(claim[0]), to_db(claim[1]), claim[2])
+            prepared.append((row, path, dumps(header), keyed))
         admitted = []
         # One transaction for the batch (one commit), and no transaction of its own for one.
         async with self._connection() as conn, contextlib.AsyncExitStack() as stack:
             if len(prepared) > 1:
                 await stack.enter_async_context(conn.transaction())
-            for row, path, header_json in prepared:
+            for row, path, header_json, keyed in prepared:
+                statement = self._sql.admit_keyed if keyed else self._sql.admit
                 count = await conn.fetchval(
-                    self._sql.admit, *row, path, header_json, notify_key(path), owner_db
+                    statement, *row, path, header_json, notify_key(path), owner_db, *keyed
                 )
                 admitted.append(bool(count))
-        for (_, path, _), was_admitted in zip(prepared, admitted, strict=True):
+        for (_, path, _, _), was_admitted in zip(prepared, admitted, strict=True):
             if was_admitted:
                 self._notifier.wake(notify_key(path))
         return admitted
+
+    async def keyed_runs(self, workflow_name: str, keys: Sequence[str]) -> dict[str, KeyedRun]:
+        wanted = [to_db(key) for key in dict.fromkeys(keys)]
+        if not wanted:
+            return {}
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql.keyed_runs, to_db(workflow_name), wanted)
+        return {
+            from_db(row["key"]): KeyedRun(from_db(row["run_id"]), row["fingerprint"])
+            for row in rows
+        }
 
     async def heartbeat(self, owner: str, now_ms: int) -> None:
         async with self._connection() as conn:
@@ -228,7 +240,7 @@ class PostgresEventStore:
         async with self._connection() as conn:
             if lifecycle:
                 start = await self._write_locked(
-                    conn, path, datas, types, events, expected_seq, close, None
+                    conn, path, datas, types, events, expected_seq, close
                 )
             else:
                 start = await self._append_fast(conn, db_path, datas, types, expected_seq, close)
@@ -265,19 +277,11 @@ class PostgresEventStore:
         events: Sequence[dict[str, Any]],
         expected_seq: int | None,
         close: bool,
-        once_key: str | None,
     ) -> int:
-        """Append under the stream row's lock, folding the run record in the same transaction.
-        With ``once_key``, a prior event with that key is returned (as ``-1 - seq``) instead."""
+        """Append under the stream row's lock, folding the run record in the same transaction."""
         db_path = to_db(path)
         async with conn.transaction():
             row = await conn.fetchrow(self._sql.lock, db_path)
-            if once_key is not None and row is not None:
-                prior = await conn.fetchrow(self._sql.prior, db_path, once_key)
-                if prior is not None:
-                    if prior["data"] != datas[0]:
-                        raise PayloadConflict(path=path, key=from_db(once_key))
-                    return -1 - int(prior["seq"])
             start = _check_writable(path, row, expected_seq)
             before = after = await self._record(conn, path)
             for event in events:
@@ -290,7 +294,6 @@ class PostgresEventStore:
                 start,
                 datas,
                 types,
-                once_key,
                 close,
                 notify_key(db_path),
                 *record,
@@ -303,48 +306,6 @@ class PostgresEventStore:
             return None
         row = await conn.fetchrow(self._sql.get_run, to_db(path[len(_RUN_PREFIX) :]))
         return record_from_row(row) if row is not None else None
-
-    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
-        data = dumps(event)
-        kind = _event_type(event)
-        db_path, db_key = to_db(path), to_db(key)
-        lifecycle = path.startswith(_RUN_PREFIX) and event.get("type") in LIFECYCLE_EVENT_TYPES
-        async with self._connection() as conn:
-            if lifecycle:
-                seq = await self._write_locked(
-                    conn, path, [data], [kind], [event], None, False, db_key
-                )
-            else:
-                seq = await self._append_once_fast(conn, path, db_key, kind, data)
-        if seq < 0:  # appended before with this key
-            return format_offset(-1 - seq)
-        self._notifier.wake(notify_key(db_path))
-        return format_offset(seq)
-
-    async def _append_once_fast(
-        self, conn: Conn, path: str, db_key: str, kind: str | None, data: str
-    ) -> int:
-        """The new event's sequence, or ``-1 - seq`` of the event appended before with the key."""
-        db_path = to_db(path)
-        for attempt in range(_RETRIES):
-            try:
-                row = await conn.fetchrow(
-                    self._sql.append_once, db_path, db_key, kind, data, notify_key(db_path)
-                )
-            except asyncpg.UniqueViolationError:
-                # A twin with the same key committed first: look again and find it.
-                if attempt == _RETRIES - 1:
-                    raise
-                continue
-            assert row is not None
-            if row["start"] is not None:
-                return int(row["start"])
-            if row["prior_seq"] is not None:
-                if row["prior_data"] != data:
-                    raise PayloadConflict(path=path, key=from_db(db_key))
-                return -1 - int(row["prior_seq"])
-            _check_writable(path, await conn.fetchrow(self._sql.meta, db_path), None)
-        raise RuntimeError(f"append_once to {path!r} kept being refused")  # pragma: no cover
 
     async def close_stream(self, path: str) -> None:
         db_path = to_db(path)
@@ -423,27 +384,18 @@ class PostgresEventStore:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> RunPage:
-        count = normalize_limit(limit)
-        clauses: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            params.append(status)
-            clauses.append(f"status = ${len(params)}")
-        if workflow_name is not None:
-            params.append(to_db(workflow_name))
-            clauses.append(f"workflow_name = ${len(params)}")
-        position = decode_cursor(cursor)
-        if position is not None:
-            params += [to_db(position[0]), to_db(position[1])]
-            n = len(params)
-            clauses.append(f"(started_at, run_id) < (${n - 1}, ${n})")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(count + 1)
+        listing = run_listing(
+            f"{self._sql.schema}.runs",
+            marker="$",
+            status=status,
+            workflow_name=workflow_name,
+            limit=limit,
+            cursor=cursor,
+            encode=to_db,
+        )
         async with self._connection() as conn:
-            rows = await conn.fetch(self._sql.list_runs(where, f"${len(params)}"), *params)
-        pointers = [record_from_row(row).pointer() for row in rows[:count]]
-        more = len(rows) > count
-        return RunPage(pointers, encode_cursor(pointers[-1]) if more and pointers else None)
+            rows = await conn.fetch(listing.sql, *listing.params)
+        return listing.page([record_from_row(row) for row in rows])
 
     async def close(self) -> None:
         await self._notifier.close()

@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS runs (
     result TEXT,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS run_keys (
+    workflow_name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (workflow_name, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_owners (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS run_owners_by_owner ON run_owners (owner);
 CREATE TABLE IF NOT EXISTS owners (owner TEXT PRIMARY KEY, heartbeat_ms INTEGER NOT NULL);

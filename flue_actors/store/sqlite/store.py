@@ -16,20 +16,18 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ...clock import format_timestamp
-from ...errors import StreamPayloadConflictError
 from ...events import LIFECYCLE_EVENT_TYPES, RunAdmittedEvent
 from ...jsonvalue import dumps, loads
 from ...records import (
     RunPage,
     RunRecord,
     RunStatus,
-    decode_cursor,
-    encode_cursor,
     fold,
-    normalize_limit,
     record_from_admission,
 )
 from ..base import StoredEvent, StreamMeta, StreamPage, normalize_read_limit
+from ..idempotency import KeyedRun, keyed_claim
+from ..listing import run_listing
 from ..offsets import NOW, format_offset, parse_offset
 from .inotify import ForeignCommitWatcher
 from .live import LiveTails
@@ -118,11 +116,24 @@ class SqliteEventStore:
             (record_row(record_from_admission(header)), _RUN_PREFIX + header["runId"], header)
             for header in headers
         ]
-        prepared = [(row, path, header["runId"], dumps(header)) for row, path, header in rows]
+        prepared = [
+            (row, path, header["runId"], dumps(header), keyed_claim(header))
+            for row, path, header in rows
+        ]
 
         def work(conn: sqlite3.Connection, changed: Changes) -> list[bool]:
             admitted = []
-            for row, path, run_id, header_json in prepared:
+            for row, path, run_id, header_json, claim in prepared:
+                # The key first: a key already claimed admits nothing (one writer thread, so
+                # no other admission can come between the claim and the run it names).
+                if claim is not None and not (
+                    conn.execute(
+                        "INSERT INTO run_keys VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+                        (claim[0], claim[1], run_id, claim[2]),
+                    ).rowcount
+                ):
+                    admitted.append(False)
+                    continue
                 inserted = conn.execute(
                     "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT (run_id) DO NOTHING",
@@ -143,6 +154,25 @@ class SqliteEventStore:
             return admitted
 
         return await self._writer.submit(work)
+
+    async def keyed_runs(self, workflow_name: str, keys: Sequence[str]) -> dict[str, KeyedRun]:
+        wanted = list(dict.fromkeys(keys))
+
+        def work(conn: sqlite3.Connection, changed: Changes) -> dict[str, KeyedRun]:
+            found: dict[str, KeyedRun] = {}
+            # In slices: SQLite binds at most 32,766 parameters per statement.
+            for at in range(0, len(wanted), 500):
+                part = wanted[at : at + 500]
+                marks = ",".join("?" * len(part))
+                for key, run_id, fingerprint in conn.execute(
+                    "SELECT key, run_id, fingerprint FROM run_keys "
+                    f"WHERE workflow_name = ? AND key IN ({marks})",
+                    (workflow_name, *part),
+                ):
+                    found[str(key)] = KeyedRun(str(run_id), str(fingerprint))
+            return found
+
+        return await self._reader.submit(work)
 
     async def create_stream(self, path: str) -> None:
         def work(conn: sqlite3.Connection, changed: Changes) -> None:
@@ -180,32 +210,6 @@ class SqliteEventStore:
             if rows or close:
                 changed[path] = (start + len(rows), close)
             return [format_offset(start + i) for i in range(len(rows))]
-
-        return await self._writer.submit(work)
-
-    async def append_once(self, path: str, key: str, event: dict[str, Any]) -> str:
-        raw = dumps(event)
-        kind = event.get("type")
-        lifecycle = [event] if kind in LIFECYCLE_EVENT_TYPES else []
-
-        def work(conn: sqlite3.Connection, changed: Changes) -> str:
-            existing = conn.execute(
-                "SELECT seq, data FROM events WHERE path = ? AND idempotency_key = ?", (path, key)
-            ).fetchone()
-            if existing is not None:
-                if existing[1] != raw:
-                    raise StreamPayloadConflictError(path=path, key=key)
-                return format_offset(existing[0])
-            start = writable_length(conn, path, None)
-            conn.execute(
-                "INSERT INTO events (path, seq, type, idempotency_key, data) VALUES (?,?,?,?,?)",
-                (path, start, kind, key, raw),
-            )
-            conn.execute("UPDATE streams SET length = ? WHERE path = ?", (start + 1, path))
-            if lifecycle and path.startswith(_RUN_PREFIX):
-                project(conn, path[len(_RUN_PREFIX) :], lifecycle)
-            changed[path] = (start + 1, False)
-            return format_offset(start)
 
         return await self._writer.submit(work)
 
@@ -379,28 +383,18 @@ class SqliteEventStore:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> RunPage:
-        count = normalize_limit(limit)
-        clauses: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if workflow_name is not None:
-            clauses.append("workflow_name = ?")
-            params.append(workflow_name)
-        position = decode_cursor(cursor)
-        if position is not None:
-            clauses.append("(started_at < ? OR (started_at = ? AND run_id < ?))")
-            params.extend([position[0], position[0], position[1]])
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM runs {where} ORDER BY started_at DESC, run_id DESC LIMIT ?"
-        params.append(count + 1)
+        listing = run_listing(
+            "runs",
+            marker="?",
+            status=status,
+            workflow_name=workflow_name,
+            limit=limit,
+            cursor=cursor,
+        )
 
         def work(conn: sqlite3.Connection, changed: Changes) -> RunPage:
-            rows = conn.execute(sql, params).fetchall()
-            pointers = [record_from_row(row).pointer() for row in rows[:count]]
-            more = len(rows) > count
-            return RunPage(pointers, encode_cursor(pointers[-1]) if more and pointers else None)
+            rows = conn.execute(listing.sql, listing.params).fetchall()
+            return listing.page([record_from_row(row) for row in rows])
 
         return await self._reader.submit(work)
 
