@@ -75,4 +75,8 @@ def parse_timestamp(text: str) -> int:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    # Exact integer arithmetic: timestamp() * 1000 is a float, and int() of 1.001 * 1000 is 1000.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
