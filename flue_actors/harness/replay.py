@@ -26,6 +26,7 @@ from ..models import Cost, ModelResponse, Usage
 __all__ = [
     "Replay",
     "describe",
+    "recorded_batches",
     "recorded_turn",
     "replay_of",
     "response_from_turn",
@@ -202,6 +203,37 @@ def recorded_turn(sink: object, turn_id: str, purpose: str) -> dict[str, Any] | 
         f"turn {purpose} turnId={turn_id}",
         lambda event: event.get("turnId") == turn_id,
     )
+
+
+def recorded_batches(sink: object, turn_id: str) -> list[tuple[str, str]]:
+    """The Message Batches a model turn was sent in, as its run's log holds them (a batch
+    record: a ``log`` event whose ``attributes.batch`` is ``{id, customId}``), oldest first.
+    They are matched here, before the turn's ``turn`` event is looked for: the provider
+    re-attaches to the last one instead of submitting the turn again."""
+    replay = replay_of(sink)
+    found: list[tuple[str, str]] = []
+    while replay is not None and replay.divergence is None:
+        replay._skip("log")
+        if replay.position >= len(replay.events):
+            break
+        event = replay.events[replay.position]
+        batch = batch_record(event)
+        if batch is None or event.get("turnId") != turn_id:
+            break
+        replay.position += 1
+        replay.replayed.append(event)
+        found.append(batch)
+    return found
+
+
+def batch_record(event: dict[str, Any]) -> tuple[str, str] | None:
+    """``(batch id, custom_id)`` if ``event`` is a batch record."""
+    if event.get("type") != "log":
+        return None
+    batch = (event.get("attributes") or {}).get("batch")
+    if not isinstance(batch, dict) or "id" not in batch or "customId" not in batch:
+        return None
+    return str(batch["id"]), str(batch["customId"])
 
 
 def usage_from_wire(wire: dict[str, Any] | None) -> Usage:
