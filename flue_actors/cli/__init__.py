@@ -26,6 +26,7 @@ from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from ..store import is_offset, resolve_database_url
 from .batch import add_batch_parser, run_batch_command
 from .hosts import add_hosts_parser, run_hosts
+from .model_batch_options import add_model_batch_options, model_batches_from
 from .presenter import EventPresenter
 from .remote import parse_header, request_headers, run_remote
 
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM: open requests and runs hosted here get this long before runs are "
         "ended run_interrupted and the server exits (default 10)",
     )
+    add_model_batch_options(serve)
 
     runs = commands.add_parser("runs", help="inspect stored runs")
     verbs = runs.add_subparsers(dest="verb", required=True)
@@ -285,6 +287,11 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
     if kind == "local" and address:
         err.write("error: --address needs --backend ray\n")
         return EXIT_USAGE
+    try:
+        model_batches = model_batches_from(args)
+    except ValueError as error:
+        err.write(f"error: {error}\n")
+        return EXIT_USAGE
     backend: BackendFactory | None = None
     if kind == "ray":
         from ..runtime.ray import RayCluster  # Ray is imported only when it is used
@@ -299,6 +306,7 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
         backend=backend,
         lease_seconds=args.lease_seconds,
         sweep_seconds=args.sweep_seconds,
+        model_batches=model_batches,
     )
     app = create_app(runtime, max_body_bytes=args.max_body_bytes)
     options = ServeOptions(
@@ -357,6 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"error: workflow folder {directory} does not exist (use --workflows DIR)\n"
                 )
                 return EXIT_FAILED
+            try:
+                args.model_batches = model_batches_from(args)
+            except ValueError as error:
+                err.write(f"error: {error}\n")
+                return EXIT_USAGE
             registry = WorkflowRegistry.discover(directory)
             return asyncio.run(run_batch_command(args, registry, out, err))
         if args.command == "serve":

@@ -30,6 +30,7 @@ from ..runtime.batch import BatchControl, BatchInput, drive_batch
 from ..runtime.batch_item import BatchItem
 from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from ..runtime.runtime import check_idempotency_key
+from .model_batch_options import add_model_batch_options
 
 __all__ = ["add_batch_parser", "run_batch_command"]
 
@@ -37,6 +38,7 @@ EXIT_FAILED: Final = 1
 EXIT_INTERRUPTED: Final = 130
 # Without a terminal, a progress line this often.
 PLAIN_PROGRESS_SECONDS: Final = 5.0
+BATCH_PROGRESS_SECONDS: Final = 1.0
 
 
 def add_batch_parser(commands: Any, positive: Any) -> None:
@@ -72,6 +74,7 @@ def add_batch_parser(commands: Any, positive: Any) -> None:
     batch.add_argument(
         "--sweep-seconds", type=positive(float), default=DEFAULT_SWEEP_SECONDS, help="as serve"
     )
+    add_model_batch_options(batch)
 
 
 def _line_key(workflow: str, field: str | None, line: bytes, value: Any) -> str:
@@ -199,6 +202,8 @@ class _Progress:
         self._started = time.monotonic()
         self._last_plain = self._started
         self._live: Any = None
+        # The model-batch collector's counters (with --model-batches), refreshed meanwhile.
+        self.batches: dict[str, int] | None = None
         if err.isatty():
             from rich.console import Console
             from rich.live import Live
@@ -219,7 +224,7 @@ class _Progress:
         return (
             f"done {control.done}{total}  failed {control.failed}  active {len(control.active)}"
             f"  {rate:.1f} runs/s{eta}  tokens {usage.input} in / {usage.output} out"
-            f"  cost ${usage.cost.total:.4f}"
+            f"  cost ${usage.cost.total:.4f}{_batch_counts(self.batches)}"
         )
 
     def tick(self) -> None:
@@ -248,6 +253,7 @@ async def run_batch_command(
     done: dict[int, str | None] = {}
     output_path = None if args.output == "-" else Path(args.output)
     total: int | None = None
+    batch_counts: dict[str, int] | None = None
     if output_path is not None and output_path.exists() and output_path.stat().st_size:
         try:
             done = {} if args.force else _done_lines(output_path, name)
@@ -288,6 +294,7 @@ async def run_batch_command(
             store=args.database_url,
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
+            model_batches=args.model_batches or None,
         ) as runtime:
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
@@ -310,6 +317,9 @@ async def run_batch_command(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, interrupt, signum)
             progress = _Progress(err, control, total, len(done))
+            following = (
+                loop.create_task(_follow_batches(runtime, progress)) if args.model_batches else None
+            )
             try:
                 items = _inputs(runtime, name, args.key, stream, done)
                 async for item in drive_batch(
@@ -324,6 +334,10 @@ async def run_batch_command(
                     sink.flush()
                     progress.tick()
             finally:
+                if following is not None:
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
+                    batch_counts = await runtime.model_batch_progress()
                 elapsed = progress.close()
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
@@ -332,10 +346,28 @@ async def run_batch_command(
             stream.close()
         if sink is not out:
             sink.close()
-    _summary(err, control, elapsed, len(done), budget)
+    _summary(err, control, elapsed, len(done), budget, batch_counts)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if control.failed else 0
+
+
+def _batch_counts(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return ""
+    return (
+        f"  model turns {counts['submitted']} submitted, {counts['waiting']} waiting,"
+        f" {counts['done']} done in {counts['batches']} batches"
+    )
+
+
+async def _follow_batches(runtime: Runtime, progress: _Progress) -> None:
+    """Keep the progress's model-batch counters current (a turn waits for minutes or hours:
+    the progress must show it moving)."""
+    while True:
+        progress.batches = await runtime.model_batch_progress()
+        progress.tick()
+        await asyncio.sleep(BATCH_PROGRESS_SECONDS)
 
 
 def _output_line(name: str, item: BatchItem) -> str:
@@ -343,7 +375,12 @@ def _output_line(name: str, item: BatchItem) -> str:
 
 
 def _summary(
-    err: TextIO, control: BatchControl, elapsed: float, skipped: int, budget: MinuteBudget | None
+    err: TextIO,
+    control: BatchControl,
+    elapsed: float,
+    skipped: int,
+    budget: MinuteBudget | None,
+    batch_counts: dict[str, int] | None = None,
 ) -> None:
     usage = control.usage
     rate = control.done / elapsed if elapsed > 0 else 0.0
@@ -356,6 +393,13 @@ def _summary(
         f"batch: {control.done - control.failed} completed, {control.failed} failed"
         f" ({control.resumed} found from an earlier batch, {skipped} already in the output)"
         f" in {elapsed:.1f}s, {rate:.1f} runs/s; tokens {usage.input} in / {usage.output} out;"
-        f" cost ${usage.cost.total:.4f}{throttled}\n"
+        f" cost ${usage.cost.total:.4f}{throttled}"
+        + (
+            ""
+            if batch_counts is None
+            else f"; {batch_counts['submitted']} model turns in {batch_counts['batches']}"
+            " message batches"
+        )
+        + "\n"
     )
     err.flush()

@@ -39,6 +39,7 @@ from ..models import (
 )
 from ..observation import ModelExecution, context_of, intercept, observing
 from . import compaction
+from .batch_records import batched_turn, pending_batches
 from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
 from .payloads import Correlation, ModelAsked, TurnCorrelation
@@ -266,6 +267,7 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: ModelAsked = {"purpose": "agent", "request": request_info}
+    replay, batches = pending_batches(session, turn)
     recorded = recorded_turn(session.services.sink, turn, "agent")
     if recorded is None and observing():  # a replayed turn asks no model
         session.services.announce(
@@ -277,11 +279,12 @@ async def model_turn(
         if recorded is not None:
             response = response_from_turn(recorded)
         else:
-            response = await intercept(
-                execution,
-                context_of(session.run_id, turn),
-                lambda: resolved.provider.complete(request, on_stream),
-            )
+            with batched_turn(session, turn, replay, batches):
+                response = await intercept(
+                    execution,
+                    context_of(session.run_id, turn),
+                    lambda: resolved.provider.complete(request, on_stream),
+                )
     except asyncio.CancelledError:
         emit(
             "turn",

@@ -30,6 +30,7 @@ from ..events import error_payload
 from ..jsonvalue import dumps
 from ..messages import Message, UserMessage
 from ..models import ModelRequest, ModelResponse, ResolvedModel, Usage, model_limits
+from .batch_records import batched_turn, pending_batches
 from .context_budget import CompactionSettings, context_tokens, estimate_tokens, resolve_settings
 from .payloads import Correlation, LogPayload, ModelAsked, TurnCorrelation
 from .replay import recorded_turn, replay_of, response_from_turn
@@ -281,12 +282,14 @@ async def _summarize(
         turn: TurnCorrelation = {**correlation, "turnId": "turn_" + session.services.ids.ulid()}
         emit("turn_start", {"purpose": purpose, **turn})
         started = clock.now_ms()
+        replay, batches = pending_batches(session, turn)
         recorded = recorded_turn(session.services.sink, turn, purpose)
         try:
             if recorded is not None:
                 response = response_from_turn(recorded)
             else:
-                response = await resolved.provider.complete(request, lambda _event: None)
+                with batched_turn(session, turn, replay, batches):
+                    response = await resolved.provider.complete(request, lambda _event: None)
             if response.stop_reason == "error":
                 raise ModelRequestError(response.error_message or "model error")
             if not response.text.strip():

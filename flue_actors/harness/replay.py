@@ -28,6 +28,7 @@ __all__ = [
     "Replay",
     "describe",
     "lane_of",
+    "recorded_batches",
     "recorded_turn",
     "replay_of",
     "response_from_turn",
@@ -255,6 +256,40 @@ def recorded_turn(sink: object, turn: Mapping[str, Any], purpose: str) -> dict[s
         lambda event: event.get("turnId") == turn_id,
         turn,
     )
+
+
+def recorded_batches(sink: object, turn: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The Message Batches a model turn was sent in, as its run's log holds them (a batch
+    record: a ``log`` event whose ``attributes.batch`` is ``{id, customId}``, in the turn's
+    session), oldest first. They are matched here, before the turn's ``turn`` event is looked
+    for: the provider re-attaches to the last one instead of submitting the turn again."""
+    replay = replay_of(sink)
+    found: list[tuple[str, str]] = []
+    if replay is None:
+        return found
+    lane, turn_id = lane_of(turn), turn["turnId"]
+    while replay.divergence is None:
+        position = replay._next(lane)
+        if position is None:
+            break
+        event = replay.events[position]
+        batch = batch_record(event)
+        if batch is None or event.get("turnId") != turn_id:
+            break
+        replay._advance(lane)
+        replay.replayed.append(event)
+        found.append(batch)
+    return found
+
+
+def batch_record(event: dict[str, Any]) -> tuple[str, str] | None:
+    """``(batch id, custom_id)`` if ``event`` is a batch record."""
+    if event.get("type") != "log":
+        return None
+    batch = (event.get("attributes") or {}).get("batch")
+    if not isinstance(batch, dict) or "id" not in batch or "customId" not in batch:
+        return None
+    return str(batch["id"]), str(batch["customId"])
 
 
 def usage_from_wire(wire: dict[str, Any] | None) -> Usage:

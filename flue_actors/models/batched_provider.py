@@ -12,6 +12,7 @@ the turn at once, as it would on the Messages API.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..errors import ModelRequestError
@@ -25,7 +26,14 @@ from .base import (
     ThinkingEnd,
     ThinkingStart,
 )
-from .message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
+from .message_batches import (
+    BatchedResult,
+    MessageBatchCollector,
+    ModelBatches,
+    TurnBatcher,
+    current_turn,
+    turn_custom_id,
+)
 
 __all__ = ["MessageBatchesProvider", "batch_error"]
 
@@ -59,11 +67,26 @@ class MessageBatchesProvider:
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         params = request_params(request)
+        turn = current_turn.get()
+        recorded = turn.recorded if turn is not None else ()
         failure: ModelRequestError | None = None
-        for attempt in range(self.settings.retries + 1):
+        # Attempts the log already records failed, except maybe the last: re-attach to it.
+        for attempt in range(max(len(recorded) - 1, 0), self.settings.retries + 1):
             if attempt > 0 and self.settings.fallback == "messages":
                 return await self.messages.complete(request, on_stream)
-            outcome = await self.batcher.submit(params)
+            if attempt < len(recorded):
+                batch_id, custom_id = recorded[attempt]
+            else:
+                custom_id = (
+                    turn_custom_id(turn.run_id, turn.turn_id, attempt)
+                    if turn is not None
+                    else f"turn-{os.urandom(12).hex()}"
+                )
+                since = turn.since if turn is not None and attempt == len(recorded) else None
+                batch_id = await self.batcher.enqueue(custom_id, params, since=since)
+                if turn is not None:
+                    turn.record(batch_id, custom_id)
+            outcome = await self.batcher.result(batch_id, custom_id)
             if outcome.type == "succeeded":
                 response = message_response(
                     request.model,

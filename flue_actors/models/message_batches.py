@@ -11,20 +11,25 @@ three-turn agent takes three batch rounds.
 through the Ray backend's named actor, which implements the same :class:`TurnBatcher`
 protocol; nothing here knows Ray.
 
-Waiting turns live in memory: a process that dies loses them (its runs end as interrupted runs
-do) and the batch it submitted is left to expire unused. Re-attaching a restarted run to its
-pending batch needs the batch id and ``custom_id`` in the run's log (durable runs).
+A turn waits in two steps (:meth:`TurnBatcher.enqueue`, then :meth:`TurnBatcher.result`) so
+that its run can write the batch id and ``custom_id`` to its log in between; a run resumed after
+a crash re-attaches to that batch (``result`` polls a batch it did not submit) instead of
+submitting again, and a custom_id derived from the run and turn (:func:`turn_custom_id`) lets it
+find a batch created just before the crash, before the record (``enqueue(..., since=)``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import math
 import os
+import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -38,9 +43,12 @@ __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_REQUESTS",
     "BatchedResult",
+    "BatchedTurn",
     "MessageBatchCollector",
     "ModelBatches",
     "TurnBatcher",
+    "current_turn",
+    "turn_custom_id",
 ]
 
 # The API's limits per batch: 100,000 requests or 256 MB, whichever comes first.
@@ -48,6 +56,7 @@ MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256 * 1024 * 1024
 # Room for the envelope around each request ({"custom_id": ..., "params": ...}).
 _ENVELOPE_BYTES = 96
+_CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +114,18 @@ class BatchedResult:
 
 
 class TurnBatcher(Protocol):
-    """Takes one turn's Messages API body, returns its result once its batch has ended."""
+    """Takes turns into batches and hands back their results, in two steps so a run can write
+    down where its turn went (the batch id) before it waits: :meth:`enqueue` returns once the
+    turn's batch has been created, :meth:`result` once that batch has ended. ``result`` also
+    re-attaches to a batch this batcher did not submit (a turn resumed after a crash)."""
 
-    async def submit(self, params: dict[str, Any]) -> BatchedResult: ...
+    async def enqueue(
+        self, custom_id: str, params: dict[str, Any], *, since: float | None = None
+    ) -> str: ...
+
+    async def result(self, batch_id: str, custom_id: str) -> BatchedResult: ...
+
+    async def progress(self) -> dict[str, int]: ...
 
     async def aclose(self) -> None: ...
 
@@ -117,15 +135,16 @@ class _Waiting:
     custom_id: str
     params: dict[str, Any]
     size: int
-    future: asyncio.Future[BatchedResult]
+    future: asyncio.Future[str]  # the batch id, once its batch has been created
 
 
 class MessageBatchCollector:
     """The :class:`TurnBatcher` of one process: collects, submits, polls, routes.
 
     ``client`` gives the SDK client (the Anthropic provider's, so its key, base URL and
-    transport are used). ``custom_ids`` makes the ids (unique within a batch; by default a
-    per-collector prefix and a counter). ``batches`` counts the batches submitted."""
+    transport are used). ``custom_ids`` makes the ids :meth:`submit` uses (unique within a
+    batch; by default a per-collector prefix and a counter). ``batches`` counts the batches
+    submitted, ``submitted`` the turns they carried."""
 
     def __init__(
         self,
@@ -142,10 +161,41 @@ class MessageBatchCollector:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._polling: set[asyncio.Task[None]] = set()
+        # Every batch this collector polls (its own, and those re-attached to): its results
+        # by custom_id once it has ended. One poll per batch, however many turns wait on it.
+        self._outcomes: dict[str, asyncio.Future[dict[str, dict[str, Any]]]] = {}
+        # The custom_ids of the batches this collector created (a healing turn need not wait
+        # for those to end to know whether its request is in one).
+        self._carried: dict[str, frozenset[str]] = {}
         self.batches = 0
         self.submitted = 0
+        self._awaiting = 0
+        self.done = 0
 
     async def submit(self, params: dict[str, Any]) -> BatchedResult:
+        """One turn, both steps, under a custom_id of this collector's own."""
+        custom_id = self._custom_ids()
+        batch_id = await self.enqueue(custom_id, params)
+        return await self.result(batch_id, custom_id)
+
+    async def enqueue(
+        self, custom_id: str, params: dict[str, Any], *, since: float | None = None
+    ) -> str:
+        """Put a turn in the next batch; the batch's id once it has been created.
+
+        ``since`` (seconds since the epoch) heals a crash between a batch's creation and the
+        run's record of it: the batches created since then are searched for ``custom_id``
+        first (waiting for those still processing to end, since only results name their
+        requests), and the one that holds it is returned instead of submitting again."""
+        if not _CUSTOM_ID.fullmatch(custom_id):
+            raise ModelRequestError(
+                f"custom_id {custom_id!r} is not 1-64 letters, digits, '-' or '_'.",
+                code="invalid_request_error",
+            )
+        if since is not None:
+            found = await self._find(custom_id, since)
+            if found is not None:
+                return found
         size = len(json.dumps(params)) + _ENVELOPE_BYTES
         if size > self.settings.max_bytes:
             raise ModelRequestError(
@@ -153,9 +203,7 @@ class MessageBatchCollector:
                 f"(at most {self.settings.max_bytes} bytes).",
                 code="batch_request_too_large",
             )
-        waiting = _Waiting(
-            self._custom_ids(), params, size, asyncio.get_running_loop().create_future()
-        )
+        waiting = _Waiting(custom_id, params, size, asyncio.get_running_loop().create_future())
         self._pending.append(waiting)
         self._pending_bytes += size
         if self._flusher is None or self._flusher.done():
@@ -171,6 +219,38 @@ class MessageBatchCollector:
                 self._pending_bytes -= waiting.size
             raise
 
+    async def result(self, batch_id: str, custom_id: str) -> BatchedResult:
+        """The result of ``custom_id`` in batch ``batch_id``, once the batch has ended
+        (polled here if this collector did not submit it). A request the results lack is
+        ``expired``, so it is sent again."""
+        outcome = self._outcomes.get(batch_id)
+        if outcome is None:
+            outcome = self._adopt(batch_id)
+        self._awaiting += 1
+        try:
+            results = await asyncio.shield(outcome)
+        finally:
+            self._awaiting -= 1
+        self.done += 1
+        # Each result is handed out once and then forgotten, and so is a batch once all its
+        # results are: a collector's memory holds what is still to be collected, no more.
+        result = results.pop(custom_id, None) or {"type": "expired", "missing": True}
+        if not results and self._outcomes.get(batch_id) is outcome:
+            del self._outcomes[batch_id]
+            self._carried.pop(batch_id, None)
+        return BatchedResult(batch_id, custom_id, result)
+
+    async def progress(self) -> dict[str, int]:
+        """Turns waiting to go out, turns in batches still processing, turns answered, and
+        batches and turns submitted so far."""
+        return {
+            "pending": len(self._pending),
+            "waiting": self._awaiting,
+            "done": self.done,
+            "submitted": self.submitted,
+            "batches": self.batches,
+        }
+
     async def aclose(self) -> None:
         """Stop collecting and polling. Turns still waiting get an error; batches already
         submitted are left to end on the API's side (their results are not collected)."""
@@ -184,6 +264,10 @@ class MessageBatchCollector:
             waiting = self._pending.popleft()
             if not waiting.future.done():
                 waiting.future.set_exception(closed)
+        for outcome in self._outcomes.values():
+            if not outcome.done():
+                outcome.set_exception(closed)
+                outcome.exception()  # retrieved: nobody may be waiting on it
         self._pending_bytes = 0
 
     # --- collecting -------------------------------------------------------------------------------
@@ -204,9 +288,12 @@ class MessageBatchCollector:
                 await self._window()
             taken = self._take()
             if taken:
-                task = asyncio.create_task(self._run_batch(taken))
-                self._polling.add(task)
-                task.add_done_callback(self._polling.discard)
+                self._spawn(self._create(taken))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._polling.add(task)
+        task.add_done_callback(self._polling.discard)
 
     async def _window(self) -> None:
         """Wait until the window closes or the batch is full, whichever comes first (an
@@ -243,35 +330,90 @@ class MessageBatchCollector:
 
     # --- one batch --------------------------------------------------------------------------------
 
-    async def _run_batch(self, taken: list[_Waiting]) -> None:
+    async def _create(self, taken: list[_Waiting]) -> None:
         from .anthropic import map_error
 
         try:
             client = self._client()
             requests = [{"custom_id": w.custom_id, "params": w.params} for w in taken]
             batch = await client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
-            self.batches += 1
-            self.submitted += len(taken)
-            batch_id = batch.id
+        except Exception as error:
+            failure = error if isinstance(error, ModelRequestError) else map_error(error)
+            for waiting in taken:
+                if not waiting.future.done():
+                    waiting.future.set_exception(failure)
+            return
+        self.batches += 1
+        self.submitted += len(taken)
+        self._carried[batch.id] = frozenset(w.custom_id for w in taken)
+        self._outcomes[batch.id] = asyncio.get_running_loop().create_future()
+        for waiting in taken:
+            if not waiting.future.done():
+                waiting.future.set_result(batch.id)
+        await self._poll(client, batch)
+
+    def _adopt(self, batch_id: str) -> asyncio.Future[dict[str, dict[str, Any]]]:
+        """Poll a batch this collector learns of from a run's log (or a search)."""
+        outcome: asyncio.Future[dict[str, dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._outcomes[batch_id] = outcome
+
+        async def adopt() -> None:
+            from .anthropic import map_error
+
+            client = self._client()
+            try:
+                batch = await self._retrieve(client, batch_id)
+            except Exception as error:
+                if not outcome.done():
+                    mapped = error if isinstance(error, ModelRequestError) else map_error(error)
+                    outcome.set_exception(mapped)
+                return
+            await self._poll(client, batch)
+
+        self._spawn(adopt())
+        return outcome
+
+    async def _poll(self, client: AsyncAnthropic, batch: Any) -> None:
+        from .anthropic import map_error
+
+        outcome = self._outcomes[batch.id]
+        try:
             delay = self.settings.poll_interval
             while batch.processing_status != "ended":
                 await self.settings.wait(delay)
                 delay = min(delay * 2, self.settings.max_poll_interval)
-                batch = await self._retrieve(client, batch_id)
-            results = await self._results(client, batch_id)
-        except ModelRequestError as error:
-            _fail(taken, error)
-            return
+                batch = await self._retrieve(client, batch.id)
+            results = await self._results(client, batch.id)
         except Exception as error:
-            _fail(taken, map_error(error))
+            if not outcome.done():
+                mapped = error if isinstance(error, ModelRequestError) else map_error(error)
+                outcome.set_exception(mapped)
+                # A failed poll is tried again by the next turn that asks for this batch.
+                del self._outcomes[batch.id]
             return
-        for waiting in taken:
-            if waiting.future.done():
+        if not outcome.done():
+            outcome.set_result(results)
+
+    async def _find(self, custom_id: str, since: float) -> str | None:
+        """The batch created at or after ``since`` whose results hold ``custom_id``."""
+        client = self._client()
+        candidates: list[str] = []
+        async for batch in client.messages.batches.list(limit=100):
+            if batch.created_at.timestamp() < since:
+                break  # newest first: the rest are older still
+            candidates.append(batch.id)
+        for batch_id in candidates:
+            carried = self._carried.get(batch_id)
+            if carried is not None:
+                if custom_id in carried:
+                    return batch_id
                 continue
-            result = results.get(waiting.custom_id)
-            if result is None:
-                result = {"type": "expired", "missing": True}
-            waiting.future.set_result(BatchedResult(batch_id, waiting.custom_id, result))
+            outcome = self._outcomes.get(batch_id) or self._adopt(batch_id)
+            if custom_id in await asyncio.shield(outcome):
+                return batch_id
+        return None
 
     async def _retrieve(self, client: AsyncAnthropic, batch_id: str) -> Any:
         """The batch, asked again after a transient failure (a poll is idempotent)."""
@@ -306,6 +448,33 @@ class MessageBatchCollector:
                 delay = min(delay * 2, self.settings.max_poll_interval)
 
 
+def turn_custom_id(run_id: str, turn_id: str, attempt: int) -> str:
+    """The custom_id of a run's model turn, sent for the ``attempt``-th time (0 first): the
+    same in every life of the run, so a resumed run can find a request it made before a
+    crash, and unique across runs, turns and attempts. At most 64 characters, as the API
+    requires."""
+    digest = hashlib.sha256(f"{run_id}\x00{turn_id}\x00{attempt}".encode()).hexdigest()
+    return f"flue-{digest[:40]}-{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedTurn:
+    """What a batched provider needs to know about the run turn it answers: the run and turn
+    (for the custom_id), the batch records the run's log already holds for this turn (oldest
+    first: re-attach to the last instead of submitting), ``since`` when the turn is the first
+    one a resumed run performs live (a batch created before the crash may hold it), and
+    ``record``, which writes a batch record to the run's log."""
+
+    run_id: str
+    turn_id: str
+    record: Callable[[str, str], None]
+    recorded: tuple[tuple[str, str], ...] = ()
+    since: float | None = None
+
+
+current_turn: ContextVar[BatchedTurn | None] = ContextVar("flue_batched_turn", default=None)
+
+
 def _counted_ids() -> Callable[[], str]:
     # A prefix per collector, so ids of two collectors (two processes) never meet in a log.
     prefix = os.urandom(4).hex()
@@ -315,9 +484,3 @@ def _counted_ids() -> Callable[[], str]:
         return f"turn-{prefix}-{next(counter)}"
 
     return next_id
-
-
-def _fail(taken: list[_Waiting], error: ModelRequestError) -> None:
-    for waiting in taken:
-        if not waiting.future.done():
-            waiting.future.set_exception(error)

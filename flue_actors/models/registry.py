@@ -103,9 +103,16 @@ class ModelRegistry:
             self._providers,
             override=self._override,
             retry=self.retry,
+            limiter=self.limiter,
             model_batches=model_batches,
             batcher=batcher,
         )
+
+    @property
+    def batcher(self) -> TurnBatcher | None:
+        """The batcher its Anthropic turns go through (``None`` without model batches)."""
+        provider = self._providers.get("anthropic")
+        return provider.batcher if isinstance(provider, MessageBatchesProvider) else None
 
     def register(self, provider: ModelProvider) -> None:
         self._providers[provider.name] = provider

@@ -150,9 +150,9 @@ class RunActor:
         if self.replay is not None and not self.replay.strict:
             # Written first, past everything the log holds, whatever the replay then matches.
             resume = {k: v for k, v in start.items() if k != "input"}
-            self.replay.live = True
+            live, self.replay.live = self.replay.live, True
             self._stream.emit("run_resume", resume)
-            self.replay.live = not self.replay.events
+            self.replay.live = live
         self._stream.emit("run_start", start)
         if self._cancel_reason is not None:
             self._body.cancel(self._cancel_reason)

@@ -149,11 +149,14 @@ class Runtime:
         model_batches: ModelBatches | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
-        if model_batches is not None and backend is not None:
+        models_given = models is not None
+        if model_batches is not None and backend is not None and not callable(backend):
             raise ValueError(
-                "model_batches runs on this process's backend; on Ray the hosts' shared "
-                "collector is not wired into the runtime yet."
+                "model_batches needs a backend the runtime builds (this process's, or a "
+                "BackendFactory such as RayCluster), not a RunBackend already made."
             )
+        # A backend factory reads the settings from the registry (services.models): on Ray the
+        # hosts batch their runs' turns through one collector of the cluster.
         if model_batches is not None:
             models = (
                 models.with_model_batches(model_batches)
@@ -184,7 +187,7 @@ class Runtime:
             self.backend: RunBackend = LocalBackend(self.services)
         elif callable(backend):
             self.backend = backend(
-                self.services, database_url=self.database_url, models_given=models is not None
+                self.services, database_url=self.database_url, models_given=models_given
             )
         else:
             self.backend = backend
@@ -195,6 +198,18 @@ class Runtime:
             self.supervisor.resume = resume
         self._closed = False
         ambient.serving(self)  # ambient invoke() outside runs finds it, until it is closed
+
+    async def model_batch_progress(self) -> dict[str, int] | None:
+        """With ``model_batches``, where its model turns are: ``pending`` (waiting for their
+        batch to go out), ``waiting`` (in a batch still processing), ``done`` (answered),
+        ``submitted`` and ``batches`` (so far). Counted by the collector, so since it started
+        (on Ray: the deployment's, shared by its hosts); ``None`` without model batches."""
+        progress = getattr(self.backend, "model_batch_progress", None)
+        if progress is not None:
+            counted: dict[str, int] | None = await progress()
+            return counted
+        batcher = self.services.models.batcher
+        return None if batcher is None else await batcher.progress()
 
     async def __aenter__(self) -> Runtime:
         return self

@@ -28,6 +28,7 @@ from flue_actors import (
     define_workflow,
 )
 from flue_actors.errors import ModelRequestError
+from flue_actors.harness.replay import batch_record
 from flue_actors.models import (
     MessageBatchCollector,
     MessageBatchesProvider,
@@ -37,6 +38,7 @@ from flue_actors.models import (
     Usage,
 )
 from flue_actors.models.anthropic_catalog import cost_of
+from flue_actors.models.message_batches import turn_custom_id
 from flue_actors.store import run_stream
 from flue_actors.testing import AnthropicApi
 from flue_actors.testing.messages_wire import MessagesScript, summary_reply
@@ -412,8 +414,23 @@ async def test_a_three_turn_agent_with_tools_takes_three_batch_rounds(
         receipt = await runtime.invoke("add_twice", {"text": "add 1+2, then 3+4"})
         record = await runtime.wait(receipt.run_id)
         events = await _events(runtime, receipt.run_id)
+        progress = await runtime.model_batch_progress()
+    assert progress == {"pending": 0, "waiting": 0, "done": 3, "submitted": 3, "batches": 3}
     assert record.status == "completed"
     assert record.result == {"answer": "3 and 7"}
+    # Each turn's batch is in the log before its answer: a restart re-attaches to it.
+    for position, event in enumerate(events):
+        if event["type"] == "turn":
+            (before,) = [
+                e
+                for e in events[:position]
+                if e["type"] == "log" and e.get("turnId") == event["turnId"]
+            ]
+            assert batch_record(before) == (
+                event["response"]["batch"]["id"],
+                turn_custom_id(receipt.run_id, event["turnId"], 0),
+            )
+            assert before["level"] == "info"
     assert anthropic_api.batches.created == 3
     assert anthropic_api.requests == []
     batched = anthropic_api.batches.requests

@@ -134,3 +134,42 @@ def test_hosts_list_prints_one_line_per_host() -> None:
         "serving",
     ]
     assert lines[2].split() == [lost.name, "-", "-", "-", "-", "unreachable"]
+
+
+def test_model_batches_are_part_of_the_deployment(folder: Path) -> None:
+    from flue_actors.models import ModelBatches
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    plain = _of(folder)
+    batched = Deployment.of(
+        folder,
+        database_url=STORE,
+        model=ENV["FLUE_MODEL"],
+        environ=ENV,
+        model_batches=ModelBatches(window=5.0),
+    )
+    other_window = Deployment.of(
+        folder,
+        database_url=STORE,
+        model=ENV["FLUE_MODEL"],
+        environ=ENV,
+        model_batches=ModelBatches(window=60.0),
+    )
+    same_but_for_the_sleep = Deployment.of(
+        folder,
+        database_url=STORE,
+        model=ENV["FLUE_MODEL"],
+        environ=ENV,
+        model_batches=ModelBatches(window=5.0, sleep=no_wait),
+    )
+
+    assert len({plain.id, batched.id, other_window.id}) == 3
+    assert batched.lineage == plain.lineage  # a serve with batches replaces one without
+    assert same_but_for_the_sleep.id == batched.id
+    assert plain.batch_collector is None
+    assert batched.batch_collector == batched.id
+    assert batched.model_batches == ModelBatches(window=5.0)
+    assert same_but_for_the_sleep.model_batches is not None
+    assert same_but_for_the_sleep.model_batches.sleep is None  # hosts wait for real

@@ -3,6 +3,7 @@ go out in one Message Batch (the session's fake Messages API, which the nodes ar
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -63,7 +64,9 @@ async def test_hosts_on_both_nodes_share_one_collector(
     results = (await answers[0], await answers[1])
     collector = RayTurnBatcher("shared-test", settings)
     try:
-        assert await collector.counts() == {"batches": 1, "submitted": 4}
+        progress = await collector.progress()
+        assert (progress["batches"], progress["submitted"], progress["done"]) == (1, 4, 4)
+        assert (progress["pending"], progress["waiting"]) == (0, 0)
     finally:
         await collector.shutdown()
     batches = messages_server.batches()
@@ -74,3 +77,57 @@ async def test_hosts_on_both_nodes_share_one_collector(
             f"SUMMARY: node {index} turn {turn}" for turn in range(2)
         ]
         assert {batch_id for _, batch_id in node_results} == {batches[0]["id"]}
+
+
+async def test_runtime_on_ray_batches_the_turns_of_runs_on_every_host(
+    ray_cluster: Any, project: Any, messages_server: MessagesServer
+) -> None:
+    import os
+
+    from flue_actors import Runtime
+    from flue_actors.runtime.ray import RayBackend, RayCluster
+    from flue_actors.runtime.ray.turn_batcher import RayTurnBatcher
+
+    runs = 6
+    settings = ModelBatches(max_requests=runs, window=math.inf, poll_interval=0.05)
+    # The agents' own model (anthropic/...), not the fake the other Ray tests override with.
+    env = {name: value for name, value in os.environ.items() if name != "FLUE_MODEL"}
+    runtime = Runtime(
+        project / "workflows",
+        store=f"sqlite:///{project / 'flue.db'}",
+        backend=RayCluster(),
+        env=env,
+        model_batches=settings,
+    )
+    backend = runtime.backend
+    assert isinstance(backend, RayBackend)
+    deployment = backend._deployment
+    assert deployment.model_batches == settings
+    assert deployment.batch_collector is not None
+    collector = RayTurnBatcher(deployment.batch_collector, settings)
+    try:
+        texts = [f"ray batch {index}" for index in range(runs)]
+        records = await asyncio.gather(
+            *(runtime.run("summarize", {"text": text}, timeout=60) for text in texts)
+        )
+        assert [record.status for record in records] == ["completed"] * runs
+        assert [record.result for record in records] == [
+            {"summary": f"SUMMARY: {text}"[:29]} for text in texts
+        ]
+        batches = messages_server.batches()
+        assert len(batches) == 1
+        assert batches[0]["request_counts"]["succeeded"] == runs
+        assert not [r for r in messages_server.requests() if r["path"] == "/v1/messages"]
+        for record in records:
+            events = await runtime.events(record.run_id)
+            (turn,) = [event for event in events if event["type"] == "turn"]
+            assert turn["response"]["batch"]["id"] == batches[0]["id"]
+        progress = await runtime.model_batch_progress()
+        assert progress == await collector.progress()
+        assert progress == {
+            "pending": 0, "waiting": 0, "done": runs, "submitted": runs, "batches": 1
+        }  # fmt: skip
+    finally:
+        await runtime.close()
+        backend.shutdown_hosts()
+        await collector.shutdown()

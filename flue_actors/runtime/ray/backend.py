@@ -30,6 +30,7 @@ from typing import Any
 
 from ...definitions import Placement
 from ...events import RunAdmittedEvent
+from ...models.message_batches import ModelBatches
 from ...store import is_sqlite_url
 from ..lease import OwnerLease
 from ..recovery import end_interrupted_run, end_orphaned_runs
@@ -88,6 +89,7 @@ class RayBackend:
         database_url: str,
         address: str | None = None,
         model: str | None = None,
+        model_batches: ModelBatches | None = None,
         hosts_per_node: int = 1,
         num_cpus: int | None = None,
     ) -> None:
@@ -104,7 +106,11 @@ class RayBackend:
         nodes = [node for node in ray.nodes() if node["Alive"]]
         check_store_for_cluster(database_url, nodes)
         self._deployment = Deployment.of(
-            directory, database_url=database_url, model=model, environ=services.env
+            directory,
+            database_url=database_url,
+            model=model,
+            environ=services.env,
+            model_batches=model_batches,
         )
         self._database_url = database_url
         self._host_class: Any = ray.remote(RunHost)
@@ -521,6 +527,16 @@ class RayBackend:
                     logger.warning("run %s was interrupted by the shutdown of Ray", run_id)
             except Exception as error:  # the next process's sweep remains
                 logger.error("run %s could not be ended at shutdown: %s", run_id, error)
+
+    async def model_batch_progress(self) -> dict[str, int] | None:
+        """The counters of the collector this deployment's hosts share (``None`` without
+        model batches)."""
+        deployment = self._deployment
+        if deployment.model_batches is None or deployment.batch_collector is None:
+            return None
+        from .turn_batcher import RayTurnBatcher
+
+        return await RayTurnBatcher(deployment.batch_collector, deployment.model_batches).progress()
 
     def shutdown_hosts(self) -> None:
         """End this backend's host processes (their runs end with them)."""

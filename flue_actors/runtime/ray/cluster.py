@@ -38,6 +38,7 @@ class RayCluster:
             database_url=database_url,
             address=self.address,
             model=services.env.get("FLUE_MODEL"),
+            model_batches=services.models.model_batches,
             hosts_per_node=self.hosts_per_node,
             num_cpus=self.num_cpus,
         )

@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import FlueRunError
+from ...models.message_batches import ModelBatches
 from ...store import is_sqlite_url
 
 __all__ = [
@@ -130,6 +131,14 @@ class Deployment:
     workflows_dir: str
     model: str | None = None
     settings: dict[str, str] = field(default_factory=dict)
+    # Its hosts' model turns go through the Message Batches API, by way of one collector of
+    # the cluster (named after the deployment: serves of one deployment share it).
+    model_batches: ModelBatches | None = None
+
+    @property
+    def batch_collector(self) -> str | None:
+        """The name of the collector its hosts share, if it batches model turns."""
+        return None if self.model_batches is None else self.id
 
     @classmethod
     def of(
@@ -139,6 +148,7 @@ class Deployment:
         database_url: str,
         model: str | None,
         environ: Mapping[str, str],
+        model_batches: ModelBatches | None = None,
     ) -> Deployment:
         directory = Path(workflows_dir).resolve()
         url = strip_password(database_url)
@@ -147,6 +157,12 @@ class Deployment:
         parts: list[str | bytes] = [lineage, model or "", _package_version()]
         for name, value in settings.items():
             parts += [name, value]
+        if model_batches is not None:
+            # A serve that batches never shares hosts with one that does not, nor with one
+            # batching over another window.
+            batching = asdict(model_batches)
+            del batching["sleep"]  # how a test waits, not what the hosts do
+            parts += ["model_batches", repr(sorted(batching.items()))]
         for path in _code_files(directory):
             parts += [path.relative_to(directory).as_posix(), path.read_bytes()]
         return cls(
@@ -156,6 +172,7 @@ class Deployment:
             workflows_dir=str(directory),
             model=model,
             settings=settings,
+            model_batches=None if model_batches is None else replace(model_batches, sleep=None),
         )
 
 

@@ -88,7 +88,7 @@ class RunHost:
                     # A module that fails to import fails only its own runs, with that error.
                     WorkflowRegistry.discover(deployment.workflows_dir),
                     store=open_store(host_database_url(deployment.database_url, os.environ)),
-                    models=ModelRegistry(override=deployment.model),
+                    models=_models(deployment),
                     clock=self._clock,
                     ids=UlidIds(self._clock),
                     env=env,
@@ -303,3 +303,16 @@ class RunHost:
     async def active(self) -> int:
         backend = await self._open()
         return backend.active
+
+
+def _models(deployment: Deployment) -> ModelRegistry:
+    """The host's models: with model batches, through the collector its deployment shares."""
+    if deployment.model_batches is None or deployment.batch_collector is None:
+        return ModelRegistry(override=deployment.model)
+    from .turn_batcher import RayTurnBatcher
+
+    return ModelRegistry(
+        override=deployment.model,
+        model_batches=deployment.model_batches,
+        batcher=RayTurnBatcher(deployment.batch_collector, deployment.model_batches),
+    )

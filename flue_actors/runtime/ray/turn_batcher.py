@@ -4,7 +4,8 @@
 
 The actor submits the batches with the Anthropic provider of its own node (its key and base
 URL come from that node's environment, as the hosts' do), so turns of runs on every host share
-batches. It is named per batch invocation: each gets its own window and settings.
+batches. A deployment with model batches names one after itself (``Deployment.batch_collector``),
+so serves of one deployment share it and a deployment with other settings gets its own.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ class BatchCollectorActor:
         self._provider = AnthropicProvider()
         self._collector = MessageBatchCollector(self._provider.sdk_client, settings)
 
-    async def submit(self, params: dict[str, Any]) -> BatchedResult:
-        return await self._collector.submit(params)
+    async def enqueue(
+        self, custom_id: str, params: dict[str, Any], since: float | None = None
+    ) -> str:
+        return await self._collector.enqueue(custom_id, params, since=since)
 
-    async def counts(self) -> dict[str, int]:
-        """Batches submitted so far, and the turns they carried."""
-        return {"batches": self._collector.batches, "submitted": self._collector.submitted}
+    async def result(self, batch_id: str, custom_id: str) -> BatchedResult:
+        return await self._collector.result(batch_id, custom_id)
+
+    async def progress(self) -> dict[str, int]:
+        return await self._collector.progress()
 
     async def close(self) -> None:
         await self._collector.aclose()
@@ -62,13 +67,20 @@ class RayTurnBatcher:
             .remote(settings)
         )
 
-    async def submit(self, params: dict[str, Any]) -> BatchedResult:
-        result: BatchedResult = await self._actor.submit.remote(params)
+    async def enqueue(
+        self, custom_id: str, params: dict[str, Any], *, since: float | None = None
+    ) -> str:
+        batch_id: str = await self._actor.enqueue.remote(custom_id, params, since)
+        return batch_id
+
+    async def result(self, batch_id: str, custom_id: str) -> BatchedResult:
+        result: BatchedResult = await self._actor.result.remote(batch_id, custom_id)
         return result
 
-    async def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = await self._actor.counts.remote()
-        return counts
+    async def progress(self) -> dict[str, int]:
+        """The shared collector's counters (see ``MessageBatchCollector.progress``)."""
+        progress: dict[str, int] = await self._actor.progress.remote()
+        return progress
 
     async def aclose(self) -> None:
         return None
