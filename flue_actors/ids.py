@@ -19,6 +19,7 @@ __all__ = [
     "UlidIds",
     "encode_ulid",
     "is_run_id",
+    "lane_ids",
     "run_ids",
 ]
 
@@ -74,15 +75,20 @@ class UlidIds:
 class SequentialIds:
     """Deterministic ids for tests: ULID-shaped counters, so every id pattern still matches."""
 
-    def __init__(self) -> None:
-        self._ulids = count(1)
-        self._uuids = count(1)
+    def __init__(self, *, start: int = 0) -> None:
+        self._ulids = count(start + 1)
+        self._uuids = count(start + 1)
 
     def ulid(self) -> str:
         return encode_ulid(next(self._ulids))
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=next(self._uuids)))
+
+    def for_lane(self, lane: str) -> IdSource:
+        """A session's own ids (see ``lane_ids``): a counter of its own, in a range of the
+        128-bit space picked by a hash of the lane's name, so lanes never share an id."""
+        return SequentialIds(start=_lane_hash(lane) << 40)
 
     def for_run(self, run_id: str) -> IdSource:
         """Each run counts from 1 on its own, so a run replayed from its log (resumed, or
@@ -100,22 +106,27 @@ class RunScopedIds:
     the hash of the run id and a counter.
     """
 
-    __slots__ = ("_run_id", "_seed", "_time", "_ulids", "_uuids")
+    __slots__ = ("_key", "_run_id", "_seed", "_time", "_ulids", "_uuids")
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, *, lane: str | None = None) -> None:
         self._run_id = run_id
-        digest = hashlib.blake2b(run_id.encode(), digest_size=16).digest()
+        self._key = run_id if lane is None else f"{run_id}/{lane}"
+        digest = hashlib.blake2b(self._key.encode(), digest_size=16).digest()
         self._seed = int.from_bytes(digest[:10], "big")
         self._time = _ulid_time(run_id)
         self._ulids = count(0)
         self._uuids = count(0)
+
+    def for_lane(self, lane: str) -> IdSource:
+        """A session's own ids (see ``lane_ids``): seeded by the run id and the lane's name."""
+        return RunScopedIds(self._run_id, lane=lane)
 
     def ulid(self) -> str:
         low = (self._seed + next(self._ulids)) & 0xFFFFFFFFFFFFFFFFFFFF
         return encode_ulid(self._time << 80 | low)
 
     def uuid(self) -> str:
-        key = f"{self._run_id}/{next(self._uuids)}".encode()
+        key = f"{self._key}/{next(self._uuids)}".encode()
         digest = hashlib.blake2b(key, digest_size=16).digest()
         return str(uuid.UUID(bytes=digest, version=4))
 
@@ -136,3 +147,18 @@ def run_ids(source: IdSource, run_id: str) -> IdSource:
     id, and ends ``replay_divergence`` rather than mixing two lives' ids)."""
     scoped = getattr(source, "for_run", None)
     return source if scoped is None else scoped(run_id)
+
+
+def lane_ids(source: IdSource, lane: str) -> IdSource:
+    """The ids one session (``lane``: its scope and name) draws from its run's ``source``.
+
+    Sessions run concurrently draw their ids in whatever order their answers arrive, which a
+    replay (answering from the log, at once) does not repeat; each drawing from its own source
+    draws the same ids in every life. A source that cannot scope itself (no ``for_lane``) is
+    shared: concurrent sessions then resume only if they drew in the same order."""
+    scoped = getattr(source, "for_lane", None)
+    return source if scoped is None else scoped(lane)
+
+
+def _lane_hash(lane: str) -> int:
+    return int.from_bytes(hashlib.blake2b(lane.encode(), digest_size=8).digest(), "big")

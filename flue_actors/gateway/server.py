@@ -15,7 +15,8 @@ What a bare uvicorn does not do, and a gateway facing the network must:
 - **Graceful stop within a bound.** On SIGTERM/SIGINT the listening socket closes, the gateway
   begins draining (``draining.py``: waits are answered, new invocations get 503), open requests
   get the rest of ``graceful_seconds`` to finish (then they are cancelled), and runs hosted in
-  this process get what remains of it before they are ended ``run_interrupted`` and the
+  this process get what remains of it before they are stopped, left to be resumed by replay
+  (``recovery="resume"``) or ended ``run_interrupted`` (``recovery="fail"``), and the
   process's lease is released. So the process exits within ``graceful_seconds`` plus the time
   to record those interruptions (one fenced append per run). A second signal makes uvicorn exit
   at once, skipping all of this: runs hosted here are then left to the lease sweep of whichever

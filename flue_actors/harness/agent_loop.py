@@ -192,7 +192,7 @@ async def agent_loop(
                 )
                 # An abort lands here as CancelledError: no further model call is made.
                 # A replayed failure was waited for the first time.
-                if replay_of(session.services.sink) is None:
+                if replay_of(session.services.sink, correlation) is None:
                     await retry.sleep(delay_ms / 1000)
             except Exception as error:
                 raise OperationFailedError(kind=kind, reason=str(error)) from error
@@ -267,8 +267,8 @@ async def model_turn(
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
     turn_event: ModelAsked = {"purpose": "agent", "request": request_info}
-    replay, batches = pending_batches(session, turn["turnId"])
-    recorded = recorded_turn(session.services.sink, turn["turnId"], "agent")
+    replay, batches = pending_batches(session, turn)
+    recorded = recorded_turn(session.services.sink, turn, "agent")
     if recorded is None and observing():  # a replayed turn asks no model
         session.services.announce(
             "turn_request",

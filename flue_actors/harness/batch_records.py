@@ -34,12 +34,12 @@ CLOCK_SKEW_SECONDS: Final = 300.0
 
 
 def pending_batches(
-    session: SessionState, turn_id: str
+    session: SessionState, turn: TurnCorrelation
 ) -> tuple[Replay | None, list[tuple[str, str]]]:
     """Before a turn's ``turn`` event is looked for in a replay: the replay, and the batch
     records the log holds for this turn (matched, so they are not written again)."""
     replay = replay_of(session.services.sink)
-    return replay, recorded_batches(session.services.sink, turn_id)
+    return replay, recorded_batches(session.services.sink, turn)
 
 
 @contextmanager

@@ -282,8 +282,8 @@ async def _summarize(
         turn: TurnCorrelation = {**correlation, "turnId": "turn_" + session.services.ids.ulid()}
         emit("turn_start", {"purpose": purpose, **turn})
         started = clock.now_ms()
-        replay, batches = pending_batches(session, turn["turnId"])
-        recorded = recorded_turn(session.services.sink, turn["turnId"], purpose)
+        replay, batches = pending_batches(session, turn)
+        recorded = recorded_turn(session.services.sink, turn, purpose)
         try:
             if recorded is not None:
                 response = response_from_turn(recorded)
@@ -323,7 +323,9 @@ async def _summarize(
                     **correlation,
                 },
             )
-            if replay_of(session.services.sink) is None:  # a replayed failure was waited for once
+            if (
+                replay_of(session.services.sink, correlation) is None
+            ):  # a replayed failure was waited once
                 await retry.sleep(delay_ms / 1000)
             continue
         output = {"role": "assistant", "content": response.content,

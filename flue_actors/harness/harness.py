@@ -9,7 +9,7 @@ from typing import Any
 from ..clock import Clock
 from ..definitions import ActionDefinition, AgentConfig, ToolDefinition
 from ..errors import SessionAlreadyExistsError, SessionNotFoundError
-from ..ids import IdSource
+from ..ids import IdSource, lane_ids
 from ..mcp import MCPTools
 from ..models import ModelRegistry, ResolvedModel, RetryPolicy
 from .actions import action_tool
@@ -241,13 +241,16 @@ class Harness:
         for prefix, message in _RESERVED_PREFIXES.items():
             if name.startswith(prefix):
                 raise ValueError(message)
+        # Each session draws from its own ids, so concurrent sessions draw the same ones in a
+        # replay as in the life it repeats.
+        ids = lane_ids(self._ids, f"{self.name}/{name}")
         session = Session(
             self,
             name,
-            conversation_id="conv_" + self._ids.ulid(),
+            conversation_id="conv_" + ids.ulid(),
             sink=self._sink,
             clock=self._clock,
-            ids=self._ids,
+            ids=ids,
             tools=self._tools,
         )
         self._sessions[name] = session

@@ -17,15 +17,17 @@ clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ..errors import ModelRequestError, ReplayDivergenceError
 from ..models import Cost, ModelResponse, Usage
 
 __all__ = [
+    "Lane",
     "Replay",
     "describe",
+    "lane_of",
     "recorded_batches",
     "recorded_turn",
     "replay_of",
@@ -90,15 +92,37 @@ def describe(event: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+Lane = tuple[Any, Any]
+
+
+def lane_of(payload: Mapping[str, Any]) -> Lane:
+    """The sequence an event belongs to: its session (within its harness scope). A session runs
+    one operation at a time, so its events come in one order in every life, whereas sessions
+    run concurrently (``asyncio.gather``) interleave in whatever order their answers arrived.
+    Events of no session (``run_start``, the workflow's own ``log``) form the run's lane."""
+    return (payload.get("harness"), payload.get("session"))
+
+
 class Replay:
-    """The recorded events of one run and the position the replay has reached in them."""
+    """The recorded events of one run and, per lane (``lane_of``), how far the replay has
+    matched them. Each emission is matched against the next recorded event of its own lane, so
+    concurrent sessions resume whatever order they are asked in this time; a different
+    operation at a lane's position is still a divergence."""
 
     def __init__(self, events: list[dict[str, Any]], *, strict: bool = False) -> None:
         self._events = events
-        self.position = 0
+        # Each lane's recorded events, as positions in ``events``; streaming detail and earlier
+        # resumptions are stepped over (never emitted again by a replayed operation).
+        self._lanes: dict[Lane, list[int]] = {}
+        for position, event in enumerate(events):
+            if event["type"] not in _PASSED_OVER:
+                self._lanes.setdefault(lane_of(event), []).append(position)
+        self._cursors: dict[Lane, int] = dict.fromkeys(self._lanes, 0)
+        self._unfinished = len(self._lanes)  # lanes with recorded events still to match
         # The kit's replay check: an operation the log lacks is a divergence, not a go-live.
         self.strict = strict
-        self.live = not events and not strict
+        # True once every lane has gone live: from then on everything is performed and written.
+        self.live = not self._lanes and not strict
         self.divergence: ReplayDivergenceError | None = None
         self.on_divergence: Callable[[ReplayDivergenceError], None] | None = None
         self.replayed: list[dict[str, Any]] = []  # the events matched, in order
@@ -107,27 +131,39 @@ class Replay:
     def events(self) -> list[dict[str, Any]]:
         return self._events
 
-    def _skip(self, type: str) -> None:
-        events, position = self._events, self.position
-        while position < len(events) and events[position]["type"] in _PASSED_OVER:
-            if events[position]["type"] == type:
-                break
-            position += 1
-        self.position = position
+    def lane_live(self, where: Mapping[str, Any]) -> bool:
+        """Whether the lane of ``where`` (an event's payload or its correlation) is live."""
+        if self.live:
+            return True
+        lane = lane_of(where)
+        positions = self._lanes.get(lane)
+        return positions is None or self._cursors[lane] >= len(positions)
+
+    def _next(self, lane: Lane) -> int | None:
+        """The position of the lane's next recorded event; ``None``: the lane holds no more."""
+        positions = self._lanes.get(lane)
+        if positions is None:
+            return None
+        cursor = self._cursors[lane]
+        return positions[cursor] if cursor < len(positions) else None
+
+    def _advance(self, lane: Lane) -> None:
+        self._cursors[lane] += 1
+        if self._cursors[lane] == len(self._lanes[lane]):
+            self._unfinished -= 1
+            if not self._unfinished and not self.strict:
+                self.live = True
 
     def _exhausted(self, requested: str) -> None:
         if self.strict:
-            self._diverge(self.position, "nothing more (the run ended there)", requested)
-        else:
-            self.live = True
+            self._diverge(None, "nothing more (the run ended there)", requested)
 
-    def _diverge(self, position: int, recorded: str, requested: str) -> None:
+    def _diverge(self, position: int | None, recorded: str, requested: str) -> None:
         if self.divergence is None:
-            at = (
-                self._events[position].get("eventIndex", position)
-                if position < len(self._events)
-                else (self._events[-1].get("eventIndex", -1) + 1 if self._events else 0)
-            )
+            if position is not None:
+                at = self._events[position].get("eventIndex", position)
+            else:
+                at = self._events[-1].get("eventIndex", -1) + 1 if self._events else 0
             self.divergence = ReplayDivergenceError(
                 position=int(at), recorded=recorded, requested=requested
             )
@@ -135,92 +171,112 @@ class Replay:
                 self.on_divergence(self.divergence)
 
     def take(self, type: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """The recorded event this emission repeats; ``None`` when the replay has gone live
-        (emit it for real) or has diverged (drop it)."""
+        """The recorded event this emission repeats (not to be written again); ``None`` when
+        its lane has gone live (emit it for real) or the replay has diverged (drop it: see
+        ``divergence``)."""
         if self.divergence is not None:
             return None
-        self._skip(type)
-        if self.position >= len(self._events):
+        lane = lane_of(payload)
+        position = self._next(lane)
+        if position is None:
+            if type in _PASSED_OVER and lane in self._lanes:
+                return None  # streaming detail of an operation asked again: written anew
             self._exhausted(describe({"type": type, **payload}))
             return None
-        recorded = self._events[self.position]
+        if type in _PASSED_OVER:
+            return {"type": type, **payload}  # detail of a replayed operation: not written
+        recorded = self._events[position]
         if _identity(recorded["type"], recorded) != _identity(type, payload):
-            self._diverge(self.position, describe(recorded), describe({"type": type, **payload}))
+            self._diverge(position, describe(recorded), describe({"type": type, **payload}))
             return None
-        self.position += 1
+        self._advance(lane)
         self.replayed.append(recorded)
         return recorded
 
     def answer(
-        self, type: str, requested: str, matches: Callable[[dict[str, Any]], bool]
+        self,
+        type: str,
+        requested: str,
+        matches: Callable[[dict[str, Any]], bool],
+        where: Mapping[str, Any],
     ) -> dict[str, Any] | None:
-        """The recorded outcome of the operation the code asks for (the next ``type`` event,
-        which the harness then emits and ``take`` consumes); ``None`` when the log lacks it
-        (perform it live). Anything else recorded there is a divergence, raised."""
+        """The recorded outcome of the operation the code asks for in the lane of ``where``
+        (that lane's next ``type`` event, which the harness then emits and ``take``
+        consumes); ``None`` when the lane lacks it (perform it live). Anything else recorded
+        there is a divergence, raised."""
         if self.live:
             return None
         if self.divergence is not None:
             raise self.divergence
-        self._skip(type)
-        if self.position >= len(self._events):
+        position = self._next(lane_of(where))
+        if position is None:
             self._exhausted(requested)
             if self.divergence is not None:
                 raise self.divergence
             return None
-        recorded = self._events[self.position]
+        recorded = self._events[position]
         if recorded["type"] != type or not matches(recorded):
-            self._diverge(self.position, describe(recorded), requested)
+            self._diverge(position, describe(recorded), requested)
             assert self.divergence is not None
             raise self.divergence
         return recorded
 
     def finish(self) -> None:
-        """The workflow returned: anything the log holds beyond is an operation the code no
-        longer makes."""
+        """The workflow returned: anything a lane holds beyond is an operation the code no
+        longer makes (the earliest in the log is named)."""
         if self.live or self.divergence is not None:
             return
-        self._skip("")
-        if self.position < len(self._events):
-            recorded = self._events[self.position]
-            self._diverge(self.position, describe(recorded), "the end of the run")
+        left = [p for p in map(self._next, self._lanes) if p is not None]
+        if left:
+            position = min(left)
+            self._diverge(position, describe(self._events[position]), "the end of the run")
 
 
-def replay_of(sink: object) -> Replay | None:
-    """The replay a harness's events go through, if its run is being replayed now."""
+def replay_of(sink: object, where: Mapping[str, Any] | None = None) -> Replay | None:
+    """The replay a harness's events go through, if its run (with ``where``, the lane of that
+    event or correlation) is being replayed now."""
     replay = getattr(sink, "replay", None)
     if isinstance(replay, Replay) and not replay.live:
+        if where is not None and not replay.strict and replay.lane_live(where):
+            return None
         return replay
     return None
 
 
-def recorded_turn(sink: object, turn_id: str, purpose: str) -> dict[str, Any] | None:
-    """The ``turn`` event that answers a model turn in a replay (``None``: call the model)."""
+def recorded_turn(sink: object, turn: Mapping[str, Any], purpose: str) -> dict[str, Any] | None:
+    """The ``turn`` event that answers a model turn in a replay (``None``: call the model).
+    ``turn``: the turn's correlation (its session and ``turnId``)."""
     replay = replay_of(sink)
     if replay is None:
         return None
+    turn_id = turn["turnId"]
     return replay.answer(
         "turn",
         f"turn {purpose} turnId={turn_id}",
         lambda event: event.get("turnId") == turn_id,
+        turn,
     )
 
 
-def recorded_batches(sink: object, turn_id: str) -> list[tuple[str, str]]:
+def recorded_batches(sink: object, turn: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The Message Batches a model turn was sent in, as its run's log holds them (a batch
-    record: a ``log`` event whose ``attributes.batch`` is ``{id, customId}``), oldest first.
-    They are matched here, before the turn's ``turn`` event is looked for: the provider
-    re-attaches to the last one instead of submitting the turn again."""
+    record: a ``log`` event whose ``attributes.batch`` is ``{id, customId}``, in the turn's
+    session), oldest first. They are matched here, before the turn's ``turn`` event is looked
+    for: the provider re-attaches to the last one instead of submitting the turn again."""
     replay = replay_of(sink)
     found: list[tuple[str, str]] = []
-    while replay is not None and replay.divergence is None:
-        replay._skip("log")
-        if replay.position >= len(replay.events):
+    if replay is None:
+        return found
+    lane, turn_id = lane_of(turn), turn["turnId"]
+    while replay.divergence is None:
+        position = replay._next(lane)
+        if position is None:
             break
-        event = replay.events[replay.position]
+        event = replay.events[position]
         batch = batch_record(event)
         if batch is None or event.get("turnId") != turn_id:
             break
-        replay.position += 1
+        replay._advance(lane)
         replay.replayed.append(event)
         found.append(batch)
     return found

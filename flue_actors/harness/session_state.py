@@ -9,12 +9,12 @@ it records with (sink, clock, ids).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..clock import Clock
 from ..definitions import ToolDefinition
-from ..ids import IdSource
+from ..ids import IdSource, lane_ids
 from ..messages import Message
 from ..models import ResolvedModel, RetryPolicy
 from .framework import FrameworkTool
@@ -213,12 +213,14 @@ class SessionState:
         return {**skills, **task_tool(self, call_tools)}
 
     def spawn(self, name: str, scope: AgentScope, task_id: str) -> SessionState:
-        """A detached child session for a task: not registered with the harness."""
+        """A detached child session for a task: not registered with the harness. It draws
+        from ids of its own, as every session does (see ``ids.lane_ids``)."""
+        ids = lane_ids(self.services.ids, f"{self.harness.name}/{name}")
         return SessionState(
             self.harness,
             name,
-            conversation_id="conv_" + self.services.ids.ulid(),
-            services=self.services,
+            conversation_id="conv_" + ids.ulid(),
+            services=replace(self.services, ids=ids),
             scope=scope,
             lineage={"parentSession": self.name, "taskId": task_id},
         )

@@ -65,6 +65,7 @@ async def run_shell(
                 event.get("toolCallId") == call_id
                 and ((event.get("result") or {}).get("details") or {}).get("command") == command
             ),
+            correlation,
         )
         if recorded is not None:
             return _replayed(recorded, finish)

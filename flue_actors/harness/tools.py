@@ -124,6 +124,7 @@ class ToolBox:
                 "tool",
                 f"tool {name} toolCallId={call_id}",
                 lambda event: event.get("toolCallId") == call_id,
+                turn,
             )
         content: list[UserContent]
         if recorded is not None:

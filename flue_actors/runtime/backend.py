@@ -179,12 +179,30 @@ class LocalBackend:
             await self._interrupt_all()
         await self.lease.stop()
 
+    def _resumable(self, workflow_name: str) -> bool:
+        workflows = self._services.workflows
+        return (
+            workflow_name in workflows
+            and workflows.get(workflow_name).definition.recovery == "resume"
+        )
+
     async def _interrupt_all(self) -> None:
-        """End every run still hosted here as interrupted, as recovery would after a crash, but
+        """Stop every run still hosted here. A run whose workflow resumes is left active, its
+        events so far written, for whichever process sweeps next (this one restarted, another
+        serving the store, or ``runs recover``) to resume by replay once this owner's lease
+        has expired. The others are ended as interrupted, as recovery would after a crash, but
         now, so that nothing waits for the lease to expire. The actor's task is cancelled first
         (its harness closes; it writes nothing more), then the run is ended through the fenced
         recovery path, which also finishes any append the actor left in flight."""
         tasks = dict(self._tasks)
+        left: set[str] = set()
+        for run_id, actor in list(self._actors.items()):
+            if run_id in tasks and self._resumable(actor.workflow_name):
+                try:
+                    await actor.write_pending()
+                    left.add(run_id)
+                except Exception as error:  # its log may lack events: end it, as before
+                    logger.error("run %s: its last events could not be written: %s", run_id, error)
         for task in tasks.values():
             task.cancel()
         for task in tasks.values():
@@ -192,6 +210,13 @@ class LocalBackend:
                 await task
         services = self._services
         for run_id in tasks:
+            if run_id in left:
+                logger.warning(
+                    "run %s was stopped by the shutdown of its host; the next sweep of the "
+                    "store resumes it by replay",
+                    run_id,
+                )
+                continue
             try:
                 if await end_interrupted_run(services.store, run_id, services.clock):
                     logger.warning("run %s was interrupted by the shutdown of its host", run_id)

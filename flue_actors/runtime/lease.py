@@ -26,6 +26,7 @@ __all__ = [
     "OwnerLease",
     "check_lease_settings",
     "lease_deadline_ms",
+    "living_leases",
     "process_owner_name",
 ]
 
@@ -56,6 +57,16 @@ def check_lease_settings(lease_seconds: float, sweep_seconds: float) -> None:
 _STOP_SECONDS: Final = 5.0
 
 
+# The leases kept alive in this process: their owners run here, so they are alive whatever
+# their heartbeat says (a starved event loop can delay a beat past the lease).
+_LIVING: dict[str, OwnerLease] = {}
+
+
+def living_leases() -> list[OwnerLease]:
+    """The leases this process keeps alive now (``keep_alive`` until ``stop``)."""
+    return list(_LIVING.values())
+
+
 def process_owner_name(kind: str) -> str:
     """A name no other process will ever use: ``kind:host:pid:random``."""
     return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -83,6 +94,7 @@ class OwnerLease:
 
     def keep_alive(self) -> None:
         """Heartbeat from now on, in the running event loop (idempotent)."""
+        _LIVING[self.owner] = self
         if self._task is None or self._task.done():
             self._stopping = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._beat_forever(self._stopping))
@@ -100,6 +112,7 @@ class OwnerLease:
         """Stop heartbeating and leave: the owner's row goes unless it still has active runs
         (then it stays, silent, so the sweep ends them)."""
         task, self._task = self._task, None
+        _LIVING.pop(self.owner, None)
         if task is None:
             return
         # Let a beat in flight finish rather than cancel it: a cancelled write can still land

@@ -13,7 +13,7 @@ asked) ends the run the same way, with ``run_cancelled`` instead of ``run_interr
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from ..clock import Clock, parse_timestamp
 from ..errors import (
@@ -126,13 +126,17 @@ async def end_orphaned_runs(
     stale_before_ms: int,
     owner: str | None = None,
     resume: Callable[[str], Awaitable[bool]] | None = None,
+    spare: Collection[str] = (),
 ) -> list[str]:
     """End every orphaned run (see ``EventStore.orphaned_runs``); returns the ones ended.
     With ``resume``, each orphan is offered to it first: ``True`` means it took the run over
-    (or another process did), which is then left alone."""
+    (or another process did), which is then left alone. Runs owned by an owner in ``spare``
+    (the sweeping process's own, alive however late their heartbeat) are never touched."""
     orphans = await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner)
     ended = []
     for run_id in orphans:
+        if spare and await store.owner_of(run_id) in spare:
+            continue
         if resume is not None:
             try:
                 if await resume(run_id):

@@ -102,6 +102,16 @@ class RunActor:
         if self._body is not None:
             self._body.cancel(reason)
 
+    async def write_pending(self) -> None:
+        """Stop the run's log at what the run has emitted so far, and write it: at a shutdown,
+        before its task is cancelled, so that a resumption replays that rather than asks it
+        again, and the aborts of the cancellation are not recorded. Raises the stream's
+        failure if the log refused it."""
+        self._stream.seal()
+        await self._stream.flush()
+        if self._stream.failure is not None:
+            raise self._stream.failure
+
     @property
     def _divergence(self) -> ReplayDivergenceError | None:
         return None if self.replay is None else self.replay.divergence
@@ -140,9 +150,9 @@ class RunActor:
         if self.replay is not None and not self.replay.strict:
             # Written first, past everything the log holds, whatever the replay then matches.
             resume = {k: v for k, v in start.items() if k != "input"}
-            self.replay.live = True
+            live, self.replay.live = self.replay.live, True
             self._stream.emit("run_resume", resume)
-            self.replay.live = not self.replay.events
+            self.replay.live = live
         self._stream.emit("run_start", start)
         if self._cancel_reason is not None:
             self._body.cancel(self._cancel_reason)

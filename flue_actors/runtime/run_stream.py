@@ -74,6 +74,7 @@ class RunStream:
         self._flusher: asyncio.Task[None] | None = None
         self._delta_timer: asyncio.TimerHandle | None = None
         self._ended = False
+        self._sealed = False
         self.failure: BaseException | None = None
         # Called once when the log refuses this writer (see ``fenced``), so its owner can stop
         # work that can no longer be recorded.
@@ -111,13 +112,15 @@ class RunStream:
     def emit(
         self, type: str, payload: dict[str, Any], *, detail: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
+        if self._sealed:
+            return {"type": type, **payload}  # stopped for a resumption: nothing more written
         replay = self.replay
         if replay is not None and not replay.live:
             # A resumed run: what the log holds is matched, not written (nor observed) again.
             recorded = replay.take(type, payload)
             if recorded is not None:
                 return recorded
-            if not replay.live:
+            if replay.divergence is not None:
                 return {"type": type, **payload}  # diverged: nothing more is written
         event = self._stamp(type, payload)
         self._pending.append(event)
@@ -203,6 +206,12 @@ class RunStream:
         self.failure = failure
         self._pending = []
 
+    def seal(self) -> None:
+        """Write nothing emitted from now on (what was emitted before still is): the run is
+        stopped at a shutdown, to be resumed by replay, and the aborts its stopping causes
+        must not enter its log as the answers of its operations."""
+        self._sealed = True
+
     async def flush(self) -> None:
         """Wait until everything emitted so far is durable (or the writer has failed)."""
         self._kick()
@@ -226,6 +235,8 @@ class RunStream:
         if self.fenced:
             assert self.failure is not None
             raise self.failure
+        if self._sealed:  # stopped to be resumed: the resumption ends it
+            raise asyncio.CancelledError()
         if self._dropping:
             self._pending = []
             self._next_index = self._durable_index

@@ -53,6 +53,7 @@ from .lease import (
     DEFAULT_SWEEP_SECONDS,
     check_lease_settings,
     lease_deadline_ms,
+    living_leases,
 )
 from .recovery import end_cancelled_run, end_orphaned_runs, end_unstarted_run
 from .services import RunServices
@@ -232,8 +233,9 @@ class Runtime:
 
     async def close(self, *, grace_seconds: float | None = None) -> None:
         """Stop sweeping; let runs in flight here finish (at most ``grace_seconds``, after which
-        they are ended ``run_interrupted`` and this process's lease released), then close the
-        backend and the store."""
+        those of workflows with ``recovery="resume"`` are stopped and left to be resumed by
+        replay wherever the store is swept next, the others ended ``run_interrupted``, and this
+        process's lease released), then close the backend and the store."""
         if self._closed:
             return
         self._closed = True
@@ -463,10 +465,14 @@ class Runtime:
     async def recover(self, *, lease_seconds: float | None = None) -> list[str]:
         """End every run whose owner has not been heard of for ``lease_seconds`` (default: the
         runtime's lease; a crashed process, a lost node): ``run_resume`` then an errored
-        ``run_end`` (``run_interrupted``). Returns the runs ended."""
+        ``run_end`` (``run_interrupted``). Returns the runs ended. Runs of owners living in
+        this process are never ended, whatever their heartbeat says."""
         lease = self.supervisor.lease_seconds if lease_seconds is None else lease_seconds
         deadline = lease_deadline_ms(lease)
-        return await end_orphaned_runs(self.store, self.clock, stale_before_ms=deadline)
+        spare = {owner.owner for owner in living_leases()}
+        return await end_orphaned_runs(
+            self.store, self.clock, stale_before_ms=deadline, spare=spare
+        )
 
     async def cancel(self, run_id: str, reason: str = "The run was cancelled.") -> bool:
         """Cancel an active run; ``False`` only if its record is not active (ended, unknown).

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from ..clock import Clock
 from ..store import EventStore
-from .lease import check_lease_settings, lease_deadline_ms
+from .lease import check_lease_settings, lease_deadline_ms, living_leases
 from .recovery import end_orphaned_runs
 
 __all__ = ["LeaseSupervisor"]
@@ -53,12 +53,22 @@ class LeaseSupervisor:
         return self._task is not None and not self._task.done()
 
     async def sweep(self) -> list[str]:
-        """One sweep: end every run whose owner has been silent for the lease."""
+        """One sweep: end every run whose owner has been silent for the lease, except the
+        runs of owners living in this process: under load their heartbeat task can be starved
+        past the lease while their runs go on, and a sweep of its own process must not take
+        them. Their heartbeats are renewed first, so other processes see them alive too."""
+        living = living_leases()
+        for lease in living:
+            try:
+                await lease.beat()
+            except Exception as error:  # spared all the same: it is alive, here
+                logger.warning("renewing the heartbeat of %s failed: %s", lease.owner, error)
         ended = await end_orphaned_runs(
             self._store,
             self._clock,
             stale_before_ms=lease_deadline_ms(self.lease_seconds),
             resume=self.resume,
+            spare={lease.owner for lease in living},
         )
         self.swept += 1
         self.ended += len(ended)

@@ -15,11 +15,11 @@ from flue_actors import (
     define_skill,
 )
 from flue_actors.definitions import BUILTIN_TOOL_NAMES
+from flue_actors.ids import SequentialIds, lane_ids
 from flue_actors.testing import FakeModel, FakeToolCall
 
 from .support import make_harness
 
-TASK_1 = "00000000-0000-0000-0000-000000000001"
 RESEARCHER = define_agent_profile(
     name="researcher",
     instructions="You research things.",
@@ -35,9 +35,11 @@ async def test_task_runs_in_a_detached_child_session() -> None:
     response = await session.task("Find X.", agent="researcher")
 
     assert response.text == "child answer"
-    child_name = f"task:main:{TASK_1}"
+    # The session's first id, from its own sequence (each session draws from its own).
+    task_1 = lane_ids(SequentialIds(), f"{harness.name}/main").uuid()
+    child_name = f"task:main:{task_1}"
     [start] = sink.of("task_start")
-    assert start["taskId"] == TASK_1
+    assert start["taskId"] == task_1
     assert start["prompt"] == "Find X."
     assert start["agent"] == "researcher"
     assert start["parentSession"] == "main"
@@ -54,7 +56,7 @@ async def test_task_runs_in_a_detached_child_session() -> None:
     assert (turn["session"], turn["parentSession"], turn["taskId"]) == (
         child_name,
         "main",
-        TASK_1,
+        task_1,
     )
     assert turn["conversationId"] == start["conversationId"]
     [operation] = sink.of("operation")

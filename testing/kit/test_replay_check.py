@@ -44,8 +44,8 @@ async def research(ctx: ActionContext[Topic]) -> dict[str, str]:
 
 async def research_v2(ctx: ActionContext[Topic]) -> dict[str, str]:
     session = await ctx.harness.session()
+    second = await session.prompt("Summarize.")  # the session's prompts swapped
     first = await session.prompt(f"Research {ctx.input.topic}.")
-    second = await session.prompt("Summarize.")  # the shell command moved after it
     listing = await ctx.harness.shell("echo notes")
     return {"first": first.text, "listing": listing.stdout, "second": second.text}
 
@@ -100,10 +100,10 @@ def test_replay_fails_with_a_diff_when_the_code_changed(fake_model: FakeModel) -
     assert "Replay diverged at event" in message
     assert "--- the run's log" in message
     assert "+++ the code now" in message
-    assert "the log holds tool_start bash" in message
-    assert "the code asks for operation_start prompt" in message
-    assert "\n-tool_start bash" in message
-    assert "\n-tool bash 'echo notes'" in message
+    assert "the log holds message_start (session 'default') 'Research x.'" in message
+    assert "the code asks for message_start (session 'default') 'Summarize.'" in message
+    assert "\n-message_start (session 'default') 'Research x.'" in message
+    assert "\n+message_start (session 'default') 'Summarize.'" in message
 
 
 def test_always_replay_catches_nondeterminism(fake_model: FakeModel) -> None:

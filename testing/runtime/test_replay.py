@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from flue_actors import ActionContext, define_agent, define_tool, define_workflow
 from flue_actors.clock import StepClock
 from flue_actors.events import RunAdmittedEvent
+from flue_actors.harness.replay import lane_of
 from flue_actors.ids import SequentialIds
 from flue_actors.models import ModelRegistry, ModelRequest, RetryPolicy
 from flue_actors.runtime import WorkflowRegistry
@@ -60,7 +61,7 @@ agent = define_agent(
 async def ops(ctx: ActionContext[Ops]) -> dict[str, Any]:
     outputs: list[Any] = []
     session = await ctx.harness.session()
-    for op in ctx.input.ops:
+    for number, op in enumerate(ctx.input.ops):
         kind = op["kind"]
         if kind == "prompt":
             response = await session.prompt(op["text"])
@@ -80,6 +81,17 @@ async def ops(ctx: ActionContext[Ops]) -> dict[str, Any]:
         elif kind == "compact":
             await session.compact()
             outputs.append(len(session.messages))
+        elif kind == "gather":
+            # Concurrent sessions (as workflows/fanout.py): each finishes after its own number
+            # of model turns, so they complete in another order than they are asked in.
+            async def branch(index: int, text: str, number: int = number) -> str:
+                branch_session = await ctx.harness.session(f"gather-{number}-{index}")
+                if text.startswith("task "):
+                    return str((await branch_session.task(text[5:])).text)
+                return (await branch_session.prompt(text)).text
+
+            texts = op["texts"]
+            outputs.append(await asyncio.gather(*(branch(i, t) for i, t in enumerate(texts))))
     return {"outputs": outputs}
 
 
@@ -108,6 +120,18 @@ def respond(request: ModelRequest) -> FakeTurn:
     return FakeTurn(text=reply, chunks=[reply[:5], reply[5:]])
 
 
+async def respond_slowly(request: ModelRequest) -> FakeTurn:
+    """``respond``, after as many turns of the event loop as the prompt's ``wait:N`` asks:
+    concurrent sessions then finish in an order of the example's choosing, not the order they
+    were asked in (deterministically: no timers)."""
+    first_user = next(m for m in reversed(request.messages) if m["role"] == "user")
+    text = " ".join(b.get("text", "") for b in first_user["content"] if b.get("type") == "text")
+    if " wait:" in text:
+        for _ in range(int(text.rsplit(" wait:", 1)[1]) * 10):
+            await asyncio.sleep(0)
+    return respond(request)
+
+
 def services(store: SqliteEventStore, model: FakeModel) -> RunServices:
     registry = WorkflowRegistry()
     registry.register(DiscoveredWorkflow(name="ops", definition=ops))
@@ -134,7 +158,7 @@ def header(op_list: list[dict[str, Any]]) -> RunAdmittedEvent:
 
 async def uninterrupted(op_list: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     store = SqliteEventStore(":memory:")
-    model = FakeModel().respond_with(respond)
+    model = FakeModel().respond_with(respond_slowly)
     try:
         await store.admit_run(header(op_list))
         await RunActor(header(op_list), services(store, model)).run()
@@ -149,7 +173,7 @@ async def resumed(
 ) -> tuple[list[dict[str, Any]], int]:
     """The run as a crash leaves it (``prefix`` durable), resumed by a new RunActor."""
     store = SqliteEventStore(":memory:")
-    model = FakeModel().respond_with(respond)
+    model = FakeModel().respond_with(respond_slowly)
     try:
         await store.admit_run(header(op_list))
         if prefix:
@@ -177,6 +201,9 @@ def comparable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return value
 
     kept = [e for e in events if e["type"] not in {"run_resume", "text_delta"}]
+    # Concurrent sessions interleave differently in each life: each session's own events, in
+    # their order, are what must be the same (a stable sort by session keeps that order).
+    kept.sort(key=lambda e: repr(lane_of(e)))
     return [strip({k: v for k, v in e.items() if k != "eventIndex"}) for e in kept]
 
 
@@ -197,6 +224,22 @@ operation = st.one_of(
     ),
     st.builds(lambda n: {"kind": "task", "text": f"tools:{n} sub"}, st.integers(0, 1)),
     st.just({"kind": "compact"}),
+    st.builds(
+        lambda texts: {"kind": "gather", "texts": texts},
+        st.lists(
+            st.builds(
+                lambda task, n, word, wait: (
+                    f"{'task ' if task else ''}tools:{n} {word} wait:{wait}"
+                ),
+                st.booleans(),
+                st.integers(0, 2),
+                st.sampled_from(["red", "green"]),
+                st.integers(0, 3),
+            ),
+            min_size=2,
+            max_size=3,
+        ),
+    ),
 )
 
 

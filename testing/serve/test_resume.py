@@ -34,7 +34,7 @@ async def three_calls(ctx: ActionContext[Words]) -> list[str]:
 
 async def changed(ctx: ActionContext[Words]) -> list[str]:
     session = await ctx.harness.session()
-    await ctx.harness.shell("echo first")  # the log holds a prompt here
+    await session.shell("echo first")  # the session's log holds a prompt here
     return [(await session.prompt(word)).text for word in ctx.input.words]
 
 
@@ -148,7 +148,7 @@ async def test_changed_code_ends_the_resumed_run_with_a_divergence(
     assert error["type"] == "replay_divergence"
     assert error["meta"]["position"] == 1  # right after run_start
     assert error["meta"]["recorded"].startswith("operation_start prompt")
-    assert error["meta"]["requested"].startswith("tool_start bash")
+    assert error["meta"]["requested"].startswith("operation_start shell")
     assert "event 1" in error["message"], error
     assert model.requests == []
     assert [e["eventIndex"] for e in events] == list(range(len(events)))
