@@ -252,6 +252,8 @@ async def drive_batch(
         """The next queued input, or ``_END`` once admission is stopped."""
         if stop.is_set():
             return _END
+        if not queued.empty():  # the common case: no futures, no wait
+            return queued.get_nowait()
         getting = asyncio.ensure_future(queued.get())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
