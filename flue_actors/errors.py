@@ -20,7 +20,10 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     │   ├── WorkflowNotFoundError                workflow_not_found (404)
     │   ├── WorkflowInputUnexpectedError         workflow_input_unexpected
     │   ├── WorkflowInputSerializationError      workflow_input_serialization
-    │   └── ActionInputValidationError           action_input_validation
+    │   ├── ActionInputValidationError           action_input_validation
+    │   ├── IdempotencyKeyConflictError          idempotency_key_conflict (409)
+    │   ├── IdempotencyKeyInvalidError           idempotency_key_invalid (400)
+    │   └── BatchInputError                      batch_input_invalid (400)
     ├── FlueRunError              a run cannot be admitted, found or finished as asked
     │   ├── WorkflowAdmissionFailedError         workflow_admission_failed
     │   ├── RunNotFoundError                     run_not_found (404)
@@ -427,7 +430,7 @@ class WorkflowAdmissionFailedError(FlueRunError):
         )
 
 
-class IdempotencyKeyConflictError(FlueError):
+class IdempotencyKeyConflictError(FlueInputError):
     """An idempotency key already admitted a run of this workflow with other input."""
 
     type = "idempotency_key_conflict"
@@ -442,7 +445,7 @@ class IdempotencyKeyConflictError(FlueError):
         )
 
 
-class IdempotencyKeyInvalidError(FlueError):
+class IdempotencyKeyInvalidError(FlueInputError):
     type = "idempotency_key_invalid"
     status = 400
 
@@ -453,7 +456,7 @@ class IdempotencyKeyInvalidError(FlueError):
         )
 
 
-class BatchInputError(FlueError):
+class BatchInputError(FlueInputError):
     """A batch's input or output file cannot be used as it is (the batch did not start)."""
 
     type = "batch_input_invalid"

@@ -21,7 +21,7 @@ from .skills import SkillDefinition
 __all__ = ["ParsedSkill", "load_skill", "parse_skill_markdown"]
 
 _FRONT_MATTER = re.compile(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)(.*)$", re.DOTALL)
-_NAME = re.compile(r"^[a-z0-9-]+$")
+_NAME = re.compile(r"[a-z0-9-]+")
 
 # Folders that are never part of a skill, and files that must never leave the author's machine
 # inside one (Flue's packaging rules).
@@ -57,8 +57,11 @@ def parse_skill_markdown(text: str, *, folder: str, path: str) -> ParsedSkill:
         raise SkillDefinitionValidationError(path=path, reason=reason) from None
     if not isinstance(fields, dict):
         raise SkillDefinitionValidationError(path=path, reason="front matter must be a mapping.")
-    name = _required(fields, "name", path)
-    if len(name) > 64 or not _NAME.match(name):
+    _required(fields, "name", path)
+    # The name exactly as written: it names a folder and a tool argument, so " x" or "x\n" is
+    # not "x".
+    name: str = fields["name"]
+    if len(name) > 64 or not _NAME.fullmatch(name):
         raise SkillDefinitionValidationError(
             path=path,
             reason=f'name "{name}" must be at most 64 lowercase letters, digits and hyphens.',

@@ -1,7 +1,7 @@
 """The agent loop: model turns (with retries of transient errors) and tool calls, until the
 model answers without calling a tool, every step recorded as events.
 
-Functions over a :class:`Session` (its conversation, scope, sink and clock), kept apart from
+Functions over a :class:`SessionState` (its conversation, scope and services), kept apart from
 the session's operation bookkeeping.
 """
 
@@ -15,6 +15,16 @@ from typing import TYPE_CHECKING, Any
 from ..definitions import ToolDefinition
 from ..errors import ModelRequestError, OperationFailedError
 from ..events import error_payload
+from ..jsonvalue import dumps
+from ..messages import (
+    AssistantMessage,
+    ImageContent,
+    Message,
+    ToolResultMessage,
+    UserMessage,
+    as_json,
+    assistant_content,
+)
 from ..models import (
     ModelRequest,
     ModelResponse,
@@ -30,24 +40,74 @@ from ..models import (
 from ..observation import ModelExecution, context_of, intercept, observing
 from . import compaction
 from .framework import FrameworkTool, run_framework_tool
-from .outcomes import ModelRef, Outcome, PromptResponse
+from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
+from .payloads import Correlation, ModelAsked, TurnCorrelation
 from .redaction import redact, redact_all
 from .replay import recorded_turn, replay_of, response_from_turn
+from .results import ResultSpec, run_with_result
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .session_state import SessionState
 
-__all__ = ["agent_loop", "assistant_message", "model_turn"]
+__all__ = ["agent_loop", "assistant_message", "model_turn", "run_prompt"]
+
+
+async def run_prompt(
+    session: SessionState,
+    correlation: Correlation,
+    text: str,
+    *,
+    model: str | None,
+    thinking_level: ThinkingLevel | None,
+    images: list[ImageContent],
+    spec: ResultSpec | None,
+    tools: Sequence[ToolDefinition] = (),
+) -> Outcome:
+    """A prompt's work, shared by prompt, skill and a task's child: one agent loop, or
+    with ``spec`` the loop repeated until the model settles on a structured result."""
+    resolved = session.resolve(model)
+    if spec is None:
+        return await agent_loop(
+            session, correlation, text, resolved, thinking_level, images, call_tools=tools
+        )
+
+    async def loop(
+        message: str,
+        attached: list[ImageContent],
+        framework: Mapping[str, FrameworkTool],
+        stop: Callable[[], bool],
+    ) -> tuple[str, Usage]:
+        outcome = await agent_loop(
+            session,
+            correlation,
+            message,
+            resolved,
+            thinking_level,
+            attached,
+            extra=framework,
+            stop=stop,
+            call_tools=tools,
+        )
+        return outcome.text, outcome.usage
+
+    data, usage = await run_with_result(loop, text, images, spec)
+    wire = spec.to_wire(data)
+    response = PromptResultResponse(
+        data=data,
+        usage=usage,
+        model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
+    )
+    return Outcome(value=response, usage=usage, wire_result={"data": wire}, text=dumps(wire))
 
 
 async def agent_loop(
-    session: Session,
-    correlation: dict[str, Any],
+    session: SessionState,
+    correlation: Correlation,
     text: str,
     resolved: ResolvedModel,
     thinking_level: ThinkingLevel | None,
-    images: list[dict[str, Any]],
+    images: list[ImageContent],
     *,
     extra: Mapping[str, FrameworkTool] | None = None,
     stop: Callable[[], bool] | None = None,
@@ -57,31 +117,31 @@ async def agent_loop(
     # batch, without another model turn (a structured result was settled); call_tools: the
     # call's tools=, beside the agent's (a name conflict fails the operation, as in Flue).
     # The workspace's instructions and skills, and the agent's MCP servers' tools.
-    await session._prepare(correlation)
-    emit = session._sink.emit
-    tools = session._scope.tools.extended(call_tools)
+    await session.prepare(correlation)
+    emit = session.services.emit
+    tools = session.scope.tools.extended(call_tools)
     await tools.ready()  # a call's tools= beside MCP tools: the run's connections are reused
-    framework = {**session._framework_tools(call_tools), **(extra or {})}
-    user = {
+    framework = {**session.framework_tools(call_tools), **(extra or {})}
+    user: UserMessage = {
         "role": "user",
         "content": [{"type": "text", "text": text}, *images],
-        "timestamp": session._clock.now_ms(),
+        "timestamp": session.services.clock.now_ms(),
     }
-    emit("agent_start", dict(correlation))
-    session._messages.append(user)
-    produced: list[dict[str, Any]] = [user]
+    emit("agent_start", {**correlation})
+    session.conversation.append(user)
+    produced: list[Message] = [user]
     usage = Usage()
-    pending_user: dict[str, Any] | None = user
-    level = thinking_level or session._scope.thinking_level
-    retry = session._harness.retry
-    kind = session._active_kind or "prompt"
+    pending_user: UserMessage | None = user
+    level = thinking_level or session.scope.thinking_level
+    retry = session.retry
+    kind = session.active_kind or "prompt"
     while True:
         # Compaction near the model's window, before the request is built from the messages.
         usage += await compaction.compact_if_needed(session, correlation, resolved)
         request = ModelRequest(
             model=resolved.model_id,
-            messages=list(session._messages),
-            system_prompt=session._scope.system_prompt,
+            messages=as_json(session.conversation.snapshot()),
+            system_prompt=session.scope.system_prompt,
             tools=[*tools.specs, *(tool.spec for tool in framework.values())],
             thinking_level=level,
         )
@@ -90,8 +150,8 @@ async def agent_loop(
         while True:
             # Every attempt is a turn of its own: a failed one is recorded (turn isError)
             # before the retry, so the log shows what each attempt cost and why it failed.
-            turn_id = "turn_" + session._ids.ulid()
-            turn = {**correlation, "turnId": turn_id}
+            turn_id = "turn_" + session.services.ids.ulid()
+            turn: TurnCorrelation = {**correlation, "turnId": turn_id}
             emit("turn_start", {"turnId": turn_id, "purpose": "agent", **correlation})
             if pending_user is not None:
                 shown = redact(pending_user)
@@ -109,7 +169,8 @@ async def agent_loop(
                     )
                     usage += spent
                     if compacted:
-                        request = replace(request, messages=list(session._messages))
+                        snapshot = as_json(session.conversation.snapshot())
+                        request = replace(request, messages=snapshot)
                         continue
                 if not error.transient or attempt >= retry.max_retries:
                     raise OperationFailedError(kind=kind, reason=str(error)) from error
@@ -130,25 +191,25 @@ async def agent_loop(
                 )
                 # An abort lands here as CancelledError: no further model call is made.
                 # A replayed failure was waited for the first time.
-                if replay_of(session._sink) is None:
+                if replay_of(session.services.sink) is None:
                     await retry.sleep(delay_ms / 1000)
             except Exception as error:
                 raise OperationFailedError(kind=kind, reason=str(error)) from error
         usage += response.usage
-        session._messages.append(assistant)
+        session.conversation.append(assistant)
         produced.append(assistant)
         emit("message_end", {"message": redact(assistant), **turn})
-        tool_results = []
+        tool_results: list[ToolResultMessage] = []
         for call in response.tool_calls:
             tool = framework.get(call["name"])
             if tool is not None:
                 result = await run_framework_tool(
-                    tool, call, turn, sink=session._sink, clock=session._clock
+                    tool, call, turn, sink=session.services.sink, clock=session.services.clock
                 )
             else:
                 result = await tools.call(call, turn)
             tool_results.append(result)
-            session._messages.append(result)
+            session.conversation.append(result)
             produced.append(result)
         emit(
             "turn_messages",
@@ -171,10 +232,10 @@ async def agent_loop(
 
 
 async def model_turn(
-    session: Session, request: ModelRequest, resolved: ResolvedModel, turn: dict[str, Any]
-) -> tuple[ModelResponse, dict[str, Any]]:
-    emit = session._sink.emit
-    started = session._clock.now_ms()
+    session: SessionState, request: ModelRequest, resolved: ResolvedModel, turn: TurnCorrelation
+) -> tuple[ModelResponse, AssistantMessage]:
+    emit = session.services.emit
+    started = session.services.clock.now_ms()
     emit(
         "message_start",
         {"message": {"role": "assistant", "content": [], "timestamp": started}, **turn},
@@ -204,10 +265,10 @@ async def model_turn(
     }
     if request.thinking_level is not None:
         request_info["reasoningLevel"] = request.thinking_level
-    turn_event: dict[str, Any] = {"purpose": "agent", "request": request_info}
-    recorded = recorded_turn(session._sink, turn["turnId"], "agent")
+    turn_event: ModelAsked = {"purpose": "agent", "request": request_info}
+    recorded = recorded_turn(session.services.sink, turn["turnId"], "agent")
     if recorded is None and observing():  # a replayed turn asks no model
-        session._sink.announce(
+        session.services.announce(
             "turn_request",
             {**turn_event, "request": {**request_info, "input": request_input(request)}, **turn},
         )
@@ -218,7 +279,7 @@ async def model_turn(
         else:
             response = await intercept(
                 execution,
-                context_of(session._harness.run_id, turn),
+                context_of(session.run_id, turn),
                 lambda: resolved.provider.complete(request, on_stream),
             )
     except asyncio.CancelledError:
@@ -226,7 +287,7 @@ async def model_turn(
             "turn",
             {
                 **turn_event,
-                "durationMs": session._clock.now_ms() - started,
+                "durationMs": session.services.clock.now_ms() - started,
                 "isError": True,
                 "response": {"finishReason": "aborted"},
                 **turn,
@@ -238,7 +299,7 @@ async def model_turn(
             "turn",
             {
                 **turn_event,
-                "durationMs": session._clock.now_ms() - started,
+                "durationMs": session.services.clock.now_ms() - started,
                 "isError": True,
                 "response": {"error": turn_error(error)},
                 **turn,
@@ -250,7 +311,7 @@ async def model_turn(
         "turn",
         {
             **turn_event,
-            "durationMs": session._clock.now_ms() - started,
+            "durationMs": session.services.clock.now_ms() - started,
             "isError": response.stop_reason in ("error", "aborted"),
             "response": response_info(response, assistant),
             **turn,
@@ -275,15 +336,15 @@ def request_input(request: ModelRequest) -> dict[str, Any]:
 
 
 def assistant_message(
-    session: Session, response: ModelResponse, resolved: ResolvedModel
-) -> dict[str, Any]:
+    session: SessionState, response: ModelResponse, resolved: ResolvedModel
+) -> AssistantMessage:
     return {
         "role": "assistant",
-        "content": response.content,
+        "content": assistant_content(response.content),
         "api": resolved.provider.api,
         "provider": resolved.provider_name,
         "model": response.response_model or resolved.model_id,
         "usage": response.usage.to_wire(),
         "stopReason": response.stop_reason,
-        "timestamp": session._clock.now_ms(),
+        "timestamp": session.services.clock.now_ms(),
     }

@@ -21,20 +21,22 @@ then ``compaction {messagesBefore, messagesAfter, durationMs, isError, error?, u
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 from ..errors import AbortError, ModelRequestError, OperationFailedError
 from ..events import error_payload
 from ..jsonvalue import dumps
+from ..messages import Message, UserMessage
 from ..models import ModelRequest, ModelResponse, ResolvedModel, Usage, model_limits
 from .context_budget import CompactionSettings, context_tokens, estimate_tokens, resolve_settings
+from .payloads import Correlation, LogPayload, ModelAsked, TurnCorrelation
 from .replay import recorded_turn, replay_of, response_from_turn
 from .turns import response_info, turn_error
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .session_state import SessionState
 
 __all__ = [
     "SUMMARY_PREFIX",
@@ -63,7 +65,7 @@ PREFIX_HEADING = (
     "steps in full):\n\n"
 )
 # Marks the summary message, so a later compaction folds it into the next summary.
-SUMMARY_KEY = "compactionSummary"
+SUMMARY_KEY: Final = "compactionSummary"
 # A tool's output is cut to this much in the transcript the summarizer reads.
 _TOOL_RESULT_CHARS = 2000
 # Output asked for a summary: a share of the reserve, within these bounds.
@@ -87,21 +89,25 @@ class Summary:
         return "\n\n".join(parts)
 
 
+# The messages a plan is made of: a session's conversation, or any message-shaped mappings.
+M = TypeVar("M", bound=Mapping[str, Any])
+
+
 @dataclass(frozen=True)
-class CompactionPlan:
+class CompactionPlan(Generic[M]):
     """What a compaction folds and keeps. ``history`` becomes the summary (with ``previous``,
     the summary it replaces); in a split request, ``turn_prefix`` (the earliest steps of the
     work on ``request``) is summarized on its own. The conversation afterwards is the summary,
     ``request`` (when split) and ``kept``."""
 
     previous: Summary | None
-    history: list[dict[str, Any]]
-    kept: list[dict[str, Any]]
-    request: dict[str, Any] | None = None
-    turn_prefix: list[dict[str, Any]] = field(default_factory=list)
+    history: list[M]
+    kept: list[M]
+    request: M | None = None
+    turn_prefix: list[M] = field(default_factory=list)
 
 
-def _start(messages: Sequence[dict[str, Any]]) -> tuple[int, Summary | None]:
+def _start(messages: Sequence[Mapping[str, Any]]) -> tuple[int, Summary | None]:
     # Where the messages a compaction may fold begin: after a previous summary, if any.
     parts = messages[0].get(SUMMARY_KEY) if messages else None
     if isinstance(parts, dict):
@@ -109,14 +115,14 @@ def _start(messages: Sequence[dict[str, Any]]) -> tuple[int, Summary | None]:
     return 0, None
 
 
-def _last_user(messages: Sequence[dict[str, Any]], start: int) -> int | None:
+def _last_user(messages: Sequence[Mapping[str, Any]], start: int) -> int | None:
     for index in range(len(messages) - 1, start - 1, -1):
         if messages[index].get("role") == "user":
             return index
     return None
 
 
-def plan_latest_exchange(messages: Sequence[dict[str, Any]]) -> CompactionPlan | None:
+def plan_latest_exchange(messages: Sequence[M]) -> CompactionPlan[M] | None:
     """Fold everything before the last user message (``session.compact()``); None when
     nothing is older."""
     start, previous = _start(messages)
@@ -126,9 +132,7 @@ def plan_latest_exchange(messages: Sequence[dict[str, Any]]) -> CompactionPlan |
     return CompactionPlan(previous, list(messages[start:last]), list(messages[last:]))
 
 
-def plan_recent(
-    messages: Sequence[dict[str, Any]], keep_recent_tokens: int
-) -> CompactionPlan | None:
+def plan_recent(messages: Sequence[M], keep_recent_tokens: int) -> CompactionPlan[M] | None:
     """Keep at least ``keep_recent_tokens`` (estimated) of the latest messages, cutting just
     before a user or assistant message; None when there is nothing to fold."""
     start, previous = _start(messages)
@@ -168,9 +172,9 @@ def plan_recent(
     return CompactionPlan(previous, list(messages[start:cut]), list(messages[cut:]))
 
 
-def apply_plan(plan: CompactionPlan, summary: Summary, timestamp: int) -> list[dict[str, Any]]:
+def apply_plan(plan: CompactionPlan[M], summary: Summary, timestamp: int) -> list[UserMessage | M]:
     """The conversation after ``plan``, given the summary written for it."""
-    message = {
+    message: UserMessage = {
         "role": "user",
         "content": [{"type": "text", "text": summary.text()}],
         "timestamp": timestamp,
@@ -183,7 +187,7 @@ def apply_plan(plan: CompactionPlan, summary: Summary, timestamp: int) -> list[d
 # --- the summarizing calls ----------------------------------------------------------------------
 
 
-def _render(message: dict[str, Any]) -> str:
+def _render(message: Mapping[str, Any]) -> str:
     lines = []
     for block in message.get("content") or []:
         kind = block.get("type")
@@ -200,11 +204,11 @@ def _render(message: dict[str, Any]) -> str:
     return f"{message['role']}: " + "\n".join(lines)
 
 
-def _transcript(messages: Sequence[dict[str, Any]]) -> str:
+def _transcript(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(_render(message) for message in messages)
 
 
-def _history_prompt(plan: CompactionPlan) -> str:
+def _history_prompt(plan: CompactionPlan[Message]) -> str:
     text = ""
     if plan.previous is not None:
         text = (
@@ -218,7 +222,7 @@ def _history_prompt(plan: CompactionPlan) -> str:
     )
 
 
-def _prefix_prompt(plan: CompactionPlan, earlier_steps: str | None) -> str:
+def _prefix_prompt(plan: CompactionPlan[Message], earlier_steps: str | None) -> str:
     request = _render(plan.request) if plan.request is not None else ""
     earlier = ""
     if earlier_steps:
@@ -241,8 +245,8 @@ def _summary_tokens(reserve_tokens: int | None, share: float) -> int | None:
 
 
 async def _summarize(
-    session: Session,
-    correlation: dict[str, Any],
+    session: SessionState,
+    correlation: Correlation,
     purpose: str,
     resolved: ResolvedModel,
     prompt: str,
@@ -250,7 +254,7 @@ async def _summarize(
 ) -> ModelResponse:
     """One summary, as turns of ``purpose``: transient errors are retried with the harness's
     retry policy, each attempt recorded as a turn and each retry announced by a warn log."""
-    emit, clock, retry = session._sink.emit, session._clock, session._harness.retry
+    emit, clock, retry = session.services.emit, session.services.clock, session.retry
     request = ModelRequest(
         model=resolved.model_id,
         system_prompt=SYSTEM_PROMPT,
@@ -263,7 +267,7 @@ async def _summarize(
         ],
         max_tokens=max_tokens,
     )
-    info = {
+    info: ModelAsked = {
         "purpose": purpose,
         "request": {
             "providerId": resolved.provider_name,
@@ -274,10 +278,10 @@ async def _summarize(
     }
     attempt = 0
     while True:
-        turn = {**correlation, "turnId": "turn_" + session._ids.ulid()}
+        turn: TurnCorrelation = {**correlation, "turnId": "turn_" + session.services.ids.ulid()}
         emit("turn_start", {"purpose": purpose, **turn})
         started = clock.now_ms()
-        recorded = recorded_turn(session._sink, turn["turnId"], purpose)
+        recorded = recorded_turn(session.services.sink, turn["turnId"], purpose)
         try:
             if recorded is not None:
                 response = response_from_turn(recorded)
@@ -316,7 +320,7 @@ async def _summarize(
                     **correlation,
                 },
             )
-            if replay_of(session._sink) is None:  # a replayed failure was waited for once
+            if replay_of(session.services.sink) is None:  # a replayed failure was waited for once
                 await retry.sleep(delay_ms / 1000)
             continue
         output = {"role": "assistant", "content": response.content,
@@ -327,20 +331,21 @@ async def _summarize(
 
 
 async def _run(
-    session: Session,
-    correlation: dict[str, Any],
+    session: SessionState,
+    correlation: Correlation,
     reason: Reason,
-    plan: CompactionPlan,
+    plan: CompactionPlan[Message],
     summarizer: ResolvedModel,
     reserve_tokens: int | None,
 ) -> Usage:
     """Carry out ``plan``: ``compaction_start``, the summary turn(s), the conversation
     rewritten, ``compaction``. A failure or abort leaves the conversation as it was, is
     recorded in the ``compaction`` event and is raised."""
-    emit, clock = session._sink.emit, session._clock
-    messages = session._messages
+    emit, clock = session.services.emit, session.services.clock
+    conversation = session.conversation
+    messages = conversation.messages
     before = len(messages)
-    estimated = context_tokens(messages, session._counted_from)
+    estimated = context_tokens(messages, conversation.counted_from)
     emit("compaction_start", {"reason": reason, "estimatedTokens": estimated, **correlation})
     started = clock.now_ms()
     usage = Usage()
@@ -376,9 +381,8 @@ async def _run(
         failed(error)
         raise
     summary = Summary(history=history_summary, steps=prefix_summary)
-    messages[:] = apply_plan(plan, summary, clock.now_ms())
     # The usage recorded on kept responses describes the conversation before this compaction.
-    session._counted_from = len(messages)
+    conversation.rewrite(apply_plan(plan, summary, clock.now_ms()))
     emit(
         "compaction",
         {
@@ -393,37 +397,41 @@ async def _run(
     return usage
 
 
-def _log(session: Session, correlation: dict[str, Any], level: str, message: str,
+def _log(session: SessionState, correlation: Correlation, level: Literal["info", "error"],
+         message: str,
          attributes: dict[str, Any] | None = None) -> None:  # fmt: skip
-    event: dict[str, Any] = {"level": level, "message": "[flue:compaction] " + message}
-    if attributes:
-        event["attributes"] = attributes
-    session._sink.emit("log", {**event, **correlation})
+    text = "[flue:compaction] " + message
+    event: LogPayload = (
+        {"level": level, "message": text, "attributes": attributes, **correlation}
+        if attributes
+        else {"level": level, "message": text, **correlation}
+    )
+    session.services.emit("log", event)
 
 
 # --- the three ways in ----------------------------------------------------------------------------
 
 
-def _settings(session: Session, resolved: ResolvedModel) -> CompactionSettings | None:
+def _settings(session: SessionState, resolved: ResolvedModel) -> CompactionSettings | None:
     limits = model_limits(resolved.provider, resolved.model_id)
-    return resolve_settings(session._scope.compaction, limits)
+    return resolve_settings(session.scope.compaction, limits)
 
 
-def _summarizer(session: Session, settings: CompactionSettings | None) -> ResolvedModel:
+def _summarizer(session: SessionState, settings: CompactionSettings | None) -> ResolvedModel:
     # A summary may be written by a cheaper (or stronger) model than the agent's.
     model = settings.model if settings is not None else None
-    return session._harness.resolve_model(model) if model else session._resolve(None)
+    return session.harness.resolve_model(model) if model else session.resolve(None)
 
 
-async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
+async def compact(session: SessionState, correlation: Correlation) -> Usage:
     """``session.compact()``: fold everything before the latest exchange; returns the model
     usage (zero when nothing was older, and no model was called). A failure is raised as
     :class:`OperationFailedError`. Works whatever the agent's ``compaction`` setting."""
-    plan = plan_latest_exchange(session._messages)
+    plan = plan_latest_exchange(session.conversation.messages)
     if plan is None:
         return Usage()
-    resolved = session._resolve(None)
-    settings = resolve_settings(session._scope.compaction or None,
+    resolved = session.resolve(None)
+    settings = resolve_settings(session.scope.compaction or None,
                                 model_limits(resolved.provider, resolved.model_id))  # fmt: skip
     try:
         return await _run(session, correlation, "manual", plan,
@@ -433,14 +441,14 @@ async def compact(session: Session, correlation: dict[str, Any]) -> Usage:
 
 
 async def _automatic(
-    session: Session,
-    correlation: dict[str, Any],
+    session: SessionState,
+    correlation: Correlation,
     reason: Reason,
     settings: CompactionSettings,
     why: str,
 ) -> tuple[bool, Usage]:
     # Automatic compaction is best effort: a failure is logged and the turn goes ahead.
-    plan = plan_recent(session._messages, settings.keep_recent_tokens)
+    plan = plan_recent(session.conversation.messages, settings.keep_recent_tokens)
     if plan is None:
         nothing = f"{why}, but there is nothing to compact: all of the conversation is recent."
         _log(session, correlation, "info", nothing)
@@ -457,14 +465,14 @@ async def _automatic(
 
 
 async def compact_if_needed(
-    session: Session, correlation: dict[str, Any], resolved: ResolvedModel
+    session: SessionState, correlation: Correlation, resolved: ResolvedModel
 ) -> Usage:
     """Before a model turn with ``resolved``: compact (reason ``threshold``) when the
     conversation is past the model's window less the reserve. Returns the summary usage."""
     settings = _settings(session, resolved)
     if settings is None or settings.context_window <= 0:
         return Usage()  # off, or no window to near: only an overflow can tell
-    tokens = context_tokens(session._messages, session._counted_from)
+    tokens = context_tokens(session.conversation.messages, session.conversation.counted_from)
     if not settings.exceeded(tokens):
         return Usage()
     why = (
@@ -475,7 +483,7 @@ async def compact_if_needed(
 
 
 async def recover_from_overflow(
-    session: Session, correlation: dict[str, Any], resolved: ResolvedModel
+    session: SessionState, correlation: Correlation, resolved: ResolvedModel
 ) -> tuple[bool, Usage]:
     """After the provider refused a turn's request as too long: compact (reason
     ``overflow``). Returns whether the conversation was compacted, so the turn may be retried,

@@ -10,7 +10,7 @@ yet, or after a compaction made it stale, the whole conversation is estimated. T
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,7 +77,7 @@ def resolve_settings(
     )
 
 
-def estimate_message_tokens(message: dict[str, Any]) -> int:
+def estimate_message_tokens(message: Mapping[str, Any]) -> int:
     """A message's size in tokens, estimated from what the model reads of it."""
     chars = 0
     for block in message.get("content") or []:
@@ -93,11 +93,11 @@ def estimate_message_tokens(message: dict[str, Any]) -> int:
     return math.ceil(chars / 4)
 
 
-def estimate_tokens(messages: Sequence[dict[str, Any]]) -> int:
+def estimate_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     return sum(estimate_message_tokens(message) for message in messages)
 
 
-def _counted(message: dict[str, Any]) -> int:
+def _counted(message: Mapping[str, Any]) -> int:
     # The tokens a successful response's usage says its request and answer held; 0 for a
     # failed turn and for the harness's own tool-call records (shell), which report none.
     if message.get("role") != "assistant" or message.get("stopReason") in ("error", "aborted"):
@@ -110,7 +110,7 @@ def _counted(message: dict[str, Any]) -> int:
     return total
 
 
-def context_tokens(messages: Sequence[dict[str, Any]], counted_from: int = 0) -> int:
+def context_tokens(messages: Sequence[Mapping[str, Any]], counted_from: int = 0) -> int:
     """The conversation's size in tokens: the usage of the last response at or after
     ``counted_from`` (earlier ones describe a conversation since compacted) plus an estimate
     of the messages after it, else an estimate of all of it."""

@@ -13,7 +13,9 @@ from typing import Any
 
 from ..clock import Clock
 from ..events import error_payload
+from ..messages import ToolResultMessage, UserContent
 from ..models import ToolSpec
+from .payloads import TurnCorrelation
 from .sink import EventSink
 
 __all__ = ["FrameworkTool", "ToolFailure", "run_framework_tool"]
@@ -29,7 +31,7 @@ class FrameworkTool:
     description: str
     parameters: dict[str, Any]
     # (arguments, turn correlation) -> the text the model reads back.
-    run: Callable[[dict[str, Any], dict[str, Any]], Awaitable[str]]
+    run: Callable[[dict[str, Any], TurnCorrelation], Awaitable[str]]
 
     @property
     def spec(self) -> ToolSpec:
@@ -39,11 +41,11 @@ class FrameworkTool:
 async def run_framework_tool(
     tool: FrameworkTool,
     call: dict[str, Any],
-    turn: dict[str, Any],
+    turn: TurnCorrelation,
     *,
     sink: EventSink,
     clock: Clock,
-) -> dict[str, Any]:
+) -> ToolResultMessage:
     """Run one ``toolCall`` of a framework tool and return its ``toolResult`` message."""
     call_id = call["id"]
     started = clock.now_ms()
@@ -58,7 +60,7 @@ async def run_framework_tool(
     except Exception as error:  # reported to the model, as a user tool's failure would be
         payload = error_payload(error)
         text = f"{payload['name']}: {payload['message']}"
-    content = [{"type": "text", "text": text}]
+    content: list[UserContent] = [{"type": "text", "text": text}]
     sink.emit(
         "tool",
         {

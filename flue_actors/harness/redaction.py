@@ -3,8 +3,10 @@ sentinel instead of their base64 data. The model, and the session's own history,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ..messages import ImageContent
 
 __all__ = ["IMAGE_DATA_OMITTED", "MAX_IMAGE_CHARS", "check_images", "redact", "redact_all"]
 
@@ -30,7 +32,7 @@ def _redact_content(content: Any) -> Any:
     return out if changed else content
 
 
-def redact(message: dict[str, Any]) -> dict[str, Any]:
+def redact(message: Mapping[str, Any]) -> Mapping[str, Any]:
     """``message`` with image data replaced; the same object when it has no images (copy on
     write, so the common case costs nothing)."""
     content = message.get("content")
@@ -38,13 +40,13 @@ def redact(message: dict[str, Any]) -> dict[str, Any]:
     return message if redacted is content else {**message, "content": redacted}
 
 
-def redact_all(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def redact_all(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [redact(message) for message in messages]
 
 
-def check_images(images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_images(images: Sequence[dict[str, Any]]) -> list[ImageContent]:
     """Validate prompt images (``{"type": "image", "data": base64, "mimeType": ...}``)."""
-    checked = []
+    checked: list[ImageContent] = []
     for image in images:
         if (
             not isinstance(image, dict)

@@ -16,8 +16,10 @@ import pydantic
 from pydantic import TypeAdapter
 
 from ..errors import ResultUnavailableError
+from ..messages import ImageContent
 from ..models import Usage
 from .framework import FrameworkTool, ToolFailure
+from .payloads import TurnCorrelation
 
 __all__ = ["FOOTER", "MAX_FOLLOWUPS", "REMINDER", "ResultSpec", "run_with_result"]
 
@@ -33,7 +35,7 @@ REMINDER = (
 
 # (text, images, per-call tools, stop check) -> (last assistant text, usage of the turns).
 Loop = Callable[
-    [str, list[dict[str, Any]], Mapping[str, FrameworkTool], Callable[[], bool]],
+    [str, list[ImageContent], Mapping[str, FrameworkTool], Callable[[], bool]],
     Awaitable[tuple[str, Usage]],
 ]
 
@@ -100,14 +102,14 @@ class _Attempt:
     def settled(self) -> bool:
         return self.has_data or self.gave_up is not None
 
-    async def finish(self, arguments: dict[str, Any], _turn: dict[str, Any]) -> str:
+    async def finish(self, arguments: dict[str, Any], _turn: TurnCorrelation) -> str:
         if self.settled():
             return "The result was already recorded."
         self.data = self.spec.validate(arguments)
         self.has_data = True
         return "Result recorded."
 
-    async def give_up(self, arguments: dict[str, Any], _turn: dict[str, Any]) -> str:
+    async def give_up(self, arguments: dict[str, Any], _turn: TurnCorrelation) -> str:
         if self.settled():
             return "The result was already recorded."
         reason = arguments.get("reason")
@@ -134,7 +136,7 @@ class _Attempt:
 
 
 async def run_with_result(
-    loop: Loop, text: str, images: list[dict[str, Any]], spec: ResultSpec
+    loop: Loop, text: str, images: list[ImageContent], spec: ResultSpec
 ) -> tuple[Any, Usage]:
     """Run the agent until it calls ``finish`` (returns the validated data and the usage of
     every turn) or ``give_up`` / the ceiling (raises :class:`ResultUnavailableError`)."""

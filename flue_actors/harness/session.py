@@ -15,27 +15,23 @@ from ..errors import (
 )
 from ..events import error_payload
 from ..ids import IdSource
-from ..jsonvalue import dumps
-from ..models import (
-    ResolvedModel,
-    ThinkingLevel,
-    Usage,
-)
+from ..messages import as_json
+from ..models import ThinkingLevel, Usage
 from ..observation import AgentExecution, context_of, intercept
 from . import compaction
-from .agent_loop import agent_loop
+from .agent_loop import run_prompt
 from .call import AbortSignal, CallHandle
-from .framework import FrameworkTool
 from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
+from .payloads import Correlation, Lineage
 from .redaction import check_images
-from .results import ResultSpec, run_with_result
+from .results import ResultSpec
 from .sandbox import SandboxFs, ShellResult
 from .scope import AgentScope
+from .session_state import Services, SessionState
 from .sink import EventSink
-from .skills import skill_prompt, skill_tools
-from .tasks import plan_task, run_task, task_tool
+from .skills import skill_prompt
+from .tasks import plan_task, run_task
 from .tools import ToolBox
-from .workspace_context import discover
 
 if TYPE_CHECKING:
     from .harness import Harness
@@ -49,36 +45,62 @@ class _Operation:
     """One operation's bracket in the log: ``operation_start`` when made, then exactly one
     ``operation`` and ``idle`` however it ends; ending it frees the session."""
 
-    def __init__(self, session: Session, kind: str) -> None:
-        self._session = session
+    def __init__(self, state: SessionState, kind: str) -> None:
+        self._state = state
         self.kind = kind
-        self.id = "op_" + session._ids.ulid()
-        self.correlation = {**session._correlation(), "operationId": self.id}
-        self._started = session._clock.now_ms()
+        self.id = "op_" + state.services.ids.ulid()
+        self.correlation: Correlation = {**state.correlation(), "operationId": self.id}
+        self._started = state.services.clock.now_ms()
         self.ended = False
-        session._active_kind = kind
-        session._sink.emit(
+        state.active_kind = kind
+        state.services.emit(
             "operation_start", {"operationId": self.id, "operationKind": kind, **self.correlation}
         )
 
-    def _end(self, fields: dict[str, Any]) -> None:
+    def _end(self) -> int | None:
+        """End the operation; how long it took, or None if it had ended already."""
         if self.ended:
-            return
+            return None
         self.ended = True
-        session = self._session
-        session._active_kind = None
-        duration = session._clock.now_ms() - self._started
-        ended = {"operationId": self.id, "operationKind": self.kind, "durationMs": duration}
-        session._sink.emit("operation", {**ended, **fields, **self.correlation})
-        session._sink.emit("idle", session._correlation())
+        self._state.active_kind = None
+        return self._state.services.clock.now_ms() - self._started
 
     def succeed(self, outcome: Outcome) -> None:
-        self._end(
-            {"isError": False, "result": outcome.wire_result, "usage": outcome.usage.to_wire()}
+        duration = self._end()
+        if duration is None:
+            return
+        services = self._state.services
+        services.emit(
+            "operation",
+            {
+                "operationId": self.id,
+                "operationKind": self.kind,
+                "durationMs": duration,
+                "isError": False,
+                "result": outcome.wire_result,
+                "usage": outcome.usage.to_wire(),
+                **self.correlation,
+            },
         )
+        services.emit("idle", self._state.correlation())
 
     def fail(self, error: BaseException) -> None:
-        self._end({"isError": True, "error": error_payload(error)})
+        duration = self._end()
+        if duration is None:
+            return
+        services = self._state.services
+        services.emit(
+            "operation",
+            {
+                "operationId": self.id,
+                "operationKind": self.kind,
+                "durationMs": duration,
+                "isError": True,
+                "error": error_payload(error),
+                **self.correlation,
+            },
+        )
+        services.emit("idle", self._state.correlation())
 
 
 class Session:
@@ -95,44 +117,35 @@ class Session:
         ids: IdSource,
         tools: ToolBox,
         scope: AgentScope | None = None,
-        lineage: Mapping[str, str] | None = None,
+        lineage: Lineage | None = None,
     ) -> None:
-        self._harness = harness
-        self.name = name
-        self.conversation_id = conversation_id
-        self._sink = sink
-        self._clock = clock
-        self._ids = ids
-        self._tools = tools
-        # The agent this session speaks as; a task's child session brings its own.
-        self._scope = scope or AgentScope.root(harness.config, tools, depth=harness.depth)
-        # parentSession / taskId, carried by every event of a task's child session.
-        self._lineage = dict(lineage or {})
-        self._messages: list[dict[str, Any]] = []
-        # Responses before this index carry usage from before the last compaction, which no
-        # longer says how large the conversation is (see context_budget.context_tokens).
-        self._counted_from = 0
-        self._active_kind: str | None = None
-        # Whether the workspace context has been read (it is, at the first prompt that finds
-        # a sandbox to read it from).
-        self._discovered = False
+        # Everything the agent loop, compaction and tasks read and change; the session itself
+        # only starts operations and brackets them in the log.
+        self.state = SessionState(
+            harness,
+            name,
+            conversation_id=conversation_id,
+            services=Services(sink=sink, clock=clock, ids=ids),
+            scope=scope or AgentScope.root(harness.config, tools, depth=harness.depth),
+            lineage=lineage,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def conversation_id(self) -> str:
+        return self.state.conversation_id
 
     @property
     def fs(self) -> SandboxFs:
-        return self._harness.fs
+        return self.state.fs()
 
     @property
     def messages(self) -> list[dict[str, Any]]:
         """The conversation so far (a copy)."""
-        return list(self._messages)
-
-    def _correlation(self) -> dict[str, Any]:
-        return {
-            "harness": self._harness.name,
-            "session": self.name,
-            "conversationId": self.conversation_id,
-            **self._lineage,
-        }
+        return as_json(self.state.conversation.snapshot())
 
     # --- operations -----------------------------------------------------------------------------
 
@@ -200,19 +213,20 @@ class Session:
         signal: AbortSignal | None = None,
     ) -> CallHandle[Any]:
         """Run one of the agent's skills, with ``args`` (JSON data) if given."""
-        if name not in self._scope.skills and (
-            self._discovered or self._harness.workspace_fs is None
+        state = self.state
+        if name not in state.scope.skills and (
+            state.discovered or state.harness.workspace_fs is None
         ):
             # Known now not to exist: refused before any operation starts.
-            raise SkillNotRegisteredError(name=name, available=list(self._scope.skills))
+            raise SkillNotRegisteredError(name=name, available=list(state.scope.skills))
 
-        async def text(correlation: dict[str, Any]) -> str:
+        async def text(correlation: Correlation) -> str:
             # A workspace skill may be found (and is read) only once the operation runs.
-            await self._prepare(correlation)
-            skill = self._scope.skills.get(name)
+            await state.prepare(correlation)
+            skill = state.scope.skills.get(name)
             if skill is None:
-                raise SkillNotRegisteredError(name=name, available=list(self._scope.skills))
-            return await skill_prompt(skill, args, lambda: self._harness.fs)
+                raise SkillNotRegisteredError(name=name, available=list(state.scope.skills))
+            return await skill_prompt(skill, args, state.fs)
 
         return self._start_prompt(
             "skill", text, result, model, thinking_level, images, tools, signal
@@ -239,11 +253,11 @@ class Session:
             raise TypeError("task text must be a string")
         attached = check_images(images)
         spec = ResultSpec.of(result) if result is not None else None
-        plan = plan_task(self, agent, model=model, thinking_level=thinking_level, cwd=cwd)
+        plan = plan_task(self.state, agent, model=model, thinking_level=thinking_level, cwd=cwd)
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
+        async def body(correlation: Correlation) -> Outcome:
             return await run_task(
-                self, plan, correlation, text, images=attached, result=spec, tools=tools
+                self.state, plan, correlation, text, images=attached, result=spec, tools=tools
             )
 
         return self._start("task", body, signal)
@@ -252,31 +266,16 @@ class Session:
         """Summarize the older part of the conversation into one message, keeping the latest
         exchange; does nothing (and calls no model) when there is nothing older."""
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
-            usage = await compaction.compact(self, correlation)
+        async def body(correlation: Correlation) -> Outcome:
+            usage = await compaction.compact(self.state, correlation)
             return Outcome(value=None, usage=usage, wire_result=None)
 
         await self._start("compact", body)
 
-    async def _prepare(self, correlation: Mapping[str, Any]) -> None:
-        """Before the agent's first turn in this session: discover the workspace context (once)
-        and connect the agent's MCP servers (once per run)."""
-        if not self._discovered:
-            fs = self._harness.workspace_fs
-            if fs is not None:
-
-                def warn(message: str) -> None:
-                    self._sink.emit("log", {"level": "warn", "message": message, **correlation})
-
-                context = await discover(fs, self._scope.cwd or fs.cwd, warn)
-                self._scope = self._scope.with_workspace(context)
-            self._discovered = fs is not None
-        await self._scope.tools.ready()
-
     def _start_prompt(
         self,
         kind: str,
-        text: str | Callable[[dict[str, Any]], Awaitable[str]],
+        text: str | Callable[[Correlation], Awaitable[str]],
         result: Any,
         model: str | None,
         thinking_level: ThinkingLevel | None,
@@ -286,10 +285,11 @@ class Session:
     ) -> CallHandle[Any]:
         attached = check_images(images)
         spec = ResultSpec.of(result) if result is not None else None
-        self._resolve(model)  # an unknown model fails the call, before any operation starts
+        self.state.resolve(model)  # an unknown model fails the call, before any operation starts
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
-            return await self._run_prompt(
+        async def body(correlation: Correlation) -> Outcome:
+            return await run_prompt(
+                self.state,
                 correlation,
                 text if isinstance(text, str) else await text(correlation),
                 model=model,
@@ -300,76 +300,6 @@ class Session:
             )
 
         return self._start(kind, body, signal)
-
-    def _resolve(self, model: str | None) -> ResolvedModel:
-        return self._harness.resolve_model(model or self._scope.model)
-
-    async def _run_prompt(
-        self,
-        correlation: dict[str, Any],
-        text: str,
-        *,
-        model: str | None,
-        thinking_level: ThinkingLevel | None,
-        images: list[dict[str, Any]],
-        spec: ResultSpec | None,
-        tools: Sequence[ToolDefinition] = (),
-    ) -> Outcome:
-        """A prompt's work, shared by prompt, skill and a task's child: one agent loop, or
-        with ``spec`` the loop repeated until the model settles on a structured result."""
-        resolved = self._resolve(model)
-        if spec is None:
-            return await agent_loop(
-                self, correlation, text, resolved, thinking_level, images, call_tools=tools
-            )
-
-        async def loop(
-            message: str,
-            attached: list[dict[str, Any]],
-            framework: Mapping[str, FrameworkTool],
-            stop: Callable[[], bool],
-        ) -> tuple[str, Usage]:
-            outcome = await agent_loop(
-                self,
-                correlation,
-                message,
-                resolved,
-                thinking_level,
-                attached,
-                extra=framework,
-                stop=stop,
-                call_tools=tools,
-            )
-            return outcome.text, outcome.usage
-
-        data, usage = await run_with_result(loop, text, images, spec)
-        wire = spec.to_wire(data)
-        response = PromptResultResponse(
-            data=data,
-            usage=usage,
-            model=ModelRef(provider=resolved.provider_name, id=resolved.model_id),
-        )
-        return Outcome(value=response, usage=usage, wire_result={"data": wire}, text=dumps(wire))
-
-    def _spawn(self, name: str, scope: AgentScope, task_id: str) -> Session:
-        """A detached child session for a task: not registered with the harness."""
-        return Session(
-            self._harness,
-            name,
-            conversation_id="conv_" + self._ids.ulid(),
-            sink=self._sink,
-            clock=self._clock,
-            ids=self._ids,
-            tools=scope.tools,
-            scope=scope,
-            lineage={"parentSession": self.name, "taskId": task_id},
-        )
-
-    def _framework_tools(
-        self, call_tools: Sequence[ToolDefinition] = ()
-    ) -> dict[str, FrameworkTool]:
-        skills = skill_tools(self._scope.skills, lambda: self._harness.fs)
-        return {**skills, **task_tool(self, call_tools)}
 
     def shell(
         self,
@@ -384,12 +314,12 @@ class Session:
         exchange joins the conversation as a ``bash`` tool call and its result, so the model
         sees it on the next prompt. ``env`` values are never recorded, here or in events."""
 
-        async def body(correlation: dict[str, Any]) -> Outcome:
-            call_id = self._ids.uuid()
-            result = await self._harness.run_shell(
+        async def body(correlation: Correlation) -> Outcome:
+            call_id = self.state.services.ids.uuid()
+            result = await self.state.harness.run_shell(
                 command,
                 env=env,
-                cwd=cwd if cwd is not None else self._scope.cwd,
+                cwd=cwd if cwd is not None else self.state.scope.cwd,
                 timeout=timeout,
                 correlation=correlation,
                 call_id=call_id,
@@ -403,12 +333,13 @@ class Session:
     def _record_shell(
         self, call_id: str, command: str, cwd: str | None, result: ShellResult
     ) -> None:
-        resolved = self._harness.resolve_model(None)
+        resolved = self.state.harness.resolve_model(None)
         arguments: dict[str, Any] = {"command": command}
         if cwd is not None:
             arguments["cwd"] = cwd
-        now = self._clock.now_ms()
-        self._messages.append(
+        now = self.state.services.clock.now_ms()
+        conversation = self.state.conversation
+        conversation.append(
             {
                 "role": "assistant",
                 "content": [
@@ -422,7 +353,7 @@ class Session:
                 "timestamp": now,
             }
         )
-        self._messages.append(
+        conversation.append(
             {
                 "role": "toolResult",
                 "toolCallId": call_id,
@@ -436,18 +367,18 @@ class Session:
     def _start(
         self,
         kind: str,
-        body: Callable[[dict[str, Any]], Awaitable[Outcome]],
+        body: Callable[[Correlation], Awaitable[Outcome]],
         signal: AbortSignal | None = None,
     ) -> CallHandle[Any]:
-        if self._active_kind is not None:
-            raise SessionBusyError(name=self.name, kind=self._active_kind)
+        if self.state.active_kind is not None:
+            raise SessionBusyError(name=self.name, kind=self.state.active_kind)
         # The operation starts now, as in Flue: operation_start is recorded when it is called,
         # so an operation aborted before it ever ran still opens and closes in the log.
-        operation = _Operation(self, kind)
+        operation = _Operation(self.state, kind)
         handle: CallHandle[Any]
 
         execution = AgentExecution(operation.id, kind)
-        context = context_of(self._harness.run_id, operation.correlation)
+        context = context_of(self.state.run_id, operation.correlation)
 
         async def run() -> Any:
             try:
@@ -471,9 +402,7 @@ class Session:
                 AbortError(handle.abort_reason or "The operation was aborted.")
             )
         )
-        self._harness.track(handle)
+        self.state.harness.track(handle)
         if signal is not None:
             handle.abort_on(signal)
         return handle
-
-    # --- the agent loop ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 from ..definitions import SkillDefinition
 from ..jsonvalue import snapshot
 from .framework import FrameworkTool, ToolFailure
+from .payloads import TurnCorrelation
 from .sandbox import SandboxFs
 from .workspace_context import Skill, WorkspaceSkill
 
@@ -71,10 +72,10 @@ def skill_tools(skills: Mapping[str, Skill], fs: FsGetter) -> dict[str, Framewor
             raise ToolFailure(f'Skill "{name}" is not registered. Skills: {", ".join(skills)}.')
         return skill
 
-    async def activate(arguments: dict[str, Any], _turn: dict[str, Any]) -> str:
+    async def activate(arguments: dict[str, Any], _turn: TurnCorrelation) -> str:
         return await _body(find(arguments.get("name")), fs)
 
-    async def read_resource(arguments: dict[str, Any], _turn: dict[str, Any]) -> str:
+    async def read_resource(arguments: dict[str, Any], _turn: TurnCorrelation) -> str:
         return await _resource(find(arguments.get("skill")), arguments.get("resource"), fs)
 
     listing = "; ".join(f"{skill.name}: {skill.description}" for skill in skills.values())

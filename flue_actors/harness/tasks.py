@@ -12,15 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 from ..definitions import AgentProfile, ToolDefinition
 from ..errors import DelegationDepthExceededError, SubagentNotDeclaredError
+from ..messages import ImageContent
 from ..models import ThinkingLevel
 from ..observation import TaskExecution, context_of, intercept
+from .agent_loop import run_prompt
 from .framework import FrameworkTool, ToolFailure
 from .outcomes import Outcome
+from .payloads import (
+    Correlation,
+    TaskAgent,
+    TaskCwd,
+    TaskLineage,
+    TurnCorrelation,
+    correlation_of_turn,
+)
 from .scope import MAX_DELEGATION_DEPTH
 
 if TYPE_CHECKING:
     from .results import ResultSpec
-    from .session import Session
+    from .session_state import SessionState
 
 __all__ = ["TaskPlan", "plan_task", "run_task", "task_tool"]
 
@@ -29,7 +39,7 @@ class TaskPlan:
     """A task checked and ready to run: its child session and the subagent it speaks as."""
 
     def __init__(
-        self, child: Session, task_id: str, profile: AgentProfile | None, cwd: str | None
+        self, child: SessionState, task_id: str, profile: AgentProfile | None, cwd: str | None
     ) -> None:
         self.child = child
         self.task_id = task_id
@@ -39,7 +49,7 @@ class TaskPlan:
 
 
 def plan_task(
-    parent: Session,
+    parent: SessionState,
     agent: str | None,
     *,
     model: str | None,
@@ -47,7 +57,7 @@ def plan_task(
     cwd: str | None = None,
 ) -> TaskPlan:
     """Check the delegation (unknown subagent, depth) and make the child session."""
-    scope = parent._scope
+    scope = parent.scope
     profile = None
     if agent is not None:
         profile = scope.subagents.get(agent)
@@ -59,48 +69,48 @@ def plan_task(
         profile,
         model=model,
         thinking_level=thinking_level,
-        harness=parent._harness,
+        harness=parent.harness,
         cwd=cwd,
     )
-    task_id = parent._ids.uuid()
-    child = parent._spawn(f"task:{parent.name}:{task_id}", child_scope, task_id)
+    task_id = parent.services.ids.uuid()
+    child = parent.spawn(f"task:{parent.name}:{task_id}", child_scope, task_id)
     return TaskPlan(child, task_id, profile, cwd)
 
 
 async def run_task(
-    parent: Session,
+    parent: SessionState,
     plan: TaskPlan,
-    correlation: dict[str, Any],
+    correlation: Correlation,
     text: str,
     *,
-    images: list[dict[str, Any]],
+    images: list[ImageContent],
     result: ResultSpec | None,
     tools: Sequence[ToolDefinition] = (),
 ) -> Outcome:
     """Run the child's prompt between ``task_start`` and ``task`` events."""
     child = plan.child
-    emit, clock = parent._sink.emit, parent._clock
-    named = {"agent": plan.profile.name} if plan.profile is not None else {}
-    lineage = {
+    emit, clock = parent.services.emit, parent.services.clock
+    named: TaskAgent = {"agent": plan.profile.name} if plan.profile is not None else {}
+    lineage: TaskLineage = {
         "parentSession": parent.name,
         "session": child.name,
         "conversationId": child.conversation_id,
     }
-    where = {"cwd": plan.cwd} if plan.cwd is not None else {}
+    where: TaskCwd = {"cwd": plan.cwd} if plan.cwd is not None else {}
     emit(
         "task_start",
         {**correlation, "taskId": plan.task_id, "prompt": text, **named, **where, **lineage},
     )
     started = clock.now_ms()
-    child_correlation = {**child._correlation()}
+    child_correlation = child.correlation()
     if "operationId" in correlation:
         child_correlation["operationId"] = correlation["operationId"]
-    ended = {**correlation, "taskId": plan.task_id, **named}
     try:
         outcome = await intercept(
             TaskExecution(plan.task_id, plan.profile.name if plan.profile else None),
-            context_of(parent._harness.run_id, {**correlation, "taskId": plan.task_id}),
-            lambda: child._run_prompt(
+            context_of(parent.run_id, {**correlation, "taskId": plan.task_id}),
+            lambda: run_prompt(
+                child,
                 child_correlation,
                 text,
                 model=None,
@@ -114,7 +124,9 @@ async def run_task(
         emit(
             "task",
             {
-                **ended,
+                **correlation,
+                "taskId": plan.task_id,
+                **named,
                 "isError": True,
                 "result": str(error),
                 "durationMs": clock.now_ms() - started,
@@ -125,7 +137,9 @@ async def run_task(
     emit(
         "task",
         {
-            **ended,
+            **correlation,
+            "taskId": plan.task_id,
+            **named,
             "isError": False,
             "result": outcome.text,
             "durationMs": clock.now_ms() - started,
@@ -136,15 +150,15 @@ async def run_task(
 
 
 def task_tool(
-    session: Session, call_tools: Sequence[ToolDefinition] = ()
+    session: SessionState, call_tools: Sequence[ToolDefinition] = ()
 ) -> dict[str, FrameworkTool]:
     """The model's ``task`` tool, when the agent declares subagents. The call's own tools
     (``call_tools``) go to a task without a subagent only: a profile is self-contained."""
-    subagents = session._scope.subagents
+    subagents = session.scope.subagents
     if not subagents:
         return {}
 
-    async def run(arguments: dict[str, Any], turn: dict[str, Any]) -> str:
+    async def run(arguments: dict[str, Any], turn: TurnCorrelation) -> str:
         prompt, agent = arguments.get("prompt"), arguments.get("agent")
         if not isinstance(prompt, str) or not prompt:
             raise ToolFailure('Invalid arguments: "prompt" must be a non-empty string.')
@@ -154,7 +168,7 @@ def task_tool(
         if cwd is not None and not isinstance(cwd, str):
             raise ToolFailure('Invalid arguments: "cwd" must be a string.')
         plan = plan_task(session, agent, model=None, thinking_level=None, cwd=cwd)
-        correlation = {key: value for key, value in turn.items() if key != "turnId"}
+        correlation = correlation_of_turn(turn)
         outcome = await run_task(
             session,
             plan,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..errors import (
 from ..events import error_payload
 from ..jsonvalue import NotJsonError, dumps, snapshot
 from ..mcp import MCPTools
+from ..messages import ToolResultMessage, UserContent
 from ..models import ToolSpec
 from ..observation import ToolExecution, context_of, intercept, observing
 from .mcp_connection import MCPConnections, MCPTool
@@ -101,7 +102,7 @@ class ToolBox:
             self.specs = [*self.specs, *(tool.spec for tool in found.values())]
             self._connected = True
 
-    async def call(self, call: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, call: dict[str, Any], turn: Mapping[str, Any]) -> ToolResultMessage:
         """Run one ``toolCall`` block and return its ``toolResult`` message."""
         name, call_id = call["name"], call["id"]
         started = self._clock.now_ms()
@@ -124,7 +125,7 @@ class ToolBox:
                 f"tool {name} toolCallId={call_id}",
                 lambda event: event.get("toolCallId") == call_id,
             )
-        content: list[dict[str, Any]]
+        content: list[UserContent]
         if recorded is not None:
             text = ""
             content = (recorded.get("result") or {}).get("content") or []
@@ -175,7 +176,7 @@ class ToolBox:
         }
 
     async def _call_remote(
-        self, tool: MCPTool, call_id: str, arguments: Any, turn: dict[str, Any]
+        self, tool: MCPTool, call_id: str, arguments: Any, turn: Mapping[str, Any]
     ) -> tuple[str, bool]:
         """(text, is_error) of an MCP tool call; the server validates the arguments."""
         if arguments is None:

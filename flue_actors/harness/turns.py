@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ModelRequestError
@@ -25,7 +26,7 @@ def turn_error(error: BaseException) -> dict[str, Any]:
     return failure
 
 
-def response_info(response: ModelResponse, output: dict[str, Any]) -> dict[str, Any]:
+def response_info(response: ModelResponse, output: Mapping[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {
         "output": output,
         "usage": response.usage.to_wire(),

@@ -95,13 +95,18 @@ class RunStream:
     ) -> dict[str, Any]:
         if self._ended:
             raise RuntimeError(f"run {self.run_id} has ended; nothing may be emitted after run_end")
-        event = {"type": type, **payload}
-        event["v"] = EVENT_VERSION
-        event["eventIndex"] = self._next_index
-        event["timestamp"] = format_timestamp(self._clock.now_ms() if at_ms is None else at_ms)
-        event["runId"] = self.run_id
-        self._next_index += 1
-        return event
+        index = self._next_index
+        self._next_index = index + 1
+        # One literal (a key the payload already has keeps its place and takes the new value,
+        # as item assignment would): every event of every run is made here.
+        return {
+            "type": type,
+            **payload,
+            "v": EVENT_VERSION,
+            "eventIndex": index,
+            "timestamp": format_timestamp(self._clock.now_ms() if at_ms is None else at_ms),
+            "runId": self.run_id,
+        }
 
     def emit(
         self, type: str, payload: dict[str, Any], *, detail: Mapping[str, Any] | None = None

@@ -5,6 +5,7 @@ agent loop against a model with a small window sends no request that breaks thes
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hypothesis import event, given, settings
@@ -34,8 +35,8 @@ def conversations(draw: st.DrawFn) -> list[Message]:
     exchange, a final answer; sometimes led by a previous summary."""
     messages: list[Message] = []
     if draw(st.booleans()):
-        empty = CompactionPlan(previous=None, history=[], kept=[])
-        messages.append(apply_plan(empty, Summary("old"), 0)[0])
+        empty: CompactionPlan[Message] = CompactionPlan(previous=None, history=[], kept=[])
+        messages.append({**apply_plan(empty, Summary("old"), 0)[0]})
     calls = 0
     exchanges = draw(st.integers(min_value=1, max_value=5))
     for number in range(exchanges):
@@ -62,7 +63,7 @@ def _message(role: str, content: list[dict[str, Any]]) -> Message:
     return {"role": role, "content": content, "timestamp": 0}
 
 
-def _check_tool_pairs(messages: list[Message]) -> None:
+def _check_tool_pairs(messages: Sequence[Mapping[str, Any]]) -> None:
     called = [
         block["id"]
         for message in messages

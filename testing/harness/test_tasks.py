@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from flue_actors import (
     DelegationDepthExceededError,
+    Session,
     SessionNotFoundError,
     SubagentNotDeclaredError,
     define_agent_profile,
@@ -153,11 +154,14 @@ async def test_delegation_depth_limit() -> None:
 async def test_depth_limit_on_the_session_api() -> None:
     harness, _sink = make_harness(FakeModel())
     session = await harness.session()
-    child = session
+    state = session.state
     for _ in range(4):
-        child = child._spawn(f"task:{child.name}:x", child._scope.delegate(
-            None, model=None, thinking_level=None, harness=child._harness
-        ), "x")  # fmt: skip
+        scope = state.scope.delegate(None, model=None, thinking_level=None, harness=harness)
+        state = state.spawn(f"task:{state.name}:x", scope, "x")
+    services = state.services
+    child = Session(harness, state.name, conversation_id=state.conversation_id,
+                    sink=services.sink, clock=services.clock, ids=services.ids,
+                    tools=state.scope.tools, scope=state.scope, lineage=state.lineage)  # fmt: skip
     with pytest.raises(DelegationDepthExceededError) as caught:
         child.task("too deep")
     assert caught.value.type == "delegation_depth_exceeded"

@@ -33,6 +33,18 @@ def writable_length(conn: sqlite3.Connection, path: str, expected_seq: int | Non
 
 
 def project(conn: sqlite3.Connection, run_id: str, events: Iterable[dict[str, Any]]) -> None:
+    events = list(events)
+    status = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if status is not None:
+        # The record exists, so (apply_event) only its first run_end changes it, and only the
+        # outcome's columns: set from the event alone, without reading and re-encoding the
+        # whole record. This runs in the writer thread twice per run.
+        if status[0] != "active":
+            return
+        end = next((event for event in events if event.get("type") == "run_end"), None)
+        if end is not None:
+            _project_end(conn, run_id, end)
+        return
     row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     before = record_from_row(row) if row is not None else None
     after = before
@@ -54,6 +66,25 @@ def project(conn: sqlite3.Connection, run_id: str, events: Iterable[dict[str, An
             f"UPDATE runs SET {assignments} WHERE run_id = ?",
             (*(row[i] for i in changed), row[0]),
         )
+
+
+def _project_end(conn: sqlite3.Connection, run_id: str, end: dict[str, Any]) -> None:
+    """An active record's columns after ``end``: what ``apply_event`` and ``record_row`` make
+    of it."""
+    is_error = bool(end["isError"])
+    conn.execute(
+        "UPDATE runs SET status = ?, ended_at = ?, is_error = ?, duration_ms = ?, result = ?, "
+        "error = ? WHERE run_id = ?",
+        (
+            "errored" if is_error else "completed",
+            end["timestamp"],
+            int(is_error),
+            end["durationMs"],
+            None if is_error else dumps(end.get("result")),
+            _optional_json(end.get("error")),
+            run_id,
+        ),
+    )
 
 
 # The columns of ``runs``, in the order of ``record_row``.
