@@ -26,7 +26,7 @@ from ..errors import BatchInputError, FlueError, InvalidJsonError
 from ..jsonvalue import dumps, loads
 from ..models import MinuteBudget, ModelRegistry, RateLimits
 from ..runtime import Runtime, WorkflowRegistry
-from ..runtime.batch import BatchControl, BatchInput, drive_batch
+from ..runtime.batch import CHUNK, BatchControl, BatchInput, drive_batch
 from ..runtime.batch_item import BatchItem
 from ..runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from ..runtime.runtime import check_idempotency_key
@@ -188,7 +188,8 @@ async def _inputs(
             if item.key is None and field is None:
                 item.key = _line_key(name, None, raw, None)
         yield item
-        await asyncio.sleep(0)  # a large file must not hold the loop between chunks
+        if number % CHUNK == 0:
+            await asyncio.sleep(0)  # a large file must not hold the loop between chunks
 
 
 class _Progress:
@@ -320,6 +321,13 @@ async def run_batch_command(
             following = (
                 loop.create_task(_follow_batches(runtime, progress)) if args.model_batches else None
             )
+            flushing: asyncio.Handle | None = None
+
+            def flush() -> None:
+                nonlocal flushing
+                flushing = None
+                sink.flush()
+
             try:
                 items = _inputs(runtime, name, args.key, stream, done)
                 async for item in drive_batch(
@@ -331,13 +339,18 @@ async def run_batch_command(
                     with_usage=True,
                 ):
                     sink.write(_output_line(name, item))
-                    sink.flush()
+                    if not flushing:
+                        # One flush per loop turn for every line written in it, not per line.
+                        flushing = loop.call_soon(flush)
                     progress.tick()
             finally:
                 if following is not None:
                     following.cancel()
                     await asyncio.gather(following, return_exceptions=True)
                     batch_counts = await runtime.model_batch_progress()
+                if flushing is not None:
+                    flushing.cancel()
+                    sink.flush()
                 elapsed = progress.close()
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)

@@ -222,8 +222,13 @@ async def drive_batch(
     async def finish(item: BatchInput, receipt: RunReceipt) -> None:
         run_id = receipt.run_id
         control.active.add(run_id)
+        released = False
         try:
             record = await runtime.wait(run_id)
+            # The run has ended: its slot goes to the next input while its log is read.
+            control.active.discard(run_id)
+            release()
+            released = True
             usage = await run_usage(runtime, run_id) if with_usage else None
             results.put_nowait(
                 BatchItem(item.index, item.key, record, resumed=not receipt.created, usage=usage)
@@ -231,8 +236,9 @@ async def drive_batch(
         except Exception as error:
             results.put_nowait(error)
         finally:
-            control.active.discard(run_id)
-            release()
+            if not released:
+                control.active.discard(run_id)
+                release()
 
     async def admit(chunk: list[BatchInput]) -> None:
         try:
@@ -252,6 +258,8 @@ async def drive_batch(
         """The next queued input, or ``_END`` once admission is stopped."""
         if stop.is_set():
             return _END
+        if not queued.empty():  # the common case: no futures, no wait
+            return queued.get_nowait()
         getting = asyncio.ensure_future(queued.get())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
