@@ -30,11 +30,11 @@ from typing import Any
 from _load import concurrently
 
 from flue_actors import Runtime, SqliteEventStore
+from flue_actors._runtime import WorkflowRegistry
 from flue_actors.models import ModelRegistry
-from flue_actors.runtime import WorkflowRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "flue_actors.cli"]
+CLI = [sys.executable, "-m", "flue_actors"]
 
 
 def _inputs(path: Path, items: int) -> None:

@@ -184,7 +184,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "flue_actors.cli",
+                "flue_actors",
                 "serve",
                 "--port",
                 str(port),

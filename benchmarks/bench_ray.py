@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flue_actors.runtime.ray import loopback_environment
+from flue_actors._runtime.ray import loopback_environment
 
 os.environ.update(loopback_environment())  # before anything imports ray
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance of this benchmark

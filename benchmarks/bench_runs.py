@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from flue_actors import ActionContext, AgentContext, Runtime, SqliteEventStore
-from flue_actors.clock import SystemClock
-from flue_actors.harness import Harness, RunLog
-from flue_actors.ids import UlidIds
+from flue_actors._clock import SystemClock
+from flue_actors._harness import Harness, RunLog
+from flue_actors._ids import UlidIds
+from flue_actors._runtime import WorkflowRegistry
 from flue_actors.models import ModelRegistry
-from flue_actors.runtime import WorkflowRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 from _load import concurrently
 
-from flue_actors.events import RunAdmittedEvent
+from flue_actors._events import RunAdmittedEvent
 from flue_actors.store import EventStore, PostgresEventStore, SqliteEventStore, run_stream
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

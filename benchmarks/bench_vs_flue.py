@@ -253,7 +253,7 @@ def main() -> None:
             "--port",
             str(fake_port),
         ]
-        ours_argv = [sys.executable, "-m", "flue_actors.cli", "serve", "--port", str(ours_port)]
+        ours_argv = [sys.executable, "-m", "flue_actors", "serve", "--port", str(ours_port)]
         ours_argv += ["--workflows", str(workflows)]
         with (
             _process(fake_argv, env, logs / "fake.log", f"{fake_url}/healthz", 30) as model_pid,

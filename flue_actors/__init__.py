@@ -1,7 +1,8 @@
 """flue_actors: Flue's workflow model in Python, on Ray.
 
-Everything public is importable from here (and the test kit from ``flue_actors.testing``);
-every other module is internal and may change.
+What a workflow author needs is importable from here; the other audiences have a public package
+each: ``flue_actors.client``, ``.gateway``, ``.store``, ``.models``, ``.sandbox``, ``.errors``,
+``.testing`` and ``.otel``. Every module with a leading underscore is internal and may change.
 
 What a workflow file needs to define workflows (definitions, errors, records)
 loads with the package. The machinery that runs, stores and serves them (runtime, harness,
@@ -12,7 +13,8 @@ with this package, and a CLI command that reads a record do not load just-bash, 
 
 from typing import TYPE_CHECKING
 
-from .definitions import (
+from . import _lazy
+from ._definitions import (
     ActionContext,
     ActionDefinition,
     AgentConfig,
@@ -32,6 +34,10 @@ from .definitions import (
     define_workflow,
     load_skill,
 )
+from ._jsonvalue import UNSET, JsonValue
+from ._mcp import MCPTools, mcp_tools
+from ._observation import EventContext, Instrumentation, instrument, observe
+from ._records import RunPage, RunPointer, RunRecord, RunStatus
 from .errors import (
     AbortError,
     ActionInputValidationError,
@@ -62,16 +68,14 @@ from .errors import (
     WorkflowNotDiscoveredError,
     WorkflowNotFoundError,
 )
-from .jsonvalue import UNSET, JsonValue
-from .lazy import lazy_exports
-from .mcp import MCPTools, mcp_tools
-from .models.base import ThinkingLevel
-from .observation import EventContext, Instrumentation, instrument, observe
-from .records import RunPage, RunPointer, RunRecord, RunStatus
+from .models._base import ThinkingLevel
 
 if TYPE_CHECKING:
+    from ._harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
+    from ._runtime import BatchItem, RunReceipt, Runtime, WorkflowRegistry
+    from ._runtime.ambient import invoke
+    from ._runtime.ray import RayCluster
     from .client import AsyncFlueClient, FlueApiError, FlueClient, FlueExecutionError
-    from .harness import CallHandle, Harness, PromptResponse, PromptResultResponse, RunLog, Session
     from .models import (
         ModelBatches,
         ModelProvider,
@@ -80,9 +84,6 @@ if TYPE_CHECKING:
         ModelResponse,
         Usage,
     )
-    from .runtime import BatchItem, RunReceipt, Runtime, WorkflowRegistry
-    from .runtime.ambient import invoke
-    from .runtime.ray import RayCluster
     from .store import EventStore, SqliteEventStore, StoredEvent, StreamPage, open_store
 
 __all__ = [
@@ -174,11 +175,13 @@ __all__ = [
     "open_store",
 ]
 
-__getattr__ = lazy_exports(
+_lazy.publish(__name__)
+
+__getattr__ = _lazy.lazy_exports(
     __name__,
     {
         ".client": ("AsyncFlueClient", "FlueApiError", "FlueClient", "FlueExecutionError"),
-        ".harness": (
+        "._harness": (
             "CallHandle",
             "Harness",
             "PromptResponse",
@@ -194,9 +197,9 @@ __getattr__ = lazy_exports(
             "ModelResponse",
             "Usage",
         ),
-        ".runtime": ("BatchItem", "RunReceipt", "Runtime", "WorkflowRegistry"),
-        ".runtime.ambient": ("invoke",),
-        ".runtime.ray": ("RayCluster",),
+        "._runtime": ("BatchItem", "RunReceipt", "Runtime", "WorkflowRegistry"),
+        "._runtime.ambient": ("invoke",),
+        "._runtime.ray": ("RayCluster",),
         ".store": ("EventStore", "SqliteEventStore", "StoredEvent", "StreamPage", "open_store"),
     },
 )

@@ -61,7 +61,7 @@ Every error belongs to one family, so a caller can handle a kind of failure with
     │   ├── StoreSchemaVersionError              persisted_schema_version_unsupported
     │   └── RunStoreUnavailableError             run_store_unavailable (503)
     │       └── StoreConnectionError (store.postgres; also a ConnectionError)
-    └── FlueHttpError             the HTTP layer's own (flue_actors.gateway.errors)
+    └── FlueHttpError             the HTTP layer's own (flue_actors.gateway._errors)
         ├── MethodNotAllowedError                method_not_allowed (405)
         ├── UnsupportedMediaTypeError            unsupported_media_type (415)
         ├── PayloadTooLargeError                 payload_too_large (413)
@@ -79,10 +79,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .lazy import lazy_exports
+from . import _lazy
 
 if TYPE_CHECKING:
-    from .gateway.errors import (
+    from .gateway._errors import (
         InternalError,
         MethodNotAllowedError,
         PayloadTooLargeError,
@@ -156,10 +156,10 @@ __all__ = [
 
 
 # The HTTP layer's own errors live with the gateway (which imports FastAPI): loaded on first use.
-__getattr__ = lazy_exports(
+__getattr__ = _lazy.lazy_exports(
     __name__,
     {
-        "..gateway.errors": [
+        "..gateway._errors": [
             "InternalError",
             "MethodNotAllowedError",
             "PayloadTooLargeError",
@@ -239,7 +239,7 @@ class FlueStoreError(FlueError):
 
 class FlueHttpError(FlueError):
     """An error that belongs to the HTTP layer and carries its own status. Its members live with
-    the gateway (:mod:`flue_actors.gateway.errors`) and are re-exported here."""
+    the gateway (:mod:`flue_actors.gateway._errors`) and are re-exported here."""
 
     status: ClassVar[int] = 400
 

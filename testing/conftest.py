@@ -3,7 +3,7 @@ whole session, kept on loopback, whose nodes reach the session's fake Messages A
 
 Ray reads some of these variables when it is imported, so they are set here, before any test
 module imports it (test modules import ray inside their tests and fixtures). See
-flue_actors/runtime/ray/environment.py for why each is needed. Subprocesses the tests start
+flue_actors/_runtime/ray/environment.py for why each is needed. Subprocesses the tests start
 inherit them, so a ``flue-actors serve --address`` aimed at this cluster stays on loopback too.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from flue_actors.runtime.ray.environment import NAMESPACE, loopback_environment
+from flue_actors._runtime.ray.environment import NAMESPACE, loopback_environment
 from flue_actors.testing.messages_server import MessagesServer
 
 os.environ.update(loopback_environment())

@@ -10,11 +10,11 @@ import sys
 import pytest
 
 import flue_actors.errors as errors
-import flue_actors.gateway.errors as gateway_errors
+import flue_actors.gateway._errors as gateway_errors
+from flue_actors._runtime.ray.deployment import HostDrainingError
+from flue_actors._runtime.ray.environment import RayClusterUnavailableError
 from flue_actors.errors import FlueError
-from flue_actors.runtime.ray.deployment import HostDrainingError
-from flue_actors.runtime.ray.environment import RayClusterUnavailableError
-from flue_actors.store.postgres import StoreConnectionError
+from flue_actors.store._postgres import StoreConnectionError
 
 FAMILIES: list[type[FlueError]] = [
     errors.FlueDefinitionError,
@@ -161,7 +161,7 @@ def test_http_only_errors_live_with_the_gateway_and_stay_importable_from_errors(
     name: str,
 ) -> None:
     error = getattr(gateway_errors, name)
-    assert error.__module__ == "flue_actors.gateway.errors"
+    assert error.__module__ == "flue_actors.gateway"
     assert getattr(errors, name) is error
     assert issubclass(error, errors.FlueHttpError)
 

@@ -1,8 +1,9 @@
 """Clients of the gateway's HTTP protocol (the Python twin of Flue's ``@flue/sdk``)."""
 
-from .async_client import AsyncFlueClient, AsyncRunEventStream
-from .protocol import FlueApiError, FlueExecutionError, Invocation, LiveMode, WorkflowRun
-from .sync_client import FlueClient, RunEventStream
+from .. import _lazy
+from ._async_client import AsyncFlueClient, AsyncRunEventStream
+from ._protocol import FlueApiError, FlueExecutionError, Invocation, LiveMode, WorkflowRun
+from ._sync_client import FlueClient, RunEventStream
 
 __all__ = [
     "AsyncFlueClient",
@@ -15,3 +16,5 @@ __all__ = [
     "RunEventStream",
     "WorkflowRun",
 ]
+
+_lazy.publish(__name__)

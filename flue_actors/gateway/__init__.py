@@ -1,7 +1,8 @@
 """The HTTP gateway: Flue's workflow protocol on FastAPI."""
 
-from .app import DEFAULT_MAX_BODY_BYTES, create_app
-from .errors import (
+from .. import _lazy
+from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._errors import (
     InternalError,
     MethodNotAllowedError,
     PayloadTooLargeError,
@@ -20,3 +21,5 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "create_app",
 ]
+
+_lazy.publish(__name__)

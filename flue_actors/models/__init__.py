@@ -1,7 +1,8 @@
 """Model providers and how ``provider/model`` strings find them."""
 
-from .anthropic import AnthropicProvider
-from .base import (
+from .. import _lazy
+from ._anthropic import AnthropicProvider
+from ._base import (
     THINKING_LEVELS,
     Cost,
     ModelLimits,
@@ -20,12 +21,12 @@ from .base import (
     Usage,
     model_limits,
 )
-from .batched_provider import MessageBatchesProvider
-from .echo import FakeProvider
-from .limits import LimitedProvider, MinuteBudget, RateLimiter, RateLimits
-from .message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
-from .registry import ModelRegistry, ResolvedModel
-from .retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
+from ._batched_provider import MessageBatchesProvider
+from ._echo import FakeProvider
+from ._limits import LimitedProvider, MinuteBudget, RateLimiter, RateLimits
+from ._message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
+from ._registry import ModelRegistry, ResolvedModel
+from ._retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
 __all__ = [
     "MAX_TRANSIENT_MODEL_RETRIES",
@@ -62,3 +63,5 @@ __all__ = [
     "Usage",
     "model_limits",
 ]
+
+_lazy.publish(__name__)

@@ -6,15 +6,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_exports
-from .base import EventStore, StoredEvent, StreamMeta, StreamPage, run_stream
-from .idempotency import MAX_KEY_LENGTH, KeyedRun, input_fingerprint
-from .offsets import BEFORE_START, NOW, format_offset, is_offset, parse_offset
-from .postgres import is_postgres_url, redact_url
-from .sqlite import SqliteEventStore
+from .. import _lazy
+from ._base import EventStore, StoredEvent, StreamMeta, StreamPage, run_stream
+from ._idempotency import MAX_KEY_LENGTH, KeyedRun, input_fingerprint
+from ._offsets import BEFORE_START, NOW, format_offset, is_offset, parse_offset
+from ._postgres import is_postgres_url as _is_postgres_url
+from ._postgres import redact_url
+from ._sqlite import SqliteEventStore
 
 if TYPE_CHECKING:
-    from .postgres import PostgresEventStore
+    from ._postgres import PostgresEventStore
 
 __all__ = [
     "BEFORE_START",
@@ -40,8 +41,10 @@ __all__ = [
     "run_stream",
 ]
 
+_lazy.publish(__name__)
+
 # The PostgreSQL store needs asyncpg: loaded when a URL or an access names it, not before.
-__getattr__ = lazy_exports(__name__, {".postgres": ["PostgresEventStore"]})
+__getattr__ = _lazy.lazy_exports(__name__, {"._postgres": ["PostgresEventStore"]})
 
 DEFAULT_DATABASE_URL = "sqlite:///.flue/flue.db"
 
@@ -74,8 +77,8 @@ def open_store(url: str | None = None) -> EventStore:
     use.
     """
     url = resolve_database_url(url)
-    if is_postgres_url(url):
-        from .postgres import PostgresEventStore
+    if _is_postgres_url(url):
+        from ._postgres import PostgresEventStore
 
         return PostgresEventStore(url)
     if url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:"):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_exports
+from .. import _lazy
 
 if TYPE_CHECKING:
-    from .anthropic_api import AnthropicApi, AnthropicApiExhaustedError
-    from .batches_wire import MessageBatches
-    from .fake_model import (
+    from ._anthropic_api import AnthropicApi, AnthropicApiExhaustedError
+    from ._batches_wire import MessageBatches
+    from ._fake_model import (
         FakeFailure,
         FakeModel,
         FakeModelExhaustedError,
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
         FakeTurn,
         Responder,
     )
-    from .kit import FlueTestKit, RunResult
-    from .replay_check import ReplayMismatchError
-    from .sink import RecordingSink
+    from ._kit import FlueTestKit, RunResult
+    from ._replay_check import ReplayMismatchError
+    from ._sink import RecordingSink
     from .store_contract import EventStoreContract
 
 __all__ = [
@@ -47,12 +47,14 @@ __all__ = [
     "RunResult",
 ]
 
-__getattr__ = lazy_exports(
+_lazy.publish(__name__)
+
+__getattr__ = _lazy.lazy_exports(
     __name__,
     {
-        ".anthropic_api": ("AnthropicApi", "AnthropicApiExhaustedError"),
-        ".batches_wire": ("MessageBatches",),
-        ".fake_model": (
+        "._anthropic_api": ("AnthropicApi", "AnthropicApiExhaustedError"),
+        "._batches_wire": ("MessageBatches",),
+        "._fake_model": (
             "FakeFailure",
             "FakeModel",
             "FakeModelExhaustedError",
@@ -60,9 +62,9 @@ __getattr__ = lazy_exports(
             "FakeTurn",
             "Responder",
         ),
-        ".kit": ("FlueTestKit", "RunResult"),
-        ".replay_check": ("ReplayMismatchError",),
-        ".sink": ("RecordingSink",),
+        "._kit": ("FlueTestKit", "RunResult"),
+        "._replay_check": ("ReplayMismatchError",),
+        "._sink": ("RecordingSink",),
         ".store_contract": ("EventStoreContract",),
     },
 )

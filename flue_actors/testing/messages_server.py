@@ -17,13 +17,13 @@ nothing. ``--log FILE`` appends one JSON line per Messages API request: ``time``
 ``path``, ``headers``, ``body``.
 
 The Message Batches API (``/v1/messages/batches``: create, retrieve, list, cancel, delete,
-results as JSONL) is emulated by :mod:`flue_actors.testing.batches_wire`: each batched request
+results as JSONL) is emulated by :mod:`flue_actors.testing._batches_wire`: each batched request
 is answered as a plain one would be; a batch ends ``--batch-processing-ms`` after it was created
 (default 0: at once). ``/_batches`` controls them: ``GET`` lists them, ``POST`` with
 ``{"complete": ID|null}``, ``{"expire": ID|null}``, ``{"advance": SECONDS}`` or
 ``{"processing_seconds": S|null}`` moves them on.
 
-The responses are built by :mod:`flue_actors.testing.messages_wire`, as the in-process
+The responses are built by :mod:`flue_actors.testing._messages_wire`, as the in-process
 ``anthropic_api`` fixture builds them. The server is a bare ASGI app on uvicorn: nothing but
 the standard library, uvicorn and that module is imported.
 """
@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import IO, Any, Final
 from urllib.parse import parse_qsl
 
-from .batches_wire import BytesAnswer, MessageBatches
-from .messages_wire import (
+from ._batches_wire import BytesAnswer, MessageBatches
+from ._messages_wire import (
     STREAM_HEADERS,
     Answer,
     JsonAnswer,

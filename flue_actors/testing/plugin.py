@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .anthropic_api import AnthropicApi
-    from .fake_model import FakeModel
-    from .kit import FlueTestKit
+    from ._anthropic_api import AnthropicApi
+    from ._fake_model import FakeModel
+    from ._kit import FlueTestKit
     from .messages_server import MessagesServer
 
 
@@ -87,7 +87,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     test = pyfuncitem.obj
     if not inspect.iscoroutinefunction(test) or "flue" not in pyfuncitem.fixturenames:
         return None
-    from .kit import FlueTestKit
+    from ._kit import FlueTestKit
 
     kit = pyfuncitem.funcargs["flue"]
     if not isinstance(kit, FlueTestKit):  # a project's own fixture of that name
@@ -101,7 +101,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 @pytest.fixture
 def fake_model() -> FakeModel:
     """The scripted model every agent talks to under the ``flue`` fixture."""
-    from .fake_model import FakeModel
+    from ._fake_model import FakeModel
 
     return FakeModel()
 
@@ -113,7 +113,7 @@ def flue(fake_model: FakeModel, request: pytest.FixtureRequest) -> Iterator[Flue
     Workflows in the project's ``workflows/`` folder are runnable by name; any definition
     passed to ``flue.run`` is registered on first use.
     """
-    from .kit import FlueTestKit
+    from ._kit import FlueTestKit
 
     root = project_root(request.config)
     kit = FlueTestKit(
@@ -136,7 +136,7 @@ def anthropic_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[AnthropicApi]:
     ``anthropic`` provider of any registry talks to it; ``anthropic_api.provider`` is one aimed
     at it explicitly. Nothing reaches the network. A call beyond the script fails the test.
     """
-    from .anthropic_api import AnthropicApi
+    from ._anthropic_api import AnthropicApi
 
     api = AnthropicApi()
     monkeypatch.setenv("ANTHROPIC_API_KEY", api.api_key)

@@ -53,7 +53,7 @@ def _find_cli() -> list[str]:
     if found is not None:
         return [found]
     # Not installed as a script: the same entry point, through the interpreter.
-    return [sys.executable, "-c", "import sys; from flue_actors.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from flue_actors._cli import main; sys.exit(main())"]
 
 
 CLI: Final = _find_cli()

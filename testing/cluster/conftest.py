@@ -34,8 +34,8 @@ from typing import Final
 import httpx
 import pytest
 
+from flue_actors._runtime.ray.environment import loopback_environment
 from flue_actors.client import FlueClient
-from flue_actors.runtime.ray.environment import loopback_environment
 
 from .netns import Machine, Network, NetworkUnavailableError, remove_stale
 from .postgres import (

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from flue_actors import AgentConfig, CompactionConfig, DefinitionError, define_agent
-from flue_actors.harness.context_budget import (
+from flue_actors._harness.context_budget import (
     CompactionSettings,
     context_tokens,
     estimate_message_tokens,
@@ -32,7 +32,7 @@ def test_none_false_and_a_config_are_kept(value: Any) -> None:
 
 
 async def test_define_agent_accepts_it_from_an_initializer() -> None:
-    from flue_actors.definitions import AgentContext
+    from flue_actors._definitions import AgentContext
 
     agent = define_agent(lambda _ctx: {"model": "fake/echo", "compaction": False})
     config = await agent.configure(AgentContext(id="run_1", env={}))

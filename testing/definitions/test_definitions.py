@@ -39,8 +39,8 @@ from flue_actors import (
     define_tool,
     define_workflow,
 )
-from flue_actors.definitions import BUILTIN_TOOL_NAMES, RESERVED_TOOL_NAMES
-from flue_actors.runtime.ray.backend import actor_options
+from flue_actors._definitions import BUILTIN_TOOL_NAMES, RESERVED_TOOL_NAMES
+from flue_actors._runtime.ray.backend import actor_options
 
 # --- schemas used throughout (module level, so postponed annotations resolve) -----------------
 

@@ -17,7 +17,7 @@ from flue_actors import (
     define_agent_profile,
     define_tool,
 )
-from flue_actors.definitions import BUILTIN_TOOL_NAMES, RESERVED_TOOL_NAMES, check_tool_names
+from flue_actors._definitions import BUILTIN_TOOL_NAMES, RESERVED_TOOL_NAMES, check_tool_names
 
 
 class Nothing(BaseModel):

@@ -38,7 +38,7 @@ def _store(kind: str, root: Path) -> tuple[str, str | None]:
 def _named_hosts() -> set[str]:
     import ray
 
-    from flue_actors.runtime.ray.environment import NAMESPACE
+    from flue_actors._runtime.ray.environment import NAMESPACE
 
     return {
         actor["name"]
@@ -50,7 +50,7 @@ def _named_hosts() -> set[str]:
 def _kill_hosts(names: set[str]) -> None:
     import ray
 
-    from flue_actors.runtime.ray.environment import NAMESPACE
+    from flue_actors._runtime.ray.environment import NAMESPACE
 
     for name in names:
         with contextlib.suppress(ValueError):

@@ -25,8 +25,8 @@ from typing import Any, Final, TypeVar
 import httpx
 from cli.conftest import CLI
 
-from flue_actors.client.protocol import SseParser
-from flue_actors.runtime.ray.environment import loopback_environment
+from flue_actors._runtime.ray.environment import loopback_environment
+from flue_actors.client._protocol import SseParser
 from flue_actors.testing.messages_server import MessagesServer
 
 REPO: Final = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.models import Usage
-from flue_actors.models.anthropic_catalog import cost_of
-from flue_actors.runtime.run_actor import read_run_events
+from flue_actors.models._anthropic_catalog import cost_of
 from flue_actors.store import open_store
 from flue_actors.testing.messages_server import MessagesServer
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import pytest
 
-from flue_actors.runtime.lease import DEFAULT_LEASE_SECONDS
+from flue_actors._runtime.lease import DEFAULT_LEASE_SECONDS
 from flue_actors.testing.messages_server import MessagesServer
 
 from .support import Project, describe, drop_schema, marker, postgres_url

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import pytest
 
-from flue_actors.runtime.run_actor import read_run_events
+from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.store import open_store
 from flue_actors.testing.messages_server import MessagesServer
 

@@ -12,8 +12,8 @@ from typing import Final
 
 import pytest
 
-from flue_actors.harness.replay import batch_record
-from flue_actors.runtime.run_actor import read_run_events
+from flue_actors._harness.replay import batch_record
+from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.store import open_store
 from flue_actors.testing.messages_server import MessagesServer
 

@@ -16,8 +16,8 @@ from anthropic.types import MessageParam
 from pydantic import BaseModel
 
 from flue_actors import AgentConfig, Harness, ModelRegistry, define_tool
-from flue_actors.clock import StepClock
-from flue_actors.ids import SequentialIds
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
 from flue_actors.models import AnthropicProvider
 from flue_actors.testing import RecordingSink
 from flue_actors.testing.messages_server import MessagesServer, MessagesServerError

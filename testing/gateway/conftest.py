@@ -38,12 +38,12 @@ from flue_actors import (
     define_agent,
     define_workflow,
 )
-from flue_actors.clock import StepClock
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
+from flue_actors._runtime import DiscoveredWorkflow, WorkflowRegistry
+from flue_actors._runtime.discovery import load_workflow_module
 from flue_actors.errors import OperationFailedError
 from flue_actors.gateway import create_app
-from flue_actors.ids import SequentialIds
-from flue_actors.runtime import DiscoveredWorkflow, WorkflowRegistry
-from flue_actors.runtime.discovery import load_workflow_module
 
 __all__ = [
     "CURSOR_EPOCH_MS",

@@ -40,12 +40,12 @@ from flue_actors import (
     define_tool,
     define_workflow,
 )
-from flue_actors.clock import StepClock
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
+from flue_actors._runtime import DiscoveredWorkflow, WorkflowRegistry
 from flue_actors.errors import FlueError
 from flue_actors.gateway import create_app
-from flue_actors.ids import SequentialIds
 from flue_actors.models import ModelRequest
-from flue_actors.runtime import DiscoveredWorkflow, WorkflowRegistry
 from flue_actors.store import EventStore, PostgresEventStore, SqliteEventStore
 from flue_actors.testing import FakeModel, FakeToolCall, FakeTurn
 

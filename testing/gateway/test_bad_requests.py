@@ -29,9 +29,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from flue_actors import ActionContext, Runtime, define_agent, define_workflow
+from flue_actors._jsonvalue import MAX_DEPTH
+from flue_actors._runtime import DiscoveredWorkflow
 from flue_actors.gateway import create_app
-from flue_actors.jsonvalue import MAX_DEPTH
-from flue_actors.runtime import DiscoveredWorkflow
 
 from .conftest import (
     HEARTBEAT_SECONDS,

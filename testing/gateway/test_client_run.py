@@ -14,6 +14,7 @@ import pytest_asyncio
 from pydantic import BaseModel
 
 from flue_actors import ActionContext, Runtime, define_agent, define_workflow
+from flue_actors._runtime import DiscoveredWorkflow
 from flue_actors.client import (
     AsyncFlueClient,
     FlueApiError,
@@ -21,8 +22,7 @@ from flue_actors.client import (
     FlueExecutionError,
     WorkflowRun,
 )
-from flue_actors.client.protocol import RunSettlement
-from flue_actors.runtime import DiscoveredWorkflow
+from flue_actors.client._protocol import RunSettlement
 
 from .conftest import AppFactory, LiveServer, allow, asgi_client, assert_error
 

@@ -16,7 +16,7 @@ from cli.conftest import CLI
 
 from flue_actors import ModelRegistry, Runtime
 from flue_actors.gateway import create_app
-from flue_actors.store.postgres import PostgresEventStore
+from flue_actors.store._postgres import PostgresEventStore
 
 from .conftest import Controls, asgi_client, assert_error, build_workflows
 

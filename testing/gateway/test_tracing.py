@@ -26,12 +26,12 @@ from flue_actors import (
     define_tool,
     define_workflow,
 )
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
+from flue_actors._runtime import DiscoveredWorkflow, WorkflowRegistry
 from flue_actors.client import AsyncFlueClient
-from flue_actors.clock import StepClock
 from flue_actors.gateway import create_app
-from flue_actors.ids import SequentialIds
 from flue_actors.otel import INSTRUMENTATION_KEY, install_opentelemetry
-from flue_actors.runtime import DiscoveredWorkflow, WorkflowRegistry
 from flue_actors.testing import FakeModel
 
 from .conftest import allow
@@ -180,7 +180,7 @@ async def test_without_traceparent_a_run_is_a_root_and_a_failure_is_an_error_spa
 
 
 def test_the_instrumentation_is_one_per_process() -> None:
-    from flue_actors.observation import InstrumentationAlreadyInstalledError, instrument
+    from flue_actors._observation import InstrumentationAlreadyInstalledError, instrument
     from flue_actors.otel import opentelemetry_instrumentation
 
     uninstall = install_opentelemetry()

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flue_actors._jsonvalue import dumps, loads
 from flue_actors.errors import ProductEventVersionError
-from flue_actors.gateway.shared_reads import checked_json, is_current_version
-from flue_actors.jsonvalue import dumps, loads
+from flue_actors.gateway._shared_reads import checked_json, is_current_version
 from flue_actors.store import StoredEvent, StreamPage
 
 # Keys and texts that look like the envelope, so nested objects and strings imitate it.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flue_actors import AgentConfig, Harness, ModelRegistry
-from flue_actors.clock import StepClock
-from flue_actors.ids import SequentialIds
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
 from flue_actors.models import RetryPolicy
 from flue_actors.testing import FakeModel, RecordingSink
 

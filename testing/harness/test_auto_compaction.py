@@ -23,14 +23,14 @@ from flue_actors import (
     define_tool,
     define_workflow,
 )
-from flue_actors.clock import StepClock
-from flue_actors.harness.compaction import PREFIX_HEADING, SUMMARY_PREFIX
-from flue_actors.harness.context_budget import estimate_message_tokens
-from flue_actors.harness.scope import AgentScope
-from flue_actors.harness.tools import ToolBox
+from flue_actors._clock import StepClock
+from flue_actors._harness.compaction import PREFIX_HEADING, SUMMARY_PREFIX
+from flue_actors._harness.context_budget import estimate_message_tokens
+from flue_actors._harness.scope import AgentScope
+from flue_actors._harness.tools import ToolBox
 from flue_actors.models import ModelRequest
 from flue_actors.testing import FakeModel, FakeToolCall, FakeTurn, FlueTestKit, RecordingSink
-from flue_actors.testing.fake_model import count_tokens
+from flue_actors.testing._fake_model import count_tokens
 
 from .support import make_harness
 

@@ -20,7 +20,7 @@ from flue_actors import (
     define_skill,
     define_tool,
 )
-from flue_actors.definitions import BUILTIN_TOOL_NAMES
+from flue_actors._definitions import BUILTIN_TOOL_NAMES
 from flue_actors.testing import FakeModel, FakeToolCall
 
 from .support import make_harness

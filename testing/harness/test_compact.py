@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flue_actors import OperationFailedError, Usage
-from flue_actors.harness.compaction import SUMMARY_PREFIX
+from flue_actors._harness.compaction import SUMMARY_PREFIX
 from flue_actors.testing import FakeModel
 
 from .support import make_harness

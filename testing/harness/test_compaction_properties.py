@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from flue_actors import define_tool
-from flue_actors.harness.compaction import (
+from flue_actors._harness.compaction import (
     CompactionPlan,
     Summary,
     apply_plan,

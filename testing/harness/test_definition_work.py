@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel
 
-import flue_actors.harness.harness as harness_module
+import flue_actors._harness.harness as harness_module
 from flue_actors import define_tool
-from flue_actors.harness.results import ResultSpec
-from flue_actors.harness.sandbox import create_sandbox
+from flue_actors._harness.results import ResultSpec
+from flue_actors.sandbox import create_sandbox
 from flue_actors.testing import FakeModel
 
 from .support import make_harness

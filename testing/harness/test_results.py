@@ -17,8 +17,8 @@ from flue_actors import (
     define_agent_profile,
     define_tool,
 )
-from flue_actors.definitions import BUILTIN_TOOL_NAMES
-from flue_actors.harness.results import FOOTER, MAX_FOLLOWUPS, REMINDER
+from flue_actors._definitions import BUILTIN_TOOL_NAMES
+from flue_actors._harness.results import FOOTER, MAX_FOLLOWUPS, REMINDER
 from flue_actors.testing import FakeModel, FakeToolCall
 
 from .support import make_harness

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from flue_actors import Runtime
-from flue_actors.harness import Harness
-from flue_actors.harness.session import Session
+from flue_actors._harness import Harness
+from flue_actors._harness.session import Session
+from flue_actors._runtime.run_actor import RunActor
 from flue_actors.models import ModelRegistry
-from flue_actors.runtime.run_actor import RunActor
 from flue_actors.testing import FakeModel
 
 from .support import make_harness

@@ -13,7 +13,7 @@ import pytest
 
 from flue_actors import AgentConfig
 from flue_actors.errors import DefinitionError, SandboxPathError
-from flue_actors.harness.sandbox import (
+from flue_actors.sandbox import (
     LocalSandbox,
     Sandbox,
     SandboxContext,
@@ -231,7 +231,7 @@ async def test_no_command_can_patch_asyncio_for_the_whole_process() -> None:
     which would replace asyncio.run for every run in the host; the sandbox refuses that."""
     import asyncio
 
-    from flue_actors.harness.sandbox.virtual import VirtualSandbox
+    from flue_actors.sandbox._virtual import VirtualSandbox
 
     result = await VirtualSandbox().run("arr=(a b c); echo ${arr[$(echo 1)]}")
 

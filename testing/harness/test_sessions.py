@@ -31,10 +31,10 @@ from flue_actors import (
     define_tool,
     define_workflow,
 )
-from flue_actors.clock import StepClock
+from flue_actors._clock import StepClock
+from flue_actors._harness import FileStat, MemoryFs, ModelRef, PromptResponse
+from flue_actors._ids import SequentialIds
 from flue_actors.errors import SandboxPathError
-from flue_actors.harness import FileStat, MemoryFs, ModelRef, PromptResponse
-from flue_actors.ids import SequentialIds
 from flue_actors.models import Cost, StreamListener, TextDelta, ToolSpec
 from flue_actors.testing import FakeModel, FakeTurn, FlueTestKit, RecordingSink
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flue_actors import ActionContext, define_agent, define_workflow
-from flue_actors.harness.sandbox import ShellResult
+from flue_actors.sandbox import ShellResult
 from flue_actors.testing import FakeModel, FlueTestKit, RecordingSink
 from harness.test_sessions import make_harness
 

@@ -22,8 +22,8 @@ from flue_actors import (
     define_workflow,
     load_skill,
 )
-from flue_actors.definitions.skill_files import parse_skill_markdown
-from flue_actors.harness.sandbox import LocalSandbox, SandboxContext
+from flue_actors._definitions.skill_files import parse_skill_markdown
+from flue_actors.sandbox import LocalSandbox, SandboxContext
 from flue_actors.testing import FakeModel, FakeToolCall, FlueTestKit
 
 from .support import make_harness

@@ -7,8 +7,8 @@ import pytest
 from pydantic import BaseModel
 
 from flue_actors import DefinitionError, SkillNotRegisteredError, define_skill
-from flue_actors.definitions import BUILTIN_TOOL_NAMES
-from flue_actors.harness.results import FOOTER
+from flue_actors._definitions import BUILTIN_TOOL_NAMES
+from flue_actors._harness.results import FOOTER
 from flue_actors.testing import FakeModel, FakeToolCall
 
 from .support import make_harness

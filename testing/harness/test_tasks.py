@@ -14,8 +14,8 @@ from flue_actors import (
     define_agent_profile,
     define_skill,
 )
-from flue_actors.definitions import BUILTIN_TOOL_NAMES
-from flue_actors.ids import SequentialIds, lane_ids
+from flue_actors._definitions import BUILTIN_TOOL_NAMES
+from flue_actors._ids import SequentialIds, lane_ids
 from flue_actors.testing import FakeModel, FakeToolCall
 
 from .support import make_harness

@@ -20,8 +20,8 @@ from flue_actors import (
     define_agent,
     define_workflow,
 )
-from flue_actors.clock import StepClock
-from flue_actors.ids import SequentialIds
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
 from flue_actors.models import FakeProvider
 from flue_actors.testing import (
     FakeModel,

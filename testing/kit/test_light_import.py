@@ -66,7 +66,7 @@ def loaded_after(statement: str) -> set[str]:
         # What a workflow file does (and with it a Ray host, a test module).
         "import workflows.summarize",
         # The CLI: `flue-actors runs list` on SQLite needs none of them.
-        "import flue_actors.cli",
+        "import flue_actors._cli",
     ],
 )
 def test_nothing_heavy_is_loaded(statement: str) -> None:

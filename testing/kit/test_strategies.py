@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from flue_actors import ActionContext, define_agent, define_workflow
-from flue_actors.jsonvalue import UNSET, dumps, loads, snapshot
+from flue_actors._jsonvalue import UNSET, dumps, loads, snapshot
 from flue_actors.testing import FakeModel, FlueTestKit
-from flue_actors.testing.strategies import inputs_for, json_values
+from flue_actors.testing._strategies import inputs_for, json_values
 from workflows.summarize import summarize
 
 

@@ -19,10 +19,10 @@ from flue_actors import (
     OperationFailedError,
     define_tool,
 )
-from flue_actors.clock import StepClock
+from flue_actors._clock import StepClock
+from flue_actors._harness.redaction import IMAGE_DATA_OMITTED
+from flue_actors._ids import SequentialIds
 from flue_actors.errors import ModelRequestError
-from flue_actors.harness.redaction import IMAGE_DATA_OMITTED
-from flue_actors.ids import SequentialIds
 from flue_actors.models import AnthropicProvider, ModelRequest, RetryPolicy, TextDelta
 from flue_actors.testing import AnthropicApi, RecordingSink
 

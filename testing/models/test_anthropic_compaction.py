@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from flue_actors import AgentConfig, Harness, ModelRegistry, OperationFailedError
-from flue_actors.clock import StepClock
-from flue_actors.harness.compaction import SUMMARY_PREFIX
-from flue_actors.ids import SequentialIds
+from flue_actors._clock import StepClock
+from flue_actors._harness.compaction import SUMMARY_PREFIX
+from flue_actors._ids import SequentialIds
 from flue_actors.models import AnthropicProvider, ModelLimits, RetryPolicy
 from flue_actors.testing import AnthropicApi, RecordingSink
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from flue_actors.errors import ModelRequestError
 from flue_actors.models import AnthropicProvider, ModelRequest, TextDelta
-from flue_actors.models.anthropic import TRANSPORT_VARIABLE
+from flue_actors.models._anthropic import TRANSPORT_VARIABLE
 
 
 def _sse(kind: str, data: dict[str, Any]) -> bytes:

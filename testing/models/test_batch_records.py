@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flue_actors.models import MessageBatchCollector, ModelBatches
-from flue_actors.models.message_batches import turn_custom_id
+from flue_actors.models._message_batches import turn_custom_id
 from flue_actors.testing import AnthropicApi
 
 MODEL = "claude-haiku-4-5"

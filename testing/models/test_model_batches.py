@@ -27,8 +27,8 @@ from flue_actors import (
     define_tool,
     define_workflow,
 )
+from flue_actors._harness.replay import batch_record
 from flue_actors.errors import ModelRequestError
-from flue_actors.harness.replay import batch_record
 from flue_actors.models import (
     MessageBatchCollector,
     MessageBatchesProvider,
@@ -37,11 +37,11 @@ from flue_actors.models import (
     TextDelta,
     Usage,
 )
-from flue_actors.models.anthropic_catalog import cost_of
-from flue_actors.models.message_batches import turn_custom_id
+from flue_actors.models._anthropic_catalog import cost_of
+from flue_actors.models._message_batches import turn_custom_id
 from flue_actors.store import run_stream
 from flue_actors.testing import AnthropicApi
-from flue_actors.testing.messages_wire import MessagesScript, summary_reply
+from flue_actors.testing._messages_wire import MessagesScript, summary_reply
 
 MODEL = "claude-haiku-4-5"
 
@@ -256,7 +256,7 @@ async def test_a_failed_submission_fails_the_waiting_turns_transiently(
 
 
 def _overloaded(*_args: Any) -> Any:
-    from flue_actors.testing.messages_wire import error_answer
+    from flue_actors.testing._messages_wire import error_answer
 
     return error_answer(529, "overloaded_error", "Overloaded")
 

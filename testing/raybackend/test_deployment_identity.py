@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flue_actors.runtime.ray.deployment import (
+from flue_actors._runtime.ray.deployment import (
     Deployment,
     host_database_url,
     settings_of,
@@ -108,8 +108,8 @@ def test_settings_are_the_non_secret_flue_variables() -> None:
 
 
 def test_hosts_list_prints_one_line_per_host() -> None:
-    from flue_actors.cli.hosts import host_table
-    from flue_actors.runtime.ray.fleet import HostView
+    from flue_actors._cli.hosts import host_table
+    from flue_actors._runtime.ray.fleet import HostView
 
     serving = HostView(
         "flue-host-1be04a07-44a121a42fb1-93dec9c4b5a4-0",

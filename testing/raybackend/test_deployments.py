@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from flue_actors import RayCluster, Runtime
-from flue_actors.runtime.ray import NAMESPACE, RayBackend
+from flue_actors._runtime.ray import NAMESPACE, RayBackend
 
 from .conftest import NODE_ENV_PROBE
 
@@ -233,7 +233,7 @@ async def test_credentials_stay_on_the_nodes(
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).parent / "flue-actors"
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "flue_actors.cli"]
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "flue_actors"]
     return subprocess.run(
         [*command, "hosts", *args], capture_output=True, text=True, timeout=120, check=False
     )

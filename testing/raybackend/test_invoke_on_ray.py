@@ -8,7 +8,7 @@ import os
 import pytest
 
 from flue_actors import Runtime
-from flue_actors.runtime.ambient import INVOKED_MESSAGE
+from flue_actors._runtime.ambient import INVOKED_MESSAGE
 
 pytestmark = pytest.mark.ray
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from flue_actors import RayCluster, Runtime
-from flue_actors.clock import SystemClock, format_timestamp
-from flue_actors.events import RunAdmittedEvent
+from flue_actors._clock import SystemClock, format_timestamp
+from flue_actors._events import RunAdmittedEvent
 
 pytestmark = pytest.mark.ray
 
@@ -105,7 +105,7 @@ async def test_kill_9_of_serve_leaves_hosts_and_their_runs_going(
     from serve.conftest import invoke_many, run_record, serve_project, start_serve, stopped_at_exit
     from serve.test_crash_recovery import _long_poll_until_closed
 
-    from flue_actors.runtime.ray import NAMESPACE
+    from flue_actors._runtime.ray import NAMESPACE
 
     project = serve_project(tmp_path)
     (tmp_path / "workflows" / "napper.py").write_text(NAPPER, encoding="utf-8")

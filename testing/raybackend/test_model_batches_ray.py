@@ -21,15 +21,15 @@ async def test_hosts_on_both_nodes_share_one_collector(
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from flue_actors.runtime.ray.turn_batcher import RayTurnBatcher
+    from flue_actors._runtime.ray.turn_batcher import RayTurnBatcher
 
     # Defined here, so Ray ships it by value (workers cannot import this test module).
     def _turns_on_this_node(name: str, settings: ModelBatches, texts: list[str]) -> list[Any]:
         """In a Ray worker: a batched provider whose batcher is the shared collector."""
         import asyncio
 
+        from flue_actors._runtime.ray.turn_batcher import RayTurnBatcher
         from flue_actors.models import AnthropicProvider, MessageBatchesProvider, ModelRequest
-        from flue_actors.runtime.ray.turn_batcher import RayTurnBatcher
 
         async def turns() -> list[Any]:
             provider = MessageBatchesProvider(
@@ -85,8 +85,8 @@ async def test_runtime_on_ray_batches_the_turns_of_runs_on_every_host(
     import os
 
     from flue_actors import Runtime
-    from flue_actors.runtime.ray import RayBackend, RayCluster
-    from flue_actors.runtime.ray.turn_batcher import RayTurnBatcher
+    from flue_actors._runtime.ray import RayBackend, RayCluster
+    from flue_actors._runtime.ray.turn_batcher import RayTurnBatcher
 
     runs = 6
     settings = ModelBatches(max_requests=runs, window=math.inf, poll_interval=0.05)

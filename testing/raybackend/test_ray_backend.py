@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from flue_actors import Runtime
-from flue_actors.clock import SystemClock
-from flue_actors.runtime.lease import lease_deadline_ms
-from flue_actors.runtime.ray import RayBackend, RayClusterUnavailableError, connect
-from flue_actors.runtime.ray.backend import check_store_for_cluster
+from flue_actors._clock import SystemClock
+from flue_actors._runtime.lease import lease_deadline_ms
+from flue_actors._runtime.ray import RayBackend, RayClusterUnavailableError, connect
+from flue_actors._runtime.ray.backend import check_store_for_cluster
 from flue_actors.store import run_stream
 
 pytestmark = pytest.mark.ray
@@ -34,7 +34,7 @@ def _backend(runtime: Runtime) -> RayBackend:
 async def _host_info(runtime: Runtime) -> dict[str, dict[str, Any]]:
     import ray
 
-    from flue_actors.runtime.ray import NAMESPACE
+    from flue_actors._runtime.ray import NAMESPACE
 
     infos = {}
     for name in _backend(runtime).host_names:
@@ -106,7 +106,7 @@ async def test_a_dedicated_actor_still_starting_keeps_its_run(ray_runtime: Runti
 async def test_process_isolation_gets_an_actor_of_its_own(ray_runtime: Runtime) -> None:
     import ray
 
-    from flue_actors.runtime.ray import NAMESPACE
+    from flue_actors._runtime.ray import NAMESPACE
 
     host_pids = {info["pid"] for info in (await _host_info(ray_runtime)).values()}
     record = await ray_runtime.run("isolated", timeout=60)
@@ -200,8 +200,8 @@ async def test_a_host_admits_the_batch_it_is_handed_once(ray_runtime: Runtime) -
     own store and starts the runs; the same batch again admits and starts nothing more."""
     import ray
 
-    from flue_actors.clock import format_timestamp
-    from flue_actors.runtime.ray import NAMESPACE
+    from flue_actors._clock import format_timestamp
+    from flue_actors._runtime.ray import NAMESPACE
 
     owner = _backend(ray_runtime).host_names[0]
     host = ray.get_actor(owner, namespace=NAMESPACE)
@@ -278,7 +278,7 @@ asyncio.run(main())
     asyncio.run(check())
     import ray
 
-    from flue_actors.runtime.ray import NAMESPACE
+    from flue_actors._runtime.ray import NAMESPACE
 
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor["namespace"] == NAMESPACE and actor["name"].startswith("flue-host-"):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flue_actors import Runtime
-from flue_actors.runtime.ray import RayBackend
+from flue_actors._runtime.ray import RayBackend
 
 pytestmark = pytest.mark.ray
 

@@ -16,8 +16,8 @@ from typing import Any, Final
 import pytest
 
 from flue_actors import Runtime
-from flue_actors.runtime.ray import RayBackend, RayCluster
-from flue_actors.runtime.run_actor import read_run_events
+from flue_actors._runtime.ray import RayBackend, RayCluster
+from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.testing.messages_server import MessagesServer
 
 pytestmark = pytest.mark.ray
@@ -58,7 +58,7 @@ async def test_sigkill_of_a_host_mid_runs_then_every_run_completes_by_replay(
 ) -> None:
     import ray
 
-    from flue_actors.runtime.ray import NAMESPACE
+    from flue_actors._runtime.ray import NAMESPACE
 
     api = flue_messages_server_process.for_test()
     (project / "workflows" / "three.py").write_text(THREE, encoding="utf-8")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from flue_actors import ActionContext, Runtime, SqliteEventStore, define_agent, define_workflow
-from flue_actors.clock import StepClock, parse_timestamp
+from flue_actors._clock import StepClock, parse_timestamp
+from flue_actors._events import RunAdmittedEvent
+from flue_actors._ids import SequentialIds
 from flue_actors.errors import WorkflowAdmissionFailedError
-from flue_actors.events import RunAdmittedEvent
-from flue_actors.ids import SequentialIds
 from flue_actors.models import ModelRegistry
 from flue_actors.store import run_stream
 

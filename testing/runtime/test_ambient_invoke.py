@@ -22,12 +22,12 @@ from flue_actors import (
     define_workflow,
     invoke,
 )
-from flue_actors.clock import StepClock
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
+from flue_actors._runtime import DiscoveredWorkflow, WorkflowRegistry
+from flue_actors._runtime.ambient import INVOKED_MESSAGE
 from flue_actors.errors import WorkflowInputUnexpectedError, WorkflowInvocationNotConfiguredError
 from flue_actors.gateway import create_app
-from flue_actors.ids import SequentialIds
-from flue_actors.runtime import DiscoveredWorkflow, WorkflowRegistry
-from flue_actors.runtime.ambient import INVOKED_MESSAGE
 
 AGENT = define_agent(model="fake/echo")
 
@@ -172,7 +172,7 @@ async def test_application_code_in_the_server_invokes_without_a_runtime_handle(
 async def test_without_an_open_runtime_invoke_is_not_configured(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flue_actors.runtime import ambient
+    from flue_actors._runtime import ambient
 
     assert runtime in [ref() for ref in ambient._serving]
     await runtime.close()

@@ -14,10 +14,10 @@ from flue_actors import (
     define_agent,
     define_workflow,
 )
-from flue_actors.clock import StepClock
-from flue_actors.ids import SequentialIds
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
+from flue_actors._runtime import LocalBackend, RunBackend, RunServices
 from flue_actors.models import ModelRegistry
-from flue_actors.runtime import LocalBackend, RunBackend, RunServices
 
 
 @define_workflow(agent=define_agent(model="fake/echo"))

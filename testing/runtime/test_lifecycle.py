@@ -34,9 +34,9 @@ from flue_actors import (
     define_agent,
     define_workflow,
 )
-from flue_actors.clock import StepClock
+from flue_actors._clock import StepClock
+from flue_actors._ids import SequentialIds
 from flue_actors.errors import StreamClosedError
-from flue_actors.ids import SequentialIds
 from flue_actors.models import ModelRequest
 from flue_actors.store import StoredEvent, run_stream
 from flue_actors.testing import FakeModel, FlueTestKit

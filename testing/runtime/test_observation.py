@@ -19,7 +19,7 @@ from flue_actors import (
     define_tool,
     define_workflow,
 )
-from flue_actors.observation import (
+from flue_actors._observation import (
     AgentExecution,
     EventContext,
     ExecutionContext,

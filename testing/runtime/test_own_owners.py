@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 
 from flue_actors import SqliteEventStore
-from flue_actors.clock import StepClock, format_timestamp
-from flue_actors.runtime.lease import OwnerLease, living_leases
-from flue_actors.runtime.supervisor import LeaseSupervisor
+from flue_actors._clock import StepClock, format_timestamp
+from flue_actors._runtime.lease import OwnerLease, living_leases
+from flue_actors._runtime.supervisor import LeaseSupervisor
 
 LONG_AGO_MS = 1_000  # far past any lease: a starved heartbeat
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from flue_actors import SqliteEventStore
-from flue_actors.clock import StepClock, format_timestamp
+from flue_actors._clock import StepClock, format_timestamp
+from flue_actors._runtime.recovery import end_interrupted_run, end_orphaned_runs
+from flue_actors._runtime.run_stream import RunStream
 from flue_actors.errors import StreamClosedError, StreamConflictError
-from flue_actors.runtime.recovery import end_interrupted_run, end_orphaned_runs
-from flue_actors.runtime.run_stream import RunStream
 from flue_actors.store import run_stream
 
 

@@ -11,15 +11,15 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from flue_actors import ActionContext, define_agent, define_tool, define_workflow
-from flue_actors.clock import StepClock
-from flue_actors.events import RunAdmittedEvent
-from flue_actors.harness.replay import lane_of
-from flue_actors.ids import SequentialIds
+from flue_actors._clock import StepClock
+from flue_actors._events import RunAdmittedEvent
+from flue_actors._harness.replay import lane_of
+from flue_actors._ids import SequentialIds
+from flue_actors._runtime import WorkflowRegistry
+from flue_actors._runtime.discovery import DiscoveredWorkflow
+from flue_actors._runtime.run_actor import RunActor, read_run_events
+from flue_actors._runtime.services import RunServices
 from flue_actors.models import ModelRegistry, ModelRequest, RetryPolicy
-from flue_actors.runtime import WorkflowRegistry
-from flue_actors.runtime.discovery import DiscoveredWorkflow
-from flue_actors.runtime.run_actor import RunActor, read_run_events
-from flue_actors.runtime.services import RunServices
 from flue_actors.store import SqliteEventStore
 from flue_actors.testing import FakeModel, FakeToolCall, FakeTurn
 

@@ -12,10 +12,10 @@ import pytest
 from pydantic import BaseModel
 
 from flue_actors import ActionContext, Runtime, SqliteEventStore, define_agent, define_workflow
-from flue_actors.clock import SystemClock
+from flue_actors._clock import SystemClock
+from flue_actors._runtime.recovery import end_orphaned_runs
+from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.models import ModelRegistry, ModelRequest
-from flue_actors.runtime.recovery import end_orphaned_runs
-from flue_actors.runtime.run_actor import read_run_events
 from flue_actors.testing import FakeModel
 
 agent = define_agent(model="fake/scripted", instructions="Answer.")

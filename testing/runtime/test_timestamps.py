@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flue_actors.clock import format_timestamp, parse_timestamp
+from flue_actors._clock import format_timestamp, parse_timestamp
 
 # From 1970 to 9999, the range ISO-8601 with a four-digit year can express.
 _INSTANTS = st.integers(min_value=0, max_value=253_402_300_799_999)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flue_actors import ActionContext, Runtime, SqliteEventStore, define_agent, define_workflow
-from flue_actors.clock import StepClock, parse_timestamp
-from flue_actors.ids import SequentialIds
+from flue_actors._clock import StepClock, parse_timestamp
+from flue_actors._ids import SequentialIds
 from flue_actors.models import ModelRegistry
 
 

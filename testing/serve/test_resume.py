@@ -12,10 +12,10 @@ import pytest
 from pydantic import BaseModel
 
 from flue_actors import ActionContext, Runtime, define_agent, define_workflow
-from flue_actors.clock import SystemClock
-from flue_actors.definitions import WorkflowDefinition
+from flue_actors._clock import SystemClock
+from flue_actors._definitions import WorkflowDefinition
+from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.models import ModelRegistry
-from flue_actors.runtime.run_actor import read_run_events
 from flue_actors.store import SqliteEventStore, run_stream
 from flue_actors.testing import FakeModel
 

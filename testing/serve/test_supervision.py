@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from flue_actors import Runtime
-from flue_actors.clock import SystemClock, format_timestamp
-from flue_actors.events import RunAdmittedEvent
+from flue_actors._clock import SystemClock, format_timestamp
+from flue_actors._events import RunAdmittedEvent
+from flue_actors._records import admission_header
+from flue_actors._runtime.backend import LocalBackend
 from flue_actors.gateway import create_app
-from flue_actors.records import admission_header
-from flue_actors.runtime.backend import LocalBackend
 
 from .conftest import BLOCKER
 

@@ -18,11 +18,11 @@ from typing import Any, Final
 
 import pytest
 
-from flue_actors.clock import StepClock
-from flue_actors.events import error_payload
-from flue_actors.jsonvalue import dumps, loads
-from flue_actors.runtime.recovery import end_interrupted_run
-from flue_actors.runtime.run_stream import RunStream
+from flue_actors._clock import StepClock
+from flue_actors._events import error_payload
+from flue_actors._jsonvalue import dumps, loads
+from flue_actors._runtime.recovery import end_interrupted_run
+from flue_actors._runtime.run_stream import RunStream
 from flue_actors.store import EventStore, run_stream
 
 from .conftest import admission, iso, make_run_id, read_all

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flue_actors.clock import SystemClock, parse_timestamp
-from flue_actors.runtime.lease import OwnerLease
-from flue_actors.runtime.recovery import end_orphaned_runs
+from flue_actors._clock import SystemClock, parse_timestamp
+from flue_actors._runtime.lease import OwnerLease
+from flue_actors._runtime.recovery import end_orphaned_runs
 from flue_actors.store import EventStore
 
 from .conftest import (

@@ -25,8 +25,8 @@ from flue_actors.store import (
     redact_url,
     run_stream,
 )
-from flue_actors.store.postgres import SCHEMA_VERSION, StoreConnectionError
-from flue_actors.store.postgres.urls import redact_text, split_schema
+from flue_actors.store._postgres import SCHEMA_VERSION, StoreConnectionError
+from flue_actors.store._postgres.urls import redact_text, split_schema
 
 from .conftest import (
     POSTGRES_URL,

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from flue_actors._events import RunAdmittedEvent, RunError
+from flue_actors._jsonvalue import UNSET
+from flue_actors._records import apply_event, fold
 from flue_actors.errors import StoreSchemaVersionError
-from flue_actors.events import RunAdmittedEvent, RunError
-from flue_actors.jsonvalue import UNSET
-from flue_actors.records import apply_event, fold
 from flue_actors.store import EventStore, SqliteEventStore, run_stream
-from flue_actors.store.sqlite import SCHEMA_VERSION
+from flue_actors.store._sqlite import SCHEMA_VERSION
 
 from .conftest import (
     admission,

@@ -8,8 +8,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from flue_actors.store.sqlite.schema import connect
-from flue_actors.store.sqlite.worker import Changes, DatabaseThread, Work
+from flue_actors.store._sqlite.schema import connect
+from flue_actors.store._sqlite.worker import Changes, DatabaseThread, Work
 
 
 def _writer(path: Path) -> tuple[DatabaseThread, list[int]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flue_actors.store import SqliteEventStore
-from flue_actors.store.sqlite.inotify import ForeignCommitWatcher
+from flue_actors.store._sqlite.inotify import ForeignCommitWatcher
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flue_actors.definitions import BUILTIN_TOOL_NAMES
+from flue_actors._definitions import BUILTIN_TOOL_NAMES
 from flue_actors.testing import FakeModel, FakeToolCall, FlueTestKit
 from workflows.extract import extract
 

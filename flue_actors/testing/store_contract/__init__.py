@@ -28,8 +28,9 @@ store's own further tests.
 
 from __future__ import annotations
 
-from .base import StoreContractBase, StoreOpener
-from .factories import (
+from ... import _lazy
+from ._base import StoreContractBase, StoreOpener
+from ._factories import (
     admission,
     append_events,
     gather_settled,
@@ -41,10 +42,10 @@ from .factories import (
     run_resume,
     run_start,
 )
-from .ownership import OwnershipContract
-from .properties import PropertyContract
-from .runs import RunRecordContract
-from .streams import StreamContract
+from ._ownership import OwnershipContract
+from ._properties import PropertyContract
+from ._runs import RunRecordContract
+from ._streams import StreamContract
 
 __all__ = [
     "EventStoreContract",
@@ -65,6 +66,8 @@ __all__ = [
     "run_resume",
     "run_start",
 ]
+
+_lazy.publish(__name__)
 
 
 class EventStoreContract(StreamContract, RunRecordContract, OwnershipContract, PropertyContract):

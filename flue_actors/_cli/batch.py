@@ -1,0 +1,418 @@
+"""``flue-actors batch NAME INPUTS.jsonl --output RESULTS.jsonl``: a run per input line.
+
+Every output line is one input line's outcome: ``{"line", "workflow", "key", "runId",
+"status", "result" | "error"}``, written as its run ends (completion order). Each line's key
+(``--key FIELD``, else a hash of the workflow's name and the line) is its run's idempotency key,
+so the same command run again after Ctrl-C, a crash or ``kill -9`` skips the lines the output
+holds, re-attaches to runs still active and runs the rest: the output ends with one line per
+input. The first Ctrl-C stops admitting and lets runs in flight end; a second cancels them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import IO, Any, Final, TextIO
+
+from .._jsonvalue import dumps, loads
+from .._runtime import Runtime, WorkflowRegistry
+from .._runtime.batch import CHUNK, BatchControl, BatchInput, drive_batch
+from .._runtime.batch_item import BatchItem
+from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
+from .._runtime.runtime import check_idempotency_key
+from ..errors import BatchInputError, FlueError, InvalidJsonError
+from ..models import MinuteBudget, ModelRegistry, RateLimits
+from .model_batch_options import add_model_batch_options
+
+__all__ = ["add_batch_parser", "run_batch_command"]
+
+EXIT_FAILED: Final = 1
+EXIT_INTERRUPTED: Final = 130
+# Without a terminal, a progress line this often.
+PLAIN_PROGRESS_SECONDS: Final = 5.0
+BATCH_PROGRESS_SECONDS: Final = 1.0
+
+
+def add_batch_parser(commands: Any, positive: Any) -> None:
+    batch = commands.add_parser("batch", help="run a workflow once per line of a JSONL file")
+    batch.add_argument("name", help="the workflow's name")
+    batch.add_argument("inputs", help="the inputs, one JSON value per line (- for stdin)")
+    batch.add_argument("--output", required=True, help="the results file (- for stdout)")
+    batch.add_argument("--workflows", default="workflows", help="the workflows folder")
+    batch.add_argument(
+        "--concurrency", type=positive(int), default=256, help="runs active at once (256)"
+    )
+    batch.add_argument(
+        "--key",
+        help="the input field whose value is each line's key (default: a hash of the workflow "
+        "name and the line); keys make a rerun resume",
+    )
+    batch.add_argument(
+        "--force", action="store_true", help="overwrite an output file of a different batch"
+    )
+    for kind, unit in (
+        ("requests", "model requests"),
+        ("input-tokens", "input tokens"),
+        ("output-tokens", "output tokens"),
+    ):
+        batch.add_argument(
+            f"--max-{kind}-per-minute",
+            type=positive(float),
+            help=f"at most this many {unit} per minute over every run of the batch",
+        )
+    batch.add_argument(
+        "--lease-seconds", type=positive(float), default=DEFAULT_LEASE_SECONDS, help="as serve"
+    )
+    batch.add_argument(
+        "--sweep-seconds", type=positive(float), default=DEFAULT_SWEEP_SECONDS, help="as serve"
+    )
+    add_model_batch_options(batch)
+
+
+def _line_key(workflow: str, field: str | None, line: bytes, value: Any) -> str:
+    if field is None:
+        digest = hashlib.sha256(workflow.encode() + b"\x00" + line.strip()).hexdigest()
+        return "sha256:" + digest
+    if not isinstance(value, dict) or field not in value:
+        raise BatchInputError(f'The input has no field "{field}" to use as its key.')
+    found = value[field]
+    if found is None or isinstance(found, (dict, list)):
+        raise BatchInputError(f'The key field "{field}" is not a string or number.')
+    return check_idempotency_key(found if isinstance(found, str) else json.dumps(found))
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, str]]:
+    """Numbered non-blank lines, decoded; a line that is not UTF-8 is refused by number."""
+    for number, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise BatchInputError(
+                f"Line {number} of the inputs is not UTF-8 (byte {error.start}).",
+                details="The inputs must be UTF-8 JSON, one value per line.",
+            ) from None
+        if text.strip():
+            yield number, raw, text
+
+
+def _parse(number: int, text: str) -> Any:
+    try:
+        return loads(text)
+    except (json.JSONDecodeError, ValueError, RecursionError) as error:
+        raise InvalidJsonError(parse_error=str(error), subject=f"Line {number}") from None
+
+
+def _done_lines(output: Path, name: str) -> dict[int, str | None]:
+    """The lines the output already answers (line -> key); a last line cut short by a crash is
+    dropped from the file. Lines of another workflow refuse the file."""
+    done: dict[int, str | None] = {}
+    with output.open("rb+") as file:
+        data_end = 0
+        for raw in file:
+            if not raw.endswith(b"\n"):
+                break
+            data_end += len(raw)
+            try:
+                entry = json.loads(raw)
+                line, workflow, key = entry["line"], entry["workflow"], entry.get("key")
+            except (ValueError, KeyError, TypeError):
+                raise BatchInputError(
+                    f"{output} is not the output of a batch.",
+                    details="Pass --force to overwrite it, or choose another --output.",
+                ) from None
+            if workflow != name:
+                raise BatchInputError(
+                    f"{output} holds results of workflow {workflow!r}, not {name!r}.",
+                    details="Pass --force to overwrite it, or choose another --output.",
+                )
+            done[int(line)] = key
+        file.truncate(data_end)
+    return done
+
+
+def _check_same_batch(
+    inputs: Path, name: str, field: str | None, done: dict[int, str | None]
+) -> int:
+    """Read the inputs once before anything runs: refuse non-UTF-8 lines and an output whose
+    lines do not match these inputs' keys. Returns the number of inputs."""
+    count = 0
+    seen = 0
+    with inputs.open("rb") as stream:
+        for number, raw, text in _lines(stream):
+            count += 1
+            if number not in done:
+                continue
+            seen += 1
+            try:
+                key: str | None = _line_key(name, field, raw, _parse(number, text))
+            except FlueError:
+                key = None if field is not None else _line_key(name, None, raw, None)
+            if done[number] != key:
+                raise BatchInputError(
+                    f"The output holds a different batch: its line {number} is for another input.",
+                    details="Pass --force to overwrite it, or choose another --output.",
+                )
+    if seen != len(done):
+        raise BatchInputError(
+            "The output holds a different batch: it answers lines these inputs do not have.",
+            details="Pass --force to overwrite it, or choose another --output.",
+        )
+    return count
+
+
+async def _inputs(
+    runtime: Runtime,
+    name: str,
+    field: str | None,
+    stream: IO[bytes],
+    done: dict[int, str | None],
+) -> AsyncIterator[BatchInput]:
+    for number, raw, text in _lines(stream):
+        if number in done:
+            continue
+        item = BatchInput(number)
+        try:
+            value = _parse(number, text)
+            item.key = _line_key(name, field, raw, value)
+            item.value = runtime.check_input(name, value)
+        except FlueError as error:
+            item.refusal = error
+            if item.key is None and field is None:
+                item.key = _line_key(name, None, raw, None)
+        yield item
+        if number % CHUNK == 0:
+            await asyncio.sleep(0)  # a large file must not hold the loop between chunks
+
+
+class _Progress:
+    """A rich progress bar on a terminal (rich is imported only here), else plain lines."""
+
+    def __init__(self, err: TextIO, control: BatchControl, total: int | None, skipped: int):
+        self._err = err
+        self._control = control
+        self._total = total
+        self._skipped = skipped
+        self._started = time.monotonic()
+        self._last_plain = self._started
+        self._live: Any = None
+        # The model-batch collector's counters (with --model-batches), refreshed meanwhile.
+        self.batches: dict[str, int] | None = None
+        if err.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(console=Console(file=err), refresh_per_second=4, transient=True)
+            self._live.start()
+
+    def line(self) -> str:
+        control = self._control
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        rate = control.done / elapsed
+        total = "" if self._total is None else f"/{self._total - self._skipped}"
+        eta = ""
+        if self._total is not None and rate > 0:
+            left = self._total - self._skipped - control.done
+            eta = f"  eta {max(left, 0) / rate:.0f}s"
+        usage = control.usage
+        return (
+            f"done {control.done}{total}  failed {control.failed}  active {len(control.active)}"
+            f"  {rate:.1f} runs/s{eta}  tokens {usage.input} in / {usage.output} out"
+            f"  cost ${usage.cost.total:.4f}{_batch_counts(self.batches)}"
+        )
+
+    def tick(self) -> None:
+        if self._live is not None:
+            from rich.text import Text
+
+            self._live.update(Text(self.line()))
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= PLAIN_PROGRESS_SECONDS:
+            self._last_plain = now
+            self._err.write(self.line() + "\n")
+            self._err.flush()
+
+    def close(self) -> float:
+        if self._live is not None:
+            self._live.stop()
+        return time.monotonic() - self._started
+
+
+async def run_batch_command(
+    args: argparse.Namespace, workflows: WorkflowRegistry, out: TextIO, err: TextIO
+) -> int:
+    name: str = args.name
+    workflows.get(name)  # an unknown workflow is refused before anything is read
+    done: dict[int, str | None] = {}
+    output_path = None if args.output == "-" else Path(args.output)
+    total: int | None = None
+    batch_counts: dict[str, int] | None = None
+    if output_path is not None and output_path.exists() and output_path.stat().st_size:
+        try:
+            done = {} if args.force else _done_lines(output_path, name)
+        except BatchInputError:
+            if not args.force:
+                raise
+        if args.force:
+            output_path.write_bytes(b"")
+    if args.inputs == "-":
+        if done:
+            raise BatchInputError(
+                "Resuming a batch reads its inputs twice: pass them as a file, not stdin.",
+                details="Or pass --force to start the output over.",
+            )
+        stream: IO[bytes] = sys.stdin.buffer
+    else:
+        inputs_path = Path(args.inputs)
+        total = _check_same_batch(inputs_path, name, args.key, done)
+        stream = inputs_path.open("rb")  # noqa: ASYNC230 (read line by line, as runs free up)
+    sink: IO[str] = out
+    if output_path is not None:
+        sink = output_path.open("a", encoding="utf-8")
+    control = BatchControl()
+    interrupted: list[signal.Signals] = []
+    limits = RateLimits(
+        args.max_requests_per_minute,
+        args.max_input_tokens_per_minute,
+        args.max_output_tokens_per_minute,
+    )
+    # One limiter for every run of the batch (they all run in this process).
+    budget = MinuteBudget(limits) if limits.any else None
+    models = ModelRegistry.from_environment()
+    models.limiter = budget
+    try:
+        async with Runtime(
+            workflows,
+            models=models,
+            store=args.database_url,
+            lease_seconds=args.lease_seconds,
+            sweep_seconds=args.sweep_seconds,
+            model_batches=args.model_batches or None,
+        ) as runtime:
+            # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
+            # lease sweep, so re-attaching to them never waits forever.
+            await runtime.serve()
+            loop = asyncio.get_running_loop()
+            cancelling: set[asyncio.Task[None]] = set()
+
+            def interrupt(signum: signal.Signals) -> None:
+                interrupted.append(signum)
+                if len(interrupted) == 1:
+                    err.write(f"\n{signum.name}: admitting no more; waiting for runs in flight\n")
+                    control.stop_admitting()
+                elif len(interrupted) == 2:
+                    err.write(f"\n{signum.name}: cancelling {len(control.active)} runs\n")
+                    reason = f"Interrupted by {signum.name}."
+                    cancelling.add(loop.create_task(control.cancel_active(runtime, reason)))
+                else:
+                    os._exit(EXIT_INTERRUPTED)
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, interrupt, signum)
+            progress = _Progress(err, control, total, len(done))
+            following = (
+                loop.create_task(_follow_batches(runtime, progress)) if args.model_batches else None
+            )
+            flushing: asyncio.Handle | None = None
+
+            def flush() -> None:
+                nonlocal flushing
+                flushing = None
+                sink.flush()
+
+            try:
+                items = _inputs(runtime, name, args.key, stream, done)
+                async for item in drive_batch(
+                    runtime,
+                    runtime.workflow(name),
+                    items,
+                    concurrency=args.concurrency,
+                    control=control,
+                    with_usage=True,
+                ):
+                    sink.write(_output_line(name, item))
+                    if not flushing:
+                        # One flush per loop turn for every line written in it, not per line.
+                        flushing = loop.call_soon(flush)
+                    progress.tick()
+            finally:
+                if following is not None:
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
+                    batch_counts = await runtime.model_batch_progress()
+                if flushing is not None:
+                    flushing.cancel()
+                    sink.flush()
+                elapsed = progress.close()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        if sink is not out:
+            sink.close()
+    _summary(err, control, elapsed, len(done), budget, batch_counts)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if control.failed else 0
+
+
+def _batch_counts(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return ""
+    return (
+        f"  model turns {counts['submitted']} submitted, {counts['waiting']} waiting,"
+        f" {counts['done']} done in {counts['batches']} batches"
+    )
+
+
+async def _follow_batches(runtime: Runtime, progress: _Progress) -> None:
+    """Keep the progress's model-batch counters current (a turn waits for minutes or hours:
+    the progress must show it moving)."""
+    while True:
+        progress.batches = await runtime.model_batch_progress()
+        progress.tick()
+        await asyncio.sleep(BATCH_PROGRESS_SECONDS)
+
+
+def _output_line(name: str, item: BatchItem) -> str:
+    return dumps({"line": item.index, "workflow": name, **item.to_wire()}) + "\n"
+
+
+def _summary(
+    err: TextIO,
+    control: BatchControl,
+    elapsed: float,
+    skipped: int,
+    budget: MinuteBudget | None,
+    batch_counts: dict[str, int] | None = None,
+) -> None:
+    usage = control.usage
+    rate = control.done / elapsed if elapsed > 0 else 0.0
+    throttled = (
+        ""
+        if budget is None
+        else (f"; throttled {budget.throttled_seconds:.1f}s ({budget.cooldowns} cool-downs)")
+    )
+    err.write(
+        f"batch: {control.done - control.failed} completed, {control.failed} failed"
+        f" ({control.resumed} found from an earlier batch, {skipped} already in the output)"
+        f" in {elapsed:.1f}s, {rate:.1f} runs/s; tokens {usage.input} in / {usage.output} out;"
+        f" cost ${usage.cost.total:.4f}{throttled}"
+        + (
+            ""
+            if batch_counts is None
+            else f"; {batch_counts['submitted']} model turns in {batch_counts['batches']}"
+            " message batches"
+        )
+        + "\n"
+    )
+    err.flush()
