@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._definitions import ToolDefinition
-from .._events import error_payload
 from .._jsonvalue import dumps
 from .._messages import (
     AssistantMessage,
@@ -46,7 +45,7 @@ from .payloads import Correlation, ModelAsked, TurnCorrelation
 from .redaction import redact, redact_all
 from .replay import recorded_turn, replay_of, response_from_turn
 from .results import ResultSpec, run_with_result
-from .turns import response_info, turn_error
+from .turns import model_retry_log, response_info, turn_error
 
 if TYPE_CHECKING:
     from .session_state import SessionState
@@ -177,19 +176,7 @@ async def agent_loop(
                     raise OperationFailedError(kind=kind, reason=str(error)) from error
                 attempt += 1
                 delay_ms = retry.delay_ms(attempt, error)
-                emit(
-                    "log",
-                    {
-                        "level": "warn",
-                        "message": "[flue:model-retry] Retrying transient model error",
-                        "attributes": {
-                            "attempt": attempt,
-                            "delayMs": delay_ms,
-                            "error": {**error_payload(error), "code": error.code},
-                        },
-                        **correlation,
-                    },
-                )
+                emit("log", model_retry_log(error, attempt, delay_ms, correlation))
                 # An abort lands here as CancelledError: no further model call is made.
                 # A replayed failure was waited for the first time.
                 if replay_of(session.services.sink, correlation) is None:

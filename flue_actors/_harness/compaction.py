@@ -34,7 +34,7 @@ from .batch_records import batched_turn, pending_batches
 from .context_budget import CompactionSettings, context_tokens, estimate_tokens, resolve_settings
 from .payloads import Correlation, LogPayload, ModelAsked, TurnCorrelation
 from .replay import recorded_turn, replay_of, response_from_turn
-from .turns import response_info, turn_error
+from .turns import model_retry_log, response_info, turn_error
 
 if TYPE_CHECKING:
     from .session_state import SessionState
@@ -310,19 +310,7 @@ async def _summarize(
                 raise
             attempt += 1
             delay_ms = retry.delay_ms(attempt, error)
-            emit(
-                "log",
-                {
-                    "level": "warn",
-                    "message": "[flue:model-retry] Retrying transient model error",
-                    "attributes": {
-                        "attempt": attempt,
-                        "delayMs": delay_ms,
-                        "error": {**error_payload(error), "code": error.code},
-                    },
-                    **correlation,
-                },
-            )
+            emit("log", model_retry_log(error, attempt, delay_ms, correlation))
             if (
                 replay_of(session.services.sink, correlation) is None
             ):  # a replayed failure was waited once

@@ -8,8 +8,25 @@ from typing import Any
 from .._events import error_payload
 from ..errors import ModelRequestError
 from ..models import ModelResponse
+from .payloads import Correlation, LogWithAttributes
 
-__all__ = ["response_info", "turn_error"]
+__all__ = ["model_retry_log", "response_info", "turn_error"]
+
+
+def model_retry_log(
+    error: ModelRequestError, attempt: int, delay_ms: int, correlation: Correlation
+) -> LogWithAttributes:
+    """The warning logged before a transient model error's turn is tried again."""
+    return {
+        "level": "warn",
+        "message": "[flue:model-retry] Retrying transient model error",
+        "attributes": {
+            "attempt": attempt,
+            "delayMs": delay_ms,
+            "error": {**error_payload(error), "code": error.code},
+        },
+        **correlation,
+    }
 
 
 def turn_error(error: BaseException) -> dict[str, Any]:

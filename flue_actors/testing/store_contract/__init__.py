@@ -44,7 +44,7 @@ from ._factories import (
 )
 from ._ownership import OwnershipContract
 from ._properties import PropertyContract
-from ._runs import RunRecordContract
+from ._runs import RunRecordContract, varied_runs
 from ._streams import StreamContract
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "run_end",
     "run_resume",
     "run_start",
+    "varied_runs",
 ]
 
 _lazy.publish(__name__)

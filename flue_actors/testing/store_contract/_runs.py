@@ -120,7 +120,7 @@ def _undecodable_cursors() -> list[tuple[str, str]]:
 # --- Rebuild and persistence ----------------------------------------------------------------------
 
 
-async def _varied_runs(store: EventStore) -> list[str]:
+async def varied_runs(store: EventStore) -> list[str]:
     """Runs in every state the projection knows, plus streams that are not runs."""
     ids = [make_run_id(n) for n in range(1, 8)]
     a, b, c, d, e, f, g = ids
@@ -644,7 +644,7 @@ class RunRecordContract(StoreContractBase):
         assert everything == [make_run_id(9), *sorted(ids, reverse=True)]
 
     async def test_rebuild_records_reproduces_every_record(self, store: EventStore) -> None:
-        ids = await _varied_runs(store)
+        ids = await varied_runs(store)
         before = {run_id: await store.get_run(run_id) for run_id in ids}
         listing = await store.list_runs()
         assert all(record is not None for record in before.values())
@@ -670,7 +670,7 @@ class RunRecordContract(StoreContractBase):
         self, store_opener: StoreOpener
     ) -> None:
         first = store_opener()
-        ids = await _varied_runs(first)
+        ids = await varied_runs(first)
         records = {run_id: await _get(first, run_id) for run_id in ids}
         paths = [*(run_stream(run_id) for run_id in ids), "agents/echo/x"]
         streams = {path: await read_all(first, path) for path in paths}
