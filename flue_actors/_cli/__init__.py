@@ -323,7 +323,8 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
             err.write(f"ended {len(ended)} runs whose owner had gone (run_interrupted)\n")
         err.write(
             f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}"
-            f" (orphaned runs end within {args.lease_seconds + args.sweep_seconds:g} s)\n"
+            " (orphaned runs are resumed or ended within"
+            f" {args.lease_seconds + args.sweep_seconds:g} s)\n"
         )
         err.flush()
 
