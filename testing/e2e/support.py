@@ -323,3 +323,38 @@ def ended(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     assert types(events).count("run_end") == 1, types(events)
     assert events[-1]["type"] == "run_end", types(events)
     return events[-1]
+
+
+def three_calls_workflow(delay_ms: int | None = None) -> str:
+    """The source of ``workflows/three.py``: three model calls in a row on the real provider,
+    each answered ``delay_ms`` late by the fake Messages API (the durable-run fault tests')."""
+    delay = f" [delay={delay_ms}]" if delay_ms is not None else ""
+    return f'''\
+"""Three model calls in a row."""
+
+from pydantic import BaseModel
+
+from flue_actors import ActionContext, define_agent, define_workflow
+
+
+class Input(BaseModel):
+    text: str
+
+
+agent = define_agent(model="anthropic/claude-haiku-4-5", instructions="Answer briefly.")
+
+
+@define_workflow(agent=agent)
+async def three(ctx: ActionContext[Input]) -> list[str]:
+    session = await ctx.harness.session()
+    answers = []
+    for step in ("one", "two", "three"):
+        answers.append((await session.prompt(f"{{step}} {{ctx.input.text}}{delay}")).text)
+    return answers
+
+
+async def route() -> None: ...
+
+
+async def runs() -> None: ...
+'''

@@ -18,39 +18,20 @@ from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.store import open_store
 from flue_actors.testing.messages_server import MessagesServer
 
-from .support import Project, Serve, drop_schema, eventually, long_poll, postgres_url, types
+from .support import (
+    Project,
+    Serve,
+    drop_schema,
+    eventually,
+    long_poll,
+    postgres_url,
+    three_calls_workflow,
+    types,
+)
 
 RUNS: Final = 12
 STEPS: Final = ("one", "two", "three")
-THREE: Final = '''\
-"""Three model calls in a row, each answered 300 ms late by the fake Messages API."""
-
-from pydantic import BaseModel
-
-from flue_actors import ActionContext, define_agent, define_workflow
-
-
-class Input(BaseModel):
-    text: str
-
-
-agent = define_agent(model="anthropic/claude-haiku-4-5", instructions="Answer briefly.")
-
-
-@define_workflow(agent=agent)
-async def three(ctx: ActionContext[Input]) -> list[str]:
-    session = await ctx.harness.session()
-    answers = []
-    for step in ("one", "two", "three"):
-        answers.append((await session.prompt(f"{step} {ctx.input.text} [delay=300]")).text)
-    return answers
-
-
-async def route() -> None: ...
-
-
-async def runs() -> None: ...
-'''
+THREE: Final = three_calls_workflow(300)
 
 
 def _requests_of(api: MessagesServer, markers: set[str]) -> list[dict[str, Any]]:

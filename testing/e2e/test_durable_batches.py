@@ -17,39 +17,11 @@ from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.store import open_store
 from flue_actors.testing.messages_server import MessagesServer
 
-from .support import Project, Serve, eventually, long_poll, types
+from .support import Project, Serve, eventually, long_poll, three_calls_workflow, types
 from .test_durable import STEPS
 
 RUNS: Final = 6
-THREE: Final = '''\
-"""Three model calls in a row."""
-
-from pydantic import BaseModel
-
-from flue_actors import ActionContext, define_agent, define_workflow
-
-
-class Input(BaseModel):
-    text: str
-
-
-agent = define_agent(model="anthropic/claude-haiku-4-5", instructions="Answer briefly.")
-
-
-@define_workflow(agent=agent)
-async def three(ctx: ActionContext[Input]) -> list[str]:
-    session = await ctx.harness.session()
-    answers = []
-    for step in ("one", "two", "three"):
-        answers.append((await session.prompt(f"{step} {ctx.input.text}")).text)
-    return answers
-
-
-async def route() -> None: ...
-
-
-async def runs() -> None: ...
-'''
+THREE: Final = three_calls_workflow()
 
 
 def _recorded_batches(database_url: str, run_ids: list[str]) -> dict[str, list[tuple[str, str]]]:

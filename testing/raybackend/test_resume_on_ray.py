@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from e2e.support import three_calls_workflow
 
 from flue_actors import Runtime
 from flue_actors._runtime.ray import RayBackend, RayCluster
@@ -24,29 +25,7 @@ pytestmark = pytest.mark.ray
 
 RUNS: Final = 200
 BOUND_SECONDS: Final = 60.0
-THREE: Final = '''\
-"""Three model calls in a row on the real provider, each answered 200 ms late."""
-
-from pydantic import BaseModel
-
-from flue_actors import ActionContext, define_agent, define_workflow
-
-
-class Input(BaseModel):
-    text: str
-
-
-agent = define_agent(model="anthropic/claude-haiku-4-5", instructions="Answer briefly.")
-
-
-@define_workflow(agent=agent)
-async def three(ctx: ActionContext[Input]) -> list[str]:
-    session = await ctx.harness.session()
-    answers = []
-    for step in ("one", "two", "three"):
-        answers.append((await session.prompt(f"{step} {ctx.input.text} [delay=200]")).text)
-    return answers
-'''
+THREE: Final = three_calls_workflow(200)
 
 
 def _asked(api: MessagesServer, tag: str) -> int:
