@@ -142,3 +142,12 @@ def test_fake_messages_server_example_works_as_shown(
         result = project.run(*args)
     assert result.returncode == 0, describe(result)
     assert result.stdout == answer.strip() + "\n", describe(result)
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """The test command the quick start gives is the one ``.ci/run`` runs: what CI proves is
+    what a newcomer runs."""
+    blocks = [text.strip() for _, text in _blocks_after("## Quick start")]
+    command = next(text for text in blocks if text.startswith("python -m pytest"))
+    ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert command in [line.strip() for line in ci_lines], command
