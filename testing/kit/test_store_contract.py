@@ -59,3 +59,34 @@ def test_the_readme_store_example_runs_the_contract_in_a_project_of_its_own(
         "test_runs_of_a_live_owner_are_not_orphans",
         "test_a_batch_admits_each_run_once_and_keeps_existing_ones",
     } <= names
+
+
+def test_a_store_class_sets_how_many_examples_each_property_runs() -> None:
+    """``property_examples`` reaches the hypothesis tests a store class inherits (each opens a
+    fresh store per example), and other store classes keep their own count."""
+    import asyncio
+    from typing import Any
+
+    from flue_actors.store import SqliteEventStore
+    from flue_actors.testing.store_contract import EventStoreContract
+
+    opened: list[Path] = []
+
+    class Few(EventStoreContract):
+        reopens = False
+        property_examples = 3
+
+        def open_store(self, location: Path) -> SqliteEventStore:
+            opened.append(location)
+            return SqliteEventStore(":memory:")
+
+    test: Any = Few.test_paging_from_any_offset_yields_exactly_the_events_after_it
+    assert (
+        test
+        is not EventStoreContract.test_paging_from_any_offset_yields_exactly_the_events_after_it
+    )
+    body = test.hypothesis.inner_test
+    # What pytest-asyncio does for an async hypothesis test: each example runs in an event loop.
+    test.hypothesis.inner_test = lambda *args, **kwargs: asyncio.run(body(*args, **kwargs))
+    test(Few())
+    assert len(opened) == 3

@@ -19,7 +19,9 @@ Every test method then runs against that store: streams (offsets, reads, appends
 waiting, concurrent writers), run records (admission, projection, listing, cursors, rebuild),
 owners (heartbeats, orphans, pruning, batch admission) and hypothesis properties (the record is
 the fold of the log; a stream pages exactly from any offset). A store whose data does not outlive
-it sets ``reopens = False``, which skips the tests that reopen a store on the same data.
+it sets ``reopens = False``, which skips the tests that reopen a store on the same data; one whose
+fresh store is slow to make may lower ``property_examples`` (examples per property test, each on
+a fresh store; 150 by default).
 
 The tests need ``pytest-asyncio`` and ``hypothesis``. The factories (:func:`admission`,
 :func:`run_start`, :func:`run_end`, ...) build the events a run's stream really carries, for a

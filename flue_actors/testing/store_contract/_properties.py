@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,7 +28,7 @@ from ._factories import (
 )
 
 # Each example opens its own store, so no function-scoped fixture is shared between examples.
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=ACROSS_STORES)
+PROPERTY = settings(deadline=None, suppress_health_check=ACROSS_STORES)
 
 
 # --- Strategies -----------------------------------------------------------------------------------
@@ -165,11 +165,36 @@ async def _replay(store: EventStore, history: History) -> None:
 # --- (2) Paging a stream from any offset ----------------------------------------------------------
 
 limits = st.integers(min_value=1, max_value=12) | st.integers(min_value=1, max_value=1000)
+_PAGING: dict[str, st.SearchStrategy[Any]] = {
+    "length": st.integers(min_value=0, max_value=60),
+    "batch_size": st.integers(min_value=1, max_value=60),
+    "start": st.integers(min_value=-1, max_value=70) | st.just("now"),
+    "limit": limits,
+    "closed": st.booleans(),
+}
+_PROPERTY_STRATEGIES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    "test_record_is_the_fold_of_header_and_events": {"history": histories()},
+    "test_paging_from_any_offset_yields_exactly_the_events_after_it": _PAGING,
+}
 
 
 class PropertyContract(StoreContractBase):
-    @given(history=histories())
-    @PROPERTY
+    """The property tests, written here as plain methods: each subclass gets them as hypothesis
+    tests of its own, run :attr:`property_examples` times each (hypothesis fixes a test's
+    settings when it is decorated, so a store class could not change inherited ones)."""
+
+    #: Examples per property test, each on a fresh store. The default suits a store that opens
+    #: in milliseconds; one whose fresh store costs a round trip of DDL (a database schema each,
+    #: about 0.25 s on PostgreSQL) may ask for fewer.
+    property_examples: ClassVar[int] = 150
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        examples = settings(PROPERTY, max_examples=cls.property_examples)
+        for name, strategies in _PROPERTY_STRATEGIES.items():
+            body = PropertyContract.__dict__[name]
+            setattr(cls, name, examples(given(**strategies)(body)))
+
     async def test_record_is_the_fold_of_header_and_events(self, history: History) -> None:
         async with self.fresh_store() as store:
             await _replay(store, history)
@@ -186,14 +211,6 @@ class PropertyContract(StoreContractBase):
             assert await store.rebuild_records() == (0 if expected is None else 1)
             assert await store.get_run(history.run_id) == expected
 
-    @given(
-        length=st.integers(min_value=0, max_value=60),
-        batch_size=st.integers(min_value=1, max_value=60),
-        start=st.integers(min_value=-1, max_value=70) | st.just("now"),
-        limit=limits,
-        closed=st.booleans(),
-    )
-    @PROPERTY
     async def test_paging_from_any_offset_yields_exactly_the_events_after_it(
         self, length: int, batch_size: int, start: int | str, limit: int, closed: bool
     ) -> None:
