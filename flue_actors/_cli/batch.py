@@ -29,7 +29,8 @@ from .._runtime.batch_item import BatchItem
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from .._runtime.runtime import check_idempotency_key
 from ..errors import BatchInputError, FlueError, InvalidJsonError
-from ..models import MinuteBudget, ModelRegistry, RateLimits
+from ..models import MinuteBudget, ModelRegistry, RateLimits, Usage
+from ..models._meter import UsageMeter
 from .model_batch_options import add_model_batch_options
 
 __all__ = ["add_batch_parser", "run_batch_command"]
@@ -195,9 +196,17 @@ async def _inputs(
 class _Progress:
     """A rich progress bar on a terminal (rich is imported only here), else plain lines."""
 
-    def __init__(self, err: TextIO, control: BatchControl, total: int | None, skipped: int):
+    def __init__(
+        self,
+        err: TextIO,
+        control: BatchControl,
+        meter: UsageMeter,
+        total: int | None,
+        skipped: int,
+    ):
         self._err = err
         self._control = control
+        self._meter = meter
         self._total = total
         self._skipped = skipped
         self._started = time.monotonic()
@@ -221,7 +230,7 @@ class _Progress:
         if self._total is not None and rate > 0:
             left = self._total - self._skipped - control.done
             eta = f"  eta {max(left, 0) / rate:.0f}s"
-        usage = control.usage
+        usage = self._meter.total
         return (
             f"done {control.done}{total}  failed {control.failed}  active {len(control.active)}"
             f"  {rate:.1f} runs/s{eta}  tokens {usage.input} in / {usage.output} out"
@@ -288,6 +297,9 @@ async def run_batch_command(
     budget = MinuteBudget(limits) if limits.any else None
     models = ModelRegistry.from_environment()
     models.limiter = budget
+    # Tokens and cost as the model calls return: what this invocation spent (a run resumed by
+    # replay does not pay again for the turns its log holds, and they are not counted).
+    meter = models.meter = UsageMeter()
     try:
         async with Runtime(
             workflows,
@@ -317,7 +329,7 @@ async def run_batch_command(
 
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, interrupt, signum)
-            progress = _Progress(err, control, total, len(done))
+            progress = _Progress(err, control, meter, total, len(done))
             following = (
                 loop.create_task(_follow_batches(runtime, progress)) if args.model_batches else None
             )
@@ -336,7 +348,6 @@ async def run_batch_command(
                     items,
                     concurrency=args.concurrency,
                     control=control,
-                    with_usage=True,
                 ):
                     sink.write(_output_line(name, item))
                     if not flushing:
@@ -359,7 +370,7 @@ async def run_batch_command(
             stream.close()
         if sink is not out:
             sink.close()
-    _summary(err, control, elapsed, len(done), budget, batch_counts)
+    _summary(err, control, meter.total, elapsed, len(done), budget, batch_counts)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if control.failed else 0
@@ -390,12 +401,12 @@ def _output_line(name: str, item: BatchItem) -> str:
 def _summary(
     err: TextIO,
     control: BatchControl,
+    usage: Usage,
     elapsed: float,
     skipped: int,
     budget: MinuteBudget | None,
     batch_counts: dict[str, int] | None = None,
 ) -> None:
-    usage = control.usage
     rate = control.done / elapsed if elapsed > 0 else 0.0
     throttled = (
         ""
