@@ -30,6 +30,7 @@ from typing import Any
 
 from ..._definitions import Placement
 from ..._events import RunAdmittedEvent
+from ...models import RateLimits
 from ...models._message_batches import ModelBatches
 from ...store import is_sqlite_url
 from ..lease import OwnerLease
@@ -92,6 +93,7 @@ class RayBackend:
         model_batches: ModelBatches | None = None,
         hosts_per_node: int = 1,
         num_cpus: int | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         directory = services.workflows.directory
         if directory is None:
@@ -111,6 +113,7 @@ class RayBackend:
             model=model,
             environ=services.env,
             model_batches=model_batches,
+            rate_limits=rate_limits,
         )
         self._database_url = database_url
         self._host_class: Any = ray.remote(RunHost)
@@ -537,6 +540,16 @@ class RayBackend:
         from .turn_batcher import RayTurnBatcher
 
         return await RayTurnBatcher(deployment.batch_collector, deployment.model_batches).progress()
+
+    async def rate_limit_stats(self) -> dict[str, float] | None:
+        """The shared budget's counters (``throttled_seconds``, ``cooldowns``) since it was
+        made; ``None`` without rate limits."""
+        deployment = self._deployment
+        if deployment.rate_limits is None or deployment.rate_limiter is None:
+            return None
+        from .rate_limiter import RayRateLimiter
+
+        return await RayRateLimiter(deployment.rate_limiter, deployment.rate_limits).stats()
 
     def shutdown_hosts(self) -> None:
         """End this backend's host processes (their runs end with them)."""

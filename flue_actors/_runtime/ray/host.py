@@ -306,13 +306,20 @@ class RunHost:
 
 
 def _models(deployment: Deployment) -> ModelRegistry:
-    """The host's models: with model batches, through the collector its deployment shares."""
+    """The host's models: with model batches, through the collector its deployment shares;
+    with rate limits, paced by the budget it shares."""
+    limiter = None
+    if deployment.rate_limits is not None and deployment.rate_limiter is not None:
+        from .rate_limiter import RayRateLimiter
+
+        limiter = RayRateLimiter(deployment.rate_limiter, deployment.rate_limits)
     if deployment.model_batches is None or deployment.batch_collector is None:
-        return ModelRegistry(override=deployment.model)
+        return ModelRegistry(override=deployment.model, limiter=limiter)
     from .turn_batcher import RayTurnBatcher
 
     return ModelRegistry(
         override=deployment.model,
         model_batches=deployment.model_batches,
         batcher=RayTurnBatcher(deployment.batch_collector, deployment.model_batches),
+        limiter=limiter,
     )
