@@ -24,6 +24,7 @@ from typing import IO, Any, Final, TextIO
 
 from .._jsonvalue import dumps, loads
 from .._runtime import Runtime, WorkflowRegistry
+from .._runtime.backend import BackendFactory
 from .._runtime.batch import CHUNK, BatchControl, BatchInput, drive_batch
 from .._runtime.batch_item import BatchItem
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
@@ -69,6 +70,14 @@ def add_batch_parser(commands: Any, positive: Any) -> None:
             type=positive(float),
             help=f"at most this many {unit} per minute over every run of the batch",
         )
+    batch.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default=None,
+        help="where runs execute, as serve (default: local, or ray when --address or "
+        "FLUE_RAY_ADDRESS is given)",
+    )
+    batch.add_argument("--address", help="the Ray cluster to attach to, as serve")
     batch.add_argument(
         "--lease-seconds", type=positive(float), default=DEFAULT_LEASE_SECONDS, help="as serve"
     )
@@ -200,7 +209,7 @@ class _Progress:
         self,
         err: TextIO,
         control: BatchControl,
-        meter: UsageMeter,
+        meter: UsageMeter | None,
         total: int | None,
         skipped: int,
     ):
@@ -230,11 +239,10 @@ class _Progress:
         if self._total is not None and rate > 0:
             left = self._total - self._skipped - control.done
             eta = f"  eta {max(left, 0) / rate:.0f}s"
-        usage = self._meter.total
+        usage = None if self._meter is None else self._meter.total
         return (
             f"done {control.done}{total}  failed {control.failed}  active {len(control.active)}"
-            f"  {rate:.1f} runs/s{eta}  tokens {usage.input} in / {usage.output} out"
-            f"  cost ${usage.cost.total:.4f}{_batch_counts(self.batches)}"
+            f"  {rate:.1f} runs/s{eta}{_tokens(usage, '  ')}{_batch_counts(self.batches)}"
         )
 
     def tick(self) -> None:
@@ -293,17 +301,32 @@ async def run_batch_command(
         args.max_input_tokens_per_minute,
         args.max_output_tokens_per_minute,
     )
-    # One limiter for every run of the batch (they all run in this process).
-    budget = MinuteBudget(limits) if limits.any else None
-    models = ModelRegistry.from_environment()
-    models.limiter = budget
-    # Tokens and cost as the model calls return: what this invocation spent (a run resumed by
-    # replay does not pay again for the turns its log holds, and they are not counted).
-    meter = models.meter = UsageMeter()
+    address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
+    on_ray = (args.backend or ("ray" if address else "local")) == "ray"
+    budget: MinuteBudget | None = None
+    meter: UsageMeter | None = None
+    models: ModelRegistry | None = None
+    backend: BackendFactory | None = None
+    if on_ray:
+        from .._runtime.ray import RayCluster  # Ray is imported only when it is used
+
+        # The hosts' model calls share one budget of the cluster (see RayCluster).
+        backend = RayCluster(address, rate_limits=limits if limits.any else None)
+    else:
+        # One limiter for every run of the batch (they all run in this process).
+        budget = MinuteBudget(limits) if limits.any else None
+        models = ModelRegistry.from_environment()
+        models.limiter = budget
+        # Tokens and cost as the model calls return: what this invocation spent (a run
+        # resumed by replay does not pay again for the turns its log holds: not counted).
+        meter = models.meter = UsageMeter()
+    throttled_before: dict[str, float] | None = None
+    throttled: tuple[float, int] | None = None
     try:
         async with Runtime(
             workflows,
             models=models,
+            backend=backend,
             store=args.database_url,
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
@@ -312,6 +335,8 @@ async def run_batch_command(
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
             await runtime.serve()
+            if on_ray and limits.any:
+                throttled_before = await _cluster_budget(runtime)
             loop = asyncio.get_running_loop()
             cancelling: set[asyncio.Task[None]] = set()
 
@@ -363,6 +388,16 @@ async def run_batch_command(
                     flushing.cancel()
                     sink.flush()
                 elapsed = progress.close()
+                if budget is not None:
+                    throttled = (budget.throttled_seconds, budget.cooldowns)
+                elif throttled_before is not None:
+                    # The cluster's budget is shared by every batch of these workflows and limits:
+                    # this batch's share is what it counted meanwhile.
+                    after = await _cluster_budget(runtime) or throttled_before
+                    throttled = (
+                        after["throttled_seconds"] - throttled_before["throttled_seconds"],
+                        int(after["cooldowns"] - throttled_before["cooldowns"]),
+                    )
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
     finally:
@@ -370,10 +405,27 @@ async def run_batch_command(
             stream.close()
         if sink is not out:
             sink.close()
-    _summary(err, control, meter.total, elapsed, len(done), budget, batch_counts)
+    usage = None if meter is None else meter.total
+    _summary(err, control, usage, elapsed, len(done), throttled, batch_counts)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if control.failed else 0
+
+
+async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
+    """The counters of the rate-limit budget the Ray hosts share (see ``RayBackend``)."""
+    stats: dict[str, float] | None = await runtime.backend.rate_limit_stats()  # type: ignore[attr-defined]
+    return stats
+
+
+def _tokens(usage: Usage | None, separator: str) -> str:
+    """Tokens and cost so far (on Ray they are counted in the hosts, not here: not shown)."""
+    if usage is None:
+        return ""
+    return (
+        f"{separator}tokens {usage.input} in / {usage.output} out{separator}"
+        f"cost ${usage.cost.total:.4f}"
+    )
 
 
 def _batch_counts(counts: dict[str, int] | None) -> str:
@@ -401,23 +453,20 @@ def _output_line(name: str, item: BatchItem) -> str:
 def _summary(
     err: TextIO,
     control: BatchControl,
-    usage: Usage,
+    usage: Usage | None,
     elapsed: float,
     skipped: int,
-    budget: MinuteBudget | None,
+    throttled: tuple[float, int] | None,
     batch_counts: dict[str, int] | None = None,
 ) -> None:
     rate = control.done / elapsed if elapsed > 0 else 0.0
-    throttled = (
-        ""
-        if budget is None
-        else (f"; throttled {budget.throttled_seconds:.1f}s ({budget.cooldowns} cool-downs)")
-    )
+    held = ""
+    if throttled is not None:
+        held = f"; throttled {throttled[0]:.1f}s ({throttled[1]} cool-downs)"
     err.write(
         f"batch: {control.done - control.failed} completed, {control.failed} failed"
         f" ({control.resumed} found from an earlier batch, {skipped} already in the output)"
-        f" in {elapsed:.1f}s, {rate:.1f} runs/s; tokens {usage.input} in / {usage.output} out;"
-        f" cost ${usage.cost.total:.4f}{throttled}"
+        f" in {elapsed:.1f}s, {rate:.1f} runs/s{_tokens(usage, '; ')}{held}"
         + (
             ""
             if batch_counts is None
