@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ..errors import ModelRequestError
-from ._base import ModelProvider, ModelRequest, ModelResponse, StreamListener
+from ._base import ModelProvider, ModelRequest, ModelResponse, ProviderWrapper, StreamListener
 
 __all__ = ["LimitedProvider", "MinuteBudget", "RateLimiter", "RateLimits", "estimate_input_tokens"]
 
@@ -165,24 +165,13 @@ def _bucket(per_minute: float | None, now: float) -> _Bucket | None:
     return None if per_minute is None else _Bucket(per_minute, now)
 
 
-class LimitedProvider:
+class LimitedProvider(ProviderWrapper):
     """``inner`` with every call paced by ``limiter``; anything else is ``inner``'s."""
 
     def __init__(self, inner: ModelProvider, limiter: RateLimiter, *, max_cooldowns: int = 8):
-        self._inner = inner
+        super().__init__(inner)
         self._limiter = limiter
         self._max_cooldowns = max_cooldowns
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def api(self) -> str:
-        return self._inner.api
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)  # limits(), aclose(), ...
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         estimate = estimate_input_tokens(request)

@@ -7,9 +7,15 @@ log cost nothing again and are not counted, so the totals are what this process 
 
 from __future__ import annotations
 
-from typing import Any
-
-from ._base import Cost, ModelProvider, ModelRequest, ModelResponse, StreamListener, Usage
+from ._base import (
+    Cost,
+    ModelProvider,
+    ModelRequest,
+    ModelResponse,
+    ProviderWrapper,
+    StreamListener,
+    Usage,
+)
 
 __all__ = ["MeteredProvider", "UsageMeter"]
 
@@ -57,23 +63,12 @@ class UsageMeter:
         )
 
 
-class MeteredProvider:
+class MeteredProvider(ProviderWrapper):
     """``inner`` with the usage of every response it returns added to ``meter``."""
 
     def __init__(self, inner: ModelProvider, meter: UsageMeter) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._meter = meter
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def api(self) -> str:
-        return self._inner.api
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)  # limits(), aclose(), batcher, ...
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         response = await self._inner.complete(request, on_stream)
