@@ -40,6 +40,8 @@ EXIT_FAILED: Final = 1
 EXIT_INTERRUPTED: Final = 130
 # Without a terminal, a progress line this often.
 PLAIN_PROGRESS_SECONDS: Final = 5.0
+# On a terminal, the progress line is redrawn this often (rich's refresh rate), not per item.
+LIVE_PROGRESS_SECONDS: Final = 0.25
 BATCH_PROGRESS_SECONDS: Final = 1.0
 
 
@@ -219,7 +221,7 @@ class _Progress:
         self._total = total
         self._skipped = skipped
         self._started = time.monotonic()
-        self._last_plain = self._started
+        self._last_drawn = self._started
         self._live: Any = None
         # The model-batch collector's counters (with --model-batches), refreshed meanwhile.
         self.batches: dict[str, int] | None = None
@@ -246,16 +248,18 @@ class _Progress:
         )
 
     def tick(self) -> None:
+        now = time.monotonic()
+        every = PLAIN_PROGRESS_SECONDS if self._live is None else LIVE_PROGRESS_SECONDS
+        if now - self._last_drawn < every:
+            return
+        self._last_drawn = now
         if self._live is not None:
             from rich.text import Text
 
             self._live.update(Text(self.line()))
             return
-        now = time.monotonic()
-        if now - self._last_plain >= PLAIN_PROGRESS_SECONDS:
-            self._last_plain = now
-            self._err.write(self.line() + "\n")
-            self._err.flush()
+        self._err.write(self.line() + "\n")
+        self._err.flush()
 
     def close(self) -> float:
         if self._live is not None:
