@@ -30,8 +30,7 @@ from .._runtime.batch_item import BatchItem
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from .._runtime.runtime import check_idempotency_key
 from ..errors import BatchInputError, FlueError, InvalidJsonError
-from ..models import MinuteBudget, ModelRegistry, RateLimits, Usage
-from ..models._meter import UsageMeter
+from ..models import MinuteBudget, ModelRegistry, RateLimits, Usage, UsageMeter
 from .model_batch_options import add_model_batch_options
 
 __all__ = ["add_batch_parser", "run_batch_command"]

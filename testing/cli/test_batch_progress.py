@@ -9,8 +9,7 @@ import pytest
 
 from flue_actors._cli import batch as batch_command
 from flue_actors._runtime.batch import BatchControl
-from flue_actors.models import Usage
-from flue_actors.models._meter import UsageMeter
+from flue_actors.models import Usage, UsageMeter
 
 
 class Terminal(io.StringIO):

@@ -7,8 +7,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from flue_actors import ActionContext, Runtime, SqliteEventStore, define_agent, define_workflow
-from flue_actors.models import Cost, MinuteBudget, ModelRegistry, RateLimits, Usage
-from flue_actors.models._meter import UsageMeter
+from flue_actors.models import (
+    Cost,
+    MinuteBudget,
+    ModelRegistry,
+    RateLimits,
+    Usage,
+    UsageMeter,
+)
 from flue_actors.testing import FakeModel
 
 from .test_rate_limits import FakeTime
