@@ -37,6 +37,7 @@ from .model_batch_options import add_model_batch_options
 __all__ = ["add_batch_parser", "run_batch_command"]
 
 EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 # Without a terminal, a progress line this often.
 PLAIN_PROGRESS_SECONDS: Final = 5.0
@@ -272,6 +273,11 @@ async def run_batch_command(
 ) -> int:
     name: str = args.name
     workflows.get(name)  # an unknown workflow is refused before anything is read
+    address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
+    on_ray = (args.backend or ("ray" if address else "local")) == "ray"
+    if address and not on_ray:
+        err.write("error: --address needs --backend ray\n")
+        return EXIT_USAGE
     # As serve: the Anthropic SDK's aiohttp transport, less CPU per model call than its default.
     os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
     done: dict[int, str | None] = {}
@@ -307,8 +313,6 @@ async def run_batch_command(
         args.max_input_tokens_per_minute,
         args.max_output_tokens_per_minute,
     )
-    address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
-    on_ray = (args.backend or ("ray" if address else "local")) == "ray"
     budget: MinuteBudget | None = None
     meter: UsageMeter | None = None
     models: ModelRegistry | None = None

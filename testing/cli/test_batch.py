@@ -126,6 +126,18 @@ def test_batch_refuses_non_utf8_input_naming_the_line(tmp_path: Path) -> None:
     assert project.all_runs() == []
 
 
+def test_batch_refuses_a_ray_address_for_the_local_backend(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": "a"})])
+    result = project.run(
+        "batch", "held", "in.jsonl", "--output", "out.jsonl",
+        "--backend", "local", "--address", "127.0.0.1:1",
+    )  # fmt: skip
+    assert result.returncode == 2, describe(result)
+    assert "--address needs --backend ray" in result.stderr
+    assert not (project.root / "out.jsonl").exists()
+
+
 def test_batch_refuses_an_output_of_another_batch_unless_forced(tmp_path: Path) -> None:
     project = _project(tmp_path)
     _write_inputs(project.root / "a.jsonl", [json.dumps({"text": "a"})])
