@@ -24,20 +24,25 @@ from typing import IO, Any, Final, TextIO
 
 from .._jsonvalue import dumps, loads
 from .._runtime import Runtime, WorkflowRegistry
+from .._runtime.backend import BackendFactory
 from .._runtime.batch import CHUNK, BatchControl, BatchInput, drive_batch
 from .._runtime.batch_item import BatchItem
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from .._runtime.runtime import check_idempotency_key
 from ..errors import BatchInputError, FlueError, InvalidJsonError
-from ..models import MinuteBudget, ModelRegistry, RateLimits
+from ..models import MinuteBudget, ModelRegistry, RateLimits, Usage, UsageMeter
+from ..models._anthropic import TRANSPORT_VARIABLE
 from .model_batch_options import add_model_batch_options
 
 __all__ = ["add_batch_parser", "run_batch_command"]
 
 EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 # Without a terminal, a progress line this often.
 PLAIN_PROGRESS_SECONDS: Final = 5.0
+# On a terminal, the progress line is redrawn this often (rich's refresh rate), not per item.
+LIVE_PROGRESS_SECONDS: Final = 0.25
 BATCH_PROGRESS_SECONDS: Final = 1.0
 
 
@@ -68,6 +73,14 @@ def add_batch_parser(commands: Any, positive: Any) -> None:
             type=positive(float),
             help=f"at most this many {unit} per minute over every run of the batch",
         )
+    batch.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default=None,
+        help="where runs execute, as serve (default: local, or ray when --address or "
+        "FLUE_RAY_ADDRESS is given)",
+    )
+    batch.add_argument("--address", help="the Ray cluster to attach to, as serve")
     batch.add_argument(
         "--lease-seconds", type=positive(float), default=DEFAULT_LEASE_SECONDS, help="as serve"
     )
@@ -195,13 +208,21 @@ async def _inputs(
 class _Progress:
     """A rich progress bar on a terminal (rich is imported only here), else plain lines."""
 
-    def __init__(self, err: TextIO, control: BatchControl, total: int | None, skipped: int):
+    def __init__(
+        self,
+        err: TextIO,
+        control: BatchControl,
+        meter: UsageMeter | None,
+        total: int | None,
+        skipped: int,
+    ):
         self._err = err
         self._control = control
+        self._meter = meter
         self._total = total
         self._skipped = skipped
         self._started = time.monotonic()
-        self._last_plain = self._started
+        self._last_drawn = self._started
         self._live: Any = None
         # The model-batch collector's counters (with --model-batches), refreshed meanwhile.
         self.batches: dict[str, int] | None = None
@@ -221,24 +242,25 @@ class _Progress:
         if self._total is not None and rate > 0:
             left = self._total - self._skipped - control.done
             eta = f"  eta {max(left, 0) / rate:.0f}s"
-        usage = control.usage
+        usage = None if self._meter is None else self._meter.total
         return (
             f"done {control.done}{total}  failed {control.failed}  active {len(control.active)}"
-            f"  {rate:.1f} runs/s{eta}  tokens {usage.input} in / {usage.output} out"
-            f"  cost ${usage.cost.total:.4f}{_batch_counts(self.batches)}"
+            f"  {rate:.1f} runs/s{eta}{_tokens(usage, '  ')}{_batch_counts(self.batches)}"
         )
 
     def tick(self) -> None:
+        now = time.monotonic()
+        every = PLAIN_PROGRESS_SECONDS if self._live is None else LIVE_PROGRESS_SECONDS
+        if now - self._last_drawn < every:
+            return
+        self._last_drawn = now
         if self._live is not None:
             from rich.text import Text
 
             self._live.update(Text(self.line()))
             return
-        now = time.monotonic()
-        if now - self._last_plain >= PLAIN_PROGRESS_SECONDS:
-            self._last_plain = now
-            self._err.write(self.line() + "\n")
-            self._err.flush()
+        self._err.write(self.line() + "\n")
+        self._err.flush()
 
     def close(self) -> float:
         if self._live is not None:
@@ -251,6 +273,13 @@ async def run_batch_command(
 ) -> int:
     name: str = args.name
     workflows.get(name)  # an unknown workflow is refused before anything is read
+    address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
+    on_ray = (args.backend or ("ray" if address else "local")) == "ray"
+    if address and not on_ray:
+        err.write("error: --address needs --backend ray\n")
+        return EXIT_USAGE
+    # As serve: the Anthropic SDK's aiohttp transport, less CPU per model call than its default.
+    os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
     done: dict[int, str | None] = {}
     output_path = None if args.output == "-" else Path(args.output)
     total: int | None = None
@@ -284,14 +313,30 @@ async def run_batch_command(
         args.max_input_tokens_per_minute,
         args.max_output_tokens_per_minute,
     )
-    # One limiter for every run of the batch (they all run in this process).
-    budget = MinuteBudget(limits) if limits.any else None
-    models = ModelRegistry.from_environment()
-    models.limiter = budget
+    budget: MinuteBudget | None = None
+    meter: UsageMeter | None = None
+    models: ModelRegistry | None = None
+    backend: BackendFactory | None = None
+    if on_ray:
+        from .._runtime.ray import RayCluster  # Ray is imported only when it is used
+
+        # The hosts' model calls share one budget of the cluster (see RayCluster).
+        backend = RayCluster(address, rate_limits=limits if limits.any else None)
+    else:
+        # One limiter for every run of the batch (they all run in this process).
+        budget = MinuteBudget(limits) if limits.any else None
+        models = ModelRegistry.from_environment()
+        models.limiter = budget
+        # Tokens and cost as the model calls return: what this invocation spent (a run
+        # resumed by replay does not pay again for the turns its log holds: not counted).
+        meter = models.meter = UsageMeter()
+    throttled_before: dict[str, float] | None = None
+    throttled: tuple[float, int] | None = None
     try:
         async with Runtime(
             workflows,
             models=models,
+            backend=backend,
             store=args.database_url,
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
@@ -300,6 +345,8 @@ async def run_batch_command(
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
             await runtime.serve()
+            if on_ray and limits.any:
+                throttled_before = await _cluster_budget(runtime)
             loop = asyncio.get_running_loop()
             cancelling: set[asyncio.Task[None]] = set()
 
@@ -317,7 +364,7 @@ async def run_batch_command(
 
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, interrupt, signum)
-            progress = _Progress(err, control, total, len(done))
+            progress = _Progress(err, control, meter, total, len(done))
             following = (
                 loop.create_task(_follow_batches(runtime, progress)) if args.model_batches else None
             )
@@ -336,7 +383,6 @@ async def run_batch_command(
                     items,
                     concurrency=args.concurrency,
                     control=control,
-                    with_usage=True,
                 ):
                     sink.write(_output_line(name, item))
                     if not flushing:
@@ -352,6 +398,16 @@ async def run_batch_command(
                     flushing.cancel()
                     sink.flush()
                 elapsed = progress.close()
+                if budget is not None:
+                    throttled = (budget.throttled_seconds, budget.cooldowns)
+                elif throttled_before is not None:
+                    # The cluster's budget is shared by every batch of these workflows and limits:
+                    # this batch's share is what it counted meanwhile.
+                    after = await _cluster_budget(runtime) or throttled_before
+                    throttled = (
+                        after["throttled_seconds"] - throttled_before["throttled_seconds"],
+                        int(after["cooldowns"] - throttled_before["cooldowns"]),
+                    )
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
     finally:
@@ -359,10 +415,27 @@ async def run_batch_command(
             stream.close()
         if sink is not out:
             sink.close()
-    _summary(err, control, elapsed, len(done), budget, batch_counts)
+    usage = None if meter is None else meter.total
+    _summary(err, control, usage, elapsed, len(done), throttled, batch_counts)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if control.failed else 0
+
+
+async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
+    """The counters of the rate-limit budget the Ray hosts share (see ``RayBackend``)."""
+    stats: dict[str, float] | None = await runtime.backend.rate_limit_stats()  # type: ignore[attr-defined]
+    return stats
+
+
+def _tokens(usage: Usage | None, separator: str) -> str:
+    """Tokens and cost so far (on Ray they are counted in the hosts, not here: not shown)."""
+    if usage is None:
+        return ""
+    return (
+        f"{separator}tokens {usage.input} in / {usage.output} out{separator}"
+        f"cost ${usage.cost.total:.4f}"
+    )
 
 
 def _batch_counts(counts: dict[str, int] | None) -> str:
@@ -390,23 +463,20 @@ def _output_line(name: str, item: BatchItem) -> str:
 def _summary(
     err: TextIO,
     control: BatchControl,
+    usage: Usage | None,
     elapsed: float,
     skipped: int,
-    budget: MinuteBudget | None,
+    throttled: tuple[float, int] | None,
     batch_counts: dict[str, int] | None = None,
 ) -> None:
-    usage = control.usage
     rate = control.done / elapsed if elapsed > 0 else 0.0
-    throttled = (
-        ""
-        if budget is None
-        else (f"; throttled {budget.throttled_seconds:.1f}s ({budget.cooldowns} cool-downs)")
-    )
+    held = ""
+    if throttled is not None:
+        held = f"; throttled {throttled[0]:.1f}s ({throttled[1]} cool-downs)"
     err.write(
         f"batch: {control.done - control.failed} completed, {control.failed} failed"
         f" ({control.resumed} found from an earlier batch, {skipped} already in the output)"
-        f" in {elapsed:.1f}s, {rate:.1f} runs/s; tokens {usage.input} in / {usage.output} out;"
-        f" cost ${usage.cost.total:.4f}{throttled}"
+        f" in {elapsed:.1f}s, {rate:.1f} runs/s{_tokens(usage, '; ')}{held}"
         + (
             ""
             if batch_counts is None

@@ -32,10 +32,11 @@ class RunBackend(Protocol):
         owner has it. Raises if either fails; the caller then ends the run if it was admitted
         (with only an errored ``run_end``), so none is left half-written.
 
-        A backend may also offer ``admit_many(headers) -> list[BaseException | None]``: the
-        same for many runs (each with its ``owner_for`` owner) in as few store transactions
-        and calls to owners as it can, per run ``None`` or why not; without it, the Runtime
-        admits them one ``admit`` each."""
+        A backend may also offer ``admit_many(headers) -> list[BaseException | bool | None]``:
+        the same for many runs (each with its ``owner_for`` owner) in as few store transactions
+        and calls to owners as it can, per run whether it was admitted now (``False``: a run
+        with its id, or its idempotency key, existed; ``None``: not known) or why not; without
+        it, the Runtime admits them one ``admit`` each."""
         ...
 
     async def join(self, run_id: str) -> bool:
@@ -85,18 +86,20 @@ class LocalBackend:
         if await self._services.store.admit_run(header, owner=owner):
             await self.start(header)
 
-    async def admit_many(self, headers: Sequence[RunAdmittedEvent]) -> list[BaseException | None]:
+    async def admit_many(
+        self, headers: Sequence[RunAdmittedEvent]
+    ) -> list[BaseException | bool | None]:
         """One transaction for all of them, then each admitted run starts here."""
         try:
             admitted = await self._services.store.admit_runs(headers, owner=self.lease.owner)
         except Exception as error:
             return [error] * len(headers)
-        answers: list[BaseException | None] = []
+        answers: list[BaseException | bool | None] = []
         for header, new in zip(headers, admitted, strict=True):
             try:
                 if new:
                     await self.start(header)
-                answers.append(None)
+                answers.append(new)
             except Exception as error:
                 answers.append(error)
         return answers

@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._jsonvalue import UNSET, JsonValue, Unset
 from ..errors import BatchInputError, FlueError
-from ..models import Cost, Usage
-from ..store import run_stream
 from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow
 
 if TYPE_CHECKING:
     from .runtime import RunReceipt, Runtime
 
-__all__ = ["CHUNK", "BatchControl", "BatchInput", "drive_batch", "run_batch", "run_usage"]
+__all__ = ["CHUNK", "BatchControl", "BatchInput", "drive_batch", "run_batch"]
 
 # Runs admitted together at most (one store transaction; the Ray backend's hand-over size).
 CHUNK: Final = 256
@@ -53,7 +51,6 @@ class BatchControl:
     done: int = 0
     failed: int = 0
     resumed: int = 0
-    usage: Usage = field(default_factory=Usage)
     active: set[str] = field(default_factory=set)
     _stop: asyncio.Event | None = None
 
@@ -71,44 +68,6 @@ class BatchControl:
             *(runtime.cancel(run_id, reason) for run_id in list(self.active)),
             return_exceptions=True,
         )
-
-
-def _usage_of(wire: Mapping[str, Any]) -> Usage:
-    cost = wire.get("cost") or {}
-    return Usage(
-        int(wire.get("input", 0)),
-        int(wire.get("output", 0)),
-        int(wire.get("cacheRead", 0)),
-        int(wire.get("cacheWrite", 0)),
-        Cost(
-            float(cost.get("input", 0.0)),
-            float(cost.get("output", 0.0)),
-            float(cost.get("cacheRead", 0.0)),
-            float(cost.get("cacheWrite", 0.0)),
-        ),
-    )
-
-
-async def run_usage(runtime: Runtime, run_id: str) -> Usage:
-    """The tokens and cost of every model call a run made: its assistant messages (one per
-    model turn, subagents' included) and its compactions, read back from its log."""
-    total = Usage()
-    offset = "-1"
-    while True:
-        page = await runtime.store.read(run_stream(run_id), offset=offset, limit=1000)
-        for event in page.events:
-            if '"usage"' not in event.raw:  # most events carry none: skip parsing them
-                continue
-            data = event.data
-            if data.get("type") == "compaction" and isinstance(data.get("usage"), dict):
-                total = total + _usage_of(data["usage"])
-            elif data.get("type") == "message_end":
-                message = data.get("message") or {}
-                if message.get("role") == "assistant" and isinstance(message.get("usage"), dict):
-                    total = total + _usage_of(message["usage"])
-        offset = page.next_offset
-        if page.up_to_date:
-            return total
 
 
 def _key_function(
@@ -183,7 +142,6 @@ async def drive_batch(
     *,
     concurrency: int,
     control: BatchControl | None = None,
-    with_usage: bool = False,
 ) -> AsyncIterator[BatchItem]:
     """Admit ``inputs`` as slots free up (at most ``concurrency`` runs active) and yield each
     item when its run ends. An error reading the inputs stops admission; the runs already
@@ -225,14 +183,10 @@ async def drive_batch(
         released = False
         try:
             record = await runtime.wait(run_id)
-            # The run has ended: its slot goes to the next input while its log is read.
             control.active.discard(run_id)
             release()
             released = True
-            usage = await run_usage(runtime, run_id) if with_usage else None
-            results.put_nowait(
-                BatchItem(item.index, item.key, record, resumed=not receipt.created, usage=usage)
-            )
+            results.put_nowait(BatchItem(item.index, item.key, record, resumed=not receipt.created))
         except Exception as error:
             results.put_nowait(error)
         finally:
@@ -342,8 +296,6 @@ async def drive_batch(
                 control.failed += 1
             if outcome.resumed:
                 control.resumed += 1
-            if outcome.usage is not None:
-                control.usage = control.usage + outcome.usage
             yield outcome
             if not admitting and unfinished == 0:
                 break

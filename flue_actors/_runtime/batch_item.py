@@ -9,7 +9,6 @@ from .._events import RunError, error_payload
 from .._jsonvalue import UNSET, JsonValue, Unset
 from .._records import RunRecord
 from ..errors import FlueError
-from ..models import Usage
 
 __all__ = ["BatchItem"]
 
@@ -19,14 +18,13 @@ class BatchItem:
     """One input's outcome. ``index`` is its 0-based position among the inputs; ``record`` its
     run's terminal record, or ``None`` when it has no run (``refusal`` says why: input that
     fails the schema, a conflicting key, a failed admission). ``resumed``: the key found a
-    run an earlier batch admitted. ``usage``: the run's model tokens and cost, when asked."""
+    run an earlier batch admitted."""
 
     index: int
     key: str | None
     record: RunRecord | None = None
     refusal: FlueError | None = None
     resumed: bool = False
-    usage: Usage | None = None
 
     @property
     def run_id(self) -> str | None:

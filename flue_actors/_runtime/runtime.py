@@ -392,16 +392,21 @@ class Runtime:
             owner = self.backend.owner_for(header["runId"], entry.name)
             try:
                 await self.backend.admit(header, owner=owner)
-                failures: list[BaseException | None] = [None]
+                answers: list[BaseException | bool | None] = [None]
             except Exception as error:
-                failures = [error]
+                answers = [error]
         else:
-            failures = await self._admit_headers(headers)
-        keyed = [header["idempotencyKey"] for header in headers if "idempotencyKey" in header]
-        # A key admitted elsewhere meanwhile (a concurrent invocation) admitted no run here.
+            answers = await self._admit_headers(headers)
+        # A key admitted elsewhere meanwhile (a concurrent invocation) admitted no run here;
+        # a run the backend says it admitted now holds its key, with nothing to look up.
+        keyed = [
+            header["idempotencyKey"]
+            for header, answer in zip(headers, answers, strict=True)
+            if "idempotencyKey" in header and answer is not True
+        ]
         claimed = await self.store.keyed_runs(entry.name, keyed) if keyed else {}
-        for position, header, failure in zip(positions, headers, failures, strict=True):
-            if failure is not None:
+        for position, header, failure in zip(positions, headers, answers, strict=True):
+            if isinstance(failure, BaseException):
                 await self._end_unstarted(header, failure)
                 if isinstance(failure, RunStoreUnavailableError):
                     # It already says what failed, and that a retry may succeed.
@@ -420,10 +425,12 @@ class Runtime:
                 outcomes[position] = RunReceipt(header["runId"], entry.name)
         return [outcome for outcome in outcomes if outcome is not None]
 
-    async def _admit_headers(self, headers: list[RunAdmittedEvent]) -> list[BaseException | None]:
+    async def _admit_headers(
+        self, headers: list[RunAdmittedEvent]
+    ) -> list[BaseException | bool | None]:
         admit_many = getattr(self.backend, "admit_many", None)
         if admit_many is not None:
-            answers: list[BaseException | None] = await admit_many(headers)
+            answers: list[BaseException | bool | None] = await admit_many(headers)
             return answers
         backend = self.backend
         outcomes = await asyncio.gather(

@@ -25,6 +25,7 @@ from ._batched_provider import MessageBatchesProvider
 from ._echo import FakeProvider
 from ._limits import LimitedProvider, MinuteBudget, RateLimiter, RateLimits
 from ._message_batches import BatchedResult, MessageBatchCollector, ModelBatches, TurnBatcher
+from ._meter import UsageMeter
 from ._registry import ModelRegistry, ResolvedModel
 from ._retry import MAX_TRANSIENT_MODEL_RETRIES, RetryPolicy, Sleep
 
@@ -61,6 +62,7 @@ __all__ = [
     "ToolSpec",
     "TurnBatcher",
     "Usage",
+    "UsageMeter",
     "model_limits",
 ]
 

@@ -18,6 +18,7 @@ __all__ = [
     "ModelProvider",
     "ModelRequest",
     "ModelResponse",
+    "ProviderWrapper",
     "StopReason",
     "StreamEvent",
     "StreamListener",
@@ -180,6 +181,25 @@ class ModelProvider(Protocol):
         """Produce one assistant turn, reporting streamed detail to ``on_stream`` as it arrives.
         Cancellation (``asyncio.CancelledError``) must stop the call promptly."""
         ...
+
+
+class ProviderWrapper:
+    """A provider around ``inner`` (pacing it, counting it): its name, api and anything else
+    (``limits()``, ``aclose()``, ``batcher``) are ``inner``'s; subclasses define ``complete``."""
+
+    def __init__(self, inner: ModelProvider) -> None:
+        self._inner = inner
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def api(self) -> str:
+        return self._inner.api
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ..errors import ModelRequestError
-from ._base import ModelProvider, ModelRequest, ModelResponse, StreamListener
+from ._base import ModelProvider, ModelRequest, ModelResponse, ProviderWrapper, StreamListener
 
 __all__ = ["LimitedProvider", "MinuteBudget", "RateLimiter", "RateLimits", "estimate_input_tokens"]
 
@@ -122,7 +122,9 @@ class MinuteBudget:
     def _buckets(self) -> list[_Bucket]:
         return [bucket for bucket in (self._requests, self._input, self._output) if bucket]
 
-    async def acquire(self, input_tokens: int) -> None:
+    async def acquire(self, input_tokens: int, requests: int = 1) -> None:
+        """Wait until ``requests`` requests of ``input_tokens`` in all may go out (more than one:
+        a slice of the budget handed to another process, see the Ray backend's limiter)."""
         self._turn = self._turn or asyncio.Lock()
         async with self._turn:
             while True:
@@ -131,7 +133,7 @@ class MinuteBudget:
                     bucket.refill(now)
                 waits = [self._cool_until - now]
                 if self._requests is not None:
-                    waits.append(self._requests.wait_for(1))
+                    waits.append(self._requests.wait_for(requests))
                 if self._input is not None:
                     waits.append(self._input.wait_for(input_tokens))
                 if self._output is not None:
@@ -144,7 +146,7 @@ class MinuteBudget:
                 await self._sleep(wait)
                 self.throttled_seconds += wait
             if self._requests is not None:
-                self._requests.level -= 1
+                self._requests.level -= requests
             if self._input is not None:
                 self._input.level -= input_tokens
 
@@ -163,24 +165,13 @@ def _bucket(per_minute: float | None, now: float) -> _Bucket | None:
     return None if per_minute is None else _Bucket(per_minute, now)
 
 
-class LimitedProvider:
+class LimitedProvider(ProviderWrapper):
     """``inner`` with every call paced by ``limiter``; anything else is ``inner``'s."""
 
     def __init__(self, inner: ModelProvider, limiter: RateLimiter, *, max_cooldowns: int = 8):
-        self._inner = inner
+        super().__init__(inner)
         self._limiter = limiter
         self._max_cooldowns = max_cooldowns
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def api(self) -> str:
-        return self._inner.api
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)  # limits(), aclose(), ...
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         estimate = estimate_input_tokens(request)

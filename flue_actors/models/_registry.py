@@ -13,6 +13,7 @@ from ._batched_provider import MessageBatchesProvider
 from ._echo import FakeProvider
 from ._limits import LimitedProvider, RateLimiter
 from ._message_batches import ModelBatches, TurnBatcher
+from ._meter import MeteredProvider, UsageMeter
 from ._retry import RetryPolicy
 
 __all__ = ["ModelRegistry", "ResolvedModel"]
@@ -42,7 +43,8 @@ class ModelRegistry:
 
     ``anthropic`` and ``fake`` are built in; the Anthropic provider reads its key at its first
     call, so building a registry never needs one. ``retry`` is how sessions retry transient
-    model errors with these providers.
+    model errors with these providers. ``limiter`` paces every call (a batch's shared rate
+    limits); ``meter`` counts the usage of every call answered (a batch's token and cost totals).
 
     With ``model_batches``, every turn of an ``anthropic/...`` model goes through the Message
     Batches API (:class:`MessageBatchesProvider` around the registered Anthropic provider),
@@ -57,6 +59,7 @@ class ModelRegistry:
         limiter: RateLimiter | None = None,
         model_batches: ModelBatches | None = None,
         batcher: TurnBatcher | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         self._providers: dict[str, ModelProvider] = {
             "fake": FakeProvider(),
@@ -67,7 +70,8 @@ class ModelRegistry:
         self.retry = retry or RetryPolicy()
         # Every provider's calls pass through it (a batch's shared rate limits), when set.
         self.limiter = limiter
-        self._limited: dict[int, LimitedProvider] = {}
+        self.meter = meter
+        self._wrapped: dict[int, ModelProvider] = {}
         self.model_batches = model_batches
         if model_batches is not None:
             plain = self._providers["anthropic"]
@@ -106,6 +110,7 @@ class ModelRegistry:
             limiter=self.limiter,
             model_batches=model_batches,
             batcher=batcher,
+            meter=self.meter,
         )
 
     @property
@@ -129,12 +134,17 @@ class ModelRegistry:
                 await close()
 
     def _paced(self, provider: ModelProvider) -> ModelProvider:
-        if self.limiter is None:
+        if self.limiter is None and self.meter is None:
             return provider
-        limited = self._limited.get(id(provider))
-        if limited is None:
-            limited = self._limited[id(provider)] = LimitedProvider(provider, self.limiter)
-        return limited
+        wrapped = self._wrapped.get(id(provider))
+        if wrapped is None:
+            wrapped = provider
+            if self.limiter is not None:
+                wrapped = LimitedProvider(wrapped, self.limiter)
+            if self.meter is not None:
+                wrapped = MeteredProvider(wrapped, self.meter)
+            self._wrapped[id(provider)] = wrapped
+        return wrapped
 
     def resolve(self, model: str) -> ResolvedModel:
         override = self._override

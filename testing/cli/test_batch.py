@@ -74,11 +74,24 @@ def test_batch_writes_one_line_per_input_with_errors_for_bad_lines(tmp_path: Pat
     assert by_line[21]["error"]["message"].startswith("Line 21 ")
     assert by_line[22]["error"]["type"] == "action_input_validation"
     assert "20 completed, 2 failed" in result.stderr
+    # fake/echo reports a token in per message and a token out per word ("doc 4").
+    assert "tokens 20 in / 40 out" in result.stderr
     assert len(project.all_runs()) == 20
     # Run again: everything is in the output already; nothing runs, nothing is appended.
     again = project.run("batch", "summarize", "in.jsonl", "--output", "out.jsonl")
     assert again.returncode == 0, describe(again)
     assert "22 already in the output" in again.stderr
+    assert len(_outputs(project.root / "out.jsonl")) == 22
+    assert len(project.all_runs()) == 20
+    # Lines lost from the output: their keys find the runs that ended, which are answered
+    # without a model call, and the totals are this invocation's (none).
+    lines = (project.root / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if '"runId"' in line][:10]
+    (project.root / "out.jsonl").write_text("".join(line + "\n" for line in kept))
+    resumed = project.run("batch", "summarize", "in.jsonl", "--output", "out.jsonl")
+    assert resumed.returncode == 1, describe(resumed)  # the two bad lines again
+    assert "10 found from an earlier batch" in resumed.stderr
+    assert "tokens 0 in / 0 out" in resumed.stderr
     assert len(_outputs(project.root / "out.jsonl")) == 22
     assert len(project.all_runs()) == 20
 
@@ -111,6 +124,18 @@ def test_batch_refuses_non_utf8_input_naming_the_line(tmp_path: Path) -> None:
     assert "Line 2 of the inputs is not UTF-8" in result.stderr
     assert "batch_input_invalid" in result.stderr
     assert project.all_runs() == []
+
+
+def test_batch_refuses_a_ray_address_for_the_local_backend(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": "a"})])
+    result = project.run(
+        "batch", "held", "in.jsonl", "--output", "out.jsonl",
+        "--backend", "local", "--address", "127.0.0.1:1",
+    )  # fmt: skip
+    assert result.returncode == 2, describe(result)
+    assert "--address needs --backend ray" in result.stderr
+    assert not (project.root / "out.jsonl").exists()
 
 
 def test_batch_refuses_an_output_of_another_batch_unless_forced(tmp_path: Path) -> None:

@@ -173,3 +173,20 @@ def test_model_batches_are_part_of_the_deployment(folder: Path) -> None:
     assert batched.model_batches == ModelBatches(window=5.0)
     assert same_but_for_the_sleep.model_batches is not None
     assert same_but_for_the_sleep.model_batches.sleep is None  # hosts wait for real
+
+
+def test_rate_limits_are_part_of_the_deployment(folder: Path) -> None:
+    from flue_actors.models import RateLimits
+
+    def limited(limits: RateLimits) -> Deployment:
+        return Deployment.of(
+            folder, database_url=STORE, model=ENV["FLUE_MODEL"], environ=ENV, rate_limits=limits
+        )
+
+    plain = _of(folder)
+    slow, fast = limited(RateLimits(60)), limited(RateLimits(6000))
+    assert len({plain.id, slow.id, fast.id}) == 3  # each has its hosts, and its own budget
+    assert limited(RateLimits(60)).id == slow.id
+    assert slow.lineage == plain.lineage
+    assert plain.rate_limiter is None
+    assert slow.rate_limiter == slow.id

@@ -216,8 +216,8 @@ async def test_a_host_admits_the_batch_it_is_handed_once(ray_runtime: Runtime) -
         for _ in range(3)
     ]
 
-    assert await host.admit.remote(headers) == [None, None, None]
-    assert await host.admit.remote(headers) == [None, None, None]
+    assert await host.admit.remote(headers) == [True, True, True]
+    assert await host.admit.remote(headers) == [False, False, False]  # admitted before
 
     for header in headers:
         run_id = header["runId"]

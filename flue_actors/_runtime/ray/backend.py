@@ -30,6 +30,7 @@ from typing import Any
 
 from ..._definitions import Placement
 from ..._events import RunAdmittedEvent
+from ...models import RateLimits
 from ...models._message_batches import ModelBatches
 from ...store import is_sqlite_url
 from ..lease import OwnerLease
@@ -92,6 +93,7 @@ class RayBackend:
         model_batches: ModelBatches | None = None,
         hosts_per_node: int = 1,
         num_cpus: int | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         directory = services.workflows.directory
         if directory is None:
@@ -111,6 +113,7 @@ class RayBackend:
             model=model,
             environ=services.env,
             model_batches=model_batches,
+            rate_limits=rate_limits,
         )
         self._database_url = database_url
         self._host_class: Any = ray.remote(RunHost)
@@ -123,7 +126,7 @@ class RayBackend:
         mark_current(self._deployment, self._generation)
         self._retire_superseded()
         # Runs waiting for the next batch to their host, and the batches being handed over.
-        self._queued: dict[str, list[tuple[RunAdmittedEvent, asyncio.Future[None]]]] = {}
+        self._queued: dict[str, list[tuple[RunAdmittedEvent, asyncio.Future[bool]]]] = {}
         self._flush_scheduled = False
         self._handing_over: set[asyncio.Task[None]] = set()
         self._watches: dict[str, asyncio.Task[None]] = {}
@@ -270,36 +273,41 @@ class RayBackend:
         }
 
     async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
+        await self._admit(header, owner)
+
+    async def _admit(self, header: RunAdmittedEvent, owner: str) -> bool:
+        """Whether the run was admitted now (``False``: it, or its key's run, existed)."""
         if owner.startswith(RUN_PREFIX):
-            await self._admit_dedicated(header, owner)
-            return
+            return await self._admit_dedicated(header, owner)
         # The host admits its runs itself (one writer per store file); this process queues the
         # run for that host's next batch and returns once the host says admission is durable.
         self._watch_hosts()
-        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queued.setdefault(owner, []).append((header, answer))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # Invocations made in this loop turn (a gather, concurrent requests) go together.
             asyncio.get_running_loop().call_soon(self._flush)
-        await answer
+        return await answer
 
-    async def admit_many(self, headers: Sequence[RunAdmittedEvent]) -> list[BaseException | None]:
+    async def admit_many(
+        self, headers: Sequence[RunAdmittedEvent]
+    ) -> list[BaseException | bool | None]:
         """Every admission queued in this one loop turn, so each host gets its runs in chunks
         of at most ``_BATCH`` per Ray call (one store transaction each), not a call per run."""
         admissions = [
-            self.admit(header, owner=self.owner_for(header["runId"], header["workflowName"]))
+            self._admit(header, self.owner_for(header["runId"], header["workflowName"]))
             for header in headers
         ]
         outcomes = await asyncio.gather(*admissions, return_exceptions=True)
-        answers: list[BaseException | None] = []
+        answers: list[BaseException | bool | None] = []
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 answers.append(outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome  # cancellation, interrupts: not a refusal of one run
             else:
-                answers.append(None)
+                answers.append(outcome)
         return answers
 
     def _flush(self) -> None:
@@ -314,18 +322,18 @@ class RayBackend:
                 task.add_done_callback(self._handing_over.discard)
 
     async def _hand_over(
-        self, owner: str, batch: list[tuple[RunAdmittedEvent, asyncio.Future[None]]]
+        self, owner: str, batch: list[tuple[RunAdmittedEvent, asyncio.Future[bool]]]
     ) -> None:
         """One Ray call hands a batch to its host, which admits it in one transaction, starts
-        its runs and answers once the admission is durable: ``None`` per run it took, else why
-        not. If the call fails, every run of the batch fails to be admitted (the Runtime then
-        ends any that the host did admit)."""
+        its runs and answers once the admission is durable: per run whether it admitted it now,
+        else why not. If the call fails, every run of the batch fails to be admitted (the
+        Runtime then ends any that the host did admit)."""
         from ray.exceptions import ActorUnschedulableError, RayActorError
 
         headers = [header for header, _ in batch]
         try:
             try:
-                answers: list[str | None] = await self._hosts[owner].admit.remote(headers)
+                answers: list[str | bool | None] = await self._hosts[owner].admit.remote(headers)
             except (RayActorError, ActorUnschedulableError) as error:
                 # The host is dead or unreachable (its node lost, say, before placement has
                 # noticed; a host pinned to a node that is gone cannot even be rescheduled,
@@ -347,10 +355,10 @@ class RayBackend:
         for (_, answer), refusal in zip(batch, answers, strict=True):
             if answer.done():
                 continue
-            if refusal is None:
-                answer.set_result(None)
-            else:
+            if isinstance(refusal, str):
                 answer.set_exception(RuntimeError(refusal))
+            else:  # a host of an earlier version answers None: not known, so looked up
+                answer.set_result(refusal is True)
 
     def _other_host(self, owner: str, run_id: str) -> str | None:
         others = [name for name in self._names if name != owner]
@@ -434,12 +442,12 @@ class RayBackend:
             return run_id not in declined
         return False
 
-    async def _admit_dedicated(self, header: RunAdmittedEvent, owner: str) -> None:
+    async def _admit_dedicated(self, header: RunAdmittedEvent, owner: str) -> bool:
         """An actor of its own for the run (``isolation="process"``): admitted here, since
         the actor does not exist yet, then handed over with a call awaited until the run ends."""
         run_id = header["runId"]
         if not await self._services.store.admit_run(header, owner=owner):
-            return  # it exists already, or its idempotency key admitted another run
+            return False  # it exists already, or its idempotency key admitted another run
         # A dedicated actor heartbeats only once its process is up, which can take longer
         # than the lease on a busy node: until its run settles, this process holds the
         # lease for it, so the sweep never ends a run whose actor is merely starting (and
@@ -460,6 +468,7 @@ class RayBackend:
         ).remote(config)
         reference = host.run.remote(header)
         self._pending[run_id] = asyncio.ensure_future(self._settle(run_id, reference))
+        return True
 
     async def _settle(self, run_id: str, reference: Any) -> None:
         from ray.exceptions import ActorDiedError
@@ -537,6 +546,16 @@ class RayBackend:
         from .turn_batcher import RayTurnBatcher
 
         return await RayTurnBatcher(deployment.batch_collector, deployment.model_batches).progress()
+
+    async def rate_limit_stats(self) -> dict[str, float] | None:
+        """The shared budget's counters (``throttled_seconds``, ``cooldowns``) since it was
+        made; ``None`` without rate limits."""
+        deployment = self._deployment
+        if deployment.rate_limits is None or deployment.rate_limiter is None:
+            return None
+        from .rate_limiter import RayRateLimiter
+
+        return await RayRateLimiter(deployment.rate_limiter, deployment.rate_limits).stats()
 
     def shutdown_hosts(self) -> None:
         """End this backend's host processes (their runs end with them)."""

@@ -24,6 +24,7 @@ from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import FlueRunError
+from ...models import RateLimits
 from ...models._message_batches import ModelBatches
 from ...store import is_sqlite_url
 
@@ -134,11 +135,18 @@ class Deployment:
     # Its hosts' model turns go through the Message Batches API, by way of one collector of
     # the cluster (named after the deployment: serves of one deployment share it).
     model_batches: ModelBatches | None = None
+    # Its hosts' model calls are paced by one budget of the cluster (named after it).
+    rate_limits: RateLimits | None = None
 
     @property
     def batch_collector(self) -> str | None:
         """The name of the collector its hosts share, if it batches model turns."""
         return None if self.model_batches is None else self.id
+
+    @property
+    def rate_limiter(self) -> str | None:
+        """The name of the rate-limit budget its hosts share, if it has limits."""
+        return None if self.rate_limits is None else self.id
 
     @classmethod
     def of(
@@ -149,6 +157,7 @@ class Deployment:
         model: str | None,
         environ: Mapping[str, str],
         model_batches: ModelBatches | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> Deployment:
         directory = Path(workflows_dir).resolve()
         url = strip_password(database_url)
@@ -163,6 +172,9 @@ class Deployment:
             batching = asdict(model_batches)
             del batching["sleep"]  # how a test waits, not what the hosts do
             parts += ["model_batches", repr(sorted(batching.items()))]
+        if rate_limits is not None:
+            # Other limits, another budget: never the hosts of a deployment with other limits.
+            parts += ["rate_limits", repr(rate_limits)]
         for path in _code_files(directory):
             parts += [path.relative_to(directory).as_posix(), path.read_bytes()]
         return cls(
@@ -173,6 +185,7 @@ class Deployment:
             model=model,
             settings=settings,
             model_batches=None if model_batches is None else replace(model_batches, sleep=None),
+            rate_limits=rate_limits,
         )
 
 

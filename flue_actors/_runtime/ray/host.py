@@ -214,12 +214,13 @@ class RunHost:
         self._draining = True
         return await self.describe()
 
-    async def admit(self, headers: list[RunAdmittedEvent]) -> list[str | None]:
+    async def admit(self, headers: list[RunAdmittedEvent]) -> list[str | bool]:
         """Admit a batch of runs placed on this host, in one transaction of its own store
         (so each store file has one writer), and start them; answers once the admission is
-        durable, per run ``None`` (it is admitted and here) or why it could not start (it is
-        then ended). A run admitted before (a repeated call) is not started again. Draining,
-        it still admits them, and ends them unstarted with ``host_draining``, so the caller
+        durable, per run ``True`` (admitted now, and here), ``False`` (it existed already, or its
+        idempotency key belongs to another run) or why it could not start (it is then ended).
+        A run admitted before (a repeated call) is not started again. Draining, it still
+        admits them, and ends them unstarted with ``host_draining``, so the caller
         never holds a run that is neither admitted nor ended.
 
         No run is admitted to a host without reaching it: admission and hand-over are this
@@ -231,14 +232,14 @@ class RunHost:
             backend = await self._open()
             owner = self._config.owner
             admitted = await backend.store.admit_runs(headers, owner=owner)
-            answers: list[str | None] = []
+            answers: list[str | bool] = []
             for header, new in zip(headers, admitted, strict=True):
                 if not new:
-                    answers.append(None)
+                    answers.append(False)
                     continue
                 try:
                     await self._take(backend, header)
-                    answers.append(None)
+                    answers.append(True)
                 except Exception as error:
                     with contextlib.suppress(StreamConflictError, StreamClosedError):
                         await end_unstarted_run(backend.store, header, self._clock, error)
@@ -306,13 +307,20 @@ class RunHost:
 
 
 def _models(deployment: Deployment) -> ModelRegistry:
-    """The host's models: with model batches, through the collector its deployment shares."""
+    """The host's models: with model batches, through the collector its deployment shares;
+    with rate limits, paced by the budget it shares."""
+    limiter = None
+    if deployment.rate_limits is not None and deployment.rate_limiter is not None:
+        from .rate_limiter import RayRateLimiter
+
+        limiter = RayRateLimiter(deployment.rate_limiter, deployment.rate_limits)
     if deployment.model_batches is None or deployment.batch_collector is None:
-        return ModelRegistry(override=deployment.model)
+        return ModelRegistry(override=deployment.model, limiter=limiter)
     from .turn_batcher import RayTurnBatcher
 
     return ModelRegistry(
         override=deployment.model,
         model_batches=deployment.model_batches,
         batcher=RayTurnBatcher(deployment.batch_collector, deployment.model_batches),
+        limiter=limiter,
     )
