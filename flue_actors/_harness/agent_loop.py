@@ -23,7 +23,7 @@ from .._messages import (
     as_json,
     assistant_content,
 )
-from .._observation import ModelExecution, context_of, intercept, observing
+from .._observation import ModelExecution, context_of, intercept, intercepting, observing
 from ..errors import ModelRequestError, OperationFailedError
 from ..models import (
     ModelRequest,
@@ -261,17 +261,19 @@ async def model_turn(
             "turn_request",
             {**turn_event, "request": {**request_info, "input": request_input(request)}, **turn},
         )
-    execution = ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id)
     try:
         if recorded is not None:
             response = response_from_turn(recorded)
         else:
             with batched_turn(session, turn, replay, batches):
-                response = await intercept(
-                    execution,
-                    context_of(session.run_id, turn),
-                    lambda: resolved.provider.complete(request, on_stream),
-                )
+                if intercepting():
+                    response = await intercept(
+                        ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id),
+                        context_of(session.run_id, turn),
+                        lambda: resolved.provider.complete(request, on_stream),
+                    )
+                else:
+                    response = await resolved.provider.complete(request, on_stream)
     except asyncio.CancelledError:
         emit(
             "turn",
