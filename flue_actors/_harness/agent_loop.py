@@ -265,7 +265,7 @@ async def model_turn(
         if recorded is not None:
             response = response_from_turn(recorded)
         else:
-            with batched_turn(session, turn, replay, batches):
+            with batched_turn(session, turn, replay, batches, resolved.provider):
                 if intercepting():
                     response = await intercept(
                         ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id),

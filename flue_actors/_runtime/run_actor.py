@@ -217,12 +217,11 @@ class RunActor:
         self._harness = harness
         log = RunLog(self._stream)
         context = ActionContext(harness=harness, log=log, input=parsed)
+        if services.runtime is not None:
+            # This method is the body's own task (see run()), so this holds for it alone.
+            ambient.running(services.runtime, log)
         try:
-            if services.runtime is None:
-                value = await action.run(context)
-            else:
-                with ambient.running(services.runtime, log):
-                    value = await action.run(context)
+            value = await action.run(context)
         finally:
             await harness.close(self._cancel_reason or "The run ended.")
         return action.serialize_output(value)
