@@ -8,7 +8,7 @@ the session's operation bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["agent_loop", "assistant_message", "model_turn", "run_prompt"]
 
 
-async def run_prompt(
+def run_prompt(
     session: SessionState,
     correlation: Correlation,
     text: str,
@@ -63,14 +63,28 @@ async def run_prompt(
     images: list[ImageContent],
     spec: ResultSpec | None,
     tools: Sequence[ToolDefinition] = (),
-) -> Outcome:
-    """A prompt's work, shared by prompt, skill and a task's child: one agent loop, or
-    with ``spec`` the loop repeated until the model settles on a structured result."""
+) -> Awaitable[Outcome]:
+    """A prompt's work, shared by prompt, skill and a task's child: one agent loop (its own
+    coroutine, returned as it is), or with ``spec`` the loop repeated until the model settles
+    on a structured result."""
     resolved = session.resolve(model)
     if spec is None:
-        return await agent_loop(
+        return agent_loop(
             session, correlation, text, resolved, thinking_level, images, call_tools=tools
         )
+    return _with_result(session, correlation, text, resolved, thinking_level, images, spec, tools)
+
+
+async def _with_result(
+    session: SessionState,
+    correlation: Correlation,
+    text: str,
+    resolved: ResolvedModel,
+    thinking_level: ThinkingLevel | None,
+    images: list[ImageContent],
+    spec: ResultSpec,
+    tools: Sequence[ToolDefinition],
+) -> Outcome:
 
     async def loop(
         message: str,

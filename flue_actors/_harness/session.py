@@ -133,7 +133,7 @@ class _Operation:
         services.emit("idle", self._state.correlation())
 
 
-async def _prompt_body(
+def _prompt_body(
     state: SessionState,
     text: str | Callable[[Correlation], Awaitable[str]],
     model: str | None,
@@ -142,18 +142,31 @@ async def _prompt_body(
     spec: ResultSpec | None,
     tools: Sequence[ToolDefinition],
     correlation: Correlation,
+) -> Awaitable[Outcome]:
+    """A prompt or skill operation's work (a function, not a closure per call; for a prompt,
+    the agent loop's own coroutine, without one of its own around it)."""
+    if isinstance(text, str):
+        return run_prompt(
+            state, correlation, text, model=model, thinking_level=thinking_level,
+            images=images, spec=spec, tools=tools,
+        )  # fmt: skip
+    return _skill_body(state, text, model, thinking_level, images, spec, tools, correlation)
+
+
+async def _skill_body(
+    state: SessionState,
+    text: Callable[[Correlation], Awaitable[str]],
+    model: str | None,
+    thinking_level: ThinkingLevel | None,
+    images: list[ImageContent],
+    spec: ResultSpec | None,
+    tools: Sequence[ToolDefinition],
+    correlation: Correlation,
 ) -> Outcome:
-    """A prompt or skill operation's work (a function, not a closure per call)."""
     return await run_prompt(
-        state,
-        correlation,
-        text if isinstance(text, str) else await text(correlation),
-        model=model,
-        thinking_level=thinking_level,
-        images=images,
-        spec=spec,
-        tools=tools,
-    )
+        state, correlation, await text(correlation), model=model, thinking_level=thinking_level,
+        images=images, spec=spec, tools=tools,
+    )  # fmt: skip
 
 
 class Session:
