@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._definitions import ToolDefinition
@@ -72,19 +73,20 @@ def run_prompt(
         return agent_loop(
             session, correlation, text, resolved, thinking_level, images, call_tools=tools
         )
-    return _with_result(session, correlation, text, resolved, thinking_level, images, spec, tools)
+    turns = partial(agent_loop, session, correlation, resolved=resolved, call_tools=tools)
+    return _with_result(turns, resolved, text, thinking_level, images, spec)
 
 
 async def _with_result(
-    session: SessionState,
-    correlation: Correlation,
-    text: str,
+    turns: Callable[..., Awaitable[Outcome]],
     resolved: ResolvedModel,
+    text: str,
     thinking_level: ThinkingLevel | None,
     images: list[ImageContent],
     spec: ResultSpec,
-    tools: Sequence[ToolDefinition],
 ) -> Outcome:
+    """The agent loop (``turns``: the session's, bound to its model and call tools) repeated
+    until the model settles on a structured result."""
 
     async def loop(
         message: str,
@@ -92,16 +94,12 @@ async def _with_result(
         framework: Mapping[str, FrameworkTool],
         stop: Callable[[], bool],
     ) -> tuple[str, Usage]:
-        outcome = await agent_loop(
-            session,
-            correlation,
-            message,
-            resolved,
-            thinking_level,
-            attached,
+        outcome = await turns(
+            text=message,
+            thinking_level=thinking_level,
+            images=attached,
             extra=framework,
             stop=stop,
-            call_tools=tools,
         )
         return outcome.text, outcome.usage
 

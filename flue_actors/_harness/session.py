@@ -144,29 +144,29 @@ def _prompt_body(
     correlation: Correlation,
 ) -> Awaitable[Outcome]:
     """A prompt or skill operation's work (a function, not a closure per call; for a prompt,
-    the agent loop's own coroutine, without one of its own around it)."""
-    if isinstance(text, str):
-        return run_prompt(
-            state, correlation, text, model=model, thinking_level=thinking_level,
-            images=images, spec=spec, tools=tools,
-        )  # fmt: skip
-    return _skill_body(state, text, model, thinking_level, images, spec, tools, correlation)
+    the agent loop's own coroutine, without one of its own around it). A skill's text is
+    known only once its operation runs."""
+    if not isinstance(text, str):
+        return _skill_body(state, text, (model, thinking_level, images, spec, tools), correlation)
+    return run_prompt(
+        state, correlation, text, model=model, thinking_level=thinking_level,
+        images=images, spec=spec, tools=tools,
+    )  # fmt: skip
 
 
 async def _skill_body(
     state: SessionState,
     text: Callable[[Correlation], Awaitable[str]],
-    model: str | None,
-    thinking_level: ThinkingLevel | None,
-    images: list[ImageContent],
-    spec: ResultSpec | None,
-    tools: Sequence[ToolDefinition],
+    rest: tuple[
+        str | None,
+        ThinkingLevel | None,
+        list[ImageContent],
+        ResultSpec | None,
+        Sequence[ToolDefinition],
+    ],
     correlation: Correlation,
 ) -> Outcome:
-    return await run_prompt(
-        state, correlation, await text(correlation), model=model, thinking_level=thinking_level,
-        images=images, spec=spec, tools=tools,
-    )  # fmt: skip
+    return await _prompt_body(state, await text(correlation), *rest, correlation)
 
 
 class Session:

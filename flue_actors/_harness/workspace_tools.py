@@ -93,12 +93,15 @@ class WorkspaceTool(ToolDefinition):
     so one definition serves every run."""
 
 
-async def _read(workspace: Workspace, args: ReadInput) -> str:
-    fs = workspace.sandbox().fs
+async def _existing_text(workspace: Workspace, path: str) -> str:
     try:
-        text = await fs.read_file(workspace.at(args.path))
+        return await workspace.sandbox().fs.read_file(workspace.at(path))
     except FileNotFoundError:
-        raise WorkspaceToolError(f"File not found: {args.path}") from None
+        raise WorkspaceToolError(f"File not found: {path}") from None
+
+
+async def _read(workspace: Workspace, args: ReadInput) -> str:
+    text = await _existing_text(workspace, args.path)
     lines = text.splitlines(keepends=True)
     end = None if args.limit is None else args.offset - 1 + args.limit
     return "".join(lines[args.offset - 1 : end])
@@ -111,11 +114,7 @@ async def _write(workspace: Workspace, args: WriteInput) -> str:
 
 
 async def _edit(workspace: Workspace, args: EditInput) -> str:
-    fs = workspace.sandbox().fs
-    try:
-        text = await fs.read_file(workspace.at(args.path))
-    except FileNotFoundError:
-        raise WorkspaceToolError(f"File not found: {args.path}") from None
+    text = await _existing_text(workspace, args.path)
     count = text.count(args.old_string)
     if count == 0:
         raise WorkspaceToolError(f"old_string was not found in {args.path}.")
@@ -124,7 +123,8 @@ async def _edit(workspace: Workspace, args: EditInput) -> str:
             f"old_string occurs {count} times in {args.path}; give more context to make "
             "it unique, or set replace_all."
         )
-    await fs.write_file(workspace.at(args.path), text.replace(args.old_string, args.new_string))
+    new_text = text.replace(args.old_string, args.new_string)
+    await workspace.sandbox().fs.write_file(workspace.at(args.path), new_text)
     return f"Replaced {count if args.replace_all else 1} occurrence(s) in {args.path}."
 
 
