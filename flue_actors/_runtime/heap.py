@@ -4,9 +4,9 @@ With hundreds of runs in flight, most objects the collector's young generation f
 in use (each run holds its harness, sessions, coroutines and events while it waits on its
 model or its log): CPython's default threshold (a pass every 700 net allocations) walks them
 again and again, promotes them, and so triggers full passes over everything alive, the
-process's modules and definitions included. Measured in ``benchmarks/bench_runs.py
---settle-heap``: the collector took 0.4 to 0.5 ms of a durable run's 1.1 to 1.5 ms of CPU with
-the defaults, about 0.2 ms with these settings.
+process's modules and definitions included. Timed with ``gc.callbacks`` over
+``benchmarks/bench_runs.py``'s durable runs (load average 5 to 8): the collector took 0.4 to
+0.5 ms of a run's 1.1 to 1.5 ms of CPU with the defaults, 0.18 to 0.21 ms with these settings.
 
 - ``gc.freeze()`` after the workflows are loaded moves what exists then (modules, definitions,
   tool schemas) out of every later pass: they live as long as the process anyway.
