@@ -6,7 +6,11 @@ the same workflow function with the same harness in a bare asyncio loop, events 
 Each is measured ``--rounds`` times, interleaved; the medians and their ratio are printed as
 one JSON object, with this process's CPU per run (steadier than runs/s on a shared machine).
 
-    python benchmarks/bench_runs.py [--runs 1000] [--rounds 3] [--quick]
+    python benchmarks/bench_runs.py [--runs 1000] [--rounds 3] [--quick] [--settle-heap]
+
+``--settle-heap``: the collector's settings of ``flue-actors serve`` and ``batch`` (see
+``flue_actors._runtime.heap``), applied once the workflows are loaded; without it, the
+interpreter's defaults, as a library user's process has them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +31,20 @@ from flue_actors._clock import SystemClock
 from flue_actors._harness import Harness, RunLog
 from flue_actors._ids import UlidIds
 from flue_actors._runtime import WorkflowRegistry
+from flue_actors._runtime.heap import settle_heap
 from flue_actors.models import ModelRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class _DiscardingSink:
-    def emit(self, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def emit(
+        self, type: str, payload: dict[str, Any], *, detail: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return payload
+
+    def announce(self, type: str, payload: dict[str, Any]) -> None:
+        return None
 
 
 async def _logged(registry: WorkflowRegistry, runs: int, directory: Path) -> dict[str, float]:
@@ -86,10 +97,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="300 runs, 1 round (for CI)")
+    parser.add_argument(
+        "--settle-heap", action="store_true", help="the collector settings of serve and batch"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.rounds = 300, 1
     registry = WorkflowRegistry.discover(ROOT / "workflows")
+    if args.settle_heap:
+        settle_heap()
     logged: list[dict[str, float]] = []
     ceiling: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,6 +122,7 @@ def main() -> None:
             "runs": args.runs,
             "rounds": args.rounds,
             "store": "sqlite file, WAL, synchronous=FULL",
+            "settled_heap": args.settle_heap,
             "durable_runs_per_s": round(logged_rate, 1),
             "durable_p50_ms": round(median(r["p50_ms"] for r in logged), 2),
             "durable_p99_ms": round(median(r["p99_ms"] for r in logged), 2),

@@ -191,6 +191,12 @@ ExecutionInterceptor: TypeAlias = Callable[
 _interceptors: list[ExecutionInterceptor] = []
 
 
+def intercepting() -> bool:
+    """Whether an interceptor is installed. Without one (the common case) an operation's
+    work is awaited as it is: a hot path need not describe it (operation, context) first."""
+    return bool(_interceptors)
+
+
 async def intercept(
     operation: ExecutionOperation,
     ctx: ExecutionContext,

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from .._jsonvalue import UNSET, dumps, loads
 from .._records import RUN_STATUSES
 from .._runtime import BackendFactory, Runtime, WorkflowRegistry
+from .._runtime.heap import settle_heap
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from ..errors import FlueError, InvalidJsonError, InvalidRequestError, RunNotFoundError
 from ..models._anthropic import TRANSPORT_VARIABLE
@@ -271,7 +272,7 @@ async def _events(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
-def _serve(args: argparse.Namespace, err: TextIO) -> int:
+def _serve(args: argparse.Namespace, err: TextIO, *, long_lived: bool = False) -> int:
     from ..gateway import create_app
     from ..gateway._server import ServeOptions, serve_app
 
@@ -282,6 +283,8 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
     workflows = WorkflowRegistry.discover(directory)
     for name, failure in workflows.failures.items():
         err.write(f"warning: workflow {name} is not served: {failure.message}\n")
+    if long_lived:  # the process is the server (not a test calling main): see _runtime.heap
+        settle_heap()
     address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
     kind = args.backend or ("ray" if address else "local")
     if kind == "local" and address:
@@ -372,9 +375,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 err.write(f"error: {error}\n")
                 return EXIT_USAGE
             registry = WorkflowRegistry.discover(directory)
+            if argv is None:  # this process is the command: long-lived, see _runtime.heap
+                settle_heap()
             return asyncio.run(run_batch_command(args, registry, out, err))
         if args.command == "serve":
-            return _serve(args, err)
+            return _serve(args, err, long_lived=argv is None)
         if args.command == "hosts":
             return run_hosts(args, out, err)
         return asyncio.run(_runs(args, out, err))

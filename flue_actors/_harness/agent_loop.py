@@ -8,8 +8,9 @@ the session's operation bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._definitions import ToolDefinition
@@ -23,7 +24,7 @@ from .._messages import (
     as_json,
     assistant_content,
 )
-from .._observation import ModelExecution, context_of, intercept, observing
+from .._observation import ModelExecution, context_of, intercept, intercepting, observing
 from ..errors import ModelRequestError, OperationFailedError
 from ..models import (
     ModelRequest,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["agent_loop", "assistant_message", "model_turn", "run_prompt"]
 
 
-async def run_prompt(
+def run_prompt(
     session: SessionState,
     correlation: Correlation,
     text: str,
@@ -63,14 +64,29 @@ async def run_prompt(
     images: list[ImageContent],
     spec: ResultSpec | None,
     tools: Sequence[ToolDefinition] = (),
-) -> Outcome:
-    """A prompt's work, shared by prompt, skill and a task's child: one agent loop, or
-    with ``spec`` the loop repeated until the model settles on a structured result."""
+) -> Awaitable[Outcome]:
+    """A prompt's work, shared by prompt, skill and a task's child: one agent loop (its own
+    coroutine, returned as it is), or with ``spec`` the loop repeated until the model settles
+    on a structured result."""
     resolved = session.resolve(model)
     if spec is None:
-        return await agent_loop(
+        return agent_loop(
             session, correlation, text, resolved, thinking_level, images, call_tools=tools
         )
+    turns = partial(agent_loop, session, correlation, resolved=resolved, call_tools=tools)
+    return _with_result(turns, resolved, text, thinking_level, images, spec)
+
+
+async def _with_result(
+    turns: Callable[..., Awaitable[Outcome]],
+    resolved: ResolvedModel,
+    text: str,
+    thinking_level: ThinkingLevel | None,
+    images: list[ImageContent],
+    spec: ResultSpec,
+) -> Outcome:
+    """The agent loop (``turns``: the session's, bound to its model and call tools) repeated
+    until the model settles on a structured result."""
 
     async def loop(
         message: str,
@@ -78,16 +94,12 @@ async def run_prompt(
         framework: Mapping[str, FrameworkTool],
         stop: Callable[[], bool],
     ) -> tuple[str, Usage]:
-        outcome = await agent_loop(
-            session,
-            correlation,
-            message,
-            resolved,
-            thinking_level,
-            attached,
+        outcome = await turns(
+            text=message,
+            thinking_level=thinking_level,
+            images=attached,
             extra=framework,
             stop=stop,
-            call_tools=tools,
         )
         return outcome.text, outcome.usage
 
@@ -261,17 +273,19 @@ async def model_turn(
             "turn_request",
             {**turn_event, "request": {**request_info, "input": request_input(request)}, **turn},
         )
-    execution = ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id)
     try:
         if recorded is not None:
             response = response_from_turn(recorded)
         else:
-            with batched_turn(session, turn, replay, batches):
-                response = await intercept(
-                    execution,
-                    context_of(session.run_id, turn),
-                    lambda: resolved.provider.complete(request, on_stream),
-                )
+            with batched_turn(session, turn, replay, batches, resolved.provider):
+                if intercepting():
+                    response = await intercept(
+                        ModelExecution(turn["turnId"], resolved.provider_name, resolved.model_id),
+                        context_of(session.run_id, turn),
+                        lambda: resolved.provider.complete(request, on_stream),
+                    )
+                else:
+                    response = await resolved.provider.complete(request, on_stream)
     except asyncio.CancelledError:
         emit(
             "turn",

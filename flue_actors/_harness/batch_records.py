@@ -14,7 +14,7 @@ since its log's last event.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Final
 
 from .._clock import parse_timestamp
@@ -42,15 +42,33 @@ def pending_batches(
     return replay, recorded_batches(session.services.sink, turn)
 
 
-@contextmanager
+# The context of a turn whose provider does not batch: one shared, reentrant, no-op manager.
+_UNBATCHED: Final = nullcontext()
+
+
 def batched_turn(
     session: SessionState,
     turn: TurnCorrelation,
     replay: Replay | None,
     recorded: list[tuple[str, str]],
-) -> Iterator[None]:
+    provider: object,
+) -> AbstractContextManager[None]:
     """While a turn is performed live: what a batched provider needs to know of it.
-    ``replay`` is the replay the run was in before the turn (``None``: live already)."""
+    ``replay`` is the replay the run was in before the turn (``None``: live already). Only a
+    provider that says it batches turns (``batches_turns``) reads it; for any other, nothing
+    is set (no context variable, record function or generator per turn)."""
+    if getattr(provider, "batches_turns", False) is not True:
+        return _UNBATCHED
+    return _batched_turn(session, turn, replay, recorded)
+
+
+@contextmanager
+def _batched_turn(
+    session: SessionState,
+    turn: TurnCorrelation,
+    replay: Replay | None,
+    recorded: list[tuple[str, str]],
+) -> Iterator[None]:
 
     def record(batch_id: str, custom_id: str) -> None:
         # A log inside a turn (its turnId says which, and the replay matches it by that),

@@ -288,7 +288,7 @@ async def _summarize(
             if recorded is not None:
                 response = response_from_turn(recorded)
             else:
-                with batched_turn(session, turn, replay, batches):
+                with batched_turn(session, turn, replay, batches, resolved.provider):
                     response = await resolved.provider.complete(request, lambda _event: None)
             if response.stop_reason == "error":
                 raise ModelRequestError(response.error_message or "model error")

@@ -21,7 +21,7 @@ from .session import Session
 from .shell import run_shell
 from .sink import EventSink
 from .tools import ToolBox
-from .workspace_tools import workspace_tools
+from .workspace_tools import Workspace
 
 __all__ = ["Harness", "Sessions"]
 
@@ -117,11 +117,10 @@ class Harness:
         # The run's MCP connections, likewise shared with child scopes and closed by the root.
         self._owns_mcp = mcp is None
         self.mcp = mcp or MCPConnections()
-        # Built-ins first, then the agent's tools; a name used twice is refused here.
-        # The sandbox's tools come with every session of the run, a task's child included.
-        # They ask the slot, not this harness, for the sandbox: no reference cycle through
-        # them, so a finished run is freed at once rather than by the cycle collector.
-        self.workspace_tools = workspace_tools(self._sandbox_slot.get)
+        # Where the built-in tools work, for every session of the run, a task's child included.
+        # It asks the slot, not this harness, for the sandbox: no reference cycle through it,
+        # so a finished run is freed at once rather than by the cycle collector.
+        self.workspace = Workspace(self._sandbox_slot.get)
         self._tools = self.tool_box(config.tools, config.actions, depth=depth)
         self._sessions: dict[str, Session] = {}
         self._in_flight: set[CallHandle[Any]] = set()
@@ -212,11 +211,9 @@ class Harness:
         (working in ``cwd``, an absolute path, if given), ``tools``, and ``actions`` as tools
         (a name used twice is refused here)."""
         offered = [action_tool(self, action, depth=depth) for action in actions]
-        workspace = (
-            self.workspace_tools if cwd is None else workspace_tools(self._sandbox_slot.get, cwd)
-        )
+        workspace = self.workspace if cwd is None else Workspace(self._sandbox_slot.get, cwd)
         return ToolBox(
-            [*tools, *offered],
+            [*tools, *offered] if offered else tools,
             workspace=workspace,
             sink=self._sink,
             clock=self._clock,

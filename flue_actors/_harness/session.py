@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._clock import Clock
 from .._definitions import ToolDefinition
 from .._events import error_payload
 from .._ids import IdSource
-from .._messages import as_json
-from .._observation import AgentExecution, context_of, intercept
+from .._messages import ImageContent, as_json
+from .._observation import AgentExecution, context_of, intercept, intercepting
 from ..errors import (
     AbortError,
     SessionBusyError,
@@ -52,10 +53,39 @@ class _Operation:
         self.correlation: Correlation = {**state.correlation(), "operationId": self.id}
         self._started = state.services.clock.now_ms()
         self.ended = False
+        self.handle: CallHandle[Any] | None = None
         state.active_kind = kind
         state.services.emit(
             "operation_start", {"operationId": self.id, "operationKind": kind, **self.correlation}
         )
+
+    async def run(self, body: Callable[[Correlation], Awaitable[Outcome]]) -> Any:
+        """Run ``body`` as this operation (in its own task), and end the operation with it.
+        Methods rather than closures: a session starts one per call, on every run."""
+        try:
+            if intercepting():
+                execution = AgentExecution(self.id, self.kind)
+                context = context_of(self._state.run_id, self.correlation)
+                outcome = await intercept(execution, context, lambda: body(self.correlation))
+            else:
+                outcome = await body(self.correlation)
+        except asyncio.CancelledError:
+            reason = self.handle.abort_reason if self.handle is not None else None
+            self.fail(AbortError(reason or "The operation was cancelled."))
+            if reason is not None:
+                raise AbortError(reason) from None
+            raise
+        except Exception as error:
+            self.fail(error)
+            raise
+        self.succeed(outcome)
+        return outcome.value
+
+    def settled(self, _task: asyncio.Task[Any]) -> None:
+        """The operation's task is done: if it was aborted before its first step, run()
+        never ran, and the operation is closed here (otherwise it has ended already)."""
+        reason = self.handle.abort_reason if self.handle is not None else None
+        self.fail(AbortError(reason or "The operation was aborted."))
 
     def _end(self) -> int | None:
         """End the operation; how long it took, or None if it had ended already."""
@@ -101,6 +131,42 @@ class _Operation:
             },
         )
         services.emit("idle", self._state.correlation())
+
+
+def _prompt_body(
+    state: SessionState,
+    text: str | Callable[[Correlation], Awaitable[str]],
+    model: str | None,
+    thinking_level: ThinkingLevel | None,
+    images: list[ImageContent],
+    spec: ResultSpec | None,
+    tools: Sequence[ToolDefinition],
+    correlation: Correlation,
+) -> Awaitable[Outcome]:
+    """A prompt or skill operation's work (a function, not a closure per call; for a prompt,
+    the agent loop's own coroutine, without one of its own around it). A skill's text is
+    known only once its operation runs."""
+    if not isinstance(text, str):
+        return _skill_body(state, text, (model, thinking_level, images, spec, tools), correlation)
+    return run_prompt(
+        state, correlation, text, model=model, thinking_level=thinking_level,
+        images=images, spec=spec, tools=tools,
+    )  # fmt: skip
+
+
+async def _skill_body(
+    state: SessionState,
+    text: Callable[[Correlation], Awaitable[str]],
+    rest: tuple[
+        str | None,
+        ThinkingLevel | None,
+        list[ImageContent],
+        ResultSpec | None,
+        Sequence[ToolDefinition],
+    ],
+    correlation: Correlation,
+) -> Outcome:
+    return await _prompt_body(state, await text(correlation), *rest, correlation)
 
 
 class Session:
@@ -287,18 +353,7 @@ class Session:
         spec = ResultSpec.of(result) if result is not None else None
         self.state.resolve(model)  # an unknown model fails the call, before any operation starts
 
-        async def body(correlation: Correlation) -> Outcome:
-            return await run_prompt(
-                self.state,
-                correlation,
-                text if isinstance(text, str) else await text(correlation),
-                model=model,
-                thinking_level=thinking_level,
-                images=attached,
-                spec=spec,
-                tools=tools,
-            )
-
+        body = partial(_prompt_body, self.state, text, model, thinking_level, attached, spec, tools)
         return self._start(kind, body, signal)
 
     def shell(
@@ -375,33 +430,10 @@ class Session:
         # The operation starts now, as in Flue: operation_start is recorded when it is called,
         # so an operation aborted before it ever ran still opens and closes in the log.
         operation = _Operation(self.state, kind)
-        handle: CallHandle[Any]
-
-        execution = AgentExecution(operation.id, kind)
-        context = context_of(self.state.run_id, operation.correlation)
-
-        async def run() -> Any:
-            try:
-                outcome = await intercept(execution, context, lambda: body(operation.correlation))
-            except asyncio.CancelledError:
-                operation.fail(AbortError(handle.abort_reason or "The operation was cancelled."))
-                if handle.abort_reason is not None:
-                    raise AbortError(handle.abort_reason) from None
-                raise
-            except Exception as error:
-                operation.fail(error)
-                raise
-            operation.succeed(outcome)
-            return outcome.value
-
-        task = asyncio.get_running_loop().create_task(run())
-        handle = CallHandle(task)
+        task = asyncio.get_running_loop().create_task(operation.run(body))
+        handle = operation.handle = CallHandle(task)
         # Aborted before its first step: run() never ran, so close the operation here.
-        task.add_done_callback(
-            lambda _: operation.fail(
-                AbortError(handle.abort_reason or "The operation was aborted.")
-            )
-        )
+        task.add_done_callback(operation.settled)
         self.state.harness.track(handle)
         if signal is not None:
             handle.abort_on(signal)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..models import ToolSpec
 from .mcp_connection import MCPConnections, MCPTool
 from .replay import replay_of
 from .sink import EventSink
+from .workspace_tools import WORKSPACE_TOOLS, Workspace, WorkspaceTool
 
 __all__ = ["ToolBox", "tool_spec"]
 
@@ -38,6 +39,15 @@ def tool_spec(name: str, description: str, input: type[pydantic.BaseModel]) -> T
     return ToolSpec(name, description, input.model_json_schema())
 
 
+_Table = tuple[dict[str, ToolDefinition], list[ToolSpec]]
+# The built-in tools' name table and specs, made once: every run's tool box starts from them.
+_BUILTIN: _Table = (
+    {tool.name: tool for tool in WORKSPACE_TOOLS},
+    [tool_spec(tool.name, tool.description, tool.input) for tool in WORKSPACE_TOOLS],
+)
+_NO_TOOLS: _Table = ({}, [])
+
+
 class ToolBox:
     """The tools of one agent. A failing or mistyped call becomes an error result the model
     can read and correct, never a failed operation."""
@@ -46,29 +56,35 @@ class ToolBox:
         self,
         tools: Sequence[ToolDefinition | MCPTools],
         *,
-        workspace: Sequence[ToolDefinition] = (),
+        workspace: Workspace | None = None,
         sink: EventSink,
         clock: Clock,
         run_id: str = "",
         mcp: MCPConnections | None = None,
     ) -> None:
         # ``tools`` are the agent's own (its tools, its actions as tools, a call's tools=, its
-        # MCP servers), held to the same name rule as at definition; ``workspace`` the
-        # built-in ones.
-        check_tool_names(own_tool_names(tools))
-        self._own = list(tools)
-        self._workspace = list(workspace)
-        every = [*workspace, *(tool for tool in tools if isinstance(tool, ToolDefinition))]
-        self._tools = {tool.name: tool for tool in every}
-        # MCP servers' tools are known only once the run connects to them (ready()).
-        self._servers = [tool for tool in tools if isinstance(tool, MCPTools)]
+        # MCP servers), held to the same name rule as at definition; ``workspace`` where the
+        # built-in tools work (None: no built-in tools).
+        self._own = tools
+        self._workspace = workspace
+        builtin = _BUILTIN if workspace is not None else _NO_TOOLS
+        if tools:
+            check_tool_names(own_tool_names(tools))
+            own = [tool for tool in tools if isinstance(tool, ToolDefinition)]
+            self._tools = {**builtin[0], **{tool.name: tool for tool in own}}
+            self.specs = [*builtin[1], *(tool_spec(t.name, t.description, t.input) for t in own)]
+            # MCP servers' tools are known only once the run connects to them (ready()).
+            self._servers = [tool for tool in tools if isinstance(tool, MCPTools)]
+        else:
+            # The common case shares one name table and spec list (never changed in place).
+            self._tools, self.specs = builtin
+            self._servers = []
         self._mcp_tools: dict[str, MCPTool] = {}
         self._mcp = mcp
         self._connected = not self._servers
         self._sink = sink
         self._clock = clock
         self._run_id = run_id
-        self.specs = [tool_spec(tool.name, tool.description, tool.input) for tool in every]
 
     def extended(self, tools: Sequence[ToolDefinition]) -> ToolBox:
         """These tools and a call's ``tools=``, under the same name rule."""
@@ -147,7 +163,7 @@ class ToolBox:
                     value = await intercept(
                         ToolExecution(call_id, name),
                         context_of(self._run_id, turn),
-                        lambda: tool.run(args),
+                        self._work(tool, args),
                     )
                     text = _render(tool, value)
                     is_error = False
@@ -175,6 +191,11 @@ class ToolBox:
             "isError": is_error,
             "timestamp": self._clock.now_ms(),
         }
+
+    def _work(self, tool: ToolDefinition, args: pydantic.BaseModel) -> Callable[[], Awaitable[Any]]:
+        if isinstance(tool, WorkspaceTool):
+            return lambda: tool.run(self._workspace, args)
+        return lambda: tool.run(args)
 
     async def _call_remote(
         self, tool: MCPTool, call_id: str, arguments: Any, turn: Mapping[str, Any]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -18,7 +19,13 @@ from ..errors import SandboxPathError
 from ..sandbox import Sandbox, SandboxFs
 from ..sandbox._workspace import resolve_sandbox_path
 
-__all__ = ["BUILTIN_TOOL_NAMES", "WorkspaceToolError", "workspace_tools"]
+__all__ = [
+    "BUILTIN_TOOL_NAMES",
+    "WORKSPACE_TOOLS",
+    "Workspace",
+    "WorkspaceTool",
+    "WorkspaceToolError",
+]
 
 # Bounds on what a search reads and returns, so one call cannot flood the conversation.
 _MAX_FILES = 10_000
@@ -63,106 +70,126 @@ class GlobInput(BaseModel):
     path: str = Field(".", description="Folder the pattern is relative to.")
 
 
-def workspace_tools(sandbox: Callable[[], Sandbox], cwd: str | None = None) -> list[ToolDefinition]:
-    """The six tools over the run's sandbox, which ``sandbox()`` returns: it is asked for on
-    each call, not here, so a run whose model never touches a file never builds one.
-    ``cwd`` (absolute) is where relative paths resolve and commands run, for a task given
-    one; None: the sandbox's own working directory."""
+class Workspace:
+    """Where one run's workspace tools work: its sandbox, which ``sandbox()`` returns (asked
+    for on each call, so a run whose model never touches a file never builds one), and
+    ``cwd`` (absolute), where relative paths resolve and commands run, for a task given one;
+    None: the sandbox's own working directory. The tools themselves are defined once per
+    process (:data:`WORKSPACE_TOOLS`): a run makes only this."""
 
-    def at(path: str) -> str:
-        return path if cwd is None else resolve_sandbox_path(path, cwd)
+    __slots__ = ("cwd", "sandbox")
 
-    async def read(args: ReadInput) -> str:
-        fs = sandbox().fs
-        try:
-            text = await fs.read_file(at(args.path))
-        except FileNotFoundError:
-            raise WorkspaceToolError(f"File not found: {args.path}") from None
-        lines = text.splitlines(keepends=True)
-        end = None if args.limit is None else args.offset - 1 + args.limit
-        return "".join(lines[args.offset - 1 : end])
+    def __init__(self, sandbox: Callable[[], Sandbox], cwd: str | None = None) -> None:
+        self.sandbox = sandbox
+        self.cwd = cwd
 
-    async def write(args: WriteInput) -> str:
-        fs = sandbox().fs
-        await fs.write_file(at(args.path), args.content)
-        return f"Wrote {len(args.content.encode())} bytes to {args.path}."
+    def at(self, path: str) -> str:
+        return path if self.cwd is None else resolve_sandbox_path(path, self.cwd)
 
-    async def edit(args: EditInput) -> str:
-        fs = sandbox().fs
-        try:
-            text = await fs.read_file(at(args.path))
-        except FileNotFoundError:
-            raise WorkspaceToolError(f"File not found: {args.path}") from None
-        count = text.count(args.old_string)
-        if count == 0:
-            raise WorkspaceToolError(f"old_string was not found in {args.path}.")
-        if count > 1 and not args.replace_all:
-            raise WorkspaceToolError(
-                f"old_string occurs {count} times in {args.path}; give more context to make "
-                "it unique, or set replace_all."
-            )
-        await fs.write_file(at(args.path), text.replace(args.old_string, args.new_string))
-        return f"Replaced {count if args.replace_all else 1} occurrence(s) in {args.path}."
 
-    async def bash(args: BashInput) -> str:
-        result = await sandbox().run(args.command, cwd=cwd, timeout=args.timeout)
-        output = result.stdout + result.stderr
-        if result.exit_code != 0:
-            raise WorkspaceToolError(f"{output}\nCommand exited with code {result.exit_code}")
-        return output
+@dataclass(frozen=True, eq=False)
+class WorkspaceTool(ToolDefinition):
+    """A built-in tool: ``run(workspace, args)`` works on the :class:`Workspace` it is given,
+    so one definition serves every run."""
 
-    async def grep(args: GrepInput) -> str:
-        fs = sandbox().fs
-        try:
-            regex = re.compile(args.pattern)
-        except re.error as error:
-            raise WorkspaceToolError(f"Invalid regular expression: {error}") from None
-        matcher = _glob_regex(args.glob) if args.glob else None
-        found: list[str] = []
-        for path in await _files(fs, at(args.path)):
-            if matcher is not None and not matcher.search(path):
-                continue
-            try:
-                text = await fs.read_file(path)
-            except (UnicodeDecodeError, OSError):
-                continue  # binary or unreadable: not searchable text
-            for number, line in enumerate(text.splitlines(), start=1):
-                if regex.search(line):
-                    found.append(f"{path}:{number}:{line}")
-                    if len(found) >= _MAX_MATCHES:
-                        return "\n".join([*found, f"(stopped at {_MAX_MATCHES} matches)"])
-        return "\n".join(found) if found else "No matches."
 
-    async def glob(args: GlobInput) -> str:
-        fs = sandbox().fs
-        base = await _directory(fs, at(args.path))
-        matcher = _glob_regex(args.pattern)
-        prefix = base.rstrip("/") + "/"
-        matches = [p for p in await _files(fs, base) if matcher.fullmatch(p[len(prefix) :])]
-        return "\n".join(matches) if matches else "No files matched."
+async def _existing_text(workspace: Workspace, path: str) -> str:
+    try:
+        return await workspace.sandbox().fs.read_file(workspace.at(path))
+    except FileNotFoundError:
+        raise WorkspaceToolError(f"File not found: {path}") from None
 
-    def tool(name: str, description: str, input: type[BaseModel], run: Any) -> ToolDefinition:
-        # bash is answered from the log on replay (a command is never run twice); the others
-        # only read or change the sandbox, which a replay must rebuild, so they run again.
-        return ToolDefinition(
-            name=name, description=description, input=input, run=run, rerun_on_replay=name != "bash"
+
+async def _read(workspace: Workspace, args: ReadInput) -> str:
+    text = await _existing_text(workspace, args.path)
+    lines = text.splitlines(keepends=True)
+    end = None if args.limit is None else args.offset - 1 + args.limit
+    return "".join(lines[args.offset - 1 : end])
+
+
+async def _write(workspace: Workspace, args: WriteInput) -> str:
+    fs = workspace.sandbox().fs
+    await fs.write_file(workspace.at(args.path), args.content)
+    return f"Wrote {len(args.content.encode())} bytes to {args.path}."
+
+
+async def _edit(workspace: Workspace, args: EditInput) -> str:
+    text = await _existing_text(workspace, args.path)
+    count = text.count(args.old_string)
+    if count == 0:
+        raise WorkspaceToolError(f"old_string was not found in {args.path}.")
+    if count > 1 and not args.replace_all:
+        raise WorkspaceToolError(
+            f"old_string occurs {count} times in {args.path}; give more context to make "
+            "it unique, or set replace_all."
         )
+    new_text = text.replace(args.old_string, args.new_string)
+    await workspace.sandbox().fs.write_file(workspace.at(args.path), new_text)
+    return f"Replaced {count if args.replace_all else 1} occurrence(s) in {args.path}."
 
-    tools = [
-        tool("read", "Read a text file from the workspace.", ReadInput, read),
-        tool("write", "Create or overwrite a file in the workspace.", WriteInput, write),
-        tool(
-            "edit",
-            "Replace an exact string in a file (it must occur exactly once unless replace_all).",
-            EditInput,
-            edit,
-        ),
-        tool("bash", "Run a bash command in the workspace.", BashInput, bash),
-        tool("grep", "Search files for a regex; prints path:line:text.", GrepInput, grep),
-        tool("glob", "List files matching a glob pattern.", GlobInput, glob),
-    ]
-    assert tuple(t.name for t in tools) == BUILTIN_TOOL_NAMES
-    return tools
+
+async def _bash(workspace: Workspace, args: BashInput) -> str:
+    result = await workspace.sandbox().run(args.command, cwd=workspace.cwd, timeout=args.timeout)
+    output = result.stdout + result.stderr
+    if result.exit_code != 0:
+        raise WorkspaceToolError(f"{output}\nCommand exited with code {result.exit_code}")
+    return output
+
+
+async def _grep(workspace: Workspace, args: GrepInput) -> str:
+    fs = workspace.sandbox().fs
+    try:
+        regex = re.compile(args.pattern)
+    except re.error as error:
+        raise WorkspaceToolError(f"Invalid regular expression: {error}") from None
+    matcher = _glob_regex(args.glob) if args.glob else None
+    found: list[str] = []
+    for path in await _files(fs, workspace.at(args.path)):
+        if matcher is not None and not matcher.search(path):
+            continue
+        try:
+            text = await fs.read_file(path)
+        except (UnicodeDecodeError, OSError):
+            continue  # binary or unreadable: not searchable text
+        for number, line in enumerate(text.splitlines(), start=1):
+            if regex.search(line):
+                found.append(f"{path}:{number}:{line}")
+                if len(found) >= _MAX_MATCHES:
+                    return "\n".join([*found, f"(stopped at {_MAX_MATCHES} matches)"])
+    return "\n".join(found) if found else "No matches."
+
+
+async def _glob(workspace: Workspace, args: GlobInput) -> str:
+    fs = workspace.sandbox().fs
+    base = await _directory(fs, workspace.at(args.path))
+    matcher = _glob_regex(args.pattern)
+    prefix = base.rstrip("/") + "/"
+    matches = [p for p in await _files(fs, base) if matcher.fullmatch(p[len(prefix) :])]
+    return "\n".join(matches) if matches else "No files matched."
+
+
+def _tool(name: str, description: str, input: type[BaseModel], run: Any) -> WorkspaceTool:
+    # bash is answered from the log on replay (a command is never run twice); the others
+    # only read or change the sandbox, which a replay must rebuild, so they run again.
+    return WorkspaceTool(
+        name=name, description=description, input=input, run=run, rerun_on_replay=name != "bash"
+    )
+
+
+WORKSPACE_TOOLS: tuple[WorkspaceTool, ...] = (
+    _tool("read", "Read a text file from the workspace.", ReadInput, _read),
+    _tool("write", "Create or overwrite a file in the workspace.", WriteInput, _write),
+    _tool(
+        "edit",
+        "Replace an exact string in a file (it must occur exactly once unless replace_all).",
+        EditInput,
+        _edit,
+    ),
+    _tool("bash", "Run a bash command in the workspace.", BashInput, _bash),
+    _tool("grep", "Search files for a regex; prints path:line:text.", GrepInput, _grep),
+    _tool("glob", "List files matching a glob pattern.", GlobInput, _glob),
+)
+assert tuple(t.name for t in WORKSPACE_TOOLS) == BUILTIN_TOOL_NAMES
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:

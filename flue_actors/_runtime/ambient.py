@@ -8,9 +8,7 @@ process that is not closed admits it (the one ``flue-actors serve`` or the appli
 
 from __future__ import annotations
 
-import contextlib
 import weakref
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -43,14 +41,11 @@ def closed(runtime: Runtime) -> None:
     _serving[:] = [ref for ref in _serving if ref() is not None and ref() is not runtime]
 
 
-@contextlib.contextmanager
-def running(runtime: Runtime, log: RunLog) -> Iterator[None]:
-    """For the duration of a run's body (its task and everything it starts)."""
-    token = _running.set((runtime, log))
-    try:
-        yield
-    finally:
-        _running.reset(token)
+def running(runtime: Runtime, log: RunLog) -> None:
+    """Called first thing in a run's body, which has a task of its own: from then on, for that
+    task and everything it starts, ambient calls go to ``runtime`` and are recorded in ``log``.
+    Nothing needs undoing: the task's context ends with it."""
+    _running.set((runtime, log))
 
 
 def _runtime() -> tuple[Runtime, RunLog | None]:

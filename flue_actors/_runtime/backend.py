@@ -71,6 +71,8 @@ class LocalBackend:
         self._services = services
         self._actors: dict[str, RunActor] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
+        # Who waits for a run's end (join), by run: resolved when its task is done.
+        self._joiners: dict[str, list[asyncio.Future[None]]] = {}
         self.lease = OwnerLease(services.store, owner or process_owner_name("local"))
 
     def owner_for(self, run_id: str, workflow: str) -> str:
@@ -149,6 +151,9 @@ class LocalBackend:
     def _finished(self, run_id: str, task: asyncio.Task[object]) -> None:
         self._actors.pop(run_id, None)
         self._tasks.pop(run_id, None)
+        for ended in self._joiners.pop(run_id, ()):
+            if not ended.done():
+                ended.set_result(None)
         error = None if task.cancelled() else task.exception()
         if isinstance(error, (StreamConflictError, StreamClosedError)):
             # Another writer ended it (a cancellation or recovery elsewhere): the run has its
@@ -161,7 +166,12 @@ class LocalBackend:
         task = self._tasks.get(run_id)
         if task is None:
             return False
-        await asyncio.wait({task})
+        if not task.done():
+            # A future resolved by _finished: awaiting it, unlike the task, never cancels the
+            # run when the waiter is cancelled, and costs less than asyncio.wait per waiter.
+            ended = asyncio.get_running_loop().create_future()
+            self._joiners.setdefault(run_id, []).append(ended)
+            await ended
         return True
 
     async def cancel(self, run_id: str, reason: str) -> bool:

@@ -23,6 +23,7 @@ from .._observation import (
     WorkflowExecution,
     dispatch,
     intercept,
+    intercepting,
 )
 from ..errors import ReplayDivergenceError, RunCancelledError
 from ..store import EventStore, run_stream
@@ -84,12 +85,15 @@ class RunActor:
         # Ended from elsewhere (cancelled before this host took it, recovered while it was
         # presumed dead): nothing it does can be recorded any more, so it stops now rather than
         # running the workflow to its end for nobody.
-        self._stream.on_fenced = lambda: self.cancel("The run was ended by another writer.")
+        self._stream.on_fenced = self._fenced
         self._observed = EventContext(self.run_id, self.workflow_name, services.env)
         self._stream.observed_as = self._observed
         self._body: asyncio.Task[JsonValue] | None = None
         self._cancel_reason: str | None = None
         self._harness: Harness | None = None
+
+    def _fenced(self) -> None:
+        self.cancel("The run was ended by another writer.")
 
     def cancel(self, reason: str = "The run was cancelled.") -> None:
         """Abort the run: in-flight operations see the abort, the run ends ``run_cancelled``."""
@@ -138,15 +142,17 @@ class RunActor:
         # next awaits, so run_start still comes first): the stream's flusher, started by that
         # emit, then runs after the body's first step and writes run_start together with what
         # the run does next, in one append rather than one of its own.
-        execution = WorkflowExecution(
-            self.run_id, self.workflow_name, "start", started_at=header["startedAt"]
-        )
-        context = ExecutionContext(
-            self.run_id, self.workflow_name, trace_carrier=header.get("traceCarrier")
-        )
-        self._body = asyncio.get_running_loop().create_task(
-            intercept(execution, context, self._execute)
-        )
+        if intercepting():
+            execution = WorkflowExecution(
+                self.run_id, self.workflow_name, "start", started_at=header["startedAt"]
+            )
+            context = ExecutionContext(
+                self.run_id, self.workflow_name, trace_carrier=header.get("traceCarrier")
+            )
+            body = intercept(execution, context, self._execute)
+        else:
+            body = self._execute()
+        self._body = asyncio.get_running_loop().create_task(body)
         if self.replay is not None and not self.replay.strict:
             # Written first, past everything the log holds, whatever the replay then matches.
             resume = {k: v for k, v in start.items() if k != "input"}
@@ -211,12 +217,11 @@ class RunActor:
         self._harness = harness
         log = RunLog(self._stream)
         context = ActionContext(harness=harness, log=log, input=parsed)
+        if services.runtime is not None:
+            # This method is the body's own task (see run()), so this holds for it alone.
+            ambient.running(services.runtime, log)
         try:
-            if services.runtime is None:
-                value = await action.run(context)
-            else:
-                with ambient.running(services.runtime, log):
-                    value = await action.run(context)
+            value = await action.run(context)
         finally:
             await harness.close(self._cancel_reason or "The run ended.")
         return action.serialize_output(value)

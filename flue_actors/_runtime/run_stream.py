@@ -214,7 +214,10 @@ class RunStream:
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is durable (or the writer has failed)."""
-        self._kick()
+        if self._pending:
+            # Nothing pending (a run's events are usually written by the time it ends): no
+            # flusher task is started just to find that out.
+            self._kick()
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
             if self._pending and self.failure is None:

@@ -570,7 +570,10 @@ class Runtime:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             # A run hosted here is awaited directly; any other is watched through the log.
-            await asyncio.wait_for(self.backend.join(run_id), timeout)
+            if timeout is None:
+                await self.backend.join(run_id)
+            else:
+                await asyncio.wait_for(self.backend.join(run_id), timeout)
         except TimeoutError:
             raise TimeoutError(f"run {run_id} did not end within {timeout} s") from None
         path = run_stream(run_id)

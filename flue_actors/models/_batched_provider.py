@@ -53,6 +53,8 @@ class MessageBatchesProvider:
 
     name = "anthropic"
     api = "anthropic-messages"
+    # It reads each turn's run, id and batch records (``current_turn``): the harness sets them.
+    batches_turns = True
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 import flue_actors._harness.harness as harness_module
 from flue_actors import define_tool
 from flue_actors._harness.results import ResultSpec
+from flue_actors._harness.workspace_tools import WORKSPACE_TOOLS
 from flue_actors.sandbox import create_sandbox
 from flue_actors.testing import FakeModel
 
@@ -53,6 +54,32 @@ async def test_tool_schemas_are_generated_once_for_any_number_of_runs() -> None:
         assert len(tools) == len(first) == 7
         assert all(a is b for a, b in zip(first, tools, strict=True))
     assert first[-1].parameters["properties"]["query"]["type"] == "string"
+
+
+async def test_the_built_in_tools_are_defined_once_and_bound_to_each_run_by_its_workspace() -> None:
+    fake = FakeModel()
+    fake.reply(tool_calls=[("write", {"path": "a.txt", "content": "A"})]).reply("done")
+    fake.reply(tool_calls=[("read", {"path": "a.txt"})]).reply("done")
+    first, _ = make_harness(fake)
+    second, _ = make_harness(fake)
+    for harness in (first, second):
+        session = await harness.session()
+        tools = session.state.scope.tools
+        # No tool definition, closure, name table or spec list is made for a run.
+        assert [tools._tools[tool.name] for tool in WORKSPACE_TOOLS] == list(WORKSPACE_TOOLS)
+        assert [spec.name for spec in tools.specs] == [tool.name for tool in WORKSPACE_TOOLS]
+        await session.prompt("go")
+    assert first.workspace is not second.workspace
+    # Each run's tools worked on its own sandbox.
+    assert await first.fs.read_file("a.txt") == "A"
+    assert not await second.fs.exists("a.txt")
+    refused = fake.requests[3].messages[-1]
+    assert refused["isError"] is True
+    assert refused["content"] == [
+        {"type": "text", "text": "WorkspaceToolError: File not found: a.txt"}
+    ]
+    await first.close()
+    await second.close()
 
 
 def test_a_result_type_gets_one_validator_however_often_it_is_asked_for() -> None:
