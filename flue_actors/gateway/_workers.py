@@ -27,8 +27,9 @@ import socket
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnProcess
 from types import FrameType
-from typing import Any
+from typing import TextIO
 
 __all__ = ["WorkerReport", "serve_workers"]
 
@@ -90,7 +91,7 @@ def serve_workers(
     port: int,
     backlog: int,
     on_started: Callable[[list[int], list[str]], None],
-    err: Any,
+    err: TextIO,
 ) -> int:
     """Serve with ``workers`` processes each running ``target`` (picklable: a module-level
     function, or a ``functools.partial`` of one) until SIGTERM/SIGINT. ``on_started(pids,
@@ -103,7 +104,7 @@ def serve_workers(
         return 1
     spawn = multiprocessing.get_context("spawn")
     signals: list[int] = []
-    processes: list[Any] = []
+    processes: list[SpawnProcess] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         signals.append(signum)
@@ -143,11 +144,11 @@ def serve_workers(
 
 
 def _supervise(
-    processes: list[Any],
+    processes: list[SpawnProcess],
     channels: dict[Connection, int],
     signals: list[int],
     on_started: Callable[[list[int], list[str]], None],
-    err: Any,
+    err: TextIO,
 ) -> int:
     started: set[int] = set()
     ended: list[str] = []
@@ -165,7 +166,7 @@ def _supervise(
                     continue
                 started.add(index)
                 if len(started) == len(processes) and not signals and not failed:
-                    on_started([process.pid for process in processes], ended)
+                    on_started([process.pid or 0 for process in processes], ended)
                 continue
             assert isinstance(ready, int)
             index = sentinels.pop(ready)

@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,6 +28,7 @@ import pytest
 
 from flue_actors.testing.messages_server import MessagesServer
 
+from .conftest import _store as store_url
 from .support import (
     Project,
     Serve,
@@ -37,14 +39,13 @@ from .support import (
     eventually,
     long_poll,
     marker,
-    postgres_url,
     record,
     sse,
     types,
 )
 
 _WORKERS = re.compile(r"\(2 workers: pids (\d+), (\d+);")
-# A stop request drains a run that needs 1 s more of model time (the grace is 10 s).
+# A stop drains runs that need 1 s more of model time (the grace is 10 s).
 SIGTERM_BOUND = 15.0
 
 
@@ -71,7 +72,7 @@ class Served:
         for pid in others:
             os.kill(pid, signal.SIGSTOP)
         for pid in others:
-            eventually(f"worker {pid} to stop", lambda pid=pid: _state(pid) == "T" or None, 5)
+            eventually(f"worker {pid} to stop", partial(_stopped, pid), 5)
         try:
             yield
         finally:
@@ -87,9 +88,9 @@ class Served:
             yield http
 
 
-def _state(pid: int) -> str:
+def _stopped(pid: int) -> bool | None:
     stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2]
+    return stat[stat.rindex(")") + 2] == "T" or None
 
 
 @pytest.fixture(scope="class")
@@ -100,12 +101,7 @@ def served(
 ) -> Iterator[Served]:
     store = request.cls.store
     root = tmp_path_factory.mktemp(f"workers-{store}")
-    schema = None
-    if store == "sqlite":
-        database_url = f"sqlite:///{root / '.flue' / 'flue.db'}"
-    else:
-        schema = "workers_" + secrets.token_hex(6)
-        database_url = postgres_url(schema)
+    database_url, schema = store_url(store, root)
     project = Project.create(root, database_url, flue_messages_server_process)
     # A short lease, so that orphans are taken over soon after a crash.
     serve = Serve(project, ["--workers", "2", "--lease-seconds", "5", "--sweep-seconds", "0.5"])
@@ -208,13 +204,20 @@ class WorkersScenarios:
             10,
         )
 
-    def test_orphans_are_resumed_once_after_a_crash(self, served: Served) -> None:
+    def test_a_dead_worker_stops_the_server_and_its_runs_resume_once(self, served: Served) -> None:
+        a, b = served.workers
         texts = [f"{marker()} [delay=1000] orphaned {i}" for i in range(4)]
-        with served.serve.client() as http:
+        with served.only(a), served.serve.client() as http:
             runs = [admitted(http, text) for text in texts]
         for text in texts:
             served.project.model_request(text)
-        served.serve.kill()  # kill -9 of the parent and both workers, runs in flight
+        os.kill(a, signal.SIGKILL)  # its runs in flight
+        process = served.serve.process
+        assert process is not None
+        assert process.wait(SIGTERM_BOUND) == 1, served.serve.output()
+        assert f"error: worker {a} exited while serving" in served.serve.output()
+        assert not Path(f"/proc/{b}").exists(), "the other worker outlived the server"
+
         served.start()
         with served.serve.client() as http:
             logs = {run_id: long_poll(http, run_id, deadline=30) for run_id in runs}
@@ -224,7 +227,7 @@ class WorkersScenarios:
         asked = [json.dumps(entry["body"]) for entry in api.requests()]
         output = served.serve.output()
         for text, run_id in zip(texts, runs, strict=True):
-            # Both workers sweep the store; each orphan was taken over by one of them.
+            # Both new workers sweep the store; each orphan was taken over by one of them.
             assert types(logs[run_id]).count("run_resume") == 1, types(logs[run_id])
             assert records[run_id]["status"] == "completed", records[run_id]
             # Asked before the crash, and once after.
