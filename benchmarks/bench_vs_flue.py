@@ -15,13 +15,15 @@ for each server in turn (the order alternates), three workloads of ``--runs`` ru
 * ``sse_tail``: ``POST`` (202), then a live SSE tail of the run (``?live=sse``) to its end.
 
 For each: runs/s, latency p50/p99, and the server's CPU per run (utime + stime from
-``/proc/<pid>/stat`` of the server and its children, across the load, divided by the runs; far
-steadier than runs/s on a shared machine). Also what the same runs cost the two processes both
+``/proc/<pid>/stat`` of the server's whole process tree, every ``--workers`` process and the
+parent included, across the load, divided by the runs; far steadier than runs/s on a shared
+machine). Also what the same runs cost the two processes both
 servers share, the load generator (this process) and the fake model: on 2 cores they take their
 part of the machine whichever server is measured, which bounds how far runs/s can follow CPU.
 Medians over ``--rounds``; one JSON object printed.
 
-    python benchmarks/bench_vs_flue.py [--runs 300] [--rounds 3] [--peer PATH] [--quick]
+    python benchmarks/bench_vs_flue.py [--runs 300] [--rounds 3] [--workers 1] [--peer PATH]
+                                       [--quick]
 
 The peer folder is found at ``--peer``, ``$FLUE_PEER_DIR`` or ``shared/peers/flue`` beside the
 checkout. Flue's first start builds it (``npm ci``, needs the npm registry) into
@@ -228,6 +230,9 @@ def main() -> None:
     parser.add_argument("--peer", help="Flue's peer folder (with serve.sh)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--quick", action="store_true", help="80 runs, 1 round (for CI)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="flue-actors serve --workers (default 1)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.rounds = 80, 1
@@ -254,7 +259,7 @@ def main() -> None:
             str(fake_port),
         ]
         ours_argv = [sys.executable, "-m", "flue_actors", "serve", "--port", str(ours_port)]
-        ours_argv += ["--workflows", str(workflows)]
+        ours_argv += ["--workflows", str(workflows), "--workers", str(args.workers)]
         with (
             _process(fake_argv, env, logs / "fake.log", f"{fake_url}/healthz", 30) as model_pid,
             _process(
@@ -305,6 +310,7 @@ def main() -> None:
         "concurrency": args.concurrency,
         "model": "peer fake Anthropic Messages API (one server for both)",
         "flue_actors": "flue-actors serve, sqlite file, local backend, anthropic provider",
+        "workers": args.workers,
         "flue": "Flue 1.0.0-beta.9 (peer serve.sh, node 22)",
     }
     verdicts: list[bool] = []

@@ -4,4 +4,6 @@ import sys
 
 from ._cli import main
 
-sys.exit(main())
+# Guarded: the workers of ``serve --workers`` are spawned processes that import this module.
+if __name__ == "__main__":
+    sys.exit(main())

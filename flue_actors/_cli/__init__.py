@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
+import importlib
 import json
 import os
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from .._jsonvalue import UNSET, dumps, loads
 from .._records import RUN_STATUSES
-from .._runtime import BackendFactory, Runtime, WorkflowRegistry
+from .._runtime import BackendFactory, LocalBackend, RunServices, Runtime, WorkflowRegistry
 from .._runtime.heap import settle_heap
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from ..errors import FlueError, InvalidJsonError, InvalidRequestError, RunNotFoundError
 from ..models._anthropic import TRANSPORT_VARIABLE
-from ..store import is_offset, resolve_database_url
+from ..store import is_memory_url, is_offset, resolve_database_url
 from .batch import add_batch_parser, run_batch_command
 from .hosts import add_hosts_parser, run_hosts
 from .model_batch_options import add_model_batch_options, model_batches_from
@@ -121,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
         default=10.0,
         help="on SIGTERM: open requests and runs hosted here get this long before runs are "
         "ended run_interrupted and the server exits (default 10)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive(int),
+        default=1,
+        help="serve from this many processes on one socket, each running its runs, all "
+        "sharing the store (a SQLite file or PostgreSQL; local backend only; default 1)",
     )
     add_model_batch_options(serve)
 
@@ -273,9 +284,6 @@ async def _events(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> in
 
 
 def _serve(args: argparse.Namespace, err: TextIO, *, long_lived: bool = False) -> int:
-    from ..gateway import create_app
-    from ..gateway._server import ServeOptions, serve_app
-
     directory = Path(args.workflows)
     if not directory.is_dir():
         err.write(f"error: workflow folder {directory} does not exist (use --workflows DIR)\n")
@@ -290,26 +298,109 @@ def _serve(args: argparse.Namespace, err: TextIO, *, long_lived: bool = False) -
     if kind == "local" and address:
         err.write("error: --address needs --backend ray\n")
         return EXIT_USAGE
+    if args.workers > 1 and kind == "ray":
+        err.write(
+            "error: --workers needs the local backend (on Ray, runs execute on the cluster's "
+            "hosts, not in the server's processes)\n"
+        )
+        return EXIT_USAGE
+    if args.workers > 1 and is_memory_url(args.database_url):
+        err.write(
+            "error: --workers needs a store the workers share: an in-memory SQLite store is "
+            "private to each process (use a SQLite file or PostgreSQL)\n"
+        )
+        return EXIT_USAGE
     try:
-        model_batches = model_batches_from(args)
+        model_batches_from(args)
     except ValueError as error:
         err.write(f"error: {error}\n")
         return EXIT_USAGE
-    backend: BackendFactory | None = None
-    if kind == "ray":
-        from .._runtime.ray import RayCluster  # Ray is imported only when it is used
-
-        backend = RayCluster(address)
     # The Anthropic SDK's aiohttp transport: about a third less CPU per model call than its
     # default, which in-process tests keep (the test kit's anthropic_api intercepts that one).
     os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
+    recovery = (
+        f"orphaned runs are resumed or ended within {args.lease_seconds + args.sweep_seconds:g} s"
+    )
+    served = f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}"
+
+    def started(ended: list[str], workers: str = "") -> None:
+        if ended:
+            err.write(f"ended {len(ended)} runs whose owner had gone (run_interrupted)\n")
+        err.write(f"{served} ({workers}{recovery})\n")
+        err.flush()
+
+    args.backend, args.address = kind, address
+    if args.workers == 1:
+        _serve_here(args, workflows, [], started)
+        return 0
+    from ..gateway._server import ServeOptions
+    from ..gateway._workers import serve_workers
+
+    return serve_workers(
+        functools.partial(_serve_worker, args),
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        backlog=ServeOptions.backlog,
+        on_started=lambda pids, ended: started(
+            ended, f"{len(pids)} workers: pids {', '.join(map(str, pids))}; "
+        ),
+        err=err,
+    )
+
+
+def _serve_worker(
+    args: argparse.Namespace,
+    sockets: list[socket.socket],
+    report: Callable[[list[str]], None],
+) -> None:
+    """One worker of ``serve --workers N``, in a process of its own (``gateway._workers``).
+
+    The Anthropic SDK is imported before it listens rather than at its first run: that import
+    holds the event loop (seconds on a loaded machine), heartbeats included, and a worker
+    silent for the lease has its runs taken over by another (only a process's own runs are
+    spared by its sweep)."""
+    for module in ("anthropic", "aiohttp"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    workflows = WorkflowRegistry.discover(Path(args.workflows))
+    settle_heap()  # a worker's process is the server's: long-lived, see _runtime.heap
+    _serve_here(args, workflows, sockets, report)
+
+
+def _worker_backend(
+    services: RunServices, *, database_url: str | None, models_given: bool
+) -> LocalBackend:
+    """A ``serve --workers`` worker's backend: a cancellation often lands on another worker
+    than the one hosting the run, so its runs are watched for an end from elsewhere."""
+    return LocalBackend(services, watch_ended_elsewhere=True)
+
+
+def _serve_here(
+    args: argparse.Namespace,
+    workflows: WorkflowRegistry,
+    sockets: list[socket.socket],
+    on_started: Callable[[list[str]], None],
+) -> None:
+    """Serve in this process until SIGTERM/SIGINT: on ``sockets`` if any, else on
+    ``--host``/``--port``."""
+    from ..gateway import create_app
+    from ..gateway._server import ServeOptions, serve_app
+
+    backend: BackendFactory | None = None
+    if args.backend == "ray":
+        from .._runtime.ray import RayCluster  # Ray is imported only when it is used
+
+        backend = RayCluster(args.address)
+    elif args.workers > 1:
+        backend = _worker_backend
     runtime = Runtime(
         workflows,
         store=args.database_url,
         backend=backend,
         lease_seconds=args.lease_seconds,
         sweep_seconds=args.sweep_seconds,
-        model_batches=model_batches,
+        model_batches=model_batches_from(args),
     )
     app = create_app(runtime, max_body_bytes=args.max_body_bytes)
     options = ServeOptions(
@@ -320,19 +411,7 @@ def _serve(args: argparse.Namespace, err: TextIO, *, long_lived: bool = False) -
         limit_connections=args.limit_connections,
         graceful_seconds=args.graceful_seconds,
     )
-
-    def started(ended: list[str]) -> None:
-        if ended:
-            err.write(f"ended {len(ended)} runs whose owner had gone (run_interrupted)\n")
-        err.write(
-            f"serving {', '.join(workflows.names) or 'no workflows'} on {args.host}:{args.port}"
-            " (orphaned runs are resumed or ended within"
-            f" {args.lease_seconds + args.sweep_seconds:g} s)\n"
-        )
-        err.flush()
-
-    serve_app(app, runtime, options, on_started=started)
-    return 0
+    serve_app(app, runtime, options, on_started=on_started, sockets=sockets or None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

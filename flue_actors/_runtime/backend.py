@@ -11,7 +11,7 @@ from typing import Protocol
 from .._events import RunAdmittedEvent
 from ..errors import StreamClosedError, StreamConflictError
 from ..store import EventStore
-from .lease import OwnerLease, process_owner_name
+from .lease import HEARTBEAT_SECONDS, OwnerLease, process_owner_name
 from .recovery import end_interrupted_run
 from .run_actor import RunActor, read_run_events
 from .services import RunServices
@@ -65,14 +65,32 @@ class BackendFactory(Protocol):
 
 
 class LocalBackend:
-    """RunActors as tasks in the event loop that admits them."""
+    """RunActors as tasks in the event loop that admits them.
 
-    def __init__(self, services: RunServices, *, owner: str | None = None) -> None:
+    A run hosted here can be ended by another process (a cancellation that another gateway
+    process took, or a sweep that presumed this one dead): its log is then closed to this
+    process, which learns it at its next append. With ``watch_ended_elsewhere`` (the workers
+    of ``serve --workers``, where a cancellation often lands on another worker), a run that
+    appends nothing for a while (a long model call, a sleep) is found sooner, by a check of
+    the records of the runs hosted here for a whole ``HEARTBEAT_SECONDS``, and stopped: its
+    work could no longer be recorded. Off by default: it reads one record per long run per
+    interval, which a batch of thousands of runs waiting on their model would pay for
+    nothing."""
+
+    def __init__(
+        self,
+        services: RunServices,
+        *,
+        owner: str | None = None,
+        watch_ended_elsewhere: bool = False,
+    ) -> None:
         self._services = services
         self._actors: dict[str, RunActor] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
         # Who waits for a run's end (join), by run: resolved when its task is done.
         self._joiners: dict[str, list[asyncio.Future[None]]] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._watch_ended_elsewhere = watch_ended_elsewhere
         self.lease = OwnerLease(services.store, owner or process_owner_name("local"))
 
     def owner_for(self, run_id: str, workflow: str) -> str:
@@ -112,12 +130,13 @@ class LocalBackend:
         self.lease.keep_alive()
         self._launch(RunActor(header, self._services))
 
-    async def resume(self, run_id: str) -> bool:
-        """Take over a run whose owner is gone and resume it here by replay (its workflow
-        again from the top, answered from its log). ``False`` if it is not to be resumed
-        (no such run, its workflow is unknown here or says ``recovery="fail"``, or it has its
-        ``run_end`` already): the caller then ends it. ``True`` also when another process
-        took it over first."""
+    async def resume(self, run_id: str, previous: str | None = None) -> bool:
+        """Take over a run whose owner is gone (``previous``, as the lease sweep found it;
+        ``None``: its owner now) and resume it here by replay (its workflow again from the
+        top, answered from its log). ``False`` if it is not to be resumed (no such run, its
+        workflow is unknown here or says ``recovery="fail"``, or it has its ``run_end``
+        already): the caller then ends it. ``True`` also when another process took it over
+        first."""
         store = self._services.store
         header = await store.read_header(run_id)
         if header is None or run_id in self._actors:
@@ -126,7 +145,8 @@ class LocalBackend:
         name = header["workflowName"]
         if name not in workflows or workflows.get(name).definition.recovery != "resume":
             return False
-        previous = await store.owner_of(run_id)
+        if previous is None:
+            previous = await store.owner_of(run_id)
         self.lease.keep_alive()
         await self.lease.beat()  # alive before it owns the run, so no sweep takes it back
         if not await store.claim_run(run_id, self.lease.owner, previous=previous):
@@ -147,6 +167,30 @@ class LocalBackend:
         self._actors[run_id] = actor
         self._tasks[run_id] = task
         task.add_done_callback(lambda done: self._finished(run_id, done))
+        if self._watch_ended_elsewhere and (self._watch is None or self._watch.done()):
+            self._watch = asyncio.get_running_loop().create_task(
+                self._stop_runs_ended_elsewhere(), name="flue-ended-elsewhere"
+            )
+
+    async def _stop_runs_ended_elsewhere(self) -> None:
+        """While runs are hosted here, stop each whose record another writer ended. Only runs
+        hosted for a whole interval are read: most runs end sooner, at no cost here."""
+        hosted: set[str] = set()
+        while self._actors:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            before, hosted = hosted, set(self._actors)
+            for run_id in before & hosted:
+                try:
+                    record = await self._services.store.get_run(run_id)
+                except Exception as error:  # the next interval looks again
+                    logger.warning("run %s: its record could not be read: %s", run_id, error)
+                    continue
+                actor = self._actors.get(run_id)
+                # An actor writes its own run_end only once its body is done, when cancelling
+                # it changes nothing: so a terminal record is, in effect, an end from elsewhere.
+                if actor is not None and record is not None and record.is_terminal:
+                    logger.info("run %s was ended by another writer; stopping it", run_id)
+                    actor.cancel("The run was ended by another writer.")
 
     def _finished(self, run_id: str, task: asyncio.Task[object]) -> None:
         self._actors.pop(run_id, None)
@@ -187,7 +231,12 @@ class LocalBackend:
 
     async def close(self, *, grace_seconds: float | None = None) -> None:
         if self._tasks and (grace_seconds is None or grace_seconds > 0):
+            # Still watched meanwhile: a run ended elsewhere stops instead of using the grace.
             await asyncio.wait(set(self._tasks.values()), timeout=grace_seconds)
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         if self._tasks:
             await self._interrupt_all()
         await self.lease.stop()

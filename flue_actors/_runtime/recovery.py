@@ -125,21 +125,29 @@ async def end_orphaned_runs(
     *,
     stale_before_ms: int,
     owner: str | None = None,
-    resume: Callable[[str], Awaitable[bool]] | None = None,
+    resume: Callable[[str, str | None], Awaitable[bool]] | None = None,
     spare: Collection[str] = (),
 ) -> list[str]:
     """End every orphaned run (see ``EventStore.orphaned_runs``); returns the ones ended.
-    With ``resume``, each orphan is offered to it first: ``True`` means it took the run over
-    (or another process did), which is then left alone. Runs owned by an owner in ``spare``
-    (the sweeping process's own, alive however late their heartbeat) are never touched."""
+    With ``resume``, each orphan is offered to it first, with the owner found gone:
+    ``resume(run_id, previous)``, ``True`` meaning it took the run over from ``previous`` (or
+    another process did), which is then left alone. Runs owned by an owner in ``spare`` (the
+    sweeping process's own, alive however late their heartbeat) are never touched."""
     orphans = await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner)
+    owners = {run_id: await store.owner_of(run_id) for run_id in orphans}
+    if resume is not None and orphans:
+        # Still orphaned now that their owners are known: a run another process took over
+        # since the first look has an owner that heartbeats, and is left to it. (Read the
+        # other way round, a sweep could take a run from the process that just resumed it.)
+        still = set(await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner))
+        orphans = [run_id for run_id in orphans if run_id in still]
     ended = []
     for run_id in orphans:
-        if spare and await store.owner_of(run_id) in spare:
+        if spare and owners[run_id] in spare:
             continue
         if resume is not None:
             try:
-                if await resume(run_id):
+                if await resume(run_id, owners[run_id]):
                     logger.warning("run %s: its owner is gone; resumed here by replay", run_id)
                     continue
             except Exception as error:  # it can still be ended, which is the next best thing

@@ -34,7 +34,7 @@ class LeaseSupervisor:
         *,
         lease_seconds: float,
         sweep_seconds: float,
-        resume: Callable[[str], Awaitable[bool]] | None = None,
+        resume: Callable[[str, str | None], Awaitable[bool]] | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
         # Offered each orphan first (the local backend replays it here); what it declines is

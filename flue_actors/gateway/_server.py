@@ -164,10 +164,12 @@ def serve_app(
     options: ServeOptions,
     *,
     on_started: Callable[[list[str]], None] | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
     """Serve ``app`` (the gateway over ``runtime``) until SIGTERM/SIGINT, then stop as the
     module describes. ``on_started(ended_run_ids)`` is called once the socket listens, with the
-    runs the first lease sweep ended."""
+    runs the first lease sweep ended. ``sockets``: listen on these (bound by a parent that
+    shares them among workers) rather than bind ``options.host``/``options.port``."""
     draining: Draining = app.state.draining
     protocol = type(
         "ProtectedProtocol", (_ProtectedProtocol,), {"read_timeout": options.read_timeout}
@@ -200,4 +202,4 @@ def serve_app(
     app.router.add_event_handler("startup", started)
     app.router.add_event_handler("shutdown", stopped)
     _make_room_for(options.limit_connections)
-    server.run()
+    server.run(sockets=sockets)

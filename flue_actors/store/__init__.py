@@ -32,6 +32,7 @@ __all__ = [
     "absolute_database_url",
     "format_offset",
     "input_fingerprint",
+    "is_memory_url",
     "is_offset",
     "is_sqlite_url",
     "open_store",
@@ -58,11 +59,16 @@ def is_sqlite_url(url: str) -> bool:
     return url.startswith("sqlite:") or url == ":memory:" or "://" not in url
 
 
+def is_memory_url(url: str) -> bool:
+    """Whether ``url`` names an in-memory SQLite store, which no other process can open."""
+    return url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:")
+
+
 def absolute_database_url(url: str | None = None) -> str:
     """The URL with a relative SQLite path made absolute, so other processes (Ray hosts with
     another working directory) open the same file."""
     url = resolve_database_url(url)
-    if url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:") or not is_sqlite_url(url):
+    if is_memory_url(url) or not is_sqlite_url(url):
         return url
     location = url.removeprefix("sqlite://").removeprefix("/") if "://" in url else url
     return f"sqlite:///{Path(location).resolve()}"
@@ -81,7 +87,7 @@ def open_store(url: str | None = None) -> EventStore:
         from ._postgres import PostgresEventStore
 
         return PostgresEventStore(url)
-    if url in (":memory:", "sqlite://:memory:", "sqlite:///:memory:"):
+    if is_memory_url(url):
         return SqliteEventStore(":memory:")
     if url.startswith("sqlite://"):
         location = url.removeprefix("sqlite://")

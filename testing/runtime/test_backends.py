@@ -3,6 +3,7 @@ options itself. The Ray factory refuses what its hosts could not use before touc
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from flue_actors import (
 from flue_actors._clock import StepClock
 from flue_actors._ids import SequentialIds
 from flue_actors._runtime import LocalBackend, RunBackend, RunServices
+from flue_actors._runtime.lease import HEARTBEAT_SECONDS
 from flue_actors.models import ModelRegistry
 
 
@@ -107,3 +109,35 @@ async def test_the_ray_factory_needs_a_store_url_and_no_model_registry(tmp_path:
             models=ModelRegistry(),
         )
     assert RayCluster() == RayCluster(address=None, hosts_per_node=1, num_cpus=None)
+
+
+@define_workflow(agent=define_agent(model="fake/echo"), recovery="fail")
+async def blocked(ctx: ActionContext[None]) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_a_run_ended_by_another_process_stops_where_it_is_hosted(tmp_path: Path) -> None:
+    """Another process (a worker of ``serve --workers``) cancels a run hosted here through the
+    store; the run writes nothing that would reveal it: it is found by the backend's check of
+    its hosted runs, and stopped, rather than blocking until its end for nobody."""
+    url = f"sqlite:///{tmp_path / 'flue.db'}"
+
+    def watching(services: RunServices, **_: object) -> LocalBackend:
+        return LocalBackend(services, watch_ended_elsewhere=True)  # as serve --workers has it
+
+    owner = Runtime({"blocked": blocked}, store=url, backend=watching)
+    try:
+        async with Runtime({"blocked": blocked}, store=url) as other:
+            receipt = await owner.invoke("blocked")
+            backend = owner.backend
+            assert isinstance(backend, LocalBackend)
+            assert await other.cancel(receipt.run_id, "Cancelled elsewhere.")
+            # Hosted for a whole interval, then read: gone within three heartbeats.
+            await asyncio.wait_for(backend.join(receipt.run_id), 3 * HEARTBEAT_SECONDS + 2)
+            assert backend.active == 0
+            record = await owner.get_run(receipt.run_id)
+            assert record is not None
+            assert record.error is not None
+            assert record.error["type"] == "run_cancelled"
+    finally:
+        await owner.close(grace_seconds=0)  # a run still hosted is not waited for

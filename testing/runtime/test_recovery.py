@@ -113,3 +113,47 @@ async def test_orphans_of_silent_owners_are_ended_and_live_owners_keep_theirs() 
     assert alive_record is not None
     assert alive_record.status == "active"
     await store.close()
+
+
+async def test_an_orphan_resumed_elsewhere_since_the_sweep_looked_stays_with_its_new_owner() -> (
+    None
+):
+    """Two processes sweep one store (``serve --workers``). One takes an orphan over between
+    the other's look at the orphans and its look at the run's owner: the late sweep must not
+    take the run from the live process that has just resumed it."""
+    store, clock = SqliteEventStore(), StepClock()
+    run_id = "run_00000000000000000000000006"
+    await _admitted(store, clock, run_id, "host-gone")
+    await store.heartbeat("host-gone", clock.now_ms())
+    stale_before = clock.now_ms() + 1_000
+    looked = store.orphaned_runs
+    looks = 0
+
+    async def orphans_then_taken_over(
+        *, stale_before_ms: int, owner: str | None = None
+    ) -> list[str]:
+        nonlocal looks
+        found = await looked(stale_before_ms=stale_before_ms, owner=owner)
+        looks += 1
+        if looks == 1:  # the other sweep resumes it now: a fresh heartbeat, then the claim
+            await store.heartbeat("host-resuming", stale_before + 60_000)
+            assert await store.claim_run(run_id, "host-resuming", previous="host-gone")
+        return found
+
+    store.orphaned_runs = orphans_then_taken_over  # type: ignore[method-assign]
+    offered: list[tuple[str, str | None]] = []
+
+    async def resume(run_id: str, previous: str | None) -> bool:
+        offered.append((run_id, previous))
+        await store.claim_run(run_id, "host-late", previous=previous)
+        return True
+
+    ended = await end_orphaned_runs(store, clock, stale_before_ms=stale_before, resume=resume)
+
+    assert ended == []
+    assert offered == []
+    assert await store.owner_of(run_id) == "host-resuming"
+    record = await store.get_run(run_id)
+    assert record is not None
+    assert record.status == "active"
+    await store.close()

@@ -415,7 +415,7 @@ class RayBackend:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _WATCH_RETRY_MAX_SECONDS)
 
-    async def _resumes(self, run_id: str) -> bool:
+    async def _resumes(self, run_id: str, previous: str | None = None) -> bool:
         """Whether the run's workflow (as this deployment has it) resumes after a crash."""
         header = await self._services.store.read_header(run_id)
         workflows = self._services.workflows
@@ -425,12 +425,13 @@ class RayBackend:
         # A run in an actor of its own is not resumed in a shared host.
         return definition.recovery == "resume" and definition.placement.isolation == "host"
 
-    async def resume(self, run_id: str) -> bool:
-        """The lease sweep's offer of an orphan (its host gone for good): hand it to a live
-        host of this deployment, which resumes it by replay. ``False``: none took it."""
+    async def resume(self, run_id: str, previous: str | None = None) -> bool:
+        """The lease sweep's offer of an orphan (its host ``previous`` gone for good): hand
+        it to a live host of this deployment, which resumes it by replay. ``False``: none
+        took it."""
         if not await self._resumes(run_id):
             return False
-        owner = await self._services.store.owner_of(run_id)
+        owner = previous or await self._services.store.owner_of(run_id)
         for name, host in list(self._hosts.items()):
             if name == owner:
                 continue
