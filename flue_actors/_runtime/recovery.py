@@ -125,13 +125,16 @@ async def end_orphaned_runs(
     *,
     stale_before_ms: int,
     owner: str | None = None,
-    resume: Callable[[str], Awaitable[bool]] | None = None,
+    resume: Callable[[str], Awaitable[bool | None]] | None = None,
     spare: Collection[str] = (),
 ) -> list[str]:
     """End every orphaned run (see ``EventStore.orphaned_runs``); returns the ones ended.
     With ``resume``, each orphan is offered to it first: ``True`` means it took the run over
-    (or another process did), which is then left alone. Runs owned by an owner in ``spare``
-    (the sweeping process's own, alive however late their heartbeat) are never touched."""
+    (or its owner, or another process, has it), which is then left alone; ``None`` that it
+    could not be handed over now (every host that could take it is restarting), so it is left
+    for the next sweep: ending it would lose a run that resumes. Runs owned by an owner in
+    ``spare`` (the sweeping process's own, alive however late their heartbeat) are never
+    touched."""
     orphans = await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner)
     ended = []
     for run_id in orphans:
@@ -139,11 +142,18 @@ async def end_orphaned_runs(
             continue
         if resume is not None:
             try:
-                if await resume(run_id):
-                    logger.warning("run %s: its owner is gone; resumed here by replay", run_id)
-                    continue
+                taken = await resume(run_id)
             except Exception as error:  # it can still be ended, which is the next best thing
                 logger.error("run %s could not be resumed: %s", run_id, error)
+                taken = False
+            if taken:
+                logger.warning("run %s: its owner was silent; it goes on by replay", run_id)
+                continue
+            if taken is None:
+                logger.warning(
+                    "run %s: no host can take it over now; left for the next sweep", run_id
+                )
+                continue
         if await end_interrupted_run(store, run_id, clock):
             logger.warning("run %s was interrupted (its owner is gone) and has been ended", run_id)
             ended.append(run_id)

@@ -113,3 +113,29 @@ async def test_orphans_of_silent_owners_are_ended_and_live_owners_keep_theirs() 
     assert alive_record is not None
     assert alive_record.status == "active"
     await store.close()
+
+
+async def test_an_orphan_that_cannot_be_handed_over_now_is_left_for_the_next_sweep() -> None:
+    store, clock = SqliteEventStore(), StepClock()
+    later, declined, taken = (f"run_0000000000000000000000000{n}" for n in (6, 7, 8))
+    for run_id in (later, declined, taken):
+        await _admitted(store, clock, run_id, "host-gone")
+    offered: list[str] = []
+
+    async def resume(run_id: str) -> bool | None:
+        offered.append(run_id)
+        return {later: None, declined: False, taken: True}[run_id]
+
+    stale = clock.now_ms() + 1_000
+    ended = await end_orphaned_runs(store, clock, stale_before_ms=stale, resume=resume)
+
+    assert sorted(offered) == [later, declined, taken]
+    assert ended == [declined]
+    for run_id in (later, taken):
+        record = await store.get_run(run_id)
+        assert record is not None
+        assert record.status == "active"
+        assert await store.owner_of(run_id) == "host-gone"
+    # The next sweep offers it again.
+    assert later in await store.orphaned_runs(stale_before_ms=stale)
+    await store.close()
