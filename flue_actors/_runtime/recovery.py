@@ -125,14 +125,17 @@ async def end_orphaned_runs(
     *,
     stale_before_ms: int,
     owner: str | None = None,
-    resume: Callable[[str, str | None], Awaitable[bool]] | None = None,
+    resume: Callable[[str, str | None], Awaitable[bool | None]] | None = None,
     spare: Collection[str] = (),
 ) -> list[str]:
     """End every orphaned run (see ``EventStore.orphaned_runs``); returns the ones ended.
     With ``resume``, each orphan is offered to it first, with the owner found gone:
     ``resume(run_id, previous)``, ``True`` meaning it took the run over from ``previous`` (or
-    another process did), which is then left alone. Runs owned by an owner in ``spare`` (the
-    sweeping process's own, alive however late their heartbeat) are never touched."""
+    its owner, or another process, has it), which is then left alone; ``None`` that it could
+    not be handed over now (every host that could take it is restarting), so it is left for
+    the next sweep: ending it would lose a run that resumes. Runs owned by an owner in
+    ``spare`` (the sweeping process's own, alive however late their heartbeat) are never
+    touched."""
     orphans = await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner)
     owners = {run_id: await store.owner_of(run_id) for run_id in orphans}
     if resume is not None and orphans:
@@ -147,11 +150,18 @@ async def end_orphaned_runs(
             continue
         if resume is not None:
             try:
-                if await resume(run_id, owners[run_id]):
-                    logger.warning("run %s: its owner is gone; resumed here by replay", run_id)
-                    continue
+                taken = await resume(run_id, owners[run_id])
             except Exception as error:  # it can still be ended, which is the next best thing
                 logger.error("run %s could not be resumed: %s", run_id, error)
+                taken = False
+            if taken:
+                logger.warning("run %s: its owner was silent; it goes on by replay", run_id)
+                continue
+            if taken is None:
+                logger.warning(
+                    "run %s: no host can take it over now; left for the next sweep", run_id
+                )
+                continue
         if await end_interrupted_run(store, run_id, clock):
             logger.warning("run %s was interrupted (its owner is gone) and has been ended", run_id)
             ended.append(run_id)

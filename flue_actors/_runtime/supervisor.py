@@ -34,11 +34,11 @@ class LeaseSupervisor:
         *,
         lease_seconds: float,
         sweep_seconds: float,
-        resume: Callable[[str, str | None], Awaitable[bool]] | None = None,
+        resume: Callable[[str, str | None], Awaitable[bool | None]] | None = None,
     ) -> None:
         check_lease_settings(lease_seconds, sweep_seconds)
         # Offered each orphan first (the local backend replays it here); what it declines is
-        # ended ``run_interrupted``.
+        # ended ``run_interrupted``, what it cannot hand over now is offered again next sweep.
         self.resume = resume
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds

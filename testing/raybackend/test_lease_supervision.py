@@ -1,9 +1,13 @@
 """The Runtime's lease supervisor on the Ray backend: it sweeps from the moment the runtime
-serves, with no invocation, and leaves the runs of live hosts alone."""
+serves, with no invocation, and leaves the runs of live hosts alone, even when their heartbeat
+lags past the lease, and the runs no host can take over for now."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,9 @@ import pytest
 from flue_actors import RayCluster, Runtime
 from flue_actors._clock import SystemClock, format_timestamp
 from flue_actors._events import RunAdmittedEvent
+from flue_actors._runtime.ray import RayBackend
+from flue_actors._runtime.ray.host import HostConfig, RunHost
+from flue_actors._runtime.recovery import end_orphaned_runs
 
 pytestmark = pytest.mark.ray
 
@@ -74,6 +81,103 @@ async def test_the_supervisor_sweeps_on_the_ray_backend_without_invocations(
     finally:
         await runtime.close()
         runtime.backend.shutdown_hosts()  # type: ignore[attr-defined]
+
+
+def _quiet_runtime(project: Path) -> Runtime:
+    """A served runtime whose own supervisor sweeps only when it serves: the test sweeps."""
+    return Runtime(
+        project / "workflows",
+        store=f"sqlite:///{project / 'flue.db'}",
+        backend=RayCluster(),
+        sweep_seconds=3600,
+    )
+
+
+async def _sweep_as_if_every_lease_expired(runtime: Runtime) -> list[str]:
+    """A sweep to which every heartbeat looks a minute old (as a busy host's can lag)."""
+    resume = runtime.backend.resume  # type: ignore[attr-defined]
+    later = SystemClock().now_ms() + 60_000
+    return await end_orphaned_runs(
+        runtime.store, runtime.clock, stale_before_ms=later, resume=resume
+    )
+
+
+async def test_a_live_host_whose_heartbeat_lags_keeps_its_run(
+    ray_cluster: Any, project: Path
+) -> None:
+    runtime = _quiet_runtime(project)
+    gate = project / "gate"
+    try:
+        await runtime.serve()
+        run_id = (await runtime.invoke("gated", {"gate": str(gate)})).run_id
+        owner = await runtime.store.owner_of(run_id)
+
+        # Its host is asked first and still has it: no other host takes over a running run.
+        assert await _sweep_as_if_every_lease_expired(runtime) == []
+        assert await runtime.store.owner_of(run_id) == owner
+
+        gate.touch()
+        record = await runtime.wait(run_id, timeout=30)
+        assert record.status == "completed", record.error
+        types = [event["type"] for event in await runtime.events(run_id)]
+        assert types.count("run_start") == 1
+        assert "run_resume" not in types
+    finally:
+        gate.touch()  # closing lets the runs of this private instance's hosts finish
+        await runtime.close()
+        runtime.backend.shutdown_hosts()  # type: ignore[attr-defined]
+
+
+async def test_an_orphan_no_host_can_take_now_is_left_for_the_next_sweep(
+    ray_cluster: Any, project: Path
+) -> None:
+    import ray
+
+    class SlowToRestart(RunHost):
+        """A host whose restart outlasts the sweep, as on a loaded machine."""
+
+        def __init__(self, config: HostConfig) -> None:
+            if ray.get_runtime_context().was_current_actor_reconstructed:
+                time.sleep(60)
+            super().__init__(config)
+
+    runtime = _quiet_runtime(project)
+    backend = runtime.backend
+    assert isinstance(backend, RayBackend)
+    lost = "flue-host-00000000-lostnode0000-0"
+    restarting: Any = None
+    try:
+        await runtime.serve()
+        run_id = await _admit_orphan(runtime, lost, "sleeper")
+        config = HostConfig(owner="flue-host-slow-to-restart", deployment=backend.deployment)
+        restarting = (
+            ray.remote(SlowToRestart)
+            .options(max_restarts=-1, max_task_retries=0, num_cpus=0)
+            .remote(config)
+        )
+        os.kill((await restarting.describe.remote())["pid"], signal.SIGKILL)
+        hosts = backend._hosts
+        backend._hosts = dict.fromkeys(hosts, restarting)  # every host is restarting
+        try:
+            assert await _sweep_as_if_every_lease_expired(runtime) == []
+        finally:
+            backend._hosts = hosts
+        record = await runtime.store.get_run(run_id)
+        assert record is not None
+        assert record.status == "active"
+        assert await runtime.store.owner_of(run_id) == lost
+
+        # The next sweep finds a host up: it resumes the run by replay.
+        assert await _sweep_as_if_every_lease_expired(runtime) == []
+        record = await runtime.wait(run_id, timeout=30)
+        assert record.status == "completed", record.error
+        types = [event["type"] for event in await runtime.events(run_id)]
+        assert types[:2] == ["run_resume", "run_start"]
+    finally:
+        if restarting is not None:
+            ray.kill(restarting, no_restart=True)
+        await runtime.close()
+        backend.shutdown_hosts()
 
 
 NAPPER = '''\

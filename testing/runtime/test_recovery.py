@@ -157,3 +157,29 @@ async def test_an_orphan_resumed_elsewhere_since_the_sweep_looked_stays_with_its
     assert record is not None
     assert record.status == "active"
     await store.close()
+
+
+async def test_an_orphan_that_cannot_be_handed_over_now_is_left_for_the_next_sweep() -> None:
+    store, clock = SqliteEventStore(), StepClock()
+    later, declined, taken = (f"run_0000000000000000000000000{n}" for n in (6, 7, 8))
+    for run_id in (later, declined, taken):
+        await _admitted(store, clock, run_id, "host-gone")
+    offered: list[str] = []
+
+    async def resume(run_id: str, previous: str | None) -> bool | None:
+        offered.append(run_id)
+        return {later: None, declined: False, taken: True}[run_id]
+
+    stale = clock.now_ms() + 1_000
+    ended = await end_orphaned_runs(store, clock, stale_before_ms=stale, resume=resume)
+
+    assert sorted(offered) == [later, declined, taken]
+    assert ended == [declined]
+    for run_id in (later, taken):
+        record = await store.get_run(run_id)
+        assert record is not None
+        assert record.status == "active"
+        assert await store.owner_of(run_id) == "host-gone"
+    # The next sweep offers it again.
+    assert later in await store.orphaned_runs(stale_before_ms=stale)
+    await store.close()

@@ -425,23 +425,39 @@ class RayBackend:
         # A run in an actor of its own is not resumed in a shared host.
         return definition.recovery == "resume" and definition.placement.isolation == "host"
 
-    async def resume(self, run_id: str, previous: str | None = None) -> bool:
-        """The lease sweep's offer of an orphan (its host ``previous`` gone for good): hand
-        it to a live host of this deployment, which resumes it by replay. ``False``: none
-        took it."""
+    async def resume(self, run_id: str, previous: str | None = None) -> bool | None:
+        """The lease sweep's offer of an orphan (its owner ``previous`` as the sweep found it;
+        ``None``: its owner now): hand it to a live host of this deployment, which resumes it
+        by replay. ``False``: none took it (the caller ends it); ``None``: no host could be
+        asked now (restarting), so the run is left for the next sweep.
+
+        Its owner, when it is one of these hosts, is asked first: a silent lease does not mean
+        a dead host (a busy one's heartbeat can lag past the lease), and a live owner answers
+        that it still has the run (or, restarted, resumes it itself) rather than another host
+        taking over a run that is still running."""
+        from ray.exceptions import ActorUnavailableError
+
         if not await self._resumes(run_id):
             return False
+        self._follow_nodes()  # a host whose node died is restarting for ever: not asked
         owner = previous or await self._services.store.owner_of(run_id)
-        for name, host in list(self._hosts.items()):
-            if name == owner:
-                continue
+        restarting = False
+        for name in sorted(self._names, key=lambda name: name != owner):
             try:
-                declined: list[str] = await host.resume.remote([run_id])
+                declined: list[str] = await self._hosts[name].resume.remote([run_id])
+            except ActorUnavailableError as error:  # back soon: another may take it meanwhile
+                logger.warning("host %s could not take over run %s: %s", name, run_id, error)
+                restarting = True
+                continue
             except Exception as error:  # another host may take it
                 logger.warning("host %s could not take over run %s: %s", name, run_id, error)
                 continue
-            return run_id not in declined
-        return False
+            if run_id not in declined:
+                return True
+            if name != owner:
+                return False
+            # Its owner declined it (it is draining): another host may take it over.
+        return None if restarting else False
 
     async def _admit_dedicated(self, header: RunAdmittedEvent, owner: str) -> bool:
         """An actor of its own for the run (``isolation="process"``): admitted here, since
