@@ -291,8 +291,8 @@ def _serve(args: argparse.Namespace, err: TextIO, *, long_lived: bool = False) -
     workflows = WorkflowRegistry.discover(directory)
     for name, failure in workflows.failures.items():
         err.write(f"warning: workflow {name} is not served: {failure.message}\n")
-    if long_lived:  # the process is the server (not a test calling main): see _runtime.heap
-        settle_heap()
+    if long_lived:
+        _settle_process()
     address = args.address or os.environ.get("FLUE_RAY_ADDRESS") or None
     kind = args.backend or ("ray" if address else "local")
     if kind == "local" and address:
@@ -315,9 +315,6 @@ def _serve(args: argparse.Namespace, err: TextIO, *, long_lived: bool = False) -
     except ValueError as error:
         err.write(f"error: {error}\n")
         return EXIT_USAGE
-    # The Anthropic SDK's aiohttp transport: about a third less CPU per model call than its
-    # default, which in-process tests keep (the test kit's anthropic_api intercepts that one).
-    os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
     recovery = (
         f"orphaned runs are resumed or ended within {args.lease_seconds + args.sweep_seconds:g} s"
     )
@@ -414,6 +411,16 @@ def _serve_here(
     serve_app(app, runtime, options, on_started=on_started, sockets=sockets or None)
 
 
+def _settle_process() -> None:
+    """What ``serve`` and ``batch`` set when the process is the command (``main()`` without
+    ``argv``), never when a test calls ``main([...])`` in its own process: the collector's
+    settings for a long-lived process (see ``_runtime.heap``), and the Anthropic SDK's aiohttp
+    transport, about a third less CPU per model call than its default (which in-process tests
+    keep: the kit's ``anthropic_api`` intercepts that one)."""
+    settle_heap()
+    os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.database_url = resolve_database_url(args.database_url)
@@ -454,8 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 err.write(f"error: {error}\n")
                 return EXIT_USAGE
             registry = WorkflowRegistry.discover(directory)
-            if argv is None:  # this process is the command: long-lived, see _runtime.heap
-                settle_heap()
+            if argv is None:
+                _settle_process()
             return asyncio.run(run_batch_command(args, registry, out, err))
         if args.command == "serve":
             return _serve(args, err, long_lived=argv is None)

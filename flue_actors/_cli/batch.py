@@ -31,7 +31,6 @@ from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from .._runtime.runtime import check_idempotency_key
 from ..errors import BatchInputError, FlueError, InvalidJsonError
 from ..models import MinuteBudget, ModelRegistry, RateLimits, Usage, UsageMeter
-from ..models._anthropic import TRANSPORT_VARIABLE
 from .model_batch_options import add_model_batch_options
 
 __all__ = ["add_batch_parser", "run_batch_command"]
@@ -278,8 +277,6 @@ async def run_batch_command(
     if address and not on_ray:
         err.write("error: --address needs --backend ray\n")
         return EXIT_USAGE
-    # As serve: the Anthropic SDK's aiohttp transport, less CPU per model call than its default.
-    os.environ.setdefault(TRANSPORT_VARIABLE, "aiohttp")
     done: dict[int, str | None] = {}
     output_path = None if args.output == "-" else Path(args.output)
     total: int | None = None

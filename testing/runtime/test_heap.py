@@ -1,10 +1,12 @@
-"""The collector settings of a long-lived process (``_runtime.heap``): applied by the command
-itself, never by a test session or a library calling the CLI's ``main``."""
+"""The collector settings of a long-lived process (``_runtime.heap``) and the SDK transport:
+applied by the command itself, never by a test session or a library calling the CLI's
+``main``."""
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from flue_actors._cli import main
 from flue_actors._runtime.heap import YOUNG_GENERATION
+from flue_actors.models._anthropic import TRANSPORT_VARIABLE
 
 _WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
@@ -35,6 +38,7 @@ def test_the_cli_called_as_a_function_leaves_the_interpreter_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLUE_MODEL", "fake/echo")
+    monkeypatch.delenv(TRANSPORT_VARIABLE, raising=False)
     threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('{"text": "a document"}\n')
@@ -49,3 +53,5 @@ def test_the_cli_called_as_a_function_leaves_the_interpreter_as_it_was(
     [line] = (tmp_path / "out.jsonl").read_text().splitlines()
     assert json.loads(line)["result"] == {"summary": "a document"}
     assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
+    # Nor the process's environment: the SDK transport stays the one the kit intercepts.
+    assert TRANSPORT_VARIABLE not in os.environ
