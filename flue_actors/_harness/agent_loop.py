@@ -44,7 +44,7 @@ from .framework import FrameworkTool, run_framework_tool
 from .outcomes import ModelRef, Outcome, PromptResponse, PromptResultResponse
 from .payloads import Correlation, ModelAsked, TurnCorrelation
 from .redaction import redact, redact_all
-from .replay import recorded_turn, replay_of, response_from_turn
+from .replay import recorded_turn, replay_of, response_from_turn, write_ahead
 from .results import ResultSpec, run_with_result
 from .turns import model_retry_log, response_info, turn_error
 
@@ -277,6 +277,7 @@ async def model_turn(
         if recorded is not None:
             response = response_from_turn(recorded)
         else:
+            await write_ahead(session.services.sink)
             with batched_turn(session, turn, replay, batches, resolved.provider):
                 if intercepting():
                     response = await intercept(

@@ -33,7 +33,7 @@ from ..models import ModelRequest, ModelResponse, ResolvedModel, Usage, model_li
 from .batch_records import batched_turn, pending_batches
 from .context_budget import CompactionSettings, context_tokens, estimate_tokens, resolve_settings
 from .payloads import Correlation, LogPayload, ModelAsked, TurnCorrelation
-from .replay import recorded_turn, replay_of, response_from_turn
+from .replay import recorded_turn, replay_of, response_from_turn, write_ahead
 from .turns import model_retry_log, response_info, turn_error
 
 if TYPE_CHECKING:
@@ -288,6 +288,7 @@ async def _summarize(
             if recorded is not None:
                 response = response_from_turn(recorded)
             else:
+                await write_ahead(session.services.sink)
                 with batched_turn(session, turn, replay, batches, resolved.provider):
                     response = await resolved.provider.complete(request, lambda _event: None)
             if response.stop_reason == "error":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 from ..errors import ModelRequestError, ReplayDivergenceError
 from ..models import Cost, ModelResponse, Usage
@@ -33,6 +33,7 @@ __all__ = [
     "replay_of",
     "response_from_turn",
     "usage_from_wire",
+    "write_ahead",
 ]
 
 # Events a replay steps over: streaming detail (best-effort, and never emitted again since the
@@ -241,6 +242,26 @@ def replay_of(sink: object, where: Mapping[str, Any] | None = None) -> Replay | 
             return None
         return replay
     return None
+
+
+async def write_ahead(sink: object) -> None:
+    """Before a model call: wait until the answers the run has acted on so far are in its log.
+
+    Events are written behind the run (one append per burst), so without this a run whose
+    writer lags (a busy store) could have several answered calls unwritten at a crash, and its
+    resumption would pay for each again. With it, a crash repeats at most the call in flight.
+    A run's first call waits for nothing (no answer before it); a sink without a log (tests,
+    the kit) has no ``answers_pending``."""
+    if getattr(sink, "answers_pending", False):
+        await cast(_WritingAhead, sink).flush()
+
+
+class _WritingAhead(Protocol):
+    """A sink that writes a log behind the run (the runtime's RunStream)."""
+
+    answers_pending: bool
+
+    async def flush(self) -> None: ...
 
 
 def recorded_turn(sink: object, turn: Mapping[str, Any], purpose: str) -> dict[str, Any] | None:

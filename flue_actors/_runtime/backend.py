@@ -91,6 +91,7 @@ class LocalBackend:
         self._joiners: dict[str, list[asyncio.Future[None]]] = {}
         self._watch: asyncio.Task[None] | None = None
         self._watch_ended_elsewhere = watch_ended_elsewhere
+        self._resuming: set[str] = set()  # runs a resume() call is taking over now
         self.lease = OwnerLease(services.store, owner or process_owner_name("local"))
 
     def owner_for(self, run_id: str, workflow: str) -> str:
@@ -137,10 +138,22 @@ class LocalBackend:
         workflow is unknown here or says ``recovery="fail"``, or it has its ``run_end``
         already): the caller then ends it. ``True`` also when another process took it over
         first."""
+        if run_id in self._actors or run_id in self._resuming:
+            # Already here, or being taken over here by another caller (a restarted Ray
+            # host resumes its runs as it opens while a sweep may ask it for the same one):
+            # a second claim would succeed under the same owner and run the body twice.
+            return True
+        self._resuming.add(run_id)
+        try:
+            return await self._resume(run_id, previous)
+        finally:
+            self._resuming.discard(run_id)
+
+    async def _resume(self, run_id: str, previous: str | None) -> bool:
         store = self._services.store
         header = await store.read_header(run_id)
-        if header is None or run_id in self._actors:
-            return run_id in self._actors
+        if header is None:
+            return False
         workflows = self._services.workflows
         name = header["workflowName"]
         if name not in workflows or workflows.get(name).definition.recovery != "resume":

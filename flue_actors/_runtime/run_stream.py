@@ -27,7 +27,11 @@ from .._observation import EventContext, dispatch, observing
 from ..errors import EventNotStorableError, FlueError, StreamClosedError, StreamConflictError
 from ..store import EventStore, run_stream
 
-__all__ = ["RunStream"]
+__all__ = ["ANSWER_TYPES", "RunStream"]
+
+# The events a resumed run's replay answers its operations from: a model turn's, a tool's or a
+# command's outcome (see ``harness.replay``).
+ANSWER_TYPES: Final = frozenset({"turn", "tool"})
 
 logger = logging.getLogger("flue_actors.run")
 DELTA_FLUSH_SECONDS: Final = 3.0
@@ -70,6 +74,7 @@ class RunStream:
         self._next_seq = next_seq
         self._next_index = next_index
         self._durable_index = next_index  # the eventIndex that follows the last one written
+        self._last_answer = -1  # the eventIndex of the last answer (see ANSWER_TYPES) emitted
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._delta_timer: asyncio.TimerHandle | None = None
@@ -124,6 +129,8 @@ class RunStream:
                 return {"type": type, **payload}  # diverged: nothing more is written
         event = self._stamp(type, payload)
         self._pending.append(event)
+        if type in ANSWER_TYPES:
+            self._last_answer = event["eventIndex"]
         if self.observed_as is not None:
             dispatch(event, self.observed_as, detail)
         if type in BUFFERED_EVENT_TYPES:
@@ -211,6 +218,12 @@ class RunStream:
         stopped at a shutdown, to be resumed by replay, and the aborts its stopping causes
         must not enter its log as the answers of its operations."""
         self._sealed = True
+
+    @property
+    def answers_pending(self) -> bool:
+        """Whether an answer the run has acted on (a model turn's or a tool's) is not in the
+        log yet. See ``harness.replay.write_ahead``."""
+        return self._last_answer >= self._durable_index and self.failure is None
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is durable (or the writer has failed)."""

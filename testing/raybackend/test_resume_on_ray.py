@@ -1,15 +1,18 @@
 """SIGKILL of a RunHost in the middle of many runs of a three-model-call workflow, on the real
 provider against the out-of-process fake Messages API: every run completes (the host's restarted
 incarnation resumes its runs by replay), the fake served at most 3 calls per run plus the ones in
-flight at the kill, and every run's events are gap-free."""
+flight at the kill (at most one per run of the killed host), and every run's events are
+gap-free."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +33,17 @@ THREE: Final = three_calls_workflow(200)
 
 def _asked(api: MessagesServer, tag: str) -> int:
     return sum(1 for request in api.requests() if tag in str(request.get("body")))
+
+
+def _asked_per_run(api: MessagesServer, tag: str) -> Counter[int]:
+    """Requests by run, each run known by the number in its text (``"{tag} {n}"``)."""
+    runs = re.compile(rf"{tag} (\d+)\b")
+    asked: Counter[int] = Counter()
+    for request in api.requests():
+        found = runs.search(str(request.get("body")))
+        if found is not None:
+            asked[int(found.group(1))] += 1
+    return asked
 
 
 async def test_sigkill_of_a_host_mid_runs_then_every_run_completes_by_replay(
@@ -68,12 +82,6 @@ async def test_sigkill_of_a_host_mid_runs_then_every_run_completes_by_replay(
         host = ray.get_actor(victim, namespace=NAMESPACE)
         info = await host.ready.remote()
         os.kill(info["pid"], signal.SIGKILL)
-        asked_at_kill = _asked(api, tag)
-        durable = 0
-        for run_id in run_ids:
-            events, _ = await read_run_events(runtime.store, run_id)
-            durable += sum(1 for e in events if e["type"] == "turn" and not e["isError"])
-        in_flight = asked_at_kill - durable
 
         records = await asyncio.gather(
             *(runtime.wait(run_id, timeout=BOUND_SECONDS) for run_id in run_ids)
@@ -82,7 +90,16 @@ async def test_sigkill_of_a_host_mid_runs_then_every_run_completes_by_replay(
         assert [r.status for r in records] == ["completed"] * RUNS, [
             (r.run_id, r.error) for r in records if r.status != "completed"
         ][:3]
-        assert _asked(api, tag) <= 3 * RUNS + in_flight, (_asked(api, tag), in_flight)
+        # Each run asks its three calls once; a run of the killed host may ask again the one
+        # call it had in flight (a run's calls are sequential: at most one). Counted per run:
+        # the other host's runs go on meanwhile, so a total taken at the kill would race them.
+        asked = _asked_per_run(api, tag)
+        again = {
+            n: asked[n]
+            for n, run_id in enumerate(run_ids)
+            if asked[n] > 3 + (owners[run_id] == victim)
+        }
+        assert not again, again
         resumed = 0
         for record in records:
             events, _ = await read_run_events(runtime.store, record.run_id)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from flue_actors import ActionContext, Runtime, SqliteEventStore, define_agent, define_workflow
 from flue_actors._clock import SystemClock
+from flue_actors._runtime import LocalBackend, RunServices
 from flue_actors._runtime.recovery import end_orphaned_runs
 from flue_actors._runtime.run_actor import read_run_events
 from flue_actors.models import ModelRegistry, ModelRequest
@@ -106,6 +107,43 @@ async def test_a_shutdown_leaves_resumable_runs_to_be_resumed(
         assert model.asked == ["hold", "c"]  # the answered call is not asked again
         events, _ = await read_run_events(runtime.store, run_id)
         assert [e["eventIndex"] for e in events] == list(range(len(events)))
+        assert [e["type"] for e in events].count("run_resume") == 1
+    finally:
+        await runtime.close()
+
+
+async def test_two_resume_calls_at_once_run_the_body_once(tmp_path: Path) -> None:
+    """A restarted Ray host resumes its runs as it opens while a sweep may ask it for the same
+    run: two ``resume`` calls in one process, at once, under the same owner. The run resumes
+    once: its remaining calls are asked once, and its log has one ``run_resume``."""
+    path = tmp_path / "flue.db"
+    run_id, _ = await _stopped_mid_run(path, "resume")
+    store = SqliteEventStore(str(path))
+    owner = await store.owner_of(run_id)
+    await store.close()
+    assert owner is not None
+    model = HeldModel()
+    model.release.set()
+    workflow = define_workflow(agent=agent, input=Words, run=prompts, recovery="resume")
+
+    def restarted(services: RunServices, **_: object) -> LocalBackend:
+        return LocalBackend(services, owner=owner)  # a restarted host keeps its name
+
+    runtime = Runtime(
+        {"prompts": workflow},
+        store=SqliteEventStore(str(path)),
+        models=ModelRegistry(override=model.fake),
+        backend=restarted,
+    )
+    try:
+        backend = runtime.backend
+        assert isinstance(backend, LocalBackend)
+        taken = await asyncio.gather(backend.resume(run_id), backend.resume(run_id))
+        assert list(taken) == [True, True]
+        final = await runtime.wait(run_id, timeout=30)
+        assert final.status == "completed", final.error
+        assert model.asked == ["hold", "c"]
+        events, _ = await read_run_events(runtime.store, run_id)
         assert [e["type"] for e in events].count("run_resume") == 1
     finally:
         await runtime.close()
