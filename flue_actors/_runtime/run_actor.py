@@ -202,7 +202,7 @@ class RunActor:
         config = await workflow.agent.configure(AgentContext(id=self.run_id, env=services.env))
         harness = Harness(
             config=config,
-            models=services.models,
+            models=services.models_for(self._header),
             sink=self._stream,
             clock=services.clock,
             ids=run_ids(services.ids, self.run_id),

@@ -28,7 +28,7 @@ import math
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -96,6 +96,39 @@ class ModelBatches:
 
     async def wait(self, seconds: float) -> None:
         await (self.sleep or asyncio.sleep)(seconds)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The settings as JSON (a run's header carries them: every life of the run batches its
+        turns alike). ``sleep`` stays behind; an infinite window is ``None``."""
+        wire: dict[str, Any] = {
+            "maxRequests": self.max_requests,
+            "window": None if math.isinf(self.window) else self.window,
+            "maxBytes": self.max_bytes,
+            "pollInterval": self.poll_interval,
+            "maxPollInterval": self.max_poll_interval,
+            "retries": self.retries,
+            "fallback": self.fallback,
+        }
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> ModelBatches:
+        window = wire.get("window")
+        return cls(
+            max_requests=int(wire["maxRequests"]),
+            window=math.inf if window is None else float(window),
+            max_bytes=int(wire["maxBytes"]),
+            poll_interval=float(wire["pollInterval"]),
+            max_poll_interval=float(wire["maxPollInterval"]),
+            retries=int(wire["retries"]),
+            fallback=wire["fallback"],
+        )
+
+    @property
+    def digest(self) -> str:
+        """A short name for these settings (``sleep`` aside): a collector per settings."""
+        text = json.dumps(self.to_wire(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
