@@ -66,12 +66,18 @@ def batched_turn(
         )
 
     since = None
+    resumed = getattr(session.services.sink, "replay", None)
     if replay is not None and replay.events:
         # The turn at which a resumed run went live: its batch may have been created after the
         # log's last event and before the crash.
         last = replay.events[-1].get("timestamp")
         if isinstance(last, str):
             since = parse_timestamp(last) / 1000 - CLOCK_SKEW_SECONDS
+    elif isinstance(resumed, Replay) and resumed.admitted_ms is not None:
+        # Resumed with none of its events in its log (its first life died before writing
+        # any): its first turn may have gone out in a batch since its admission.
+        since = resumed.admitted_ms / 1000 - CLOCK_SKEW_SECONDS
+        resumed.admitted_ms = None  # the first turn it performs live heals, as above
     token = current_turn.set(
         BatchedTurn(
             run_id=session.run_id,

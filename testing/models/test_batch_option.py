@@ -170,3 +170,37 @@ async def test_a_resumed_run_of_a_batch_reattaches_in_a_runtime_without_model_ba
         assert "run_resume" in types
         (turn,) = [event for event in run_events if event["type"] == "turn"]
         assert turn["response"]["batch"]["id"] == anthropic_api.batches.views()[0]["id"]
+
+
+async def test_a_run_resumed_with_nothing_in_its_log_finds_the_batch_it_made(
+    anthropic_api: AnthropicApi, tmp_path: Path
+) -> None:
+    """Killed before any of its events was written, after its turn's batch was created: the
+    resumed run searches the batches made since its admission and takes its answer from that
+    one instead of submitting the turn again."""
+    anthropic_api.batches.processing_seconds = None
+    anthropic_api.reply("answered once")
+    settings = ModelBatches(max_requests=1, window=math.inf, sleep=Sleeps())
+    first = _runtime(tmp_path / "first.db")
+    batch = first.batch("echo_once", [{"text": "one"}], model_batches=settings)
+    consuming = asyncio.ensure_future(anext(batch))
+    await anthropic_api.wait_for_batches(1)
+    (record,) = (await first.list_runs()).runs
+    header = await first.store.read_header(record.run_id)
+    await first.close(grace_seconds=0)
+    consuming.cancel()
+    await asyncio.gather(consuming, return_exceptions=True)
+    await batch.aclose()  # type: ignore[attr-defined]
+    assert header is not None
+
+    # The same run in a store that holds its header and none of its events.
+    anthropic_api.batches.complete()
+    async with _runtime(tmp_path / "second.db") as second:
+        await second.store.admit_run(header, owner="a-process-that-died")
+        assert await second.backend.resume(record.run_id)  # type: ignore[attr-defined]
+        resumed = await second.wait(record.run_id, timeout=10)
+    assert resumed.status == "completed"
+    assert resumed.result == {"text": "answered once"}
+    assert anthropic_api.batches.created == 1
+    assert len(anthropic_api.batches.requests) == 1
+    assert anthropic_api.requests == []
