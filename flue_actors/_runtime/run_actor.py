@@ -79,8 +79,10 @@ class RunActor:
                 next_index=last + 1,
             )
             self.replay = Replay(recorded, strict=strict)
-            if not recorded:
-                self.replay.admitted_ms = self._started_ms
+            newest = recorded[-1].get("timestamp") if recorded else None
+            self.replay.heal_since_ms = (
+                parse_timestamp(newest) if isinstance(newest, str) else self._started_ms
+            )
             self.replay.on_divergence = self._diverged
             self._stream.replay = self.replay
         # Ended from elsewhere (cancelled before this host took it, recovered while it was

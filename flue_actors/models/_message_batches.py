@@ -379,11 +379,12 @@ class MessageBatchCollector:
         self.batches += 1
         self.submitted += len(taken)
         self._carried[batch.id] = frozenset(w.custom_id for w in taken)
-        self._outcomes[batch.id] = asyncio.get_running_loop().create_future()
+        # A healing search may have adopted it already, between its creation and now.
+        outcome = self._outcomes.setdefault(batch.id, asyncio.get_running_loop().create_future())
         for waiting in taken:
             if not waiting.future.done():
                 waiting.future.set_result(batch.id)
-        await self._poll(client, batch)
+        await self._poll(client, batch, outcome)
 
     def _adopt(self, batch_id: str) -> asyncio.Future[dict[str, dict[str, Any]]]:
         """Poll a batch this collector learns of from a run's log (or a search)."""
@@ -403,15 +404,21 @@ class MessageBatchCollector:
                     mapped = error if isinstance(error, ModelRequestError) else map_error(error)
                     outcome.set_exception(mapped)
                 return
-            await self._poll(client, batch)
+            await self._poll(client, batch, outcome)
 
         self._spawn(adopt())
         return outcome
 
-    async def _poll(self, client: AsyncAnthropic, batch: Any) -> None:
+    async def _poll(
+        self,
+        client: AsyncAnthropic,
+        batch: Any,
+        outcome: asyncio.Future[dict[str, dict[str, Any]]],
+    ) -> None:
+        """Resolve ``outcome`` (the future its waiters hold, whatever ``_outcomes`` holds by
+        then) with the batch's results once it has ended."""
         from ._anthropic import map_error
 
-        outcome = self._outcomes[batch.id]
         try:
             delay = self.settings.poll_interval
             while batch.processing_status != "ended":
@@ -424,7 +431,8 @@ class MessageBatchCollector:
                 mapped = error if isinstance(error, ModelRequestError) else map_error(error)
                 outcome.set_exception(mapped)
                 # A failed poll is tried again by the next turn that asks for this batch.
-                del self._outcomes[batch.id]
+                if self._outcomes.get(batch.id) is outcome:
+                    del self._outcomes[batch.id]
             return
         if not outcome.done():
             outcome.set_result(results)
