@@ -1,21 +1,26 @@
 """Model turns through the Message Batches API, against the out-of-process fake Messages API.
 
-Runs on the local backend, with the real Anthropic provider aimed at
-``python -m flue_actors.testing.messages_server`` (batches end as soon as they are made):
+Runs the real Anthropic provider aimed at ``python -m flue_actors.testing.messages_server``,
+whose batches end ``--processing-ms`` after they are created:
 
-* ``summarize``: ``--runs`` runs of ``workflows/summarize.py`` with
-  ``Runtime(model_batches=ModelBatches(max_requests=--window, window=--window-seconds))``:
-  the number of batched
-  requests (must equal the number of runs), of batches (``ceil(runs / window)`` expected) and
-  of plain Messages API calls (0); then the same runs without model batches, and the ratio of
-  their costs (0.5 expected: the same tokens at batch prices);
+* ``summarize``: ``runtime.batch("summarize", --runs inputs, model_batches=ModelBatches(
+  max_requests=--window, window=--window-seconds))`` on a runtime without model batches (all runs
+  active at once, so every batch but the last is full): the batched requests (must equal the
+  runs, each custom_id once), the batches (``ceil(runs / window)`` expected) and the plain
+  Messages API calls (0); then the same batch without ``model_batches``, and the ratio of the
+  costs (0.5 expected: the same tokens at batch prices);
 * ``tools``: ``--tool-runs`` runs of a workflow whose agent makes 3 model turns with a tool
-  call between each: the number of batch rounds (3 expected, each carrying every run's turn).
+  call between each: the batch rounds (3 expected, each carrying every run's turn);
+* ``kill_9``: ``flue-actors batch summarize --model-batches`` on ``--kill-runs`` lines, killed
+  with SIGKILL while its runs wait on their batches (the server holds them for
+  ``--kill-processing-ms``), then the same command again: the requests submitted (each
+  custom_id once expected), the output lines and their statuses.
 
 Prints one JSON object.
 
-    python benchmarks/bench_model_batches.py [--runs 1000] [--window 250] [--window-seconds 300]
-                                             [--tool-runs 20]
+    python benchmarks/bench_model_batches.py [--runs 10000] [--window 2500]
+        [--window-seconds 60] [--processing-ms 200] [--tool-runs 20] [--kill-runs 400]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import asyncio
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,25 +99,27 @@ async def _cost(runtime: Runtime, run_id: str) -> float:
         offset = page.next_offset
 
 
-async def _runs(
+async def _batch(
     workflows: Any, store: str, settings: ModelBatches | None, inputs: list[dict[str, Any]]
 ) -> tuple[float, float, list[str]]:
-    """Runs every input; (seconds, total cost, statuses)."""
-    async with Runtime(workflows, store=store, model_batches=settings) as runtime:
+    """One ``runtime.batch`` of every input (all active at once with model batches, so that
+    batches fill up); (seconds, total cost, statuses)."""
+    async with Runtime(workflows, store=store) as runtime:
         started = time.perf_counter()
-        receipts = [await runtime.invoke(_name(workflows), item) for item in inputs]
-        records = await asyncio.gather(*(runtime.wait(r.run_id) for r in receipts))
+        concurrency = len(inputs) if settings is not None else 256
+        items = [
+            item
+            async for item in runtime.batch(
+                _name(workflows), inputs, concurrency=concurrency, model_batches=settings
+            )
+        ]
         seconds = time.perf_counter() - started
-        costs = [await _cost(runtime, receipt.run_id) for receipt in receipts]
-    return seconds, sum(costs), [record.status for record in records]
+        costs = [await _cost(runtime, item.run_id) for item in items if item.run_id]
+    return seconds, sum(costs), [item.status for item in items]
 
 
 def _name(workflows: Any) -> str:
     return "summarize" if isinstance(workflows, str) else "add_twice"
-
-
-def _batches_made(server: MessagesServer) -> list[dict[str, Any]]:
-    return server.batches()
 
 
 def _plain_calls(server: MessagesServer) -> int:
@@ -126,33 +135,37 @@ async def _main(args: argparse.Namespace, folder: Path, server: MessagesServer) 
     workflows = str(ROOT / "workflows")
 
     view = server.for_test()
-    batched_s, batched_cost, statuses = await _runs(
+    view.batch_processing(args.processing_ms / 1000)
+    batched_s, batched_cost, statuses = await _batch(
         workflows, f"sqlite:///{folder / 'batched.db'}", settings, inputs
     )
+    custom_ids = view.batched_custom_ids()
     summarize: dict[str, Any] = {
         "runs": args.runs,
         "window": args.window,
         "completed": statuses.count("completed"),
-        "batched_requests": view.batched_requests(),
-        "batches": len(_batches_made(view)),
+        "batched_requests": len(custom_ids),
+        "distinct_custom_ids": len(set(custom_ids)),
+        "batches": len(view.batches()),
         "batches_expected": math.ceil(args.runs / args.window),
         "plain_messages_calls": _plain_calls(view),
         "seconds": round(batched_s, 2),
-        "cost_usd": batched_cost,
+        "cost_usd": round(batched_cost, 6),
     }
     view = server.for_test()
-    plain_s, plain_cost, plain_statuses = await _runs(
+    plain_s, plain_cost, plain_statuses = await _batch(
         workflows, f"sqlite:///{folder / 'plain.db'}", None, inputs
     )
     summarize["without_model_batches"] = {
         "completed": plain_statuses.count("completed"),
         "plain_messages_calls": _plain_calls(view),
         "seconds": round(plain_s, 2),
-        "cost_usd": plain_cost,
+        "cost_usd": round(plain_cost, 6),
     }
     summarize["cost_ratio"] = round(batched_cost / plain_cost, 6) if plain_cost else None
 
     view = server.for_test()
+    view.batch_processing(args.processing_ms / 1000)
     for _ in range(args.tool_runs):
         view.reply("", tool_calls=[["add", {"a": 1, "b": 2}]])
     for _ in range(args.tool_runs):
@@ -160,31 +173,96 @@ async def _main(args: argparse.Namespace, folder: Path, server: MessagesServer) 
     for _ in range(args.tool_runs):
         view.reply("3 and 7")
     tool_settings = ModelBatches(max_requests=args.tool_runs, window=120.0, poll_interval=0.05)
-    _, _, tool_statuses = await _runs(
+    _, _, tool_statuses = await _batch(
         {"add_twice": add_twice},
         f"sqlite:///{folder / 'tools.db'}",
         tool_settings,
         [{"text": "add 1+2, then 3+4"}] * args.tool_runs,
     )
-    made = _batches_made(view)
+    made = view.batches()
     tools = {
         "runs": args.tool_runs,
         "model_turns_per_run": 3,
         "completed": tool_statuses.count("completed"),
         "batch_rounds": len(made),
-        "requests_per_round": [view["request_counts"]["succeeded"] for view in made],
+        "requests_per_round": [batch["request_counts"]["succeeded"] for batch in made],
         "plain_messages_calls": _plain_calls(view),
     }
-    return {"summarize": summarize, "tools": tools}
+    kill_9 = await asyncio.to_thread(_kill_9, args, folder, server)
+    return {"summarize": summarize, "tools": tools, "kill_9": kill_9}
+
+
+def _kill_9(args: argparse.Namespace, folder: Path, server: MessagesServer) -> dict[str, Any]:
+    """``flue-actors batch --model-batches`` killed with SIGKILL while its runs wait on their
+    batches, then run again to the end."""
+    work = folder / "kill9"
+    work.mkdir()
+    runs = args.kill_runs
+    (work / "in.jsonl").write_text(
+        "".join(json.dumps({"text": f"killed batch line {n}"}) + "\n" for n in range(runs)),
+        encoding="utf-8",
+    )
+    command = [
+        sys.executable, "-m", "flue_actors", "--database-url", f"sqlite:///{work / 'runs.db'}",
+        "batch", "summarize", "in.jsonl", "--output", "out.jsonl",
+        "--workflows", str(ROOT / "workflows"), "--concurrency", str(runs),
+        "--lease-seconds", "3", "--sweep-seconds", "0.5",
+        "--model-batches", "--batch-max-requests", str(max(runs // 4, 1)),
+        "--batch-window", "0.5", "--batch-poll-interval", "0.05",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    view = server.for_test()
+    view.batch_processing(args.kill_processing_ms / 1000)  # still processing at the kill
+    with (work / "first.log").open("wb") as log:
+        first = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 120
+        # Killed once half the turns are in batches (the rest wait to go out, or in flight).
+        while view.batched_requests() < runs // 2 and first.poll() is None:
+            if time.monotonic() > deadline:
+                first.kill()
+                raise RuntimeError("the batch never sent half its turns")
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    before = len(view.batched_custom_ids())
+    view.batch_processing(args.processing_ms / 1000)
+    started = time.perf_counter()
+    rerun = subprocess.run(command, cwd=work, env=env, capture_output=True, timeout=600)
+    seconds = time.perf_counter() - started
+    if rerun.returncode != 0:
+        raise RuntimeError(f"the rerun failed: {rerun.stderr.decode()[-2000:]}")
+    rows = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    custom_ids = view.batched_custom_ids()
+    return {
+        "runs": runs,
+        "killed_with_requests_submitted": before,
+        "batched_requests": len(custom_ids),
+        "distinct_custom_ids": len(set(custom_ids)),
+        "submitted_twice": len(custom_ids) - len(set(custom_ids)),
+        "output_lines": len(rows),
+        "distinct_lines": len({row["line"] for row in rows}),
+        "completed": sum(1 for row in rows if row["status"] == "completed"),
+        "plain_messages_calls": _plain_calls(view),
+        "rerun_seconds": round(seconds, 2),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--window", type=int, default=250, help="requests per batch at most")
-    parser.add_argument("--window-seconds", type=float, default=300.0)
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--window", type=int, default=2_500, help="requests per batch at most")
+    parser.add_argument("--window-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--processing-ms", type=int, default=200, help="how long the fake server's batches take"
+    )
     parser.add_argument("--tool-runs", type=int, default=20)
+    parser.add_argument("--kill-runs", type=int, default=400)
+    parser.add_argument("--kill-processing-ms", type=int, default=3_000)
+    parser.add_argument("--quick", action="store_true", help="the CI form: 200 runs, window 50")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.window, args.tool_runs, args.kill_runs = 200, 50, 5, 40
+        args.kill_processing_ms = 1_000
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         with MessagesServer.start(log=folder / "messages.log") as server:

@@ -96,6 +96,9 @@ class RunAdmittedEvent(TypedDict):
     traceCarrier: NotRequired[dict[str, str]]
     # Claimed with the run's admission: a repeated key finds this run (store/idempotency.py).
     idempotencyKey: NotRequired[str]
+    # Its own model batches (``runtime.batch(..., model_batches=)``: ``ModelBatches.to_wire``),
+    # so that every life of the run sends its turns the same way.
+    modelBatches: NotRequired[dict[str, JsonValue]]
 
 
 class RunStartEvent(_Envelope):

@@ -30,7 +30,7 @@ from .._runtime.batch_item import BatchItem
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from .._runtime.runtime import check_idempotency_key
 from ..errors import BatchInputError, FlueError, InvalidJsonError
-from ..models import MinuteBudget, ModelRegistry, RateLimits, Usage, UsageMeter
+from ..models import MinuteBudget, ModelBatches, ModelRegistry, RateLimits, Usage, UsageMeter
 from .model_batch_options import add_model_batch_options
 
 __all__ = ["add_batch_parser", "run_batch_command"]
@@ -337,7 +337,6 @@ async def run_batch_command(
             store=args.database_url,
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
-            model_batches=args.model_batches or None,
         ) as runtime:
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
@@ -363,7 +362,9 @@ async def run_batch_command(
                 loop.add_signal_handler(signum, interrupt, signum)
             progress = _Progress(err, control, meter, total, len(done))
             following = (
-                loop.create_task(_follow_batches(runtime, progress)) if args.model_batches else None
+                loop.create_task(_follow_batches(runtime, progress, args.model_batches))
+                if args.model_batches
+                else None
             )
             flushing: asyncio.Handle | None = None
 
@@ -380,6 +381,7 @@ async def run_batch_command(
                     items,
                     concurrency=args.concurrency,
                     control=control,
+                    model_batches=args.model_batches or None,
                 ):
                     sink.write(_output_line(name, item))
                     if not flushing:
@@ -390,7 +392,7 @@ async def run_batch_command(
                 if following is not None:
                     following.cancel()
                     await asyncio.gather(following, return_exceptions=True)
-                    batch_counts = await runtime.model_batch_progress()
+                    batch_counts = await runtime.model_batch_progress(args.model_batches)
                 if flushing is not None:
                     flushing.cancel()
                     sink.flush()
@@ -444,11 +446,11 @@ def _batch_counts(counts: dict[str, int] | None) -> str:
     )
 
 
-async def _follow_batches(runtime: Runtime, progress: _Progress) -> None:
+async def _follow_batches(runtime: Runtime, progress: _Progress, settings: ModelBatches) -> None:
     """Keep the progress's model-batch counters current (a turn waits for minutes or hours:
     the progress must show it moving)."""
     while True:
-        progress.batches = await runtime.model_batch_progress()
+        progress.batches = await runtime.model_batch_progress(settings)
         progress.tick()
         await asyncio.sleep(BATCH_PROGRESS_SECONDS)
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Final
 
-from .._clock import parse_timestamp
 from ..models._message_batches import BatchedTurn, current_turn
 from .payloads import TurnCorrelation
 from .replay import Replay, recorded_batches, replay_of
@@ -84,12 +83,13 @@ def _batched_turn(
         )
 
     since = None
-    if replay is not None and replay.events:
-        # The turn at which a resumed run went live: its batch may have been created after the
-        # log's last event and before the crash.
-        last = replay.events[-1].get("timestamp")
-        if isinstance(last, str):
-            since = parse_timestamp(last) / 1000 - CLOCK_SKEW_SECONDS
+    resumed = replay if replay is not None else getattr(session.services.sink, "replay", None)
+    if isinstance(resumed, Replay) and resumed.heal_since_ms is not None:
+        # The first turn a resumed run performs live (its replay may have matched every event
+        # its log held by then): its batch may have been created after the log's last event
+        # (or, with none, after its admission) and before the crash.
+        since = resumed.heal_since_ms / 1000 - CLOCK_SKEW_SECONDS
+        resumed.heal_since_ms = None
     token = current_turn.set(
         BatchedTurn(
             run_id=session.run_id,

@@ -127,6 +127,9 @@ class Replay:
         self.divergence: ReplayDivergenceError | None = None
         self.on_divergence: Callable[[ReplayDivergenceError], None] | None = None
         self.replayed: list[dict[str, Any]] = []  # the events matched, in order
+        # Of a resumed run: since when a batch its last life made may hold the first turn it
+        # performs live (its log's last event, or its admission; see batch_records).
+        self.heal_since_ms: int | None = None
 
     @property
     def events(self) -> list[dict[str, Any]]:

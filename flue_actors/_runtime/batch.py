@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._jsonvalue import UNSET, JsonValue, Unset
 from ..errors import BatchInputError, FlueError
+from ..models import ModelBatches
 from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow
 
@@ -126,10 +127,11 @@ def run_batch(
     *,
     concurrency: int,
     key: str | Callable[[Any], str | None] | None,
+    model_batches: ModelBatches | None = None,
 ) -> AsyncIterator[BatchItem]:
     """``Runtime.batch``: plain inputs, checked and keyed here, through :func:`drive_batch`."""
     items = _python_inputs(runtime, entry, inputs, key)
-    return drive_batch(runtime, entry, items, concurrency=concurrency)
+    return drive_batch(runtime, entry, items, concurrency=concurrency, model_batches=model_batches)
 
 
 _END: Final = object()
@@ -142,12 +144,18 @@ async def drive_batch(
     *,
     concurrency: int,
     control: BatchControl | None = None,
+    model_batches: ModelBatches | None = None,
 ) -> AsyncIterator[BatchItem]:
     """Admit ``inputs`` as slots free up (at most ``concurrency`` runs active) and yield each
     item when its run ends. An error reading the inputs stops admission; the runs already
-    admitted are awaited and yielded, then the error is raised."""
+    admitted are awaited and yielded, then the error is raised. ``model_batches``: the runs'
+    own (``Runtime.batch``)."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if model_batches is not None:
+        # Made here, so this process's runs take these settings as given (an injected sleep
+        # included) rather than as their headers spell them.
+        runtime.services.batched_models(model_batches)
     control = control or BatchControl()
     control._stop = stop = asyncio.Event()
     if not control.admitting:
@@ -196,7 +204,9 @@ async def drive_batch(
 
     async def admit(chunk: list[BatchInput]) -> None:
         try:
-            outcomes = await runtime._admit(entry, [(item.value, item.key) for item in chunk])
+            outcomes = await runtime._admit(
+                entry, [(item.value, item.key) for item in chunk], model_batches=model_batches
+            )
         except Exception as error:
             outcomes = [error if isinstance(error, FlueError) else _failed(entry, error)] * len(
                 chunk
@@ -306,6 +316,10 @@ async def drive_batch(
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(reader, admitter, *tasks, return_exceptions=True)
+        retire = getattr(runtime.backend, "retire_model_batches", None)
+        if model_batches is not None and retire is not None:
+            with contextlib.suppress(Exception):  # a collector left idle is harmless
+                await retire(model_batches)
     if failure is not None:
         raise failure
 

@@ -80,6 +80,10 @@ class RunActor:
                 next_index=last + 1,
             )
             self.replay = Replay(recorded, strict=strict)
+            newest = recorded[-1].get("timestamp") if recorded else None
+            self.replay.heal_since_ms = (
+                parse_timestamp(newest) if isinstance(newest, str) else self._started_ms
+            )
             self.replay.on_divergence = self._diverged
             self._stream.replay = self.replay
         # Ended from elsewhere (cancelled before this host took it, recovered while it was
@@ -208,7 +212,7 @@ class RunActor:
         config = await workflow.agent.configure(AgentContext(id=self.run_id, env=services.env))
         harness = Harness(
             config=config,
-            models=services.models,
+            models=services.models_for(self._header),
             sink=self._stream,
             clock=services.clock,
             ids=run_ids(services.ids, self.run_id),

@@ -199,16 +199,23 @@ class Runtime:
         self._closed = False
         ambient.serving(self)  # ambient invoke() outside runs finds it, until it is closed
 
-    async def model_batch_progress(self) -> dict[str, int] | None:
+    async def model_batch_progress(
+        self, model_batches: ModelBatches | None = None
+    ) -> dict[str, int] | None:
         """With ``model_batches``, where its model turns are: ``pending`` (waiting for their
         batch to go out), ``waiting`` (in a batch still processing), ``done`` (answered),
         ``submitted`` and ``batches`` (so far). Counted by the collector, so since it started
-        (on Ray: the deployment's, shared by its hosts); ``None`` without model batches."""
+        (on Ray: the deployment's, shared by its hosts); ``None`` without model batches.
+        ``model_batches``: the collector of the batches with these settings
+        (``batch(..., model_batches=)``) rather than the runtime's own."""
         progress = getattr(self.backend, "model_batch_progress", None)
         if progress is not None:
-            counted: dict[str, int] | None = await progress()
+            counted: dict[str, int] | None = await progress(model_batches)
             return counted
-        batcher = self.services.models.batcher
+        models = self.services.models
+        if model_batches is not None:
+            models = self.services.batched_models(model_batches)
+        batcher = models.batcher
         return None if batcher is None else await batcher.progress()
 
     async def __aenter__(self) -> Runtime:
@@ -242,6 +249,7 @@ class Runtime:
         ambient.closed(self)
         await self.supervisor.stop()
         await self.backend.close(grace_seconds=grace_seconds)
+        await self.services.aclose_batched()
         await self.services.models.aclose()  # the model SDKs' connections
         await self.store.close()
 
@@ -338,6 +346,7 @@ class Runtime:
         *,
         concurrency: int = 256,
         key: str | Callable[[Any], str | None] | None = None,
+        model_batches: ModelBatches | None = None,
     ) -> AsyncIterator[BatchItem]:
         """Run a workflow once per input; yields a :class:`BatchItem` per input as its run ends
         (completion order). ``inputs`` is read as runs free up, never loaded whole; at most
@@ -346,10 +355,22 @@ class Runtime:
         ``key`` makes the batch resumable: a field name of each (mapping) input, or a function
         of the input, giving its idempotency key. Run again after a crash, items whose key ran
         before are answered from (or re-attached to) that run instead of running again. An input
-        that fails the schema is an errored item, with no run."""
+        that fails the schema is an errored item, with no run.
+
+        ``model_batches`` sends every Anthropic model turn of the batch's runs through the
+        Message Batches API, as ``Runtime(model_batches=)`` does for every run; the runtime's
+        other runs keep the Messages API. Each run's header records the settings, so a run
+        resumed after a crash batches its turns alike."""
         from .batch import run_batch  # the batch loop is loaded by the callers that use it
 
-        return run_batch(self, self.workflow(workflow), inputs, concurrency=concurrency, key=key)
+        return run_batch(
+            self,
+            self.workflow(workflow),
+            inputs,
+            concurrency=concurrency,
+            key=key,
+            model_batches=model_batches,
+        )
 
     async def _admit(
         self,
@@ -357,9 +378,12 @@ class Runtime:
         items: Sequence[tuple[JsonValue | Unset, str | None]],
         *,
         trace_carrier: Mapping[str, str] | None = None,
+        model_batches: ModelBatches | None = None,
     ) -> list[RunReceipt | FlueError]:
         """Admit checked inputs with their optional keys: per item its receipt, or the typed
-        reason it has none (a key conflict, a failed admission)."""
+        reason it has none (a key conflict, a failed admission). ``model_batches``: the runs'
+        own (see :meth:`batch`)."""
+        batching = None if model_batches is None else model_batches.to_wire()
         outcomes: list[RunReceipt | FlueError | None] = [None] * len(items)
         keys = [key for _, key in items if key is not None]
         known = await self.store.keyed_runs(entry.name, keys) if keys else {}
@@ -381,6 +405,8 @@ class Runtime:
                 header["traceCarrier"] = dict(trace_carrier)
             if key is not None:
                 header["idempotencyKey"] = key
+            if batching is not None:
+                header["modelBatches"] = batching
             headers.append(header)
             positions.append(position)
         if not headers:

@@ -12,6 +12,7 @@ the turn at once, as it would on the Messages API.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -36,6 +37,8 @@ from ._message_batches import (
 )
 
 __all__ = ["MessageBatchesProvider", "batch_error"]
+
+logger = logging.getLogger("flue_actors.model_batches")
 
 # The codes the plain provider gives the same failures (``map_error``).
 _TRANSIENT_KINDS = {
@@ -66,6 +69,8 @@ class MessageBatchesProvider:
         self.messages = messages
         self.settings = settings
         self.batcher: TurnBatcher = batcher or MessageBatchCollector(messages.sdk_client, settings)
+        # The causes a fallback to the Messages API was logged for (once each, not per turn).
+        self._fell_back: set[str] = set()
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         params = request_params(request)
@@ -75,6 +80,7 @@ class MessageBatchesProvider:
         # Attempts the log already records failed, except maybe the last: re-attach to it.
         for attempt in range(max(len(recorded) - 1, 0), self.settings.retries + 1):
             if attempt > 0 and self.settings.fallback == "messages":
+                self._log_fallback(failure)
                 return await self.messages.complete(request, on_stream)
             if attempt < len(recorded):
                 batch_id, custom_id = recorded[attempt]
@@ -106,6 +112,20 @@ class MessageBatchesProvider:
         raise ModelRequestError(
             f"{failure} (sent {self.settings.retries + 1} times; giving up)",
             code=failure.code,
+        )
+
+    def _log_fallback(self, failure: ModelRequestError | None) -> None:
+        """A turn goes to the Messages API at full price: said once per cause."""
+        cause = "an earlier life of the run" if failure is None else failure.code or "unknown"
+        if cause in self._fell_back:
+            return
+        self._fell_back.add(cause)
+        logger.warning(
+            "model turns fall back to the Messages API at full price (fallback='messages') "
+            "after their batched request failed (%s%s); further fallbacks for this cause are "
+            "not logged",
+            cause,
+            "" if failure is None else f": {failure}",
         )
 
     async def aclose(self) -> None:

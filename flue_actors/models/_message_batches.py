@@ -28,7 +28,7 @@ import math
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -96,6 +96,39 @@ class ModelBatches:
 
     async def wait(self, seconds: float) -> None:
         await (self.sleep or asyncio.sleep)(seconds)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The settings as JSON (a run's header carries them: every life of the run batches its
+        turns alike). ``sleep`` stays behind; an infinite window is ``None``."""
+        wire: dict[str, Any] = {
+            "maxRequests": self.max_requests,
+            "window": None if math.isinf(self.window) else self.window,
+            "maxBytes": self.max_bytes,
+            "pollInterval": self.poll_interval,
+            "maxPollInterval": self.max_poll_interval,
+            "retries": self.retries,
+            "fallback": self.fallback,
+        }
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> ModelBatches:
+        window = wire.get("window")
+        return cls(
+            max_requests=int(wire["maxRequests"]),
+            window=math.inf if window is None else float(window),
+            max_bytes=int(wire["maxBytes"]),
+            poll_interval=float(wire["pollInterval"]),
+            max_poll_interval=float(wire["maxPollInterval"]),
+            retries=int(wire["retries"]),
+            fallback=wire["fallback"],
+        )
+
+    @property
+    def digest(self) -> str:
+        """A short name for these settings (``sleep`` aside): a collector per settings."""
+        text = json.dumps(self.to_wire(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,11 +379,12 @@ class MessageBatchCollector:
         self.batches += 1
         self.submitted += len(taken)
         self._carried[batch.id] = frozenset(w.custom_id for w in taken)
-        self._outcomes[batch.id] = asyncio.get_running_loop().create_future()
+        # A healing search may have adopted it already, between its creation and now.
+        outcome = self._outcomes.setdefault(batch.id, asyncio.get_running_loop().create_future())
         for waiting in taken:
             if not waiting.future.done():
                 waiting.future.set_result(batch.id)
-        await self._poll(client, batch)
+        await self._poll(client, batch, outcome)
 
     def _adopt(self, batch_id: str) -> asyncio.Future[dict[str, dict[str, Any]]]:
         """Poll a batch this collector learns of from a run's log (or a search)."""
@@ -370,15 +404,21 @@ class MessageBatchCollector:
                     mapped = error if isinstance(error, ModelRequestError) else map_error(error)
                     outcome.set_exception(mapped)
                 return
-            await self._poll(client, batch)
+            await self._poll(client, batch, outcome)
 
         self._spawn(adopt())
         return outcome
 
-    async def _poll(self, client: AsyncAnthropic, batch: Any) -> None:
+    async def _poll(
+        self,
+        client: AsyncAnthropic,
+        batch: Any,
+        outcome: asyncio.Future[dict[str, dict[str, Any]]],
+    ) -> None:
+        """Resolve ``outcome`` (the future its waiters hold, whatever ``_outcomes`` holds by
+        then) with the batch's results once it has ended."""
         from ._anthropic import map_error
 
-        outcome = self._outcomes[batch.id]
         try:
             delay = self.settings.poll_interval
             while batch.processing_status != "ended":
@@ -391,7 +431,8 @@ class MessageBatchCollector:
                 mapped = error if isinstance(error, ModelRequestError) else map_error(error)
                 outcome.set_exception(mapped)
                 # A failed poll is tried again by the next turn that asks for this batch.
-                del self._outcomes[batch.id]
+                if self._outcomes.get(batch.id) is outcome:
+                    del self._outcomes[batch.id]
             return
         if not outcome.done():
             outcome.set_result(results)

@@ -133,7 +133,11 @@ class MessagesApiApp:
         if method == "GET":
             return JsonAnswer(
                 200,
-                {"batches": self.batches.views(), "requests": len(self.batches.requests)},
+                {
+                    "batches": self.batches.views(),
+                    "requests": len(self.batches.requests),
+                    "custom_ids": [request["custom_id"] for request in self.batches.requests],
+                },
             )
         if method != "POST":
             return error_answer(405, "invalid_request_error", "use GET or POST")
@@ -479,6 +483,12 @@ class MessagesServer:
         """How many requests the batches it accepted held (since the last ``clear``)."""
         count: int = self._control("GET")["requests"]
         return count
+
+    def batched_custom_ids(self) -> list[str]:
+        """The ``custom_id`` of every request its batches held, in submission order (since the
+        last ``clear``): a request submitted twice appears twice."""
+        custom_ids: list[str] = self._control("GET")["custom_ids"]
+        return custom_ids
 
     def complete_batches(self, batch_id: str | None = None) -> int:
         """End processing of one batch (or all) now; how many ended."""

@@ -338,6 +338,28 @@ async def test_the_messages_fallback_answers_a_failed_batched_turn(
     await batched.aclose()
 
 
+async def test_a_fallback_is_logged_once_per_cause(
+    anthropic_api: AnthropicApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ModelBatches(max_requests=1, window=math.inf, fallback="messages", sleep=Sleeps())
+    batched = MessageBatchesProvider(anthropic_api.provider, settings)
+    for _ in range(2):  # overloaded in its batch, then answered at full price
+        anthropic_api.fail(status=529)
+        anthropic_api.reply("answered")
+    anthropic_api.fail(status=500)  # a server error in its batch
+    anthropic_api.reply("answered")
+    caplog.set_level("WARNING", logger="flue_actors.model_batches")
+    for text in ("a", "b", "c"):
+        assert (await batched.complete(_request(text), lambda _e: None)).text == "answered"
+    await batched.aclose()
+    warnings = [r for r in caplog.records if r.name == "flue_actors.model_batches"]
+    assert [record.levelname for record in warnings] == ["WARNING", "WARNING"]
+    assert "(overloaded:" in warnings[0].getMessage()
+    assert "(server_error:" in warnings[1].getMessage()
+    assert all("Messages API at full price" in record.getMessage() for record in warnings)
+    assert len(anthropic_api.requests) == 3
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_requests"):
         ModelBatches(max_requests=100_001)

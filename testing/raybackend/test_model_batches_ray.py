@@ -131,3 +131,71 @@ async def test_runtime_on_ray_batches_the_turns_of_runs_on_every_host(
         await runtime.close()
         backend.shutdown_hosts()
         await collector.shutdown()
+
+
+async def test_a_batchs_collector_killed_mid_batch_submits_no_request_twice(
+    ray_cluster: Any, project: Any, messages_server: MessagesServer
+) -> None:
+    """``runtime.batch(..., model_batches=)`` on a runtime without model batches: the batch's
+    turns go through a collector of its own, which is killed while they wait on their batch.
+    The turns ask a new collector, which re-attaches (or finds the request by its custom_id):
+    every item completes, no request is submitted twice, and once the batch has ended its
+    collector retires."""
+    import os
+
+    import ray
+
+    from flue_actors import Runtime
+    from flue_actors._runtime.ray import RayBackend, RayCluster
+    from flue_actors._runtime.ray.environment import NAMESPACE
+    from flue_actors._runtime.ray.turn_batcher import COLLECTOR_PREFIX
+
+    runs = 6
+    settings = ModelBatches(max_requests=runs, window=math.inf, poll_interval=0.05)
+    messages_server.batch_processing(0.5)  # the collector is killed while the batch processes
+    env = {name: value for name, value in os.environ.items() if name != "FLUE_MODEL"}
+    runtime = Runtime(
+        project / "workflows",
+        store=f"sqlite:///{project / 'flue.db'}",
+        backend=RayCluster(),
+        env=env,
+    )
+    backend = runtime.backend
+    assert isinstance(backend, RayBackend)
+    name = COLLECTOR_PREFIX + backend._deployment.collector_for(settings)
+    texts = [f"batched {index}" for index in range(runs)]
+
+    async def consume() -> list[Any]:
+        inputs = [{"text": text} for text in texts]
+        return [item async for item in runtime.batch("summarize", inputs, model_batches=settings)]
+
+    try:
+        consuming = asyncio.ensure_future(consume())
+        for _ in range(400):
+            if messages_server.batches():
+                break
+            await asyncio.sleep(0.025)
+        else:
+            raise AssertionError("no batch was created")
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        items = await asyncio.wait_for(consuming, 60)
+        assert sorted(str(item.result) for item in items) == sorted(
+            str({"summary": f"SUMMARY: {text}"[:29]}) for text in texts
+        )
+        custom_ids = messages_server.batched_custom_ids()
+        assert len(custom_ids) == runs
+        assert len(set(custom_ids)) == runs  # none submitted twice
+        assert len(messages_server.batches()) == 1
+        assert not [r for r in messages_server.requests() if r["path"] == "/v1/messages"]
+        # The batch has ended: its collector retires.
+        for _ in range(200):
+            try:
+                ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:
+                break
+            await asyncio.sleep(0.025)
+        else:
+            raise AssertionError("the batch's collector was not retired")
+    finally:
+        await runtime.close()
+        backend.shutdown_hosts()

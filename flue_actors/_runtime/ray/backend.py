@@ -554,15 +554,28 @@ class RayBackend:
             except Exception as error:  # the next process's sweep remains
                 logger.error("run %s could not be ended at shutdown: %s", run_id, error)
 
-    async def model_batch_progress(self) -> dict[str, int] | None:
-        """The counters of the collector this deployment's hosts share (``None`` without
-        model batches)."""
+    async def model_batch_progress(
+        self, settings: ModelBatches | None = None
+    ) -> dict[str, int] | None:
+        """The counters of the collector this deployment's hosts share for ``settings`` (by
+        default the deployment's own; ``None`` without model batches)."""
         deployment = self._deployment
-        if deployment.model_batches is None or deployment.batch_collector is None:
+        settings = settings or deployment.model_batches
+        if settings is None:
             return None
         from .turn_batcher import RayTurnBatcher
 
-        return await RayTurnBatcher(deployment.batch_collector, deployment.model_batches).progress()
+        return await RayTurnBatcher(deployment.collector_for(settings), settings).progress()
+
+    async def retire_model_batches(self, settings: ModelBatches) -> None:
+        """A batch with model batches of its own has ended: its collector exits once no turn
+        is in a call to it (the deployment's own collector stays, for the runtime's runs)."""
+        deployment = self._deployment
+        if settings == deployment.model_batches:
+            return
+        from .turn_batcher import RayTurnBatcher
+
+        await RayTurnBatcher(deployment.collector_for(settings), settings).retire()
 
     async def rate_limit_stats(self) -> dict[str, float] | None:
         """The shared budget's counters (``throttled_seconds``, ``cooldowns``) since it was

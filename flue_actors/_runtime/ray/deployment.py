@@ -148,6 +148,12 @@ class Deployment:
         """The name of the rate-limit budget its hosts share, if it has limits."""
         return None if self.rate_limits is None else self.id
 
+    def collector_for(self, settings: ModelBatches) -> str:
+        """The name of the collector its hosts share for the turns of runs batched with
+        ``settings`` (a batch's own, ``runtime.batch(..., model_batches=)``): the deployment's
+        own collector for its own settings, else one per settings."""
+        return self.id if settings == self.model_batches else f"{self.id}-{settings.digest}"
+
     @classmethod
     def of(
         cls,

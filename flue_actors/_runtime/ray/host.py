@@ -19,19 +19,21 @@ import asyncio
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Final
 
 from ..._clock import SystemClock
 from ..._events import RunAdmittedEvent
 from ..._ids import UlidIds
 from ...errors import StreamClosedError, StreamConflictError
-from ...models import ModelRegistry
+from ...models import ModelBatches, ModelRegistry, TurnBatcher
 from ...store import open_store
 from ..backend import LocalBackend
 from ..discovery import WorkflowRegistry
 from ..recovery import end_orphaned_runs, end_unstarted_run
 from ..runtime import Runtime
+from ..services import RunServices
 from .deployment import Deployment, HostDrainingError, current_deployment, host_database_url
 
 __all__ = ["HostConfig", "RunHost"]
@@ -58,6 +60,7 @@ class RunHost:
         # The incarnation's birth: runs of this owner admitted before it are its past life's.
         self._born_ms = self._clock.now_ms()
         self._backend: LocalBackend | None = None
+        self._services: RunServices | None = None
         self._opening: asyncio.Lock | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._draining = False
@@ -93,7 +96,10 @@ class RunHost:
                     ids=UlidIds(self._clock),
                     env=env,
                 )
-                services = runtime.services
+                # Runs batched with settings of their own (a batch's) share a collector of
+                # the cluster too, one per settings.
+                services = replace(runtime.services, batchers=partial(_collector, deployment))
+                self._services = services
                 backend = LocalBackend(services, owner=config.owner)
                 runtime.backend = backend
                 await backend.lease.beat()
@@ -175,6 +181,8 @@ class RunHost:
             self._gone.set()
         if self._backend is not None:
             await self._backend.close()
+        if self._services is not None:
+            await _retire_collectors(self._services)
         logger.warning("%s (deployment %s) exits", self._config.owner, self._deployment_id)
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
@@ -314,13 +322,31 @@ def _models(deployment: Deployment) -> ModelRegistry:
         from .rate_limiter import RayRateLimiter
 
         limiter = RayRateLimiter(deployment.rate_limiter, deployment.rate_limits)
-    if deployment.model_batches is None or deployment.batch_collector is None:
+    if deployment.model_batches is None:
         return ModelRegistry(override=deployment.model, limiter=limiter)
-    from .turn_batcher import RayTurnBatcher
-
     return ModelRegistry(
         override=deployment.model,
         model_batches=deployment.model_batches,
-        batcher=RayTurnBatcher(deployment.batch_collector, deployment.model_batches),
+        batcher=_collector(deployment, deployment.model_batches),
         limiter=limiter,
     )
+
+
+async def _retire_collectors(services: RunServices) -> None:
+    """A host leaving for good lets the collectors its runs used go (each exits once no turn
+    of another host is in a call to it)."""
+    batchers = [services.models.batcher, *(r.batcher for r in services.batched_registries())]
+    for batcher in batchers:
+        retire = getattr(batcher, "retire", None)
+        if retire is None:
+            continue
+        try:
+            await retire()
+        except Exception as error:  # the host leaves anyway; a collector left idle is harmless
+            logger.warning("a model batch collector could not be retired: %s", error)
+
+
+def _collector(deployment: Deployment, settings: ModelBatches) -> TurnBatcher:
+    from .turn_batcher import RayTurnBatcher
+
+    return RayTurnBatcher(deployment.collector_for(settings), settings)
