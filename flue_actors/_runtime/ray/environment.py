@@ -22,6 +22,7 @@ __all__ = [
     "RayClusterUnavailableError",
     "connect",
     "loopback_environment",
+    "shared_actor",
 ]
 
 NAMESPACE: Final = "flue_actors"
@@ -121,3 +122,24 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Any:
     except (ConnectionError, RuntimeError) as error:
         raise RayClusterUnavailableError(address=address, reason=str(error)) from None
     return ray
+
+
+def shared_actor(cls: type, name: str, *args: Any, max_concurrency: int) -> Any:
+    """The async actor ``name`` of this project's namespace, made from ``cls(*args)`` if it
+    does not exist yet: one per cluster, whichever host or driver asks first (a deployment's
+    batch collector or rate-limit budget). Detached, so it outlives whoever made it, and
+    without a CPU of its own, so it never waits for room on a busy node."""
+    import ray
+
+    return (
+        ray.remote(cls)
+        .options(
+            name=name,
+            namespace=NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            max_concurrency=max_concurrency,
+            num_cpus=0,
+        )
+        .remote(*args)
+    )

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from ...models import MinuteBudget, RateLimits
-from .environment import NAMESPACE
+from .environment import shared_actor
 
 __all__ = ["LIMITER_PREFIX", "RateLimiterActor", "RayRateLimiter"]
 
@@ -68,19 +68,8 @@ class RateLimiterActor:
 
 def limiter_actor(name: str, limits: RateLimits) -> Any:
     """The actor named ``name`` in the cluster, made with ``limits`` if it does not exist."""
-    import ray
-
-    return (
-        ray.remote(RateLimiterActor)
-        .options(
-            name=LIMITER_PREFIX + name,
-            namespace=NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-            max_concurrency=_CONCURRENCY,
-            num_cpus=0,
-        )
-        .remote(limits)
+    return shared_actor(
+        RateLimiterActor, LIMITER_PREFIX + name, limits, max_concurrency=_CONCURRENCY
     )
 
 

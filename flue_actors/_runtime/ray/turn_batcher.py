@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from ...errors import ModelRequestError
 from ...models import AnthropicProvider, BatchedResult, MessageBatchCollector, ModelBatches
-from .environment import NAMESPACE
+from .environment import shared_actor
 
 __all__ = ["COLLECTOR_PREFIX", "BatchCollectorActor", "RayTurnBatcher"]
 
@@ -115,19 +115,8 @@ class RayTurnBatcher:
         self._warned = False  # a collector's death is logged once per batcher, not per turn
 
     def _made(self) -> Any:
-        import ray
-
-        return (
-            ray.remote(BatchCollectorActor)
-            .options(
-                name=self.name,
-                namespace=NAMESPACE,
-                get_if_exists=True,
-                lifetime="detached",
-                max_concurrency=_CONCURRENCY,
-                num_cpus=0,
-            )
-            .remote(self._settings)
+        return shared_actor(
+            BatchCollectorActor, self.name, self._settings, max_concurrency=_CONCURRENCY
         )
 
     async def _ask(self, method: str, *args: Any) -> tuple[Any, bool]:
