@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..models._message_batches import BatchedTurn, current_turn
 from .payloads import TurnCorrelation
-from .replay import Replay, recorded_batches, replay_of
+from .replay import Replay, lane_of, recorded_batches, replay_of
 
 if TYPE_CHECKING:
     from .session_state import SessionState
@@ -84,12 +84,12 @@ def _batched_turn(
 
     since = None
     resumed = replay if replay is not None else getattr(session.services.sink, "replay", None)
-    if isinstance(resumed, Replay) and resumed.heal_since_ms is not None:
-        # The first turn a resumed run performs live (its replay may have matched every event
-        # its log held by then): its batch may have been created after the log's last event
-        # (or, with none, after its admission) and before the crash.
-        since = resumed.heal_since_ms / 1000 - CLOCK_SKEW_SECONDS
-        resumed.heal_since_ms = None
+    heal_since = resumed.heal_since(lane_of(turn)) if isinstance(resumed, Replay) else None
+    if heal_since is not None:
+        # The first turn a session of a resumed run performs live (its replay may have matched
+        # every event its log held by then): its batch may have been created after the log's
+        # last event (or, with none, after its admission) and before the crash.
+        since = heal_since / 1000 - CLOCK_SKEW_SECONDS
     token = current_turn.set(
         BatchedTurn(
             run_id=session.run_id,

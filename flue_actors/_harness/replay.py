@@ -127,9 +127,21 @@ class Replay:
         self.divergence: ReplayDivergenceError | None = None
         self.on_divergence: Callable[[ReplayDivergenceError], None] | None = None
         self.replayed: list[dict[str, Any]] = []  # the events matched, in order
-        # Of a resumed run: since when a batch its last life made may hold the first turn it
-        # performs live (its log's last event, or its admission; see batch_records).
+        # Of a resumed run: since when a batch its last life made may hold the first turn each
+        # of its sessions performs live (its log's last event, or its admission; see
+        # batch_records and ``heal_since``).
         self.heal_since_ms: int | None = None
+        self._healed: set[Lane] = set()
+
+    def heal_since(self, lane: Lane) -> int | None:
+        """For the first turn ``lane`` (a session) performs live in a resumed run: since when a
+        batch of the run's last life may hold it (``None`` for every later turn of the lane,
+        or a run that was not resumed). Sessions run concurrently, so each may have had a turn
+        in a batch at the crash; within one, turns come one at a time."""
+        if self.heal_since_ms is None or lane in self._healed:
+            return None
+        self._healed.add(lane)
+        return self.heal_since_ms
 
     @property
     def events(self) -> list[dict[str, Any]]:

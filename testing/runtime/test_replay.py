@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from flue_actors import ActionContext, define_agent, define_tool, define_workflow
 from flue_actors._clock import StepClock
 from flue_actors._events import RunAdmittedEvent
-from flue_actors._harness.replay import lane_of
+from flue_actors._harness.replay import Replay, lane_of
 from flue_actors._ids import SequentialIds
 from flue_actors._runtime import WorkflowRegistry
 from flue_actors._runtime.discovery import DiscoveredWorkflow
@@ -275,3 +275,21 @@ def test_a_run_resumed_from_any_point_ends_as_if_never_interrupted(
     )
     total_lookups = sum(1 for e in full if e["type"] == "tool" and e.get("toolName") == "lookup")
     assert tool_runs == total_lookups - recorded_lookups
+
+
+@given(
+    turns=st.lists(st.sampled_from(["session-a", "session-b", "session-c"]), max_size=12),
+    resumed=st.booleans(),
+)
+def test_each_session_of_a_resumed_run_heals_its_first_live_turn_only(
+    turns: list[str], resumed: bool
+) -> None:
+    """Concurrent sessions may each have had a turn in a Message Batch at the crash: the first
+    live turn of every session searches for it (from the same instant), no later one does, and
+    a run that was not resumed never searches."""
+    replay = Replay([])
+    if resumed:
+        replay.heal_since_ms = 1_000
+    healed = [replay.heal_since(("h", session)) for session in turns]
+    firsts = [session not in turns[:n] for n, session in enumerate(turns)]
+    assert healed == [1_000 if resumed and first else None for first in firsts]
