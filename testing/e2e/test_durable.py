@@ -1,9 +1,9 @@
 """``kill -9`` of ``flue-actors serve`` (local backend) with runs of a three-model-call workflow in
 flight, then a restart: every run completes, resumed by replay, the fake Messages API served
 at most 3 calls per run plus the ones in flight at the kill, and every stream reads gap-free
-from offset 0. The same for ``workflows/fanout.py``, whose concurrent sessions complete out of
-the order they are asked in. On SQLite and PostgreSQL, through the real commands and the real
-provider."""
+from offset 0, on SQLite and PostgreSQL. The same for ``workflows/fanout.py``, whose concurrent
+sessions complete out of the order they are asked in (on SQLite). Through the real commands and
+the real provider."""
 
 from __future__ import annotations
 
@@ -128,7 +128,9 @@ def _item(run: int, index: int, marker: str) -> str:
     return f"{marker} run {run} item {index} [delay={250 + 450 * (ITEMS - 1 - index)}]"
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+# On SQLite only: what it adds to the test above (concurrent sessions replayed out of order)
+# is the harness's, not the store's, and the kill -9 and restart of each store are proven above.
+@pytest.mark.parametrize("store", ["sqlite"])
 def test_kill_9_of_serve_resumes_concurrent_sessions_of_fanout(
     store: str, tmp_path: Path, messages_server: MessagesServer
 ) -> None:
