@@ -137,7 +137,12 @@ async def end_orphaned_runs(
     ``spare`` (the sweeping process's own, alive however late their heartbeat) are never
     touched."""
     orphans = await store.orphaned_runs(stale_before_ms=stale_before_ms, owner=owner)
-    owners = {run_id: await store.owner_of(run_id) for run_id in orphans}
+    # Swept for one owner (a host found dead), every orphan is its: no read per run.
+    owners = (
+        dict.fromkeys(orphans, owner)
+        if owner is not None
+        else {run_id: await store.owner_of(run_id) for run_id in orphans}
+    )
     if resume is not None and orphans:
         # Still orphaned now that their owners are known: a run another process took over
         # since the first look has an owner that heartbeats, and is left to it. (Read the
