@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .._events import RunAdmittedEvent
+from .._records import RunRecord
 from ..errors import StreamClosedError, StreamConflictError
 from ..store import EventStore
 from .lease import HEARTBEAT_SECONDS, OwnerLease, process_owner_name
@@ -39,8 +40,10 @@ class RunBackend(Protocol):
         it, the Runtime admits them one ``admit`` each."""
         ...
 
-    async def join(self, run_id: str) -> bool:
-        """Wait for a run this backend hosts here to end; ``False`` if it does not know it."""
+    async def join(self, run_id: str) -> RunRecord | bool:
+        """Wait for a run this backend hosts here to end; ``False`` if it does not know it.
+        Its terminal record when the run's ``run_end`` was written here (the record the store
+        now holds, with no read of it), ``True`` if it ended otherwise."""
         ...
 
     async def cancel(self, run_id: str, reason: str) -> bool:
@@ -88,7 +91,7 @@ class LocalBackend:
         self._actors: dict[str, RunActor] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
         # Who waits for a run's end (join), by run: resolved when its task is done.
-        self._joiners: dict[str, list[asyncio.Future[None]]] = {}
+        self._joiners: dict[str, list[asyncio.Future[RunRecord | bool]]] = {}
         self._watch: asyncio.Task[None] | None = None
         self._watch_ended_elsewhere = watch_ended_elsewhere
         self._resuming: set[str] = set()  # runs a resume() call is taking over now
@@ -206,11 +209,16 @@ class LocalBackend:
                     actor.cancel("The run was ended by another writer.")
 
     def _finished(self, run_id: str, task: asyncio.Task[object]) -> None:
-        self._actors.pop(run_id, None)
+        actor = self._actors.pop(run_id, None)
         self._tasks.pop(run_id, None)
-        for ended in self._joiners.pop(run_id, ()):
-            if not ended.done():
-                ended.set_result(None)
+        joiners = self._joiners.pop(run_id, ())
+        if joiners:
+            outcome: RunRecord | bool = True
+            if actor is not None and actor.record is not None:
+                outcome = actor.record
+            for ended in joiners:
+                if not ended.done():
+                    ended.set_result(outcome)
         error = None if task.cancelled() else task.exception()
         if isinstance(error, (StreamConflictError, StreamClosedError)):
             # Another writer ended it (a cancellation or recovery elsewhere): the run has its
@@ -219,17 +227,18 @@ class LocalBackend:
         elif error is not None:
             logger.error("run %s could not be ended: %s", run_id, error)
 
-    async def join(self, run_id: str) -> bool:
+    async def join(self, run_id: str) -> RunRecord | bool:
         task = self._tasks.get(run_id)
         if task is None:
             return False
-        if not task.done():
-            # A future resolved by _finished: awaiting it, unlike the task, never cancels the
-            # run when the waiter is cancelled, and costs less than asyncio.wait per waiter.
-            ended = asyncio.get_running_loop().create_future()
-            self._joiners.setdefault(run_id, []).append(ended)
-            await ended
-        return True
+        if task.done():  # ended; _finished has not run yet
+            record = self._actors[run_id].record
+            return True if record is None else record
+        # A future resolved by _finished: awaiting it, unlike the task, never cancels the
+        # run when the waiter is cancelled, and costs less than asyncio.wait per waiter.
+        ended: asyncio.Future[RunRecord | bool] = asyncio.get_running_loop().create_future()
+        self._joiners.setdefault(run_id, []).append(ended)
+        return await ended
 
     async def cancel(self, run_id: str, reason: str) -> bool:
         actor = self._actors.get(run_id)

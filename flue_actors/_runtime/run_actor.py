@@ -25,6 +25,7 @@ from .._observation import (
     intercept,
     intercepting,
 )
+from .._records import RunRecord, fold
 from ..errors import ReplayDivergenceError, RunCancelledError
 from ..store import EventStore, run_stream
 from . import ambient
@@ -95,6 +96,14 @@ class RunActor:
         self._body: asyncio.Task[JsonValue] | None = None
         self._cancel_reason: str | None = None
         self._harness: Harness | None = None
+        self._ended: dict[str, Any] | None = None
+
+    @property
+    def record(self) -> RunRecord | None:
+        """The run's terminal record once this actor has written its ``run_end``: folded from
+        the admission header and that event, as every store projects it, so a caller waiting
+        here needs no read of the store (``None`` before, or if the log refused the end)."""
+        return None if self._ended is None else fold(self._header, (self._ended,))
 
     def _fenced(self) -> None:
         self.cancel("The run was ended by another writer.")
@@ -197,6 +206,7 @@ class RunActor:
         end["durationMs"] = ended_ms - self._started_ms
         try:
             ended = await self._stream.end("run_end", end, at_ms=ended_ms)
+            self._ended = ended
             dispatch(ended, self._observed)
             return ended
         finally:

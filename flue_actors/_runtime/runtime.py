@@ -597,11 +597,13 @@ class Runtime:
         try:
             # A run hosted here is awaited directly; any other is watched through the log.
             if timeout is None:
-                await self.backend.join(run_id)
+                joined = await self.backend.join(run_id)
             else:
-                await asyncio.wait_for(self.backend.join(run_id), timeout)
+                joined = await asyncio.wait_for(self.backend.join(run_id), timeout)
         except TimeoutError:
             raise TimeoutError(f"run {run_id} did not end within {timeout} s") from None
+        if isinstance(joined, RunRecord):
+            return joined  # its run_end was written here: the record the store holds
         path = run_stream(run_id)
         while True:
             record = await self.store.get_run(run_id)

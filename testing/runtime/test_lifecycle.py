@@ -386,6 +386,58 @@ async def test_result_null_is_kept_apart_from_absent(make_runtime: RuntimeFactor
     assert end["result"] is None
 
 
+async def test_a_waited_record_is_the_stored_record_for_every_outcome(
+    make_runtime: RuntimeFactory,
+) -> None:
+    """``wait`` answers a run hosted here from its own run_end, without reading the store:
+    what it returns must be exactly the record the store projected from the log."""
+
+    @define_workflow(agent=ECHO_AGENT)
+    async def nested(ctx: ActionContext[None]) -> Any:
+        return {"values": [1, 2.5, None, "é"], "deep": {"x": {"y": True}}}
+
+    @define_workflow(agent=ECHO_AGENT)
+    async def failing(ctx: ActionContext[None]) -> None:
+        raise ValueError("bad things")
+
+    @define_workflow(agent=ECHO_AGENT)
+    async def nothing(ctx: ActionContext[None]) -> None:
+        return None
+
+    gate, entered = asyncio.Event(), asyncio.Event()
+    runtime = make_runtime(
+        {
+            "p": _prompt_workflow(),
+            "nested": nested,
+            "failing": failing,
+            "nothing": nothing,
+            "blocked": _blocked_workflow(gate, entered),
+        },
+        fake=FakeModel().reply("the summary"),
+    )
+    receipts = [
+        await runtime.invoke("p", {"text": "x"}),
+        await runtime.invoke("nested"),
+        await runtime.invoke("failing"),
+        await runtime.invoke("nothing"),
+    ]
+    blocked = await runtime.invoke("blocked", {"text": "x"})
+    await asyncio.wait_for(entered.wait(), SHORT)
+    cancelling = asyncio.ensure_future(runtime.wait(blocked.run_id, timeout=SHORT))
+    await asyncio.sleep(0)
+    await runtime.cancel(blocked.run_id)
+    waited = [await runtime.wait(receipt.run_id, timeout=SHORT) for receipt in receipts]
+    waited.append(await cancelling)
+
+    statuses = [record.status for record in waited]
+    assert statuses == ["completed", "completed", "errored", "completed", "errored"]
+    for record in waited:
+        stored = await runtime.get_run(record.run_id)
+        assert stored is not None
+        assert record == stored
+        assert record.to_wire() == stored.to_wire()
+
+
 # --- input validation and refusal before admission ------------------------------------------------
 
 
