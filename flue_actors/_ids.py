@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import uuid
 from itertools import count
@@ -49,6 +50,15 @@ def encode_ulid(value: int) -> str:
     )  # fmt: skip
 
 
+# A ULID's 80 random bits tell apart ids drawn in the same millisecond, by any process; they
+# are not a secret (a run id is no credential). A generator seeded from os.urandom, and seeded
+# again in a forked child, gives that without a system call per id (every run, session,
+# operation and turn takes one).
+_RANDOM: Final = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_RANDOM.seed)
+
+
 class IdSource(Protocol):
     def ulid(self) -> str: ...
 
@@ -62,7 +72,7 @@ class UlidIds:
         self._clock = clock or SystemClock()
 
     def ulid(self) -> str:
-        randomness = int.from_bytes(os.urandom(10), "big")
+        randomness = _RANDOM.getrandbits(80)
         return encode_ulid((self._clock.now_ms() & 0xFFFFFFFFFFFF) << 80 | randomness)
 
     def uuid(self) -> str:

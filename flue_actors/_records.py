@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -206,9 +205,15 @@ def apply_event(record: RunRecord | None, event: Mapping[str, Any]) -> RunRecord
     if kind != "run_end" or record.is_terminal:
         return record
     is_error = bool(event["isError"])
-    return dataclasses.replace(
-        record,
+    # Built directly rather than with dataclasses.replace (a field walk): every run's end is
+    # folded here by the actor that wrote it, for its waiters.
+    return RunRecord(
+        run_id=record.run_id,
+        workflow_name=record.workflow_name,
         status="errored" if is_error else "completed",
+        started_at=record.started_at,
+        input=record.input,
+        trace_carrier=record.trace_carrier,
         ended_at=event["timestamp"],
         is_error=is_error,
         duration_ms=event["durationMs"],

@@ -213,9 +213,8 @@ class LocalBackend:
         self._tasks.pop(run_id, None)
         joiners = self._joiners.pop(run_id, ())
         if joiners:
-            outcome: RunRecord | bool = True
-            if actor is not None and actor.record is not None:
-                outcome = actor.record
+            record = None if actor is None else actor.record
+            outcome: RunRecord | bool = True if record is None else record
             for ended in joiners:
                 if not ended.done():
                     ended.set_result(outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -50,6 +51,24 @@ def test_first_run_end_wins_in_the_fold() -> None:
     errored = fold(admission(run_id), [second, first])
     assert errored is not None
     assert (errored.status, errored.error, errored.result) == ("errored", BOOM, UNSET)
+
+
+def test_a_run_end_changes_only_the_outcome_fields() -> None:
+    """Every field of a record that is not the outcome survives the fold of its run_end (the
+    fields are read from the dataclass, so a field added later is held to it too)."""
+    run_id = make_run_id(2)
+    header = admission(run_id)
+    header["input"] = {"text": "x"}
+    header["traceCarrier"] = CARRIER
+    before = fold(header, [])
+    assert before is not None
+    after = apply_event(before, run_end(run_id, index=1, duration_ms=5, timestamp=iso(5)))
+    assert after is not None
+    outcome = {"status", "ended_at", "is_error", "duration_ms", "result", "error"}
+    for field in dataclasses.fields(before):
+        if field.name not in outcome:
+            assert getattr(after, field.name) == getattr(before, field.name), field.name
+    assert (after.status, after.duration_ms, after.ended_at) == ("completed", 5, iso(5))
 
 
 async def test_rebuild_records_replaces_tampered_records(tmp_path: Path) -> None:
