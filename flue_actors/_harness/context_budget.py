@@ -9,6 +9,7 @@ yet, or after a compaction made it stale, the whole conversation is estimated. T
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ class CompactionSettings:
         return self.context_window > 0 and tokens > self.context_window - self.reserve_tokens
 
 
+# Depends on definitions only (an agent's config, a model's limits; both immutable): resolved
+# once per pair instead of before every model turn.
+@functools.lru_cache(maxsize=256)
 def resolve_settings(
     config: CompactionConfig | Literal[False] | None, limits: ModelLimits
 ) -> CompactionSettings | None:
