@@ -321,6 +321,10 @@ async def run_batch_command(
     )
     budget: MinuteBudget | None = None
     meter: UsageMeter | None = None
+    # On Ray the model calls are made in the hosts: they count them under this batch's name,
+    # and their totals are asked for once its runs have ended.
+    hosts_meter: str | None = None
+    usage: Usage | None = None
     models: ModelRegistry | None = None
     backend: BackendFactory | None = None
     if on_ray:
@@ -328,6 +332,7 @@ async def run_batch_command(
 
         # The hosts' model calls share one budget of the cluster (see RayCluster).
         backend = RayCluster(address, rate_limits=limits if limits.any else None)
+        hosts_meter = f"batch-{os.urandom(8).hex()}"
     else:
         # One limiter for every run of the batch (they all run in this process).
         budget = MinuteBudget(limits) if limits.any else None
@@ -391,6 +396,7 @@ async def run_batch_command(
                     concurrency=args.concurrency,
                     control=control,
                     model_batches=args.model_batches or None,
+                    meter=hosts_meter,
                 ):
                     sink.write(_output_line(name, item))
                     if not flushing:
@@ -416,6 +422,8 @@ async def run_batch_command(
                         after["throttled_seconds"] - throttled_before["throttled_seconds"],
                         int(after["cooldowns"] - throttled_before["cooldowns"]),
                     )
+                if hosts_meter is not None:
+                    usage = await runtime.backend.batch_usage(hosts_meter)  # type: ignore[attr-defined]
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
     finally:
@@ -423,7 +431,8 @@ async def run_batch_command(
             stream.close()
         if sink is not out:
             sink.close()
-    usage = None if meter is None else meter.total
+    if meter is not None:
+        usage = meter.total
     _summary(err, control, usage, elapsed, len(done), failed_before, throttled, batch_counts)
     if interrupted:
         return EXIT_INTERRUPTED
@@ -437,7 +446,8 @@ async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
 
 
 def _tokens(usage: Usage | None, separator: str) -> str:
-    """Tokens and cost so far (on Ray they are counted in the hosts, not here: not shown)."""
+    """Tokens and cost so far (on Ray they are counted in the hosts and known at the end:
+    the summary shows them, the progress line does not)."""
     if usage is None:
         return ""
     return (
