@@ -1,7 +1,9 @@
 """``flue-actors batch NAME INPUTS.jsonl --output RESULTS.jsonl``: a run per input line.
 
 Every output line is one input line's outcome: ``{"line", "workflow", "key", "runId",
-"status", "result" | "error"}``, written as its run ends (completion order). Each line's key
+"status", "result" | "error"}``, written as its run ends (completion order). The exit status
+is the output's: 1 if any of its lines is a failure, this invocation's or an earlier one's.
+Each line's key
 (``--key FIELD``, else a hash of the workflow's name and the line) is its run's idempotency key,
 so the same command run again after Ctrl-C, a crash or ``kill -9`` skips the lines the output
 holds, re-attaches to runs still active and runs the rest: the output ends with one line per
@@ -122,10 +124,12 @@ def _parse(number: int, text: str) -> Any:
         raise InvalidJsonError(parse_error=str(error), subject=f"Line {number}") from None
 
 
-def _done_lines(output: Path, name: str) -> dict[int, str | None]:
-    """The lines the output already answers (line -> key); a last line cut short by a crash is
-    dropped from the file. Lines of another workflow refuse the file."""
+def _done_lines(output: Path, name: str) -> tuple[dict[int, str | None], int]:
+    """The lines the output already answers (line -> key), and how many of them failed; a last
+    line cut short by a crash is dropped from the file. Lines of another workflow refuse the
+    file."""
     done: dict[int, str | None] = {}
+    failed = 0
     with output.open("rb+") as file:
         data_end = 0
         for raw in file:
@@ -146,8 +150,10 @@ def _done_lines(output: Path, name: str) -> dict[int, str | None]:
                     details="Pass --force to overwrite it, or choose another --output.",
                 )
             done[int(line)] = key
+            if entry.get("status") != "completed":
+                failed += 1
         file.truncate(data_end)
-    return done
+    return done, failed
 
 
 def _check_same_batch(
@@ -278,12 +284,15 @@ async def run_batch_command(
         err.write("error: --address needs --backend ray\n")
         return EXIT_USAGE
     done: dict[int, str | None] = {}
+    # Lines of the output an earlier invocation wrote for failed items: the batch failed.
+    failed_before = 0
     output_path = None if args.output == "-" else Path(args.output)
     total: int | None = None
     batch_counts: dict[str, int] | None = None
     if output_path is not None and output_path.exists() and output_path.stat().st_size:
         try:
-            done = {} if args.force else _done_lines(output_path, name)
+            if not args.force:
+                done, failed_before = _done_lines(output_path, name)
         except BatchInputError:
             if not args.force:
                 raise
@@ -312,6 +321,10 @@ async def run_batch_command(
     )
     budget: MinuteBudget | None = None
     meter: UsageMeter | None = None
+    # On Ray the model calls are made in the hosts: they count them under this batch's name,
+    # and their totals are asked for once its runs have ended.
+    hosts_meter: str | None = None
+    usage: Usage | None = None
     models: ModelRegistry | None = None
     backend: BackendFactory | None = None
     if on_ray:
@@ -319,6 +332,7 @@ async def run_batch_command(
 
         # The hosts' model calls share one budget of the cluster (see RayCluster).
         backend = RayCluster(address, rate_limits=limits if limits.any else None)
+        hosts_meter = f"batch-{os.urandom(8).hex()}"
     else:
         # One limiter for every run of the batch (they all run in this process).
         budget = MinuteBudget(limits) if limits.any else None
@@ -382,6 +396,7 @@ async def run_batch_command(
                     concurrency=args.concurrency,
                     control=control,
                     model_batches=args.model_batches or None,
+                    meter=hosts_meter,
                 ):
                     sink.write(_output_line(name, item))
                     if not flushing:
@@ -407,6 +422,8 @@ async def run_batch_command(
                         after["throttled_seconds"] - throttled_before["throttled_seconds"],
                         int(after["cooldowns"] - throttled_before["cooldowns"]),
                     )
+                if hosts_meter is not None:
+                    usage = await runtime.backend.batch_usage(hosts_meter)  # type: ignore[attr-defined]
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
     finally:
@@ -414,11 +431,12 @@ async def run_batch_command(
             stream.close()
         if sink is not out:
             sink.close()
-    usage = None if meter is None else meter.total
-    _summary(err, control, usage, elapsed, len(done), throttled, batch_counts)
+    if meter is not None:
+        usage = meter.total
+    _summary(err, control, usage, elapsed, len(done), failed_before, throttled, batch_counts)
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if control.failed else 0
+    return EXIT_FAILED if control.failed or failed_before else 0
 
 
 async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
@@ -428,7 +446,8 @@ async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
 
 
 def _tokens(usage: Usage | None, separator: str) -> str:
-    """Tokens and cost so far (on Ray they are counted in the hosts, not here: not shown)."""
+    """Tokens and cost so far (on Ray they are counted in the hosts and known at the end:
+    the summary shows them, the progress line does not)."""
     if usage is None:
         return ""
     return (
@@ -465,16 +484,19 @@ def _summary(
     usage: Usage | None,
     elapsed: float,
     skipped: int,
+    skipped_failed: int,
     throttled: tuple[float, int] | None,
     batch_counts: dict[str, int] | None = None,
 ) -> None:
     rate = control.done / elapsed if elapsed > 0 else 0.0
+    earlier_failures = f", {skipped_failed} of them failed" if skipped_failed else ""
     held = ""
     if throttled is not None:
         held = f"; throttled {throttled[0]:.1f}s ({throttled[1]} cool-downs)"
     err.write(
         f"batch: {control.done - control.failed} completed, {control.failed} failed"
-        f" ({control.resumed} found from an earlier batch, {skipped} already in the output)"
+        f" ({control.resumed} found from an earlier batch, {skipped} already in the output"
+        f"{earlier_failures})"
         f" in {elapsed:.1f}s, {rate:.1f} runs/s{_tokens(usage, '; ')}{held}"
         + (
             ""

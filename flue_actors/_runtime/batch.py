@@ -145,11 +145,13 @@ async def drive_batch(
     concurrency: int,
     control: BatchControl | None = None,
     model_batches: ModelBatches | None = None,
+    meter: str | None = None,
 ) -> AsyncIterator[BatchItem]:
     """Admit ``inputs`` as slots free up (at most ``concurrency`` runs active) and yield each
     item when its run ends. An error reading the inputs stops admission; the runs already
     admitted are awaited and yielded, then the error is raised. ``model_batches``: the runs'
-    own (``Runtime.batch``)."""
+    own (``Runtime.batch``); ``meter``: a name for this batch under which the Ray backend's
+    hosts count its runs' model usage (``RayBackend.batch_usage``)."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     if model_batches is not None:
@@ -205,7 +207,10 @@ async def drive_batch(
     async def admit(chunk: list[BatchInput]) -> None:
         try:
             outcomes = await runtime._admit(
-                entry, [(item.value, item.key) for item in chunk], model_batches=model_batches
+                entry,
+                [(item.value, item.key) for item in chunk],
+                model_batches=model_batches,
+                meter=meter,
             )
         except Exception as error:
             outcomes = [error if isinstance(error, FlueError) else _failed(entry, error)] * len(

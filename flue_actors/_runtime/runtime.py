@@ -379,10 +379,12 @@ class Runtime:
         *,
         trace_carrier: Mapping[str, str] | None = None,
         model_batches: ModelBatches | None = None,
+        meter: str | None = None,
     ) -> list[RunReceipt | FlueError]:
         """Admit checked inputs with their optional keys: per item its receipt, or the typed
         reason it has none (a key conflict, a failed admission). ``model_batches``: the runs'
-        own (see :meth:`batch`)."""
+        own (see :meth:`batch`); ``meter``: the batch invocation whose model usage a backend
+        that runs them elsewhere counts (the Ray backend's ``batch_usage``)."""
         batching = None if model_batches is None else model_batches.to_wire()
         outcomes: list[RunReceipt | FlueError | None] = [None] * len(items)
         keys = [key for _, key in items if key is not None]
@@ -422,7 +424,7 @@ class Runtime:
             except Exception as error:
                 answers = [error]
         else:
-            answers = await self._admit_headers(headers)
+            answers = await self._admit_headers(headers, meter)
         # A key admitted elsewhere meanwhile (a concurrent invocation) admitted no run here;
         # a run the backend says it admitted now holds its key, with nothing to look up.
         keyed = [
@@ -452,11 +454,12 @@ class Runtime:
         return [outcome for outcome in outcomes if outcome is not None]
 
     async def _admit_headers(
-        self, headers: list[RunAdmittedEvent]
+        self, headers: list[RunAdmittedEvent], meter: str | None = None
     ) -> list[BaseException | bool | None]:
         admit_many = getattr(self.backend, "admit_many", None)
         if admit_many is not None:
-            answers: list[BaseException | bool | None] = await admit_many(headers)
+            metered = {} if meter is None else {"meter": meter}
+            answers: list[BaseException | bool | None] = await admit_many(headers, **metered)
             return answers
         backend = self.backend
         outcomes = await asyncio.gather(

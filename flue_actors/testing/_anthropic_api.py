@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +59,11 @@ class AnthropicApi:
     ``batches.advance(seconds)``, ``batches.complete()`` or ``batches.expire()`` move them on
     (``batch_clock`` is the emulation's clock, in seconds), and ``await wait_for_batches(n)``
     returns once ``n`` batches were created.
+
+    ``poll_sleep`` is the sleep for ``ModelBatches(sleep=...)`` against this emulation: a
+    collector's poll waits until the batches have moved since its last answer (created, ended,
+    canceled, time advanced), never spinning on a batch that is processing until the test ends
+    it; ``await wait_for_parked_polls(n)`` returns once ``n`` polls wait so.
     """
 
     def __init__(
@@ -76,6 +82,15 @@ class AnthropicApi:
         self._script = MessagesScript()
         self.batches = MessageBatches(self._respond, base_url=self.base_url, clock=batch_clock)
         self._batch_created = asyncio.Event()
+        # What the emulation's batches looked like (their ``changes``) when each task last had
+        # an answer from them: a poll runs in one task, request and sleep alike.
+        self._answered: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._batches_moved = asyncio.Event()
+        self._parked_polls = 0
+        self._parked = asyncio.Event()
+        self.batches.on_change(self._batches_moved.set)
         parts = urlsplit(self.base_url)
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -175,6 +190,9 @@ class AnthropicApi:
         answer = self.batches.handle(request.method, request.url.path, query, body)
         if self.batches.created > before:
             self._batch_created.set()
+        task = _current_task()
+        if task is not None:
+            self._answered[task] = self.batches.changes
         if isinstance(answer, BytesAnswer):
             return httpx.Response(answer.status, content=answer.body, headers=dict(answer.headers))
         return httpx.Response(answer.status, json=answer.body, headers=dict(answer.headers))
@@ -184,6 +202,29 @@ class AnthropicApi:
         while self.batches.created < count:
             self._batch_created.clear()
             await self._batch_created.wait()
+
+    async def poll_sleep(self, seconds: float) -> None:
+        """Instead of ``seconds``: until the batches have moved since the calling task's last
+        answer from them. A task that never asked (a collector's window) goes on at once."""
+        task = _current_task()
+        answered = None if task is None else self._answered.get(task)
+        if answered is None:
+            await asyncio.sleep(0)
+            return
+        self._parked_polls += 1
+        self._parked.set()
+        try:
+            while self.batches.changes == answered:
+                self._batches_moved.clear()
+                await self._batches_moved.wait()
+        finally:
+            self._parked_polls -= 1
+
+    async def wait_for_parked_polls(self, count: int = 1) -> None:
+        """Return once at least ``count`` polls wait in ``poll_sleep`` for the batches to move."""
+        while self._parked_polls < count:
+            self._parked.clear()
+            await self._parked.wait()
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content or b"{}")
@@ -258,6 +299,13 @@ class AnthropicApi:
                 request=request,
             )
         return httpx2.Response(response.status_code, headers=headers, content=body, request=request)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # a synchronous client: no loop, no task
+        return None
 
 
 class _BridgedStream(httpx2.AsyncByteStream):

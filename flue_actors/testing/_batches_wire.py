@@ -11,7 +11,9 @@ order, since the API promises no order and callers must match results by ``custo
 Time is the emulation's: ``clock`` (seconds, injectable) plus whatever ``advance`` added. A batch
 ends ``processing_seconds`` after it was created (``None``: only when told), expires
 ``expiry_seconds`` after it (24 h, as the API), and ``complete`` / ``expire`` / ``cancel`` end
-it at once. Pure data and ``json``: importing this module costs nothing.
+it at once. ``changes`` counts the moves a poll could see, and ``on_change`` listeners hear
+of each, so a test's poll can wait for the next one instead of asking again and again. Pure
+data and ``json``: importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ def _outcome(answer: Answer) -> dict[str, Any] | None:
 
 class MessageBatches:
     """The batches one emulated API holds. ``created`` counts batches made; ``requests`` holds
-    every batched request (``custom_id`` and ``params``) in submission order."""
+    every batched request (``custom_id`` and ``params``) in submission order; ``changes``
+    counts every change of what the API would answer (a batch made, ended, canceled or
+    deleted, time moved on)."""
 
     def __init__(
         self,
@@ -110,6 +114,17 @@ class MessageBatches:
         self._batches: dict[str, _Batch] = {}
         self._made = 0
         self.requests: list[dict[str, Any]] = []
+        self.changes = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change (synchronously, in the caller's thread)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        self.changes += 1
+        for listener in self._listeners:
+            listener()
 
     # --- controls -------------------------------------------------------------------------------
 
@@ -121,6 +136,7 @@ class MessageBatches:
         if seconds < 0:
             raise ValueError("time only moves forward")
         self._advanced += seconds
+        self._changed()
 
     def complete(self, batch_id: str | None = None) -> int:
         """End processing now (one batch, or every one still in progress): queued answers become
@@ -136,6 +152,7 @@ class MessageBatches:
         self._batches.clear()
         self.requests.clear()
         self._made = 0
+        self._changed()
 
     @property
     def created(self) -> int:
@@ -161,6 +178,8 @@ class MessageBatches:
                         request.result = request.outcome
             batch.ended = now
             ended += 1
+        if ended:
+            self._changed()
         return ended
 
     def _selected(self, batch_id: str | None) -> list[_Batch]:
@@ -201,10 +220,12 @@ class MessageBatches:
                     400, "invalid_request_error", "a batch must end before it can be deleted"
                 )
             del self._batches[batch_id]
+            self._changed()
             return JsonAnswer(200, {"id": batch_id, "type": "message_batch_deleted"})
         if action == "cancel" and method == "POST":
             if batch.ended is None and batch.cancel_initiated is None:
                 batch.cancel_initiated = self.now()
+                self._changed()
             view = self._view(batch)
             # The API answers ``canceling`` and ends the batch soon after: here, at once.
             self._refresh(batch, self.now())
@@ -243,6 +264,7 @@ class MessageBatches:
         )
         self._batches[batch.id] = batch
         self._refresh(batch, now)
+        self._changed()
         return JsonAnswer(200, self._view(batch), {"request-id": "req_1"})
 
     def _list(self, query: Mapping[str, str]) -> JsonAnswer:
@@ -284,6 +306,7 @@ class MessageBatches:
     def _refresh(self, batch: _Batch, now: float) -> None:
         if batch.ended is not None:
             return
+        unfinished = sum(request.result is None for request in batch.requests)
         if now >= batch.ready:
             for request in batch.requests:
                 if request.result is None and request.outcome is not None:
@@ -298,6 +321,8 @@ class MessageBatches:
                     request.result = {"type": "expired"}
         if all(request.result is not None for request in batch.requests):
             batch.ended = now
+        if batch.ended is not None or unfinished != sum(r.result is None for r in batch.requests):
+            self._changed()
 
     def _view(self, batch: _Batch) -> dict[str, Any]:
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}

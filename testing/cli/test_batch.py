@@ -77,20 +77,27 @@ def test_batch_writes_one_line_per_input_with_errors_for_bad_lines(tmp_path: Pat
     # fake/echo reports a token in per message and a token out per word ("doc 4").
     assert "tokens 20 in / 40 out" in result.stderr
     assert len(project.all_runs()) == 20
-    # Run again: everything is in the output already; nothing runs, nothing is appended.
+    # Run again: everything is in the output already; nothing runs, nothing is appended, and
+    # the exit status is still the output's (two of its lines failed).
     again = project.run("batch", "summarize", "in.jsonl", "--output", "out.jsonl")
-    assert again.returncode == 0, describe(again)
-    assert "22 already in the output" in again.stderr
+    assert again.returncode == 1, describe(again)
+    assert "0 completed, 0 failed" in again.stderr
+    assert "22 already in the output, 2 of them failed" in again.stderr
     assert len(_outputs(project.root / "out.jsonl")) == 22
     assert len(project.all_runs()) == 20
     # Lines lost from the output: their keys find the runs that ended, which are answered
-    # without a model call, and the totals are this invocation's (none).
+    # without a model call, and the totals are this invocation's (none). Every line this
+    # invocation writes completes; the two failures an earlier one wrote still fail the batch.
     lines = (project.root / "out.jsonl").read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if '"runId"' in line][:10]
+    kept += [line for line in lines if '"runId"' not in line]
     (project.root / "out.jsonl").write_text("".join(line + "\n" for line in kept))
     resumed = project.run("batch", "summarize", "in.jsonl", "--output", "out.jsonl")
-    assert resumed.returncode == 1, describe(resumed)  # the two bad lines again
-    assert "10 found from an earlier batch" in resumed.stderr
+    assert resumed.returncode == 1, describe(resumed)
+    assert "10 completed, 0 failed" in resumed.stderr
+    assert "10 found from an earlier batch, 12 already in the output, 2 of them failed" in (
+        resumed.stderr
+    )
     assert "tokens 0 in / 0 out" in resumed.stderr
     assert len(_outputs(project.root / "out.jsonl")) == 22
     assert len(project.all_runs()) == 20
@@ -244,7 +251,9 @@ def test_first_ctrl_c_stops_admitting_and_the_second_cancels_runs_in_flight(
     assert {row["status"] for row in rows} == {"errored"}
     assert {row["error"]["type"] for row in rows} == {"run_cancelled"}
     assert len(project.all_runs()) == 2  # nothing past the first Ctrl-C was admitted
-    # Run again: the cancelled lines stay answered, the rest runs.
+    # Run again: the cancelled lines stay answered (and fail the batch), the rest runs.
     result = project.run(*args)
-    assert result.returncode == 0, describe(result)
+    assert result.returncode == 1, describe(result)
+    assert "10 completed, 0 failed" in result.stderr
+    assert "2 already in the output, 2 of them failed" in result.stderr
     assert sorted(row["line"] for row in _outputs(project.root / "out.jsonl")) == list(range(1, 13))

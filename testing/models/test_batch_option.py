@@ -23,6 +23,7 @@ from flue_actors import (
     define_workflow,
 )
 from flue_actors._clock import SystemClock
+from flue_actors._harness.batch_records import BATCH_RECORD_MESSAGE
 from flue_actors._runtime.recovery import end_orphaned_runs
 from flue_actors.models import RetryPolicy
 from flue_actors.store import run_stream
@@ -30,7 +31,7 @@ from flue_actors.testing import AnthropicApi
 
 
 class Sleeps:
-    """Polls and windows without waiting."""
+    """Retries without waiting."""
 
     async def __call__(self, seconds: float) -> None:
         await asyncio.sleep(0)
@@ -62,6 +63,18 @@ async def _events(runtime: Runtime, run_id: str) -> list[dict[str, Any]]:
     return [event.data for event in page.events]
 
 
+async def _until_recorded(runtime: Runtime, run_id: str) -> None:
+    """Until the run's log holds its turn's batch record (woken by appends, not polling)."""
+    path = run_stream(run_id)
+    while True:
+        meta = await runtime.store.stream_meta(path)  # before reading: no lost wake-up
+        events = await _events(runtime, run_id)
+        if any(event.get("message") == BATCH_RECORD_MESSAGE for event in events):
+            return
+        length = meta.length if meta is not None else 0
+        assert await runtime.store.wait_for_append(path, length=length, timeout=10)
+
+
 @pytest.fixture(autouse=True)
 def _agents_own_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLUE_MODEL", raising=False)
@@ -73,7 +86,7 @@ async def test_a_batchs_turns_go_through_message_batches_and_other_runs_do_not(
     runs = 5
     for n in range(runs + 1):
         anthropic_api.reply(f"answer {n}")
-    settings = ModelBatches(max_requests=runs, window=math.inf, sleep=Sleeps())
+    settings = ModelBatches(max_requests=runs, window=math.inf, sleep=anthropic_api.poll_sleep)
     async with _runtime(tmp_path / "runs.db") as runtime:
         assert runtime.services.models.model_batches is None
         inputs = [{"text": f"document {n}"} for n in range(runs)]
@@ -103,7 +116,7 @@ async def test_the_runtimes_own_settings_share_its_collector(
 ) -> None:
     for _ in range(4):
         anthropic_api.reply("answer")
-    settings = ModelBatches(max_requests=4, window=math.inf, sleep=Sleeps())
+    settings = ModelBatches(max_requests=4, window=math.inf, sleep=anthropic_api.poll_sleep)
     async with Runtime(
         {"echo_once": echo_once}, store=SqliteEventStore(str(tmp_path / "r.db")),
         model_batches=settings,
@@ -127,19 +140,17 @@ async def test_a_resumed_run_of_a_batch_reattaches_in_a_runtime_without_model_ba
     anthropic_api.batches.processing_seconds = None  # processing until completed here
     anthropic_api.reply("first answer")
     anthropic_api.reply("second answer")
-    settings = ModelBatches(max_requests=2, window=math.inf, sleep=Sleeps())
+    settings = ModelBatches(max_requests=2, window=math.inf, sleep=anthropic_api.poll_sleep)
     store = tmp_path / "runs.db"
     first = _runtime(store)
     batch = first.batch("echo_once", [{"text": "one"}, {"text": "two"}], model_batches=settings)
     consuming = asyncio.ensure_future(anext(batch))
     await anthropic_api.wait_for_batches(1)
-    for _ in range(10_000):  # until both turns recorded their batch and wait on it
-        if (await first.model_batch_progress(settings) or {}).get("waiting") == 2:
-            break
-        await asyncio.sleep(0)
-    else:
-        raise AssertionError("the turns never waited on their batch")
     run_ids = [record.run_id for record in (await first.list_runs()).runs]
+    for run_id in run_ids:
+        await _until_recorded(first, run_id)
+    # A turn waits on its batch right after writing its record.
+    assert (await first.model_batch_progress(settings) or {}).get("waiting") == 2
     await first.close(grace_seconds=0)  # the runs stop where they are, to be resumed
     consuming.cancel()
     await asyncio.gather(consuming, return_exceptions=True)
@@ -180,7 +191,7 @@ async def test_a_run_resumed_with_nothing_in_its_log_finds_the_batch_it_made(
     one instead of submitting the turn again."""
     anthropic_api.batches.processing_seconds = None
     anthropic_api.reply("answered once")
-    settings = ModelBatches(max_requests=1, window=math.inf, sleep=Sleeps())
+    settings = ModelBatches(max_requests=1, window=math.inf, sleep=anthropic_api.poll_sleep)
     first = _runtime(tmp_path / "first.db")
     batch = first.batch("echo_once", [{"text": "one"}], model_batches=settings)
     consuming = asyncio.ensure_future(anext(batch))

@@ -54,11 +54,11 @@ async def test_a_healing_turn_finds_its_request_instead_of_submitting_it_again(
     created = await _submitted_before_the_crash(anthropic_api, custom_id)
     collector = MessageBatchCollector(
         anthropic_api.provider.sdk_client,
-        ModelBatches(max_requests=1, window=math.inf, sleep=lambda _s: _fast()),
+        ModelBatches(max_requests=1, window=math.inf, sleep=anthropic_api.poll_sleep),
     )
     found = asyncio.ensure_future(collector.enqueue(custom_id, BODY, since=since))
-    for _ in range(50):  # only results name their requests: it waits for the batch to end
-        await asyncio.sleep(0)
+    # Only results name their requests: it polls the batch and waits for it to end.
+    await anthropic_api.wait_for_parked_polls(1)
     assert not found.done()
     anthropic_api.batches.complete()
     assert await found == created

@@ -148,7 +148,7 @@ async def test_the_count_window_splits_turns_into_batches(anthropic_api: Anthrop
         for n in range(5)
     ]
     turns = [asyncio.ensure_future(collector.submit(body)) for body in params]
-    await _until(lambda: anthropic_api.batches.created == 2)
+    await anthropic_api.wait_for_batches(2)
     assert [view["request_counts"]["succeeded"] for view in anthropic_api.batches.views()] == [2, 2]
     assert not turns[4].done()  # the fifth waits for the time window
     window.close()

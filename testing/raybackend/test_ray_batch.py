@@ -29,9 +29,9 @@ async def test_a_batch_reaches_its_hosts_in_chunks_and_fills_them_evenly(
     handed: list[tuple[str, int]] = []
     hand_over = backend._hand_over
 
-    async def counted(owner: str, batch: list[Any]) -> None:
+    async def counted(owner: str, batch: list[Any], meter: str | None = None) -> None:
         handed.append((owner, len(batch)))
-        await hand_over(owner, batch)
+        await hand_over(owner, batch, meter)
 
     monkeypatch.setattr(backend, "_hand_over", counted)
     inputs = ({"text": f"doc {n}", "id": n} for n in range(ITEMS))

@@ -34,11 +34,37 @@ class Item(BaseModel):
     text: str
 
 
-def _workflows(gate: asyncio.Event | None = None) -> dict[str, WorkflowDefinition]:
+class Gate:
+    """Where gated runs wait until the test opens it; ``until_waiting`` waits for runs to
+    arrive there (woken by each arrival, not by polling)."""
+
+    def __init__(self) -> None:
+        self._opened = asyncio.Event()
+        self._arrivals = asyncio.Condition()
+        self.waiting = 0
+
+    def open(self) -> None:
+        self._opened.set()
+
+    async def pass_through(self) -> None:
+        async with self._arrivals:
+            self.waiting += 1
+            self._arrivals.notify_all()
+        try:
+            await self._opened.wait()
+        finally:
+            self.waiting -= 1
+
+    async def until_waiting(self, count: int) -> None:
+        async with self._arrivals:
+            await asyncio.wait_for(self._arrivals.wait_for(lambda: self.waiting >= count), 5)
+
+
+def _workflows(gate: Gate | None = None) -> dict[str, WorkflowDefinition]:
     @define_workflow(agent=AGENT)
     async def upper(ctx: ActionContext[Item]) -> str:
         if gate is not None:
-            await gate.wait()
+            await gate.pass_through()
         return ctx.input.text.upper()
 
     @define_workflow(agent=AGENT)
@@ -58,7 +84,7 @@ async def make_runtime(
     made: list[Runtime] = []
     stores: list[EventStore] = []
 
-    def make(gate: asyncio.Event | None = None, *, share: bool = False) -> Runtime:
+    def make(gate: Gate | None = None, *, share: bool = False) -> Runtime:
         store = stores[0] if share and stores else open_backend(request.param, tmp_path)
         if store not in stores:
             stores.append(store)
@@ -143,7 +169,7 @@ async def test_concurrent_invocations_with_one_key_make_one_run(
 ) -> None:
     """Two runtimes on one store race the same key (the pre-check finds nothing for either):
     the claim in the admission transaction lets exactly one run exist."""
-    gate = asyncio.Event()
+    gate = Gate()
     first, second = make_runtime(gate), make_runtime(gate, share=True)
     receipts = await asyncio.gather(
         *(
@@ -154,7 +180,7 @@ async def test_concurrent_invocations_with_one_key_make_one_run(
     assert len({receipt.run_id for receipt in receipts}) == 1
     assert sum(receipt.created for receipt in receipts) == 1
     assert len((await first.list_runs()).runs) == 1
-    gate.set()
+    gate.open()
     assert (await first.wait(receipts[0].run_id, timeout=5)).result == "RACE"
 
 
@@ -206,7 +232,7 @@ async def test_batch_yields_every_item_once_in_completion_order(
 async def test_batch_respects_concurrency_and_reads_inputs_lazily(
     make_runtime: RuntimeFactory,
 ) -> None:
-    gate = asyncio.Event()
+    gate = Gate()
     runtime = make_runtime(gate)
     pulled = 0
 
@@ -219,23 +245,14 @@ async def test_batch_respects_concurrency_and_reads_inputs_lazily(
     batch = runtime.batch("upper", inputs(), concurrency=3)
     assert isinstance(batch, AsyncGenerator)
     first = asyncio.ensure_future(batch.__anext__())
-    await _until(lambda: runtime.backend.active == 3)  # type: ignore[attr-defined]
-    # Three running, a bounded queue read ahead: far from all 1000 inputs.
+    await gate.until_waiting(3)
+    # Three running, no more, and a bounded queue read ahead: far from all 1000 inputs.
+    assert runtime.backend.active == 3  # type: ignore[attr-defined]
     assert pulled < 300
-    gate.set()
+    gate.open()
     item = await first
     assert item.ok
     await batch.aclose()  # a consumer may stop early; the admitted runs still end
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Let the loop turn until ``condition`` holds (runs are started by tasks, not a clock)."""
-
-    async def poll() -> None:
-        while not condition():  # noqa: ASYNC110 (no event to wait on: yield loop turns)
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(poll(), 5)
 
 
 @settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])

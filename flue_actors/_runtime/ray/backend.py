@@ -30,7 +30,7 @@ from typing import Any
 
 from ..._definitions import Placement
 from ..._events import RunAdmittedEvent
-from ...models import RateLimits
+from ...models import RateLimits, Usage
 from ...models._message_batches import ModelBatches
 from ...store import is_sqlite_url
 from ..lease import OwnerLease
@@ -125,8 +125,11 @@ class RayBackend:
         self._names = sorted(self._hosts)
         mark_current(self._deployment, self._generation)
         self._retire_superseded()
-        # Runs waiting for the next batch to their host, and the batches being handed over.
-        self._queued: dict[str, list[tuple[RunAdmittedEvent, asyncio.Future[bool]]]] = {}
+        # Runs waiting for the next batch to their host (by host and the meter of the batch
+        # invocation they belong to, if any), and the batches being handed over.
+        self._queued: dict[
+            tuple[str, str | None], list[tuple[RunAdmittedEvent, asyncio.Future[bool]]]
+        ] = {}
         self._flush_scheduled = False
         self._handing_over: set[asyncio.Task[None]] = set()
         self._watches: dict[str, asyncio.Task[None]] = {}
@@ -275,7 +278,7 @@ class RayBackend:
     async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
         await self._admit(header, owner)
 
-    async def _admit(self, header: RunAdmittedEvent, owner: str) -> bool:
+    async def _admit(self, header: RunAdmittedEvent, owner: str, meter: str | None = None) -> bool:
         """Whether the run was admitted now (``False``: it, or its key's run, existed)."""
         if owner.startswith(RUN_PREFIX):
             return await self._admit_dedicated(header, owner)
@@ -283,7 +286,7 @@ class RayBackend:
         # run for that host's next batch and returns once the host says admission is durable.
         self._watch_hosts()
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queued.setdefault(owner, []).append((header, answer))
+        self._queued.setdefault((owner, meter), []).append((header, answer))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # Invocations made in this loop turn (a gather, concurrent requests) go together.
@@ -291,12 +294,14 @@ class RayBackend:
         return await answer
 
     async def admit_many(
-        self, headers: Sequence[RunAdmittedEvent]
+        self, headers: Sequence[RunAdmittedEvent], *, meter: str | None = None
     ) -> list[BaseException | bool | None]:
         """Every admission queued in this one loop turn, so each host gets its runs in chunks
-        of at most ``_BATCH`` per Ray call (one store transaction each), not a call per run."""
+        of at most ``_BATCH`` per Ray call (one store transaction each), not a call per run.
+        ``meter``: the batch invocation the runs belong to; their hosts count their model
+        calls for it (``batch_usage``)."""
         admissions = [
-            self._admit(header, self.owner_for(header["runId"], header["workflowName"]))
+            self._admit(header, self.owner_for(header["runId"], header["workflowName"]), meter)
             for header in headers
         ]
         outcomes = await asyncio.gather(*admissions, return_exceptions=True)
@@ -314,15 +319,18 @@ class RayBackend:
         self._flush_scheduled = False
         queued, self._queued = self._queued, {}
         loop = asyncio.get_running_loop()
-        for owner, entries in queued.items():
+        for (owner, meter), entries in queued.items():
             for at in range(0, len(entries), _BATCH):
                 batch = entries[at : at + _BATCH]
-                task = loop.create_task(self._hand_over(owner, batch))
+                task = loop.create_task(self._hand_over(owner, batch, meter))
                 self._handing_over.add(task)
                 task.add_done_callback(self._handing_over.discard)
 
     async def _hand_over(
-        self, owner: str, batch: list[tuple[RunAdmittedEvent, asyncio.Future[bool]]]
+        self,
+        owner: str,
+        batch: list[tuple[RunAdmittedEvent, asyncio.Future[bool]]],
+        meter: str | None = None,
     ) -> None:
         """One Ray call hands a batch to its host, which admits it in one transaction, starts
         its runs and answers once the admission is durable: per run whether it admitted it now,
@@ -333,7 +341,9 @@ class RayBackend:
         headers = [header for header, _ in batch]
         try:
             try:
-                answers: list[str | bool | None] = await self._hosts[owner].admit.remote(headers)
+                answers: list[str | bool | None] = await self._hosts[owner].admit.remote(
+                    headers, meter
+                )
             except (RayActorError, ActorUnschedulableError) as error:
                 # The host is dead or unreachable (its node lost, say, before placement has
                 # noticed; a host pinned to a node that is gone cannot even be rescheduled,
@@ -346,7 +356,7 @@ class RayBackend:
                 logger.warning(
                     "host %s did not take a batch (%s): handing it to %s", owner, error, other
                 )
-                answers = await self._hosts[other].admit.remote(headers)
+                answers = await self._hosts[other].admit.remote(headers, meter)
         except Exception as error:
             for _, answer in batch:
                 if not answer.done():
@@ -576,6 +586,21 @@ class RayBackend:
         from .turn_batcher import RayTurnBatcher
 
         await RayTurnBatcher(deployment.collector_for(settings), settings).retire()
+
+    async def batch_usage(self, meter: str) -> Usage:
+        """The usage of the model calls the runs of batch invocation ``meter`` made, summed
+        over the hosts (one call each, once its runs have ended; each host then forgets it).
+        Runs resumed on another host after their host died are not counted there."""
+        answers = await asyncio.gather(
+            *(host.usage.remote(meter) for host in self._hosts.values()), return_exceptions=True
+        )
+        total = Usage()
+        for answer in answers:
+            if isinstance(answer, Usage):
+                total = total + answer
+            elif isinstance(answer, BaseException):
+                logger.warning("a host could not say what a batch's model calls used: %s", answer)
+        return total
 
     async def rate_limit_stats(self) -> dict[str, float] | None:
         """The shared budget's counters (``throttled_seconds``, ``cooldowns``) since it was

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Final
@@ -27,7 +28,7 @@ from ..._clock import SystemClock
 from ..._events import RunAdmittedEvent
 from ..._ids import UlidIds
 from ...errors import StreamClosedError, StreamConflictError
-from ...models import ModelBatches, ModelRegistry, TurnBatcher
+from ...models import ModelBatches, ModelRegistry, TurnBatcher, Usage, UsageMeter
 from ...store import open_store
 from ..backend import LocalBackend
 from ..discovery import WorkflowRegistry
@@ -41,6 +42,21 @@ __all__ = ["HostConfig", "RunHost"]
 logger = logging.getLogger("flue_actors.host")
 # How often a host asks whether its deployment is still current, and whether it may exit.
 WATCH_SECONDS: Final = 1.0
+
+# The meter of the batch a run was handed over with: set while the host starts the run, so
+# the run's task (and every task it starts: the runs it invokes) inherits it.
+_batch_meter: ContextVar[UsageMeter | None] = ContextVar("flue_batch_meter", default=None)
+
+
+class _BatchMeters(UsageMeter):
+    """The host's meter: each model call is counted for the batch whose run made it, so a
+    batch's caller gets its own totals back (``RunHost.usage``) while other runs share the
+    host; calls of runs handed over without a meter are not counted."""
+
+    def add(self, usage: Usage) -> None:
+        meter = _batch_meter.get()
+        if meter is not None:
+            meter.add(usage)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,8 @@ class RunHost:
         self._calls = 0  # admit() and run() calls in progress
         # Set when it leaves for good: the callers watching it (see RayBackend) stop.
         self._gone: asyncio.Event | None = None
+        # The usage of the model calls of each metered batch's runs here, until collected.
+        self._meters: dict[str, UsageMeter] = {}
 
     async def _open(self) -> LocalBackend:
         if self._backend is not None:
@@ -126,10 +144,19 @@ class RunHost:
         assert self._backend is not None
         return self._backend
 
-    async def _take(self, backend: LocalBackend, header: RunAdmittedEvent) -> None:
-        """Start a run admitted to this host, or, draining, end it unstarted."""
+    async def _take(
+        self, backend: LocalBackend, header: RunAdmittedEvent, meter: str | None = None
+    ) -> None:
+        """Start a run admitted to this host (its model calls counted for batch ``meter``), or,
+        draining, end it unstarted."""
         if not self._draining:
-            await backend.start(header)
+            token = _batch_meter.set(None if meter is None else self._meters.setdefault(
+                meter, UsageMeter()
+            ))  # fmt: skip
+            try:
+                await backend.start(header)
+            finally:
+                _batch_meter.reset(token)
             return
         refusal = HostDrainingError(host=self._config.owner, deployment=self._deployment_id)
         # Written meanwhile by someone else (a cancel, recovery): not this host's to end.
@@ -222,7 +249,9 @@ class RunHost:
         self._draining = True
         return await self.describe()
 
-    async def admit(self, headers: list[RunAdmittedEvent]) -> list[str | bool]:
+    async def admit(
+        self, headers: list[RunAdmittedEvent], meter: str | None = None
+    ) -> list[str | bool]:
         """Admit a batch of runs placed on this host, in one transaction of its own store
         (so each store file has one writer), and start them; answers once the admission is
         durable, per run ``True`` (admitted now, and here), ``False`` (it existed already, or its
@@ -234,7 +263,10 @@ class RunHost:
         No run is admitted to a host without reaching it: admission and hand-over are this
         one call, so a host needs no sweep for runs it never got. If the host dies after the
         transaction but before answering, its restarted incarnation (or the caller's watch, or
-        the lease sweep) ends them."""
+        the lease sweep) ends them.
+
+        ``meter`` names the batch these runs belong to: their model calls are counted for it,
+        and ``usage(meter)`` answers the totals."""
         self._calls += 1
         try:
             backend = await self._open()
@@ -246,7 +278,7 @@ class RunHost:
                     answers.append(False)
                     continue
                 try:
-                    await self._take(backend, header)
+                    await self._take(backend, header, meter)
                     answers.append(True)
                 except Exception as error:
                     with contextlib.suppress(StreamConflictError, StreamClosedError):
@@ -309,6 +341,13 @@ class RunHost:
                 declined.append(run_id)
         return declined
 
+    async def usage(self, meter: str) -> Usage | None:
+        """The usage of the model calls the runs of batch ``meter`` made here so far (``None``:
+        none was handed over here), forgotten once answered: the batch's caller asks once,
+        when its runs have ended."""
+        found = self._meters.pop(meter, None)
+        return None if found is None else found.total
+
     async def active(self) -> int:
         backend = await self._open()
         return backend.active
@@ -323,12 +362,13 @@ def _models(deployment: Deployment) -> ModelRegistry:
 
         limiter = RayRateLimiter(deployment.rate_limiter, deployment.rate_limits)
     if deployment.model_batches is None:
-        return ModelRegistry(override=deployment.model, limiter=limiter)
+        return ModelRegistry(override=deployment.model, limiter=limiter, meter=_BatchMeters())
     return ModelRegistry(
         override=deployment.model,
         model_batches=deployment.model_batches,
         batcher=_collector(deployment, deployment.model_batches),
         limiter=limiter,
+        meter=_BatchMeters(),
     )
 
 
