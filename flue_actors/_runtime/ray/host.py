@@ -34,6 +34,7 @@ from ...models import ModelBatches, ModelRegistry, TurnBatcher, Usage, UsageMete
 from ...store import open_store
 from ..backend import Endings, LocalBackend
 from ..discovery import WorkflowRegistry
+from ..heap import settle_heap
 from ..recovery import end_orphaned_runs, end_unstarted_run
 from ..runtime import Runtime
 from ..services import RunServices
@@ -143,6 +144,10 @@ class RunHost:
                 if not config.dedicated:
                     loop = asyncio.get_running_loop()
                     self._watcher = loop.create_task(self._watch_forever())
+                    # The host's process is its own and long-lived, with hundreds of runs in
+                    # flight: the collector's settings of serve and batch (see heap.py), Ray,
+                    # flue_actors and the workflows frozen as loaded.
+                    settle_heap()
         assert self._backend is not None
         return self._backend
 
