@@ -382,6 +382,7 @@ class RayBackend:
         headers = [header for header, _, _ in batch]
         following = bool(endings)
         stream: Any = None
+        taker = owner
         try:
             try:
                 answers, stream = await self._hand_to(owner, headers, meter, following)
@@ -397,6 +398,7 @@ class RayBackend:
                 logger.warning(
                     "host %s did not take a batch (%s): handing it to %s", owner, error, other
                 )
+                taker = other
                 answers, stream = await self._hand_to(other, headers, meter, following)
         except Exception as error:
             for _, answer, _ in batch:
@@ -411,7 +413,7 @@ class RayBackend:
             else:  # a host of an earlier version answers None: not known, so looked up
                 answer.set_result(refusal is True)
         if stream is not None:
-            await self._follow(owner, stream, endings)
+            await self._follow(taker, stream, endings)
 
     async def _hand_to(
         self, owner: str, headers: list[RunAdmittedEvent], meter: str | None, following: bool
