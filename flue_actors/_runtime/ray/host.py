@@ -289,28 +289,32 @@ class RunHost:
         ended together in one item. The caller awaiting them holds this one call per chunk,
         not a call or a read per run. If the host dies meanwhile, the call fails, and the
         runs it had not reported are followed through the log."""
-        self._calls += 1  # a draining host stays until the caller has every end
+        endings: dict[str, asyncio.Future[RunRecord | bool]] = {}
+        self._calls += 1
         try:
-            endings: dict[str, asyncio.Future[RunRecord | bool]] = {}
-            yield await self._admit(headers, meter, endings)
-            ended: dict[str, RunRecord | bool] = {}
-            arrived = asyncio.Event()
-
-            def report(run_id: str, ending: asyncio.Future[RunRecord | bool]) -> None:
-                ended[run_id] = True if ending.cancelled() else ending.result()
-                arrived.set()
-
-            for run_id, ending in endings.items():
-                ending.add_done_callback(partial(report, run_id))
-            left = len(endings)
-            while left:
-                await arrived.wait()
-                arrived.clear()
-                reported, ended = ended, {}
-                left -= len(reported)
-                yield reported
+            answers = await self._admit(headers, meter, endings)
         finally:
+            # Only the admission holds a draining host back: a caller that stopped reading
+            # (it died) must not keep it for ever, and one that misses the last ends because
+            # the host left follows those runs through the log.
             self._calls -= 1
+        yield answers
+        ended: dict[str, RunRecord | bool] = {}
+        arrived = asyncio.Event()
+
+        def report(run_id: str, ending: asyncio.Future[RunRecord | bool]) -> None:
+            ended[run_id] = True if ending.cancelled() else ending.result()
+            arrived.set()
+
+        for run_id, ending in endings.items():
+            ending.add_done_callback(partial(report, run_id))
+        left = len(endings)
+        while left:
+            await arrived.wait()
+            arrived.clear()
+            reported, ended = ended, {}
+            left -= len(reported)
+            yield reported
 
     async def _admit(
         self,
