@@ -17,6 +17,8 @@ seconds). One JSON object is printed.
 
     python benchmarks/bench_batch.py [--items 1000,10000] [--provider-items 1000]
         [--ray-items 0] [--quick]
+
+``--provider-items 0`` and ``--ray-items 0`` leave those subjects out.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ def _messages_server() -> tuple[subprocess.Popen[str], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", default="1000,10000", help="comma-separated sizes")
-    parser.add_argument("--provider-items", type=int, default=1000)
+    parser.add_argument(
+        "--provider-items", type=int, default=1000, help="items on the provider (0: not run)"
+    )
     parser.add_argument("--ray-items", type=int, default=0, help="items on Ray (0: not run)")
     parser.add_argument("--quick", action="store_true", help="300 items, no provider run")
     args = parser.parse_args()
@@ -133,7 +137,7 @@ def main() -> None:
             ray_env = {**env, "FLUE_MODEL": "fake/echo"}
             ray = _cli(directory, args.ray_items, ray_env, "ray", "--backend", "ray")
         provider: dict[str, Any] | None = None
-        if not args.quick:
+        if args.provider_items and not args.quick:
             server, url = _messages_server()
             try:
                 provider_env = {

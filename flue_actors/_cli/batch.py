@@ -29,6 +29,7 @@ from .._runtime import Runtime, WorkflowRegistry
 from .._runtime.backend import BackendFactory
 from .._runtime.batch import CHUNK, BatchControl, BatchInput, drive_batch
 from .._runtime.batch_item import BatchItem
+from .._runtime.heap import settle_loaded
 from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from .._runtime.runtime import check_idempotency_key
 from ..errors import BatchInputError, FlueError, InvalidJsonError
@@ -355,6 +356,8 @@ async def run_batch_command(
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
             await runtime.serve()
+            if on_ray:
+                settle_loaded()  # Ray, imported as the backend connected
             if on_ray and limits.any:
                 throttled_before = await _cluster_budget(runtime)
             loop = asyncio.get_running_loop()

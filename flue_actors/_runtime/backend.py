@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import MutableMapping, Sequence
+from typing import Protocol, TypeAlias
 
 from .._events import RunAdmittedEvent
 from .._records import RunRecord
@@ -17,9 +17,13 @@ from .recovery import end_interrupted_run
 from .run_actor import RunActor, read_run_events
 from .services import RunServices
 
-__all__ = ["BackendFactory", "LocalBackend", "RunBackend"]
+__all__ = ["BackendFactory", "Endings", "LocalBackend", "RunBackend"]
 
 logger = logging.getLogger("flue_actors.runtime")
+
+# Per run admitted now: how it ended, as its owner reports it: its terminal record when the
+# owner wrote its ``run_end``, else ``True`` (the log says what became of it). See ``join``.
+Endings: TypeAlias = MutableMapping[str, "asyncio.Future[RunRecord | bool]"]
 
 
 class RunBackend(Protocol):
@@ -37,7 +41,10 @@ class RunBackend(Protocol):
         the same for many runs (each with its ``owner_for`` owner) in as few store transactions
         and calls to owners as it can, per run whether it was admitted now (``False``: a run
         with its id, or its idempotency key, existed; ``None``: not known) or why not; without
-        it, the Runtime admits them one ``admit`` each."""
+        it, the Runtime admits them one ``admit`` each. ``admit_many(headers, endings=...)``
+        also puts into ``endings``, per run it admitted now, a future of how it ended (as
+        ``join`` answers), so a caller awaiting every run (a batch) holds no call and makes no
+        read per run where the runs execute elsewhere."""
         ...
 
     async def join(self, run_id: str) -> RunRecord | bool:
@@ -111,7 +118,7 @@ class LocalBackend:
             await self.start(header)
 
     async def admit_many(
-        self, headers: Sequence[RunAdmittedEvent]
+        self, headers: Sequence[RunAdmittedEvent], *, endings: Endings | None = None
     ) -> list[BaseException | bool | None]:
         """One transaction for all of them, then each admitted run starts here."""
         try:
@@ -123,6 +130,9 @@ class LocalBackend:
             try:
                 if new:
                     await self.start(header)
+                    ending = None if endings is None else self.ending(header["runId"])
+                    if endings is not None and ending is not None:
+                        endings[header["runId"]] = ending
                 answers.append(new)
             except Exception as error:
                 answers.append(error)
@@ -227,17 +237,25 @@ class LocalBackend:
             logger.error("run %s could not be ended: %s", run_id, error)
 
     async def join(self, run_id: str) -> RunRecord | bool:
+        ending = self.ending(run_id)
+        return False if ending is None else await ending
+
+    def ending(self, run_id: str) -> asyncio.Future[RunRecord | bool] | None:
+        """What ``join`` answers for a run hosted here, as a future (``None``: no such run),
+        for a caller that awaits many runs without a task each (a Ray host reporting a
+        chunk's runs)."""
         task = self._tasks.get(run_id)
         if task is None:
-            return False
-        if task.done():  # ended; _finished has not run yet
-            record = self._actors[run_id].record
-            return True if record is None else record
+            return None
         # A future resolved by _finished: awaiting it, unlike the task, never cancels the
         # run when the waiter is cancelled, and costs less than asyncio.wait per waiter.
         ended: asyncio.Future[RunRecord | bool] = asyncio.get_running_loop().create_future()
-        self._joiners.setdefault(run_id, []).append(ended)
-        return await ended
+        if task.done():  # ended; _finished has not run yet
+            record = self._actors[run_id].record
+            ended.set_result(True if record is None else record)
+        else:
+            self._joiners.setdefault(run_id, []).append(ended)
+        return ended
 
     async def cancel(self, run_id: str, reason: str) -> bool:
         actor = self._actors.get(run_id)

@@ -3,10 +3,11 @@
 Inputs are read by one task into a small queue, so at most a chunk of them is held at a time
 whatever the source's size. The admitter takes what is queued, up to the free slots and
 ``CHUNK``, and admits it in one call (``Runtime._admit``: one store transaction locally, one Ray
-call per host and chunk on Ray); each admitted run is then awaited through the log, and its
-item is yielded when it ends, in completion order. A key already used finds its earlier run:
-a finished one answers at once, an active one is awaited (re-attached), so a batch run again
-after a crash finishes only what is left.
+call per host and chunk on Ray). Each admitted run's terminal record comes from its owner as it
+ends (its task locally, the chunk's call on Ray), or, when the owner cannot say (its host
+died), from the log; its item is yielded then, in completion order. A key already used finds
+its earlier run: a finished one answers at once, an active one is awaited (re-attached), so a
+batch run again after a crash finishes only what is left.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from .._jsonvalue import UNSET, JsonValue, Unset
+from .._records import RunRecord
 from ..errors import BatchInputError, FlueError
 from ..models import ModelBatches
 from .batch_item import BatchItem
@@ -167,6 +169,8 @@ async def drive_batch(
     freed = asyncio.Event()
     free = concurrency
     tasks: set[asyncio.Task[Any]] = set()
+    # How the runs this batch admitted ended, as their owners report it (see RunBackend).
+    endings: dict[str, asyncio.Future[RunRecord | bool]] = {}
     unfinished = 0  # items taken from the queue and not yet yielded
 
     def spawn(work: Any) -> None:
@@ -192,7 +196,11 @@ async def drive_batch(
         control.active.add(run_id)
         released = False
         try:
-            record = await runtime.wait(run_id)
+            # Its end as its owner reported it; a run the owner could not report (its host
+            # died, another writer ended it), or found by its key, is followed through the log.
+            ending = endings.pop(run_id, None)
+            ended = None if ending is None else await ending
+            record = ended if isinstance(ended, RunRecord) else await runtime.wait(run_id)
             control.active.discard(run_id)
             release()
             released = True
@@ -211,6 +219,7 @@ async def drive_batch(
                 [(item.value, item.key) for item in chunk],
                 model_batches=model_batches,
                 meter=meter,
+                endings=endings,
             )
         except Exception as error:
             outcomes = [error if isinstance(error, FlueError) else _failed(entry, error)] * len(

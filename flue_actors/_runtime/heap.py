@@ -26,7 +26,7 @@ from __future__ import annotations
 import gc
 from typing import Final
 
-__all__ = ["YOUNG_GENERATION", "settle_heap"]
+__all__ = ["YOUNG_GENERATION", "settle_heap", "settle_loaded"]
 
 YOUNG_GENERATION: Final = 100_000
 
@@ -37,3 +37,12 @@ def settle_heap() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION, middle, old)
+
+
+def settle_loaded() -> None:
+    """In a process whose heap is settled: freeze what it loaded since, for good (Ray, which
+    a command imports only when its Ray backend connects: tens of thousands of objects that
+    every later full pass would walk). Nothing in a process that never settled its heap."""
+    if gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()

@@ -45,7 +45,7 @@ from ..store import (
     run_stream,
 )
 from . import ambient
-from .backend import BackendFactory, LocalBackend, RunBackend
+from .backend import BackendFactory, Endings, LocalBackend, RunBackend
 from .batch_item import BatchItem
 from .discovery import DiscoveredWorkflow, WorkflowRegistry
 from .lease import (
@@ -380,11 +380,14 @@ class Runtime:
         trace_carrier: Mapping[str, str] | None = None,
         model_batches: ModelBatches | None = None,
         meter: str | None = None,
+        endings: Endings | None = None,
     ) -> list[RunReceipt | FlueError]:
         """Admit checked inputs with their optional keys: per item its receipt, or the typed
         reason it has none (a key conflict, a failed admission). ``model_batches``: the runs'
         own (see :meth:`batch`); ``meter``: the batch invocation whose model usage a backend
-        that runs them elsewhere counts (the Ray backend's ``batch_usage``)."""
+        that runs them elsewhere counts (the Ray backend's ``batch_usage``); ``endings``: filled,
+        for runs admitted now, with a future of how each ended, when the backend can report it
+        (see ``RunBackend.admit``)."""
         batching = None if model_batches is None else model_batches.to_wire()
         outcomes: list[RunReceipt | FlueError | None] = [None] * len(items)
         keys = [key for _, key in items if key is not None]
@@ -413,7 +416,7 @@ class Runtime:
             positions.append(position)
         if not headers:
             return [outcome for outcome in outcomes if outcome is not None]
-        if len(headers) == 1:
+        if len(headers) == 1 and endings is None:
             # The backend admits where the run's owner writes: in this process for the local
             # backend, in its host for Ray (one writer per store file).
             header = headers[0]
@@ -424,7 +427,11 @@ class Runtime:
             except Exception as error:
                 answers = [error]
         else:
-            answers = await self._admit_headers(headers, meter)
+            answers = await self._admit_headers(headers, meter, endings)
+        if endings is not None:
+            for header, answer in zip(headers, answers, strict=True):
+                if answer is not True:  # not admitted now: nobody awaits that id's end
+                    endings.pop(header["runId"], None)
         # A key admitted elsewhere meanwhile (a concurrent invocation) admitted no run here;
         # a run the backend says it admitted now holds its key, with nothing to look up.
         keyed = [
@@ -454,12 +461,17 @@ class Runtime:
         return [outcome for outcome in outcomes if outcome is not None]
 
     async def _admit_headers(
-        self, headers: list[RunAdmittedEvent], meter: str | None = None
+        self,
+        headers: list[RunAdmittedEvent],
+        meter: str | None = None,
+        endings: Endings | None = None,
     ) -> list[BaseException | bool | None]:
         admit_many = getattr(self.backend, "admit_many", None)
         if admit_many is not None:
-            metered = {} if meter is None else {"meter": meter}
-            answers: list[BaseException | bool | None] = await admit_many(headers, **metered)
+            options: dict[str, Any] = {} if meter is None else {"meter": meter}
+            if endings is not None:
+                options["endings"] = endings
+            answers: list[BaseException | bool | None] = await admit_many(headers, **options)
             return answers
         backend = self.backend
         outcomes = await asyncio.gather(

@@ -1,6 +1,6 @@
 """Batches on Ray (issue 13.5): items reach the hosts in chunks, one Ray call per chunk and
-host, hosts are filled evenly, idempotency keys hold across hosts, and a host that dies
-mid-batch loses nothing."""
+host, which brings the chunk's records back as its runs end, hosts are filled evenly,
+idempotency keys hold across hosts, and a host that dies mid-batch loses nothing."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ async def test_a_batch_reaches_its_hosts_in_chunks_and_fills_them_evenly(
         await hand_over(owner, batch, meter)
 
     monkeypatch.setattr(backend, "_hand_over", counted)
+    waited: list[str] = []
+    wait = ray_runtime.wait
+
+    async def followed(run_id: str, **options: Any) -> Any:
+        waited.append(run_id)
+        return await wait(run_id, **options)
+
+    monkeypatch.setattr(ray_runtime, "wait", followed)
     inputs = ({"text": f"doc {n}", "id": n} for n in range(ITEMS))
     items = [
         item async for item in ray_runtime.batch("summarize", inputs, concurrency=ITEMS, key="id")
@@ -41,6 +49,11 @@ async def test_a_batch_reaches_its_hosts_in_chunks_and_fills_them_evenly(
 
     assert len(items) == ITEMS
     assert {item.status for item in items} == {"completed"}
+    # The records came back with their chunks' calls, none followed through the log, and each
+    # is the record the store holds.
+    assert waited == []
+    for item in items[:: ITEMS // 20]:
+        assert item.record == await ray_runtime.get_run(item.run_id or "")
     assert sorted(item.index for item in items) == list(range(ITEMS))
     assert sum(size for _, size in handed) == ITEMS
     # A Ray call per chunk and host, not per run: chunks of up to 256 split over the hosts.

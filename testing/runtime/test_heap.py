@@ -34,6 +34,26 @@ def test_settling_freezes_what_exists_and_raises_the_young_threshold() -> None:
     assert done.stdout.split() == ["True", "True", str(YOUNG_GENERATION)]
 
 
+def test_what_a_settled_process_loads_later_is_frozen_too_and_nothing_in_another() -> None:
+    # In processes of their own: Ray, imported by a command once its backend connects, is
+    # frozen after the command settled its heap; a process that never settled keeps its own.
+    probe = (
+        "import gc; from flue_actors._runtime.heap import settle_heap, settle_loaded;"
+        "{settle} frozen = gc.get_freeze_count();"
+        "loaded = [[n] for n in range(5000)]; settle_loaded();"
+        "print(gc.get_freeze_count() - frozen >= 5000)"
+    )
+    for settle, grows in (("settle_heap();", "True"), ("", "False")):
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(settle=settle)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        assert done.stdout.split() == [grows]
+
+
 def test_the_cli_called_as_a_function_leaves_the_interpreter_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

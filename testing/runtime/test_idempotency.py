@@ -204,15 +204,29 @@ async def test_invoke_many_admits_in_order_and_honours_keys(make_runtime: Runtim
 
 
 async def test_batch_yields_every_item_once_in_completion_order(
-    make_runtime: RuntimeFactory,
+    make_runtime: RuntimeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime = make_runtime()
+    waited: list[str] = []
+    wait = runtime.wait
+
+    async def counted(run_id: str, **options: Any) -> Any:
+        waited.append(run_id)
+        return await wait(run_id, **options)
+
+    monkeypatch.setattr(runtime, "wait", counted)
 
     def inputs() -> Any:
         for n in range(40):
             yield {"text": f"t{n}", "id": n} if n != 7 else {"wrong": 1}
 
     items = [item async for item in runtime.batch("upper", inputs(), concurrency=5, key="id")]
+    # Each run's record came from its own end, none read back from the store, and it is the
+    # record the store holds.
+    assert waited == []
+    for item in items:
+        if item.record is not None:
+            assert item.record == await runtime.get_run(item.record.run_id)
     assert sorted(item.index for item in items) == list(range(40))
     by_index = {item.index: item for item in items}
     assert by_index[7].status == "errored"

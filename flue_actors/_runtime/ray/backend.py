@@ -25,14 +25,16 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeAlias
 
 from ..._definitions import Placement
 from ..._events import RunAdmittedEvent
+from ..._records import RunRecord
 from ...models import RateLimits, Usage
 from ...models._message_batches import ModelBatches
 from ...store import is_sqlite_url
+from ..backend import Endings
 from ..lease import OwnerLease
 from ..recovery import end_interrupted_run, end_orphaned_runs
 from ..services import RunServices
@@ -41,6 +43,12 @@ from .environment import NAMESPACE, connect
 from .host import HostConfig, RunHost
 
 __all__ = ["HOST_PREFIX", "RUN_PREFIX", "RayBackend", "check_store_for_cluster"]
+
+# A run waiting for its host's next batch: its header, its admission's answer, and, when its
+# end is awaited, the future of how it ended (see ``RunBackend.admit``).
+_Queued: TypeAlias = tuple[
+    RunAdmittedEvent, "asyncio.Future[bool]", "asyncio.Future[RunRecord | bool] | None"
+]
 
 logger = logging.getLogger("flue_actors.ray")
 HOST_PREFIX = "flue-host-"
@@ -125,13 +133,13 @@ class RayBackend:
         self._names = sorted(self._hosts)
         mark_current(self._deployment, self._generation)
         self._retire_superseded()
-        # Runs waiting for the next batch to their host (by host and the meter of the batch
-        # invocation they belong to, if any), and the batches being handed over.
-        self._queued: dict[
-            tuple[str, str | None], list[tuple[RunAdmittedEvent, asyncio.Future[bool]]]
-        ] = {}
+        # Runs waiting for the next batch to their host (by host, the meter of the batch
+        # invocation they belong to, if any, and whether their ends are awaited), the batches
+        # being handed over, and those admitted whose ends are being reported (``_follow``).
+        self._queued: dict[tuple[str, str | None, bool], list[_Queued]] = {}
         self._flush_scheduled = False
         self._handing_over: set[asyncio.Task[None]] = set()
+        self._following: set[asyncio.Task[None]] = set()
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._watching_all = False
         # Dedicated actors' runs, each awaited until it ends (see _admit_dedicated).
@@ -278,32 +286,54 @@ class RayBackend:
     async def admit(self, header: RunAdmittedEvent, *, owner: str) -> None:
         await self._admit(header, owner)
 
-    async def _admit(self, header: RunAdmittedEvent, owner: str, meter: str | None = None) -> bool:
+    async def _admit(self, header: RunAdmittedEvent, owner: str) -> bool:
         """Whether the run was admitted now (``False``: it, or its key's run, existed)."""
         if owner.startswith(RUN_PREFIX):
             return await self._admit_dedicated(header, owner)
-        # The host admits its runs itself (one writer per store file); this process queues the
-        # run for that host's next batch and returns once the host says admission is durable.
+        return await self._queue(header, owner)
+
+    def _queue(
+        self,
+        header: RunAdmittedEvent,
+        owner: str,
+        meter: str | None = None,
+        ending: asyncio.Future[RunRecord | bool] | None = None,
+    ) -> asyncio.Future[bool]:
+        """The host admits its runs itself (one writer per store file): the run is queued for
+        its host's next batch; the future answers once the host says admission is durable."""
         self._watch_hosts()
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queued.setdefault((owner, meter), []).append((header, answer))
+        key = (owner, meter, ending is not None)
+        self._queued.setdefault(key, []).append((header, answer, ending))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # Invocations made in this loop turn (a gather, concurrent requests) go together.
             asyncio.get_running_loop().call_soon(self._flush)
-        return await answer
+        return answer
 
     async def admit_many(
-        self, headers: Sequence[RunAdmittedEvent], *, meter: str | None = None
+        self,
+        headers: Sequence[RunAdmittedEvent],
+        *,
+        meter: str | None = None,
+        endings: Endings | None = None,
     ) -> list[BaseException | bool | None]:
         """Every admission queued in this one loop turn, so each host gets its runs in chunks
         of at most ``_BATCH`` per Ray call (one store transaction each), not a call per run.
         ``meter``: the batch invocation the runs belong to; their hosts count their model
-        calls for it (``batch_usage``)."""
-        admissions = [
-            self._admit(header, self.owner_for(header["runId"], header["workflowName"]), meter)
-            for header in headers
-        ]
+        calls for it (``batch_usage``). With ``endings``, that call goes on until the chunk's
+        runs have ended, bringing back how each ended (``RunHost.admit_following``)."""
+        loop = asyncio.get_running_loop()
+        admissions: list[Awaitable[bool]] = []
+        for header in headers:
+            owner = self.owner_for(header["runId"], header["workflowName"])
+            if owner.startswith(RUN_PREFIX):  # awaited through its actor's call (join)
+                admissions.append(self._admit_dedicated(header, owner))
+                continue
+            ending: asyncio.Future[RunRecord | bool] | None = None
+            if endings is not None:
+                ending = endings[header["runId"]] = loop.create_future()
+            admissions.append(self._queue(header, owner, meter, ending))
         outcomes = await asyncio.gather(*admissions, return_exceptions=True)
         answers: list[BaseException | bool | None] = []
         for outcome in outcomes:
@@ -319,31 +349,43 @@ class RayBackend:
         self._flush_scheduled = False
         queued, self._queued = self._queued, {}
         loop = asyncio.get_running_loop()
-        for (owner, meter), entries in queued.items():
+        for (owner, meter, _), entries in queued.items():
             for at in range(0, len(entries), _BATCH):
                 batch = entries[at : at + _BATCH]
                 task = loop.create_task(self._hand_over(owner, batch, meter))
                 self._handing_over.add(task)
                 task.add_done_callback(self._handing_over.discard)
 
-    async def _hand_over(
-        self,
-        owner: str,
-        batch: list[tuple[RunAdmittedEvent, asyncio.Future[bool]]],
-        meter: str | None = None,
-    ) -> None:
+    async def _hand_over(self, owner: str, batch: list[_Queued], meter: str | None = None) -> None:
         """One Ray call hands a batch to its host, which admits it in one transaction, starts
         its runs and answers once the admission is durable: per run whether it admitted it now,
         else why not. If the call fails, every run of the batch fails to be admitted (the
-        Runtime then ends any that the host did admit)."""
+        Runtime then ends any that the host did admit). A batch whose ends are awaited goes by
+        a streamed call, which then brings them back (``_follow``)."""
+        endings = {header["runId"]: ending for header, _, ending in batch if ending is not None}
+        try:
+            await self._admit_batch(owner, batch, meter, endings)
+        finally:
+            for ending in endings.values():  # not reported: followed through the log
+                if not ending.done():
+                    ending.set_result(True)
+
+    async def _admit_batch(
+        self,
+        owner: str,
+        batch: list[_Queued],
+        meter: str | None,
+        endings: dict[str, asyncio.Future[RunRecord | bool]],
+    ) -> None:
         from ray.exceptions import ActorUnschedulableError, RayActorError
 
-        headers = [header for header, _ in batch]
+        headers = [header for header, _, _ in batch]
+        following = bool(endings)
+        stream: Any = None
+        taker = owner
         try:
             try:
-                answers: list[str | bool | None] = await self._hosts[owner].admit.remote(
-                    headers, meter
-                )
+                answers, stream = await self._hand_to(owner, headers, meter, following)
             except (RayActorError, ActorUnschedulableError) as error:
                 # The host is dead or unreachable (its node lost, say, before placement has
                 # noticed; a host pinned to a node that is gone cannot even be rescheduled,
@@ -356,19 +398,56 @@ class RayBackend:
                 logger.warning(
                     "host %s did not take a batch (%s): handing it to %s", owner, error, other
                 )
-                answers = await self._hosts[other].admit.remote(headers, meter)
+                taker = other
+                answers, stream = await self._hand_to(other, headers, meter, following)
         except Exception as error:
-            for _, answer in batch:
+            for _, answer, _ in batch:
                 if not answer.done():
                     answer.set_exception(error)
             return
-        for (_, answer), refusal in zip(batch, answers, strict=True):
+        for (_, answer, _), refusal in zip(batch, answers, strict=True):
             if answer.done():
                 continue
             if isinstance(refusal, str):
                 answer.set_exception(RuntimeError(refusal))
             else:  # a host of an earlier version answers None: not known, so looked up
                 answer.set_result(refusal is True)
+        if stream is not None:
+            await self._follow(taker, stream, endings)
+
+    async def _hand_to(
+        self, owner: str, headers: list[RunAdmittedEvent], meter: str | None, following: bool
+    ) -> tuple[list[str | bool | None], Any]:
+        """The host's answers to a batch and, ``following``, the stream its ends come by."""
+        host = self._hosts[owner]
+        if not following:
+            answers: list[str | bool | None] = await host.admit.remote(headers, meter)
+            return answers, None
+        stream = host.admit_following.options(num_returns="streaming").remote(headers, meter)
+        answers = await (await stream.__anext__())
+        return answers, stream
+
+    async def _follow(
+        self, owner: str, stream: Any, endings: dict[str, asyncio.Future[RunRecord | bool]]
+    ) -> None:
+        """Resolve each run's ending as its host reports how the run ended. Closing the
+        backend stops this (the runs go on; their waiters follow the log)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._following.add(task)
+        try:
+            async for reference in stream:
+                reported: dict[str, RunRecord | bool] = await reference
+                for run_id, ended in reported.items():
+                    ending = endings.pop(run_id, None)
+                    if ending is not None and not ending.done():
+                        ending.set_result(ended)
+        except Exception as error:  # the host died: the rest are followed through the log
+            logger.warning(
+                "host %s: the ends of %d runs were not reported: %s", owner, len(endings), error
+            )
+        finally:
+            self._following.discard(task)
 
     def _other_host(self, owner: str, run_id: str) -> str | None:
         others = [name for name in self._names if name != owner]
@@ -544,6 +623,8 @@ class RayBackend:
         for watch in self._watches.values():
             watch.cancel()
         self._watches.clear()
+        for following in list(self._following):
+            following.cancel()
         if not self._private:
             return
         settling = [host.settle.remote(grace_seconds) for host in self._hosts.values()]

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import partial
@@ -27,11 +28,13 @@ from typing import Any, Final
 from ..._clock import SystemClock
 from ..._events import RunAdmittedEvent
 from ..._ids import UlidIds
+from ..._records import RunRecord
 from ...errors import StreamClosedError, StreamConflictError
 from ...models import ModelBatches, ModelRegistry, TurnBatcher, Usage, UsageMeter
 from ...store import open_store
-from ..backend import LocalBackend
+from ..backend import Endings, LocalBackend
 from ..discovery import WorkflowRegistry
+from ..heap import settle_heap
 from ..recovery import end_orphaned_runs, end_unstarted_run
 from ..runtime import Runtime
 from ..services import RunServices
@@ -141,6 +144,10 @@ class RunHost:
                 if not config.dedicated:
                     loop = asyncio.get_running_loop()
                     self._watcher = loop.create_task(self._watch_forever())
+                    # The host's process is its own and long-lived, with hundreds of runs in
+                    # flight: the collector's settings of serve and batch (see heap.py), Ray,
+                    # flue_actors and the workflows frozen as loaded.
+                    settle_heap()
         assert self._backend is not None
         return self._backend
 
@@ -269,24 +276,74 @@ class RunHost:
         and ``usage(meter)`` answers the totals."""
         self._calls += 1
         try:
-            backend = await self._open()
-            owner = self._config.owner
-            admitted = await backend.store.admit_runs(headers, owner=owner)
-            answers: list[str | bool] = []
-            for header, new in zip(headers, admitted, strict=True):
-                if not new:
-                    answers.append(False)
-                    continue
-                try:
-                    await self._take(backend, header, meter)
-                    answers.append(True)
-                except Exception as error:
-                    with contextlib.suppress(StreamConflictError, StreamClosedError):
-                        await end_unstarted_run(backend.store, header, self._clock, error)
-                    answers.append(f"{owner} could not start run {header['runId']}: {error}")
-            return answers
+            return await self._admit(headers, meter)
         finally:
             self._calls -= 1
+
+    async def admit_following(
+        self, headers: list[RunAdmittedEvent], meter: str | None = None
+    ) -> AsyncIterator[list[str | bool] | dict[str, RunRecord | bool]]:
+        """``admit``, streamed (a Ray generator): its answers first, then, as the runs it
+        admitted now end, how each ended (by run id, as ``LocalBackend.join`` answers: its
+        terminal record, or ``True`` if the run wrote no ``run_end`` of its own), those that
+        ended together in one item. The caller awaiting them holds this one call per chunk,
+        not a call or a read per run. If the host dies meanwhile, the call fails, and the
+        runs it had not reported are followed through the log."""
+        endings: dict[str, asyncio.Future[RunRecord | bool]] = {}
+        self._calls += 1
+        try:
+            answers = await self._admit(headers, meter, endings)
+        finally:
+            # Only the admission holds a draining host back: a caller that stopped reading
+            # (it died) must not keep it for ever, and one that misses the last ends because
+            # the host left follows those runs through the log.
+            self._calls -= 1
+        yield answers
+        ended: dict[str, RunRecord | bool] = {}
+        arrived = asyncio.Event()
+
+        def report(run_id: str, ending: asyncio.Future[RunRecord | bool]) -> None:
+            ended[run_id] = True if ending.cancelled() else ending.result()
+            arrived.set()
+
+        for run_id, ending in endings.items():
+            ending.add_done_callback(partial(report, run_id))
+        left = len(endings)
+        while left:
+            await arrived.wait()
+            arrived.clear()
+            reported, ended = ended, {}
+            left -= len(reported)
+            yield reported
+
+    async def _admit(
+        self,
+        headers: list[RunAdmittedEvent],
+        meter: str | None,
+        endings: Endings | None = None,
+    ) -> list[str | bool]:
+        """``admit``'s work; with ``endings``, each run it started is given its ending there
+        (``LocalBackend.ending``)."""
+        backend = await self._open()
+        owner = self._config.owner
+        admitted = await backend.store.admit_runs(headers, owner=owner)
+        answers: list[str | bool] = []
+        for header, new in zip(headers, admitted, strict=True):
+            if not new:
+                answers.append(False)
+                continue
+            try:
+                await self._take(backend, header, meter)
+                answers.append(True)
+            except Exception as error:
+                with contextlib.suppress(StreamConflictError, StreamClosedError):
+                    await end_unstarted_run(backend.store, header, self._clock, error)
+                answers.append(f"{owner} could not start run {header['runId']}: {error}")
+                continue
+            ending = None if endings is None else backend.ending(header["runId"])
+            if endings is not None and ending is not None:
+                endings[header["runId"]] = ending
+        return answers
 
     async def watch(self) -> None:
         """Returns only when this host leaves for good; a caller awaiting it learns of the
