@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .._runtime import Runtime
+from .._runtime.heap import settle_loaded
 from ._draining import Draining
 
 __all__ = ["ServeOptions", "serve_app"]
@@ -191,6 +192,9 @@ def serve_app(
         # In the server's own event loop: a PostgreSQL store belongs to the loop it first runs
         # on, so nothing may touch it before uvicorn's loop starts.
         server.ended_at_start = await runtime.serve()
+        # What the backend loaded as it started (Ray, as it connects) lives as long as the
+        # server: out of the collector's passes, as the rest of the settled heap is.
+        settle_loaded()
 
     async def stopped() -> None:
         loop = asyncio.get_running_loop()
