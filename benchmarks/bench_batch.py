@@ -7,7 +7,7 @@ store (``synchronous=FULL``), its peak RSS read from the child's own rusage:
 * ``cli_provider``: the real Anthropic provider (the official SDK, aiohttp transport) against
   the out-of-process fake Messages API (``python -m flue_actors.testing.messages_server``);
 * ``cli_ray`` (with ``--ray-items N``): ``fake/echo`` with ``--backend ray``, on a private
-  Ray instance the command starts (two hosts' worth of work on this machine's cores);
+  Ray instance the command starts (one RunHost on this one-node machine, beside the command);
 * ``baseline``: in this process, the script a user writes today (``Runtime.invoke`` and
   ``wait``, 256 in flight, ``fake/echo``), measured in the same run for the ratio.
 
