@@ -36,7 +36,7 @@ from ..errors import BatchInputError, FlueError, InvalidJsonError
 from ..models import MinuteBudget, ModelBatches, ModelRegistry, RateLimits, Usage, UsageMeter
 from .model_batch_options import add_model_batch_options
 
-__all__ = ["add_batch_parser", "run_batch_command"]
+__all__ = ["add_batch_parser", "report_models_ready", "run_batch_command"]
 
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
@@ -353,6 +353,8 @@ async def run_batch_command(
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
         ) as runtime:
+            if not on_ray:  # on Ray the hosts call the models, not this process
+                report_models_ready(runtime.prepare_models(), err)
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
             await runtime.serve()
@@ -457,6 +459,12 @@ def _tokens(usage: Usage | None, separator: str) -> str:
         f"{separator}tokens {usage.input} in / {usage.output} out{separator}"
         f"cost ${usage.cost.total:.4f}"
     )
+
+
+def report_models_ready(providers: list[str], err: IO[str]) -> None:
+    """The line ``batch`` and ``serve`` write once their model providers are ready."""
+    if providers:
+        err.write(f"model providers ready: {', '.join(providers)}\n")
 
 
 def _batch_counts(counts: dict[str, int] | None) -> str:

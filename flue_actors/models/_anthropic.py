@@ -179,6 +179,15 @@ class AnthropicProvider:
     def _client(self) -> AsyncAnthropic:
         return self._connect().client
 
+    def prepare(self) -> None:
+        """Import the SDK and make the client now rather than at the first call (seconds of
+        import, and the transport's TLS context). Without a key (or with a transport the SDK
+        does not have) only the import: the first call reports what is missing."""
+        try:
+            self._connect()
+        except ModelRequestError:
+            import anthropic  # noqa: F401
+
     def sdk_client(self) -> AsyncAnthropic:
         """The SDK client this provider calls through (made at the first use)."""
         return self._client()
