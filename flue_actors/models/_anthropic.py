@@ -165,8 +165,14 @@ class AnthropicProvider:
                 http_client=http_client,
                 open_telemetry=open_telemetry,
             )
+            base = client.base_url
             self._sdk = _Sdk(
                 client=client,
+                # The endpoint under the client's base URL, as the SDK joins a path to it, once:
+                # given whole, the SDK parses it once per call instead of twice.
+                messages_url=str(
+                    base.copy_with(raw_path=base.raw_path.rstrip(b"/") + b"/v1/messages")
+                ),
                 traced=client.open_telemetry["traces"]["enabled"],
                 models_it_warns_about=frozenset(
                     [*DEPRECATED_MODELS, *MODELS_TO_WARN_WITH_THINKING_ENABLED]
@@ -220,7 +226,7 @@ class AnthropicProvider:
             # are still the SDK's (its documented request method for any endpoint).
             params["stream"] = True
             response: httpx2.Response = await sdk.client.post(
-                "/v1/messages",
+                sdk.messages_url,
                 content=dumps(params).encode(),
                 cast_to=sdk.raw_response,
                 stream=True,
@@ -240,6 +246,7 @@ class _Sdk:
     """A provider's SDK client and what its calls take from the SDK, resolved once."""
 
     client: AsyncAnthropic
+    messages_url: str
     traced: bool  # its calls make OpenTelemetry spans
     models_it_warns_about: frozenset[str]
     raw_response: type[httpx2.Response]

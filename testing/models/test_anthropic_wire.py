@@ -38,6 +38,7 @@ class Recorded:
     """Every request the server saw, as bytes and headers; failures to answer with, in order."""
 
     bodies: list[bytes] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     failures: list[JsonAnswer] = field(default_factory=list)
 
@@ -50,6 +51,7 @@ async def server() -> AsyncIterator[tuple[str, Recorded]]:
     async def messages(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         recorded.bodies.append(raw)
+        recorded.paths.append(request.path)
         recorded.headers.append({name.lower(): value for name, value in request.headers.items()})
         if recorded.failures:
             failure = recorded.failures.pop(0)
@@ -67,6 +69,7 @@ async def server() -> AsyncIterator[tuple[str, Recorded]]:
 
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/proxy/v1/messages", messages)  # a base URL with a path
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -92,11 +95,14 @@ def _ignore(_event: object) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("base_path", ["", "/proxy", "/proxy/"])
 async def test_the_body_sent_is_the_one_built_with_the_headers_messages_create_sends(
-    server: tuple[str, Recorded], transport: Any
+    server: tuple[str, Recorded], transport: Any, base_path: str
 ) -> None:
     url, recorded = server
-    provider = AnthropicProvider(api_key="sk-ant-wire", base_url=url, transport=transport)
+    provider = AnthropicProvider(
+        api_key="sk-ant-wire", base_url=url + base_path, transport=transport
+    )
     request = _request()
     try:
         response = await provider.complete(request, _ignore)
@@ -109,6 +115,7 @@ async def test_the_body_sent_is_the_one_built_with_the_headers_messages_create_s
     finally:
         await provider.aclose()
     ours, theirs = recorded.bodies
+    assert recorded.paths == [base_path.rstrip("/") + "/v1/messages"] * 2
     assert ours == dumps({**request_params(request), "stream": True}).encode()
     assert json.loads(ours) == json.loads(theirs)
     # Encoded as the SDK's encoder writes it (compact, UTF-8 rather than ASCII escapes): only
