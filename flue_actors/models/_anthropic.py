@@ -73,6 +73,8 @@ __all__ = [
     "Transport",
     "map_error",
     "message_response",
+    "request_body",
+    "request_params",
     "to_anthropic_messages",
 ]
 
@@ -211,25 +213,15 @@ class AnthropicProvider:
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         sdk = self._sdk or self._connect()
-        params = request_params(request)
+        if sdk.traced or request.model in sdk.models_it_warns_about:
+            return await _through_messages_create(sdk, request, on_stream)
+        # Our body is already the API's JSON: sent as bytes, it skips the SDK's walk of
+        # messages.create's typed parameters; headers, auth, timeouts and status errors are
+        # still the SDK's (its documented request method for any endpoint).
+        body = request_body(request)
         try:
-            if sdk.traced or request.model in sdk.models_it_warns_about:
-                # The SDK's own method: its spans are named and described per method, and it
-                # warns about deprecated models.
-                stream = await sdk.client.messages.create(**params, stream=True)
-                # Leaving the block closes the HTTP response (and ends the SDK's span), also
-                # when the task is cancelled mid-stream (CancelledError is not an Exception).
-                async with stream:
-                    return await _read_turn(sdk, stream.response, request.model, on_stream)
-            # Our body is already the API's JSON: sent as bytes, it skips the SDK's walk of
-            # messages.create's typed parameters; headers, auth, timeouts and status errors
-            # are still the SDK's (its documented request method for any endpoint).
-            params["stream"] = True
             response: httpx2.Response = await sdk.client.post(
-                sdk.messages_url,
-                content=dumps(params).encode(),
-                cast_to=sdk.raw_response,
-                stream=True,
+                sdk.messages_url, content=body, cast_to=sdk.raw_response, stream=True
             )
             try:
                 return await _read_turn(sdk, response, request.model, on_stream)
@@ -239,6 +231,24 @@ class AnthropicProvider:
             raise
         except Exception as error:
             raise map_error(error) from error
+
+
+async def _through_messages_create(
+    sdk: _Sdk, request: ModelRequest, on_stream: StreamListener
+) -> ModelResponse:
+    """The call through the SDK's own method: its spans are named and described per method,
+    and it warns about deprecated models."""
+    params = request_params(request)
+    try:
+        stream = await sdk.client.messages.create(**params, stream=True)
+        # Leaving the block closes the HTTP response (and ends the SDK's span), also when the
+        # task is cancelled mid-stream (CancelledError is not an Exception).
+        async with stream:
+            return await _read_turn(sdk, stream.response, request.model, on_stream)
+    except ModelRequestError:
+        raise
+    except Exception as error:
+        raise map_error(error) from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +310,27 @@ def _stream_error(data: str, response: Any) -> Exception:
 
 def request_params(request: ModelRequest) -> dict[str, Any]:
     """The Messages API body (minus ``stream``) for ``request``."""
+    params = _params_but_tools(request)
+    if request.tools:
+        params["tools"] = [_tool(spec) for spec in request.tools]
+    return params
+
+
+def request_body(request: ModelRequest) -> bytes:
+    """The JSON body of the streamed Messages API request for ``request``:
+    :func:`request_params` and ``stream``, tools last, each tool's JSON encoded once per spec
+    (a run's tool specs are shared by its turns and by every run, and never mutated: see
+    ``_harness.tools.tool_spec``; their schemas are most of a body)."""
+    params = _params_but_tools(request)
+    params["stream"] = True
+    text = dumps(params)
+    if request.tools:
+        tools = ",".join([_tool_json(spec) for spec in request.tools])
+        text = f'{text[:-1]},"tools":[{tools}]}}'
+    return text.encode()
+
+
+def _params_but_tools(request: ModelRequest) -> dict[str, Any]:
     info = model_info(request.model)
     max_tokens = request.max_tokens or min(DEFAULT_MAX_TOKENS, info.max_output)
     params: dict[str, Any] = {
@@ -316,9 +347,24 @@ def request_params(request: ModelRequest) -> dict[str, Any]:
     params["max_tokens"] = max_tokens
     if request.system_prompt:
         params["system"] = request.system_prompt
-    if request.tools:
-        params["tools"] = [_tool(spec) for spec in request.tools]
     return params
+
+
+# Each tool's JSON, by spec identity (the spec is held, so its id is not reused meanwhile).
+# Bounded: tools made per run (MCP servers', framework tools') are encoded again once it fills.
+_TOOL_JSON: dict[int, tuple[ToolSpec, str]] = {}
+_TOOL_JSON_LIMIT = 4096
+
+
+def _tool_json(spec: ToolSpec) -> str:
+    known = _TOOL_JSON.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    if len(_TOOL_JSON) >= _TOOL_JSON_LIMIT:
+        _TOOL_JSON.clear()
+    text = dumps(_tool(spec))
+    _TOOL_JSON[id(spec)] = (spec, text)
+    return text
 
 
 def _tool(spec: ToolSpec) -> dict[str, Any]:

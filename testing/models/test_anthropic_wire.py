@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from flue_actors._jsonvalue import dumps
 from flue_actors.errors import ModelRequestError
 from flue_actors.models import AnthropicProvider, ModelRequest, ToolSpec
-from flue_actors.models._anthropic import request_params
+from flue_actors.models._anthropic import request_body, request_params
 from flue_actors.testing._messages_wire import (
     STREAM_HEADERS,
     JsonAnswer,
@@ -116,8 +116,8 @@ async def test_the_body_sent_is_the_one_built_with_the_headers_messages_create_s
         await provider.aclose()
     ours, theirs = recorded.bodies
     assert recorded.paths == [base_path.rstrip("/") + "/v1/messages"] * 2
-    assert ours == dumps({**request_params(request), "stream": True}).encode()
-    assert json.loads(ours) == json.loads(theirs)
+    assert ours == request_body(request)
+    assert json.loads(ours) == json.loads(theirs) == {**request_params(request), "stream": True}
     # Encoded as the SDK's encoder writes it (compact, UTF-8 rather than ASCII escapes): only
     # the order of the keys differs.
     assert "Résumé".encode() in ours
@@ -128,6 +128,24 @@ async def test_the_body_sent_is_the_one_built_with_the_headers_messages_create_s
         recorded.headers[0].get("x-api-key") or recorded.headers[0]["authorization"]
     )
     assert recorded.headers[0]["content-type"] == "application/json"
+
+
+def test_the_body_is_the_params_and_stream_with_each_tools_json_made_once() -> None:
+    shared = ToolSpec(name="add", description="Add \ud800.", parameters={"properties": {}})
+    other = ToolSpec(name="sub", description="Subtract.", parameters={"type": "object"})
+    first = _request()
+    first = ModelRequest(model=first.model, messages=first.messages, tools=[shared, other])
+    again = ModelRequest(model=first.model, messages=[*first.messages], tools=[other, shared])
+    body = request_body(first)
+    # Valid UTF-8 even with a lone surrogate (escaped, as the event log writes it).
+    assert json.loads(body.decode("utf-8")) == {**request_params(first), "stream": True}
+    assert json.loads(body)["tools"][0]["input_schema"] == {"properties": {}, "type": "object"}
+    # A second turn with the same specs, in another order: their JSON is reused, in order.
+    assert [tool["name"] for tool in json.loads(request_body(again))["tools"]] == ["sub", "add"]
+    assert request_body(first) == body
+    # The JSON the event log's encoder writes for the same object, keys in this order.
+    assert body == dumps(json.loads(body)).encode()
+    assert list(json.loads(body))[-2:] == ["stream", "tools"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
