@@ -28,8 +28,9 @@ The lightest correct use of the SDK we found (``benchmarks/bench_provider.py``):
   process has set no tracer provider (OpenTelemetry's default proxy, no
   ``OTEL_PYTHON_TRACER_PROVIDER``) and no ``ANTHROPIC_OPEN_TELEMETRY*`` variable is set, the
   client is made with the SDK's own switch ``open_telemetry=False``. This is decided when the
-  client is made (at the provider's first call): configure OpenTelemetry before that to get
-  the SDK's spans, or pass ``open_telemetry=`` to choose.
+  client is made (at the provider's first call, or at ``prepare``, which ``serve`` and
+  ``batch`` call at start-up, after loading the workflows): configure OpenTelemetry before
+  that (a workflow module may) to get the SDK's spans, or pass ``open_telemetry=`` to choose.
 - The transport is the SDK's own choice of two: its default (httpx2) or its aiohttp transport
   (``anthropic.DefaultAioHttpClient``), which costs less CPU per streamed call;
   ``flue-actors serve`` picks aiohttp (``FLUE_ANTHROPIC_TRANSPORT``).
