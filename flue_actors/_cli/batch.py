@@ -358,8 +358,10 @@ async def run_batch_command(
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
             await runtime.serve()
-            if on_ray:
-                settle_loaded()  # Ray, imported as the backend connected
+            # What the backend or the model providers loaded as they started (Ray, as it
+            # connected; the Anthropic SDK) lives as long as the batch: out of the collector's
+            # passes, as the rest of the settled heap is.
+            settle_loaded()
             if on_ray and limits.any:
                 throttled_before = await _cluster_budget(runtime)
             loop = asyncio.get_running_loop()
