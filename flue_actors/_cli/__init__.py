@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
-import importlib
 import json
 import os
 import signal
@@ -29,7 +27,7 @@ from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from ..errors import FlueError, InvalidJsonError, InvalidRequestError, RunNotFoundError
 from ..models._anthropic import TRANSPORT_VARIABLE
 from ..store import is_memory_url, is_offset, resolve_database_url
-from .batch import add_batch_parser, run_batch_command
+from .batch import add_batch_parser, report_models_ready, run_batch_command
 from .hosts import add_hosts_parser, run_hosts
 from .model_batch_options import add_model_batch_options, model_batches_from
 from .presenter import EventPresenter
@@ -351,15 +349,7 @@ def _serve_worker(
     sockets: list[socket.socket],
     report: Callable[[list[str]], None],
 ) -> None:
-    """One worker of ``serve --workers N``, in a process of its own (``gateway._workers``).
-
-    The Anthropic SDK is imported before it listens rather than at its first run: that import
-    holds the event loop (seconds on a loaded machine), heartbeats included, and a worker
-    silent for the lease has its runs taken over by another (only a process's own runs are
-    spared by its sweep)."""
-    for module in ("anthropic", "aiohttp"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
+    """One worker of ``serve --workers N``, in a process of its own (``gateway._workers``)."""
     workflows = WorkflowRegistry.discover(Path(args.workflows))
     settle_heap()  # a worker's process is the server's: long-lived, see _runtime.heap
     _serve_here(args, workflows, sockets, report)
@@ -399,6 +389,11 @@ def _serve_here(
         sweep_seconds=args.sweep_seconds,
         model_batches=model_batches_from(args),
     )
+    if args.backend != "ray":  # on Ray the cluster's hosts call the models
+        # Before listening rather than at the first run: importing the Anthropic SDK holds the
+        # event loop (seconds on a loaded machine), heartbeats included, and a worker silent
+        # for the lease has its runs taken over by another.
+        report_models_ready(runtime.prepare_models(), sys.stderr)
     app = create_app(runtime, max_body_bytes=args.max_body_bytes)
     options = ServeOptions(
         host=args.host,

@@ -36,7 +36,7 @@ from ..errors import BatchInputError, FlueError, InvalidJsonError
 from ..models import MinuteBudget, ModelBatches, ModelRegistry, RateLimits, Usage, UsageMeter
 from .model_batch_options import add_model_batch_options
 
-__all__ = ["add_batch_parser", "run_batch_command"]
+__all__ = ["add_batch_parser", "report_models_ready", "run_batch_command"]
 
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
@@ -353,11 +353,15 @@ async def run_batch_command(
             lease_seconds=args.lease_seconds,
             sweep_seconds=args.sweep_seconds,
         ) as runtime:
+            if not on_ray:  # on Ray the hosts call the models, not this process
+                report_models_ready(runtime.prepare_models(), err)
             # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
             # lease sweep, so re-attaching to them never waits forever.
             await runtime.serve()
-            if on_ray:
-                settle_loaded()  # Ray, imported as the backend connected
+            # What the backend or the model providers loaded as they started (Ray, as it
+            # connected; the Anthropic SDK) lives as long as the batch: out of the collector's
+            # passes, as the rest of the settled heap is.
+            settle_loaded()
             if on_ray and limits.any:
                 throttled_before = await _cluster_budget(runtime)
             loop = asyncio.get_running_loop()
@@ -457,6 +461,12 @@ def _tokens(usage: Usage | None, separator: str) -> str:
         f"{separator}tokens {usage.input} in / {usage.output} out{separator}"
         f"cost ${usage.cost.total:.4f}"
     )
+
+
+def report_models_ready(providers: list[str], err: IO[str]) -> None:
+    """The line ``batch`` and ``serve`` write once their model providers are ready."""
+    if providers:
+        err.write(f"model providers ready: {', '.join(providers)}\n")
 
 
 def _batch_counts(counts: dict[str, int] | None) -> str:

@@ -123,6 +123,9 @@ AgentInitializer: TypeAlias = Callable[
 @dataclass(frozen=True, eq=False)
 class AgentDefinition:
     initialize: AgentInitializer
+    # The config itself when define_agent() was given its fields: known before any run (an
+    # initializer's is known only once it is called, per run).
+    config: AgentConfig | None = None
 
     async def configure(self, context: AgentContext) -> AgentConfig:
         """Call the initializer (once per run) and validate what it returns."""
@@ -152,4 +155,4 @@ def define_agent(initialize: AgentInitializer | None = None, /, **config: Any) -
             raise DefinitionError("[flue] define_agent() initializer must be a function.")
         return AgentDefinition(initialize=initialize)
     static = AgentConfig.from_mapping(config)
-    return AgentDefinition(initialize=lambda _context: static)
+    return AgentDefinition(initialize=lambda _context: static, config=static)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._definitions import WorkflowDefinition
+from .._definitions import AgentProfile, WorkflowDefinition
 from ..errors import WorkflowLoadError, WorkflowNotFoundError
 
 __all__ = ["DiscoveredWorkflow", "WorkflowRegistry", "load_workflow_module"]
@@ -173,6 +173,28 @@ class WorkflowRegistry:
     @property
     def failures(self) -> dict[str, WorkflowLoadError]:
         return dict(self._failures)
+
+    def declared_models(self) -> set[str]:
+        """The models these workflows' agents name up front (``define_agent(model=...)`` and
+        their subagents' profiles): an agent made by an initializer names its model per run,
+        so it adds none."""
+        models: set[str] = set()
+        profiles: list[AgentProfile] = []
+        for workflow in self._by_name.values():
+            config = workflow.definition.agent.config
+            if config is not None:
+                models.add(config.model)
+                profiles.extend(config.subagents)
+        seen: set[int] = set()
+        while profiles:
+            profile = profiles.pop()
+            if id(profile) in seen:
+                continue
+            seen.add(id(profile))
+            if profile.model is not None:
+                models.add(profile.model)
+            profiles.extend(profile.subagents)
+        return models
 
     def get(self, name: str) -> DiscoveredWorkflow:
         """The workflow called ``name``; its load error if it failed to load."""

@@ -229,6 +229,13 @@ class Runtime:
     ) -> None:
         await self.close()
 
+    def prepare_models(self) -> list[str]:
+        """Get the model providers this runtime's workflows will call ready now, in this
+        process: those of the models their agents name up front, or ``FLUE_MODEL``'s (see
+        :meth:`ModelRegistry.prepare`). For a process about to take work, before it does.
+        Returns the providers' names."""
+        return self.services.models.prepare(self.workflows.declared_models())
+
     async def serve(self) -> list[str]:
         """Start serving: end the runs whose owner's lease has expired now, then keep sweeping
         every ``sweep_seconds`` until :meth:`close` (see ``LeaseSupervisor``). Call it in the

@@ -8,19 +8,29 @@ retries are off: the harness owns retries, so one attempt here is one HTTP reque
 The lightest correct use of the SDK we found (``benchmarks/bench_provider.py``):
 
 - One SDK client per provider: one connection pool, reused by every call.
-- ``messages.create(stream=True)``, not the accumulating ``messages.stream()`` helper (which
-  builds a second copy of every message), read through the SDK's own SSE decoder
-  (``AsyncStream.raw_events``) as plain JSON: the SDK's request path, headers, status errors
-  and response handling stay in charge, but no typed pydantic event is built per SSE frame,
-  since this module only copies fields out of each event. An in-stream ``error`` event is
-  raised as the SDK raises it (an ``APIStatusError`` carrying the event's body).
+- The body this module builds is already the API's JSON: it is sent as its bytes through the
+  SDK's documented request method for any endpoint (``client.post("/v1/messages",
+  content=..., cast_to=httpx2.Response, stream=True)``), not ``messages.create``, whose walk
+  over its typed parameters and re-encoding cost more CPU than the rest of the request. The
+  SDK still builds and sends the request (auth, version and client headers, timeouts, its
+  transport) and raises its typed ``APIStatusError`` s; ``testing/models/test_anthropic_wire.py``
+  checks that the body and headers are what ``messages.create`` sends. When the SDK's
+  OpenTelemetry spans are on, or for a model ``messages.create`` warns about (deprecated, or
+  thinking configured the old way), the call goes through ``messages.create`` itself, so the
+  spans and warnings stay the SDK's.
+- The response is read through the SDK's own SSE decoder (``AsyncStream.raw_events``) as plain
+  JSON: no typed pydantic event is built per SSE frame, since this module only copies fields
+  out of each event, and not the accumulating ``messages.stream()`` helper (which builds a
+  second copy of every message). An in-stream ``error`` event is raised as the SDK raises it
+  (an ``APIStatusError`` carrying the event's body).
 - No OpenTelemetry call span when nothing could record it: the SDK builds one per call (with
   its attributes) even when no OpenTelemetry SDK is configured, and throws it away. When the
   process has set no tracer provider (OpenTelemetry's default proxy, no
   ``OTEL_PYTHON_TRACER_PROVIDER``) and no ``ANTHROPIC_OPEN_TELEMETRY*`` variable is set, the
   client is made with the SDK's own switch ``open_telemetry=False``. This is decided when the
-  client is made (at the provider's first call): configure OpenTelemetry before that to get
-  the SDK's spans, or pass ``open_telemetry=`` to choose.
+  client is made (at the provider's first call, or at ``prepare``, which ``serve`` and
+  ``batch`` call at start-up, after loading the workflows): configure OpenTelemetry before
+  that (a workflow module may) to get the SDK's spans, or pass ``open_telemetry=`` to choose.
 - The transport is the SDK's own choice of two: its default (httpx2) or its aiohttp transport
   (``anthropic.DefaultAioHttpClient``), which costs less CPU per streamed call;
   ``flue-actors serve`` picks aiohttp (``FLUE_ANTHROPIC_TRANSPORT``).
@@ -30,11 +40,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from time import time
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from .._jsonvalue import dumps
 from ..errors import ModelRequestError
 from ._anthropic_catalog import DEFAULT_MAX_TOKENS, cost_of, model_info, thinking_budget
 from ._base import (
@@ -52,7 +64,9 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
+    import httpx2
     from anthropic import AsyncAnthropic
+    from anthropic._streaming import ServerSentEvent
 
 __all__ = [
     "TRANSPORT_VARIABLE",
@@ -60,6 +74,8 @@ __all__ = [
     "Transport",
     "map_error",
     "message_response",
+    "request_body",
+    "request_params",
     "to_anthropic_messages",
 ]
 
@@ -109,7 +125,7 @@ class AnthropicProvider:
         self._timeout = timeout
         self._http_client = http_client
         self._transport = transport
-        self._sdk: AsyncAnthropic | None = None
+        self._sdk: _Sdk | None = None
 
     def _chosen_transport(self) -> Transport:
         chosen = self._transport or os.environ.get(TRANSPORT_VARIABLE) or "httpx"
@@ -121,7 +137,7 @@ class AnthropicProvider:
             )
         return chosen  # type: ignore[return-value]
 
-    def _client(self) -> AsyncAnthropic:
+    def _connect(self) -> _Sdk:
         if self._sdk is None:
             api_key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
             if not api_key:
@@ -133,6 +149,10 @@ class AnthropicProvider:
                 )
             transport = self._chosen_transport()
             import anthropic  # imported on first use: importing flue_actors stays fast
+            import httpx2
+
+            # The models messages.create warns about (the SDK's _data package exports them).
+            from anthropic._data import DEPRECATED_MODELS, MODELS_TO_WARN_WITH_THINKING_ENABLED
 
             http_client = self._http_client
             if http_client is None and transport == "aiohttp":
@@ -140,7 +160,7 @@ class AnthropicProvider:
             open_telemetry = self._open_telemetry
             if open_telemetry is None and not _tracing_configured():
                 open_telemetry = False
-            self._sdk = anthropic.AsyncAnthropic(
+            client = anthropic.AsyncAnthropic(
                 api_key=api_key,
                 base_url=self._base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
                 max_retries=0,
@@ -148,7 +168,34 @@ class AnthropicProvider:
                 http_client=http_client,
                 open_telemetry=open_telemetry,
             )
+            base = client.base_url
+            self._sdk = _Sdk(
+                client=client,
+                # The endpoint under the client's base URL, as the SDK joins a path to it, once:
+                # given whole, the SDK parses it once per call instead of twice.
+                messages_url=str(
+                    base.copy_with(raw_path=base.raw_path.rstrip(b"/") + b"/v1/messages")
+                ),
+                traced=client.open_telemetry["traces"]["enabled"],
+                models_it_warns_about=frozenset(
+                    [*DEPRECATED_MODELS, *MODELS_TO_WARN_WITH_THINKING_ENABLED]
+                ),
+                raw_response=httpx2.Response,
+                raw_events=anthropic.AsyncStream.raw_events,
+            )
         return self._sdk
+
+    def _client(self) -> AsyncAnthropic:
+        return self._connect().client
+
+    def prepare(self) -> None:
+        """Import the SDK and make the client now rather than at the first call (seconds of
+        import, and the transport's TLS context). Without a key (or with a transport the SDK
+        does not have) only the import: the first call reports what is missing."""
+        try:
+            self._connect()
+        except ModelRequestError:
+            import anthropic  # noqa: F401
 
     def sdk_client(self) -> AsyncAnthropic:
         """The SDK client this provider calls through (made at the first use)."""
@@ -158,7 +205,7 @@ class AnthropicProvider:
         """Close the SDK client and its connections (a new one is made if called again)."""
         sdk, self._sdk = self._sdk, None
         if sdk is not None:
-            await sdk.close()
+            await sdk.client.close()
 
     def limits(self, model: str) -> ModelLimits:
         """``model``'s context window and output ceiling, from the catalog."""
@@ -166,26 +213,72 @@ class AnthropicProvider:
         return ModelLimits(context_window=info.context_window, max_output=info.max_output)
 
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
-        client = self._client()
-        params = request_params(request)
+        sdk = self._sdk or self._connect()
+        if sdk.traced or request.model in sdk.models_it_warns_about:
+            return await _through_messages_create(sdk, request, on_stream)
+        # Our body is already the API's JSON: sent as bytes, it skips the SDK's walk of
+        # messages.create's typed parameters; headers, auth, timeouts and status errors are
+        # still the SDK's (its documented request method for any endpoint).
+        body = request_body(request)
         try:
-            stream = await client.messages.create(**params, stream=True)
-            # Leaving the block closes the HTTP response, also when the task is cancelled
-            # mid-stream (CancelledError is not caught here: it is not an Exception).
-            async with stream:
-                turn = _StreamedTurn(request.model, on_stream)
-                async for sse in stream.raw_events(stream.response):
-                    kind = sse.event
-                    if kind is None or kind == "ping" or not sse.data:
-                        continue  # what the SDK's own event iterator skips
-                    if kind == "error":
-                        raise _stream_error(sse.data, stream.response)
-                    turn.feed(json.loads(sse.data))
-                return turn.finish()
+            response: httpx2.Response = await sdk.client.post(
+                sdk.messages_url, content=body, cast_to=sdk.raw_response, stream=True
+            )
+            try:
+                return await _read_turn(sdk, response, request.model, on_stream)
+            finally:
+                await response.aclose()
         except ModelRequestError:
             raise
         except Exception as error:
             raise map_error(error) from error
+
+
+async def _through_messages_create(
+    sdk: _Sdk, request: ModelRequest, on_stream: StreamListener
+) -> ModelResponse:
+    """The call through the SDK's own method: its spans are named and described per method,
+    and it warns about deprecated models."""
+    params = request_params(request)
+    try:
+        stream = await sdk.client.messages.create(**params, stream=True)
+        # Leaving the block closes the HTTP response (and ends the SDK's span), also when the
+        # task is cancelled mid-stream (CancelledError is not an Exception).
+        async with stream:
+            return await _read_turn(sdk, stream.response, request.model, on_stream)
+    except ModelRequestError:
+        raise
+    except Exception as error:
+        raise map_error(error) from error
+
+
+@dataclass(frozen=True, slots=True)
+class _Sdk:
+    """A provider's SDK client and what its calls take from the SDK, resolved once."""
+
+    client: AsyncAnthropic
+    messages_url: str
+    traced: bool  # its calls make OpenTelemetry spans
+    models_it_warns_about: frozenset[str]
+    raw_response: type[httpx2.Response]
+    raw_events: Callable[[httpx2.Response], AsyncIterator[ServerSentEvent]]
+
+
+async def _read_turn(
+    sdk: _Sdk, response: httpx2.Response, model: str, on_stream: StreamListener
+) -> ModelResponse:
+    """Our turn from a streamed Messages API response, read through the SDK's SSE decoder as
+    plain JSON (no typed event per frame); an in-stream ``error`` event is raised as the SDK
+    raises it."""
+    turn = _StreamedTurn(model, on_stream)
+    async for sse in sdk.raw_events(response):
+        kind = sse.event
+        if kind is None or kind == "ping" or not sse.data:
+            continue  # what the SDK's own event iterator skips
+        if kind == "error":
+            raise _stream_error(sse.data, response)
+        turn.feed(json.loads(sse.data))
+    return turn.finish()
 
 
 def _tracing_configured() -> bool:
@@ -218,6 +311,27 @@ def _stream_error(data: str, response: Any) -> Exception:
 
 def request_params(request: ModelRequest) -> dict[str, Any]:
     """The Messages API body (minus ``stream``) for ``request``."""
+    params = _params_but_tools(request)
+    if request.tools:
+        params["tools"] = [_tool(spec) for spec in request.tools]
+    return params
+
+
+def request_body(request: ModelRequest) -> bytes:
+    """The JSON body of the streamed Messages API request for ``request``:
+    :func:`request_params` and ``stream``, tools last, each tool's JSON encoded once per spec
+    (a run's tool specs are shared by its turns and by every run, and never mutated: see
+    ``_harness.tools.tool_spec``; their schemas are most of a body)."""
+    params = _params_but_tools(request)
+    params["stream"] = True
+    text = dumps(params)
+    if request.tools:
+        tools = ",".join([_tool_json(spec) for spec in request.tools])
+        text = f'{text[:-1]},"tools":[{tools}]}}'
+    return text.encode()
+
+
+def _params_but_tools(request: ModelRequest) -> dict[str, Any]:
     info = model_info(request.model)
     max_tokens = request.max_tokens or min(DEFAULT_MAX_TOKENS, info.max_output)
     params: dict[str, Any] = {
@@ -234,9 +348,24 @@ def request_params(request: ModelRequest) -> dict[str, Any]:
     params["max_tokens"] = max_tokens
     if request.system_prompt:
         params["system"] = request.system_prompt
-    if request.tools:
-        params["tools"] = [_tool(spec) for spec in request.tools]
     return params
+
+
+# Each tool's JSON, by spec identity (the spec is held, so its id is not reused meanwhile).
+# Bounded: tools made per run (MCP servers', framework tools') are encoded again once it fills.
+_TOOL_JSON: dict[int, tuple[ToolSpec, str]] = {}
+_TOOL_JSON_LIMIT = 4096
+
+
+def _tool_json(spec: ToolSpec) -> str:
+    known = _TOOL_JSON.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    if len(_TOOL_JSON) >= _TOOL_JSON_LIMIT:
+        _TOOL_JSON.clear()
+    text = dumps(_tool(spec))
+    _TOOL_JSON[id(spec)] = (spec, text)
+    return text
 
 
 def _tool(spec: ToolSpec) -> dict[str, Any]:

@@ -72,6 +72,10 @@ class MessageBatchesProvider:
         # The causes a fallback to the Messages API was logged for (once each, not per turn).
         self._fell_back: set[str] = set()
 
+    def prepare(self) -> None:
+        """The Messages API provider's (whose client submits the batches)."""
+        self.messages.prepare()
+
     async def complete(self, request: ModelRequest, on_stream: StreamListener) -> ModelResponse:
         params = request_params(request)
         turn = current_turn.get()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..errors import ModelNotResolvedError
@@ -146,12 +147,34 @@ class ModelRegistry:
             self._wrapped[id(provider)] = wrapped
         return wrapped
 
-    def resolve(self, model: str) -> ResolvedModel:
+    def prepare(self, models: Iterable[str]) -> list[str]:
+        """Have the providers that ``models`` (or the override) resolve to get ready for their
+        first call now (those with a ``prepare``: the Anthropic provider imports its SDK and
+        makes its client), so that a process about to take work pays for it before, not in
+        its first run. Returns their names; a model no provider answers is left to fail when
+        it is used."""
         override = self._override
+        providers: list[ModelProvider] = []
         if override is not None and not isinstance(override, str):
-            return ResolvedModel(
-                provider=self._paced(override), model_id=_split(model)[1], requested=model
-            )
+            providers.append(override)
+        else:
+            for model in [override] if isinstance(override, str) else sorted(models):
+                with contextlib.suppress(ModelNotResolvedError):
+                    provider = self._provider(model)[0]
+                    if all(provider is not known for known in providers):
+                        providers.append(provider)
+        prepared: list[str] = []
+        for provider in providers:
+            prepare = getattr(provider, "prepare", None)
+            if prepare is not None:
+                prepare()
+                prepared.append(provider.name)
+        return prepared
+
+    def _provider(self, model: str) -> tuple[ModelProvider, str, str]:
+        """The provider a model string names (``FLUE_MODEL``'s, when set), the model id, and
+        the model string it came from."""
+        override = self._override
         wanted = override if isinstance(override, str) else model
         provider_name, model_id = _split(wanted)
         provider = self._providers.get(provider_name)
@@ -162,4 +185,13 @@ class ModelRegistry:
                 f"(registered: {', '.join(sorted(self._providers))}); "
                 "set FLUE_MODEL=fake/echo for a dry run",
             )
+        return provider, model_id, wanted
+
+    def resolve(self, model: str) -> ResolvedModel:
+        override = self._override
+        if override is not None and not isinstance(override, str):
+            return ResolvedModel(
+                provider=self._paced(override), model_id=_split(model)[1], requested=model
+            )
+        provider, model_id, wanted = self._provider(model)
         return ResolvedModel(provider=self._paced(provider), model_id=model_id, requested=wanted)
