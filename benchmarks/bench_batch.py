@@ -122,9 +122,12 @@ def main() -> None:
         "--provider-items", type=int, default=1000, help="items on the provider (0: not run)"
     )
     parser.add_argument("--ray-items", type=int, default=0, help="items on Ray (0: not run)")
-    parser.add_argument("--quick", action="store_true", help="300 items, no provider run")
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 items, no provider or Ray run (for CI)"
+    )
     args = parser.parse_args()
-    sizes = [300] if args.quick else [int(size) for size in args.items.split(",")]
+    # Enough items that the command's start-up does not decide its CPU per run.
+    sizes = [2000] if args.quick else [int(size) for size in args.items.split(",")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLUE_")}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)

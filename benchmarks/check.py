@@ -67,7 +67,7 @@ def check_readme(baseline: dict[str, Any]) -> list[str]:
 def lookup(report: dict[str, Any], path: str) -> float:
     value: Any = report
     for part in path.split("."):
-        value = value[part]
+        value = value[int(part)] if isinstance(value, list) else value[part]
     return float(value)
 
 
