@@ -1,4 +1,5 @@
-"""The garbage collector's settings for a long-lived process (``flue-actors serve``, ``batch``).
+"""The garbage collector's settings for a long-lived process (``flue-actors serve``, ``batch``,
+a Ray host).
 
 With hundreds of runs in flight, most objects the collector's young generation finds are still
 in use (each run holds its harness, sessions, coroutines and events while it waits on its
@@ -17,8 +18,8 @@ process's modules and definitions included. Timed with ``gc.callbacks`` over
   average about 5); at 100,000, 4 passes and 0.03-0.07 s, and 6-8% less CPU. The bound on
   what a pass may then walk at once (a pause of tens of milliseconds) is the price.
 
-Only for a process that is the command itself: a library (or a test session calling the CLI's
-``main``) keeps the interpreter's settings.
+Only for a process that is the command itself, or a Ray host's own worker process: a library
+(or a test session calling the CLI's ``main``) keeps the interpreter's settings.
 """
 
 from __future__ import annotations
