@@ -123,6 +123,10 @@ class RunHost:
                 self._services = services
                 backend = LocalBackend(services, owner=config.owner)
                 runtime.backend = backend
+                # The model providers its runs will call, ready before it owns any: importing
+                # the Anthropic SDK holds the host's loop for seconds, which its first run
+                # (and every run and heartbeat waiting on the loop) would otherwise pay.
+                runtime.prepare_models()
                 await backend.lease.beat()
                 backend.lease.keep_alive()
                 # A dedicated host is named after its one run and never restarts: it has no
