@@ -88,15 +88,16 @@ def _parser() -> argparse.ArgumentParser:
         "--lease-seconds",
         type=_seconds,
         default=DEFAULT_LEASE_SECONDS,
-        help="a run whose owner has not heartbeated for this long is ended (run_interrupted); "
+        help="a run whose owner has not heartbeated for this long is orphaned: resumed by "
+        "replay here (or ended, run_interrupted, if its workflow says recovery='fail'); "
         f"at least 3 (default {DEFAULT_LEASE_SECONDS:g})",
     )
     serve.add_argument(
         "--sweep-seconds",
         type=_seconds,
         default=DEFAULT_SWEEP_SECONDS,
-        help="how often to look for such runs; an orphaned run ends within lease + sweep "
-        f"seconds (default {DEFAULT_SWEEP_SECONDS:g})",
+        help="how often to look for such runs; an orphaned run is taken over within lease + "
+        f"sweep seconds (default {DEFAULT_SWEEP_SECONDS:g})",
     )
     serve.add_argument(
         "--keep-alive-seconds",

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -354,11 +355,17 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
         if match is not None:
             made.run_ids[key] = match.group(1)
             made.order.append(match.group(1))
-    for run_id in made.order:
-        get = project.run("runs", "get", run_id)
-        if get.returncode == 0:
-            made.records[run_id] = json.loads(get.stdout)
-        events = project.run("runs", "events", run_id)
-        if events.returncode == 0:
-            made.events[run_id] = events.stdout.splitlines()
+    # The runs above go one by one (their order is the listing's); the reads of what they left
+    # change nothing, so they overlap (each is mostly an interpreter starting).
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        gets = {run_id: pool.submit(project.run, "runs", "get", run_id) for run_id in made.order}
+        reads = {
+            run_id: pool.submit(project.run, "runs", "events", run_id) for run_id in made.order
+        }
+        for run_id in made.order:
+            get, events = gets[run_id].result(), reads[run_id].result()
+            if get.returncode == 0:
+                made.records[run_id] = json.loads(get.stdout)
+            if events.returncode == 0:
+                made.events[run_id] = events.stdout.splitlines()
     return made

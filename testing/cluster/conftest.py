@@ -51,6 +51,9 @@ _REPO: Final = Path(__file__).resolve().parents[2]
 BIN: Final = Path(sys.executable).parent
 RAY_PORT: Final = 6379
 GATEWAY_PORT: Final = 8000
+# serve's lease and sweep on the head (at least 3 s: see serve --lease-seconds).
+LEASE_SECONDS: Final = 4.0
+SWEEP_SECONDS: Final = 1.0
 _START_TIMEOUT: Final = 120.0
 
 # The slow workflow: sleeps, then says which machine ran it.
@@ -103,6 +106,10 @@ def node_environment(**extra: str) -> dict[str, str]:
     environment.update(loopback)
     # A private test cluster on a network nobody else is on.
     environment["RAY_AUTH_MODE"] = "disabled"
+    # The head's GCS checks each node every second (Ray's default: every 3 s, dead after 5
+    # failures): a killed machine is declared dead in about 5 s instead of 15, which is what
+    # the node-death test waits for. A slow but live node still has Ray's 10 s per check.
+    environment["RAY_health_check_period_ms"] = "1000"
     environment["FLUE_MODEL"] = "fake/echo"
     environment.update(extra)
     return environment
@@ -303,6 +310,10 @@ def cluster() -> Iterator[Cluster]:
                         f"--host={head.address}",
                         f"--port={GATEWAY_PORT}",
                         f"--workflows={workflows}",
+                        # Orphans are taken over within 5 s, not 15 (the default lease 10 s,
+                        # sweep 5 s): the machine-kill test waits for exactly that.
+                        f"--lease-seconds={LEASE_SECONDS:g}",
+                        f"--sweep-seconds={SWEEP_SECONDS:g}",
                     ),
                     cwd=folder / "project",
                     env=node_environment(FLUE_DATABASE_URL=postgres.url),

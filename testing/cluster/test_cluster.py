@@ -22,18 +22,19 @@ import pytest
 from flue_actors.client import FlueClient
 from flue_actors.store import open_store
 
-from .conftest import BIN, RAY_PORT, Cluster, node_environment
+from .conftest import BIN, LEASE_SECONDS, RAY_PORT, SWEEP_SECONDS, Cluster, node_environment
 
 # The first test also builds the cluster (machines, PostgreSQL, Ray on each, serve): minutes.
 pytestmark = [pytest.mark.ray, pytest.mark.netns, pytest.mark.timeout(300)]
 
-# The runtime's lease (10 s) plus its sweep interval (half the lease) plus a heartbeat, with room
-# for a loaded two-core machine: every run the dead worker held must be ended within this.
-RECOVERY_BOUND_SECONDS: Final = 30.0
-# Ray declares a node dead once its health checks fail (about 15 s with Ray's defaults).
-NODE_DEATH_BOUND_SECONDS: Final = 45.0
+# serve's lease plus its sweep interval plus a heartbeat, with room for a loaded two-core
+# machine: every run the dead worker held must be ended within this.
+RECOVERY_BOUND_SECONDS: Final = 3 * (LEASE_SECONDS + SWEEP_SECONDS)
+# Ray declares a node dead once its health checks fail (about 5 s with the cluster's settings,
+# see node_environment).
+NODE_DEATH_BOUND_SECONDS: Final = 30.0
 # Long enough that the worker's runs are certainly in flight when it is killed.
-SLOW_RUN_SECONDS: Final = 10.0
+SLOW_RUN_SECONDS: Final = 6.0
 
 
 def _owners(cluster: Cluster, run_ids: list[str]) -> dict[str, str | None]:
