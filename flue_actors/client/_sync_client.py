@@ -82,10 +82,17 @@ class _Workflows:
         self._retries = retries
 
     def invoke(
-        self, name: str, input: Any = UNSET, *, wait: Literal["result"] | None = None
+        self,
+        name: str,
+        input: Any = UNSET,
+        *,
+        wait: Literal["result"] | None = None,
+        idempotency_key: str | None = None,
     ) -> Invocation:
-        """``POST /workflows/{name}``: the run id, and with ``wait="result"`` its result."""
-        request = invocation_request(input, wait)
+        """``POST /workflows/{name}``: the run id, and with ``wait="result"`` its result.
+        ``idempotency_key``: sent as ``Idempotency-Key``; a repeated key with the same input
+        answers the run it admitted (safe to retry)."""
+        request = invocation_request(input, wait, idempotency_key)
         timeout = _LIVE_TIMEOUT if wait else httpx.USE_CLIENT_DEFAULT
         return invocation_from(self._http.post(f"/workflows/{name}", timeout=timeout, **request))
 

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from store.conftest import drop_scratch_schemas, open_backend
 
-from flue_actors import AsyncFlueClient, ModelRegistry, Runtime
+from flue_actors import AsyncFlueClient, FlueClient, ModelRegistry, Runtime
 from flue_actors.client import FlueApiError
 from flue_actors.gateway import create_app
 
@@ -104,6 +104,19 @@ async def test_the_python_client_sends_the_key(
             await flue.workflows.invoke("echo", {"text": "b"}, idempotency_key="c1")
         assert raised.value.status == 409
         assert raised.value.type == "idempotency_key_conflict"
+
+
+def test_the_sync_client_sends_the_key() -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(202, json={"runId": "run_01JZ0000000000000000000000"})
+
+    with FlueClient("http://gateway.test", transport=httpx.MockTransport(answer)) as flue:
+        flue.workflows.invoke("echo", {"text": "a"}, idempotency_key="c1")
+        flue.workflows.invoke("echo", {"text": "a"})
+    assert [request.headers.get("idempotency-key") for request in sent] == ["c1", None]
 
 
 async def test_batch_answers_run_ids_and_per_item_errors_in_order(
