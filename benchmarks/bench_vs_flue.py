@@ -52,7 +52,8 @@ import aiohttp
 import httpx
 from _load import concurrently
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 WORKLOADS = ("wait_result", "accept_then_read", "sse_tail")
 TARGETS = {"cpu_per_run_ratio_max": 0.5, "runs_per_s_ratio_min": 2.0, "p99_ratio_max": 1.0}
 
@@ -138,9 +139,12 @@ def _cpu_seconds(root: int) -> float:
 
 
 def _workload(
-    client: aiohttp.ClientSession, base: str, kind: str, tag: str
+    client: aiohttp.ClientSession, base: str, kind: str, tag: str, requests: list[int]
 ) -> Callable[[int], Awaitable[None]]:
+    """One run of ``kind``; ``requests[0]`` counts the HTTP requests made."""
+
     async def start(i: int) -> str:
+        requests[0] += 1
         async with client.post(
             f"{base}/workflows/summarize", json={"text": f"{tag} text {i}"}
         ) as response:
@@ -150,6 +154,7 @@ def _workload(
             return run_id
 
     async def wait_result(i: int) -> None:
+        requests[0] += 1
         async with client.post(
             f"{base}/workflows/summarize",
             params={"wait": "result"},
@@ -162,6 +167,7 @@ def _workload(
     async def accept_then_read(i: int) -> None:
         run_id, offset = await start(i), "-1"
         while True:
+            requests[0] += 1
             async with client.get(
                 f"{base}/runs/{run_id}", params={"offset": offset, "live": "long-poll"}
             ) as response:
@@ -178,6 +184,7 @@ def _workload(
     async def sse_tail(i: int) -> None:
         run_id = await start(i)
         params = {"offset": "-1", "live": "sse"}
+        requests[0] += 1
         async with client.get(f"{base}/runs/{run_id}", params=params) as response:
             assert response.status == 200
             async for line in response.content:
@@ -199,8 +206,10 @@ async def _measure(
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
-        one = _workload(client, base, kind, tag)
+        requests = [0]
+        one = _workload(client, base, kind, tag, requests)
         await concurrently(concurrency * 2, concurrency, one)  # warm connections and caches
+        requests[0] = 0
         cpu_before, model_before = _cpu_seconds(pid), _cpu_seconds(model_pid)
         load_before = time.process_time()
         elapsed, latencies = await concurrently(runs, concurrency, one)
@@ -215,6 +224,9 @@ async def _measure(
         # What the same runs cost the two shared processes: on 2 cores, they bound runs/s.
         "load_generator_cpu_ms_per_run": load * 1000 / runs,
         "model_cpu_ms_per_run": model * 1000 / runs,
+        # accept_then_read long-polls until the run ends: as many reads as the run's events
+        # become visible in separate steps.
+        "requests_per_run": requests[0] / runs,
     }
 
 
@@ -232,6 +244,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="80 runs, 1 round (for CI)")
     parser.add_argument(
         "--workers", type=int, default=1, help="flue-actors serve --workers (default 1)"
+    )
+    parser.add_argument(
+        "--model-nodelay",
+        action="store_true",
+        help="the peer's fake model with TCP_NODELAY (no 40 ms delayed-ACK stall per call)",
     )
     args = parser.parse_args()
     if args.quick:
@@ -252,12 +269,10 @@ def main() -> None:
             "ANTHROPIC_BASE_URL": fake_url,
             "FLUE_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
         }
-        fake_argv = [
-            sys.executable,
-            str(peer / "fake-model" / "fake_anthropic.py"),
-            "--port",
-            str(fake_port),
-        ]
+        fake_argv = [sys.executable, str(peer / "fake-model" / "fake_anthropic.py")]
+        if args.model_nodelay:
+            fake_argv = [sys.executable, str(HERE / "_nodelay_model.py"), str(peer / "fake-model")]
+        fake_argv += ["--port", str(fake_port)]
         ours_argv = [sys.executable, "-m", "flue_actors", "serve", "--port", str(ours_port)]
         ours_argv += ["--workflows", str(workflows), "--workers", str(args.workers)]
         with (
@@ -309,6 +324,7 @@ def main() -> None:
         "rounds": args.rounds,
         "concurrency": args.concurrency,
         "model": "peer fake Anthropic Messages API (one server for both)",
+        "model_nagle": "off (TCP_NODELAY)" if args.model_nodelay else "on (as shipped)",
         "flue_actors": "flue-actors serve, sqlite file, local backend, anthropic provider",
         "workers": args.workers,
         "flue": "Flue 1.0.0-beta.9 (peer serve.sh, node 22)",
