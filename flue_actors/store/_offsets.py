@@ -15,9 +15,12 @@ NOW: Final = "now"
 _OFFSET = re.compile("[0-9]+_0*([0-9]{1,18})")
 
 
+_EPOCH: Final = f"{0:016d}_"  # the first half of every offset
+
+
 def format_offset(seq: int) -> str:
     """The offset of the event at sequence ``seq``; ``-1`` is "before the first event"."""
-    return BEFORE_START if seq < 0 else f"{0:016d}_{seq:016d}"
+    return BEFORE_START if seq < 0 else f"{_EPOCH}{seq:016d}"
 
 
 def parse_offset(offset: str) -> int:

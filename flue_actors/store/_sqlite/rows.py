@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from ..._jsonvalue import UNSET, dumps, loads
 from ..._records import RunRecord, apply_event
-from ...errors import StreamClosedError, StreamConflictError, StreamMissingError
+from ...errors import FlueError, StreamClosedError, StreamConflictError, StreamMissingError
 
-__all__ = ["project", "record_from_row", "record_row", "tail", "writable_length"]
+__all__ = ["project", "record_from_row", "record_row", "refusal", "tail"]
 
 
 def tail(conn: sqlite3.Connection, path: str) -> tuple[int, bool]:
@@ -20,61 +20,58 @@ def tail(conn: sqlite3.Connection, path: str) -> tuple[int, bool]:
     return int(length), bool(closed)
 
 
-def writable_length(conn: sqlite3.Connection, path: str, expected_seq: int | None) -> int:
+def refusal(conn: sqlite3.Connection, path: str, expected_seq: int | None) -> FlueError:
+    """Why an append to ``path`` expecting ``expected_seq`` is refused: the stream is missing,
+    closed, or at another length."""
     row = conn.execute("SELECT length, closed FROM streams WHERE path = ?", (path,)).fetchone()
     if row is None:
-        raise StreamMissingError(path=path)
+        return StreamMissingError(path=path)
     length, closed = row
     if closed:
-        raise StreamClosedError(path=path)
-    if expected_seq is not None and expected_seq != length:
-        raise StreamConflictError(path=path, expected=expected_seq, actual=length)
-    return int(length)
+        return StreamClosedError(path=path)
+    # Open and present: only the expected length can have refused it.
+    assert expected_seq is not None
+    return StreamConflictError(path=path, expected=expected_seq, actual=length)
 
 
-def project(conn: sqlite3.Connection, run_id: str, events: Iterable[dict[str, Any]]) -> None:
+def project(
+    conn: sqlite3.Connection,
+    run_id: str,
+    events: Iterable[dict[str, Any]],
+    *,
+    admitted: bool = False,
+) -> None:
+    """Fold lifecycle ``events`` into the run's record. ``admitted``: the stream has an
+    admission header, so the record exists (admission writes both in one transaction, and
+    ``rebuild_records`` refolds every one)."""
     events = list(events)
-    status = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    if status is not None:
+    end = next((event for event in events if event.get("type") == "run_end"), None)
+    if admitted and (end is None or _project_end(conn, run_id, end)):
         # The record exists, so (apply_event) only its first run_end changes it, and only the
         # outcome's columns: set from the event alone, without reading and re-encoding the
-        # whole record. This runs in the writer thread twice per run.
-        if status[0] != "active":
-            return
-        end = next((event for event in events if event.get("type") == "run_end"), None)
-        if end is not None:
+        # whole record. This runs in the writer thread at every run's end.
+        return
+    status = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if status is not None:
+        if status[0] == "active" and end is not None:
             _project_end(conn, run_id, end)
         return
-    row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    before = record_from_row(row) if row is not None else None
-    after = before
+    # No record: a stream without an admission header (an older or foreign writer), whose
+    # record is recreated from its lifecycle events (see apply_event).
+    record = None
     for event in events:
-        after = apply_event(after, event)
-    if after is None or after == before:
-        return
-    row = record_row(after)
-    if before is None:
-        conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
-        return
-    # Only the columns that changed (at run_end: status and the outcome): a replaced row would
-    # rewrite every index of the table, an update only those over the columns it sets.
-    old = record_row(before)
-    changed = [i for i in range(1, len(_RUN_COLUMNS)) if row[i] != old[i]]
-    if changed:
-        assignments = ", ".join(f"{_RUN_COLUMNS[i]} = ?" for i in changed)
-        conn.execute(
-            f"UPDATE runs SET {assignments} WHERE run_id = ?",
-            (*(row[i] for i in changed), row[0]),
-        )
+        record = apply_event(record, event)
+    if record is not None:
+        conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", record_row(record))
 
 
-def _project_end(conn: sqlite3.Connection, run_id: str, end: dict[str, Any]) -> None:
-    """An active record's columns after ``end``: what ``apply_event`` and ``record_row`` make
-    of it."""
+def _project_end(conn: sqlite3.Connection, run_id: str, end: dict[str, Any]) -> bool:
+    """Set an active record's columns after ``end`` (what ``apply_event`` and ``record_row``
+    make of it); ``False`` if no active record was there (ended, or missing)."""
     is_error = bool(end["isError"])
-    conn.execute(
+    updated = conn.execute(
         "UPDATE runs SET status = ?, ended_at = ?, is_error = ?, duration_ms = ?, result = ?, "
-        "error = ? WHERE run_id = ?",
+        "error = ? WHERE run_id = ? AND status = 'active'",
         (
             "errored" if is_error else "completed",
             end["timestamp"],
@@ -84,14 +81,8 @@ def _project_end(conn: sqlite3.Connection, run_id: str, end: dict[str, Any]) -> 
             _optional_json(end.get("error")),
             run_id,
         ),
-    )
-
-
-# The columns of ``runs``, in the order of ``record_row``.
-_RUN_COLUMNS: Final = (
-    "run_id", "workflow_name", "status", "started_at", "input", "trace_carrier", "ended_at",
-    "is_error", "duration_ms", "result", "error",
-)  # fmt: skip
+    ).rowcount
+    return bool(updated == 1)
 
 
 def _optional_json(value: Any) -> str | None:

@@ -31,7 +31,7 @@ from .._listing import run_listing
 from .._offsets import NOW, format_offset, parse_offset
 from .inotify import ForeignCommitWatcher
 from .live import LiveTails
-from .rows import project, record_from_row, record_row, tail, writable_length
+from .rows import project, record_from_row, record_row, refusal, tail
 from .schema import connect, ensure_schema
 from .worker import Changes, DatabaseThread
 
@@ -142,14 +142,15 @@ class SqliteEventStore:
                 if not inserted:
                     admitted.append(False)
                     continue
-                conn.execute(
+                length, closed = conn.execute(
                     "INSERT INTO streams (path, header) VALUES (?, ?) "
-                    "ON CONFLICT (path) DO UPDATE SET header = coalesce(header, excluded.header)",
+                    "ON CONFLICT (path) DO UPDATE SET header = coalesce(header, excluded.header) "
+                    "RETURNING length, closed",
                     (path, header_json),
-                )
+                ).fetchone()
                 if owner is not None:
                     conn.execute("INSERT INTO run_owners VALUES (?, ?)", (run_id, owner))
-                changed[path] = tail(conn, path)
+                changed[path] = (int(length), bool(closed))
                 admitted.append(True)
             return admitted
 
@@ -195,20 +196,26 @@ class SqliteEventStore:
         lifecycle = [event for event in events if event.get("type") in LIFECYCLE_EVENT_TYPES]
 
         def work(conn: sqlite3.Connection, changed: Changes) -> list[str]:
-            start = writable_length(conn, path, expected_seq)
+            # The check and the new length in one statement; only a refused append looks again,
+            # to say why. Every run makes two or three appends.
+            found = conn.execute(
+                "UPDATE streams SET length = length + ?, closed = ? WHERE path = ? AND NOT closed "
+                "AND (? IS NULL OR length = ?) RETURNING length, header IS NOT NULL",
+                (len(rows), int(close), path, expected_seq, expected_seq),
+            ).fetchone()
+            if found is None:
+                raise refusal(conn, path, expected_seq)
+            end, admitted = found
+            start = end - len(rows)
             if rows:
                 conn.executemany(
                     "INSERT INTO events (path, seq, type, data) VALUES (?, ?, ?, ?)",
                     [(path, start + i, kind, raw) for i, (kind, raw) in enumerate(rows)],
                 )
-            conn.execute(
-                "UPDATE streams SET length = ?, closed = ? WHERE path = ?",
-                (start + len(rows), int(close), path),
-            )
             if lifecycle and path.startswith(_RUN_PREFIX):
-                project(conn, path[len(_RUN_PREFIX) :], lifecycle)
+                project(conn, path[len(_RUN_PREFIX) :], lifecycle, admitted=bool(admitted))
             if rows or close:
-                changed[path] = (start + len(rows), close)
+                changed[path] = (end, close)
             return [format_offset(start + i) for i in range(len(rows))]
 
         return await self._writer.submit(work)
