@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final, TextIO
 
@@ -34,6 +34,7 @@ from .._runtime.lease import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from .._runtime.runtime import check_idempotency_key
 from ..errors import BatchInputError, FlueError, InvalidJsonError
 from ..models import MinuteBudget, ModelBatches, ModelRegistry, RateLimits, Usage, UsageMeter
+from ..store import is_memory_url
 from .model_batch_options import add_model_batch_options
 
 __all__ = ["add_batch_parser", "report_models_ready", "run_batch_command"]
@@ -83,6 +84,13 @@ def add_batch_parser(commands: Any, positive: Any) -> None:
         "FLUE_RAY_ADDRESS is given)",
     )
     batch.add_argument("--address", help="the Ray cluster to attach to, as serve")
+    batch.add_argument(
+        "--workers",
+        type=positive(int),
+        default=1,
+        help="worker processes on this machine, each with runs of its own on the same store "
+        "(local backend; default 1)",
+    )
     batch.add_argument(
         "--lease-seconds", type=positive(float), default=DEFAULT_LEASE_SECONDS, help="as serve"
     )
@@ -187,14 +195,19 @@ def _check_same_batch(
     return count
 
 
+async def _stream_lines(stream: IO[bytes]) -> AsyncIterator[tuple[int, bytes, str]]:
+    for line in _lines(stream):
+        yield line
+
+
 async def _inputs(
     runtime: Runtime,
     name: str,
     field: str | None,
-    stream: IO[bytes],
+    lines: AsyncIterator[tuple[int, bytes, str]],
     done: dict[int, str | None],
 ) -> AsyncIterator[BatchInput]:
-    for number, raw, text in _lines(stream):
+    async for number, raw, text in lines:
         if number in done:
             continue
         item = BatchInput(number)
@@ -218,13 +231,15 @@ class _Progress:
         self,
         err: TextIO,
         control: BatchControl,
-        meter: UsageMeter | None,
+        usage: Callable[[], Usage | None] | None,
         total: int | None,
         skipped: int,
+        active: Callable[[], int] | None = None,
     ):
         self._err = err
         self._control = control
-        self._meter = meter
+        self._usage = usage
+        self._active = active or (lambda: len(control.active))
         self._total = total
         self._skipped = skipped
         self._started = time.monotonic()
@@ -248,9 +263,9 @@ class _Progress:
         if self._total is not None and rate > 0:
             left = self._total - self._skipped - control.done
             eta = f"  eta {max(left, 0) / rate:.0f}s"
-        usage = None if self._meter is None else self._meter.total
+        usage = None if self._usage is None else self._usage()
         return (
-            f"done {control.done}{total}  failed {control.failed}  active {len(control.active)}"
+            f"done {control.done}{total}  failed {control.failed}  active {self._active()}"
             f"  {rate:.1f} runs/s{eta}{_tokens(usage, '  ')}{_batch_counts(self.batches)}"
         )
 
@@ -283,6 +298,10 @@ async def run_batch_command(
     on_ray = (args.backend or ("ray" if address else "local")) == "ray"
     if address and not on_ray:
         err.write("error: --address needs --backend ray\n")
+        return EXIT_USAGE
+    refusal = _workers_refusal(args, on_ray)
+    if refusal is not None:
+        err.write(f"error: {refusal}\n")
         return EXIT_USAGE
     done: dict[int, str | None] = {}
     # Lines of the output an earlier invocation wrote for failed items: the batch failed.
@@ -320,6 +339,16 @@ async def run_batch_command(
         args.max_input_tokens_per_minute,
         args.max_output_tokens_per_minute,
     )
+    if args.workers > 1:
+        try:
+            return await _batch_on_workers(
+                args, stream, sink, control, limits, done, failed_before, total, err
+            )
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+            if sink is not out:
+                sink.close()
     budget: MinuteBudget | None = None
     meter: UsageMeter | None = None
     # On Ray the model calls are made in the hosts: they count them under this batch's name,
@@ -367,35 +396,22 @@ async def run_batch_command(
             loop = asyncio.get_running_loop()
             cancelling: set[asyncio.Task[None]] = set()
 
-            def interrupt(signum: signal.Signals) -> None:
-                interrupted.append(signum)
-                if len(interrupted) == 1:
-                    err.write(f"\n{signum.name}: admitting no more; waiting for runs in flight\n")
-                    control.stop_admitting()
-                elif len(interrupted) == 2:
-                    err.write(f"\n{signum.name}: cancelling {len(control.active)} runs\n")
-                    reason = f"Interrupted by {signum.name}."
-                    cancelling.add(loop.create_task(control.cancel_active(runtime, reason)))
-                else:
-                    os._exit(EXIT_INTERRUPTED)
+            def cancel(reason: str) -> None:
+                cancelling.add(loop.create_task(control.cancel_active(runtime, reason)))
 
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, interrupt, signum)
-            progress = _Progress(err, control, meter, total, len(done))
+            _on_interrupts(
+                err, interrupted, control.stop_admitting, cancel, lambda: len(control.active)
+            )
+            progress = _Progress(err, control, _totals(meter), total, len(done))
             following = (
                 loop.create_task(_follow_batches(runtime, progress, args.model_batches))
                 if args.model_batches
                 else None
             )
-            flushing: asyncio.Handle | None = None
-
-            def flush() -> None:
-                nonlocal flushing
-                flushing = None
-                sink.flush()
+            writer = _LineWriter(sink)
 
             try:
-                items = _inputs(runtime, name, args.key, stream, done)
+                items = _inputs(runtime, name, args.key, _stream_lines(stream), done)
                 async for item in drive_batch(
                     runtime,
                     runtime.workflow(name),
@@ -405,19 +421,14 @@ async def run_batch_command(
                     model_batches=args.model_batches or None,
                     meter=hosts_meter,
                 ):
-                    sink.write(_output_line(name, item))
-                    if not flushing:
-                        # One flush per loop turn for every line written in it, not per line.
-                        flushing = loop.call_soon(flush)
+                    writer.write(_output_line(name, item))
                     progress.tick()
             finally:
                 if following is not None:
                     following.cancel()
                     await asyncio.gather(following, return_exceptions=True)
                     batch_counts = await runtime.model_batch_progress(args.model_batches)
-                if flushing is not None:
-                    flushing.cancel()
-                    sink.flush()
+                writer.close()
                 elapsed = progress.close()
                 if budget is not None:
                     throttled = (budget.throttled_seconds, budget.cooldowns)
@@ -431,8 +442,7 @@ async def run_batch_command(
                     )
                 if hosts_meter is not None:
                     usage = await runtime.backend.batch_usage(hosts_meter)  # type: ignore[attr-defined]
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(signum)
+                _off_interrupts()
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -443,6 +453,148 @@ async def run_batch_command(
     _summary(err, control, usage, elapsed, len(done), failed_before, throttled, batch_counts)
     if interrupted:
         return EXIT_INTERRUPTED
+    return EXIT_FAILED if control.failed or failed_before else 0
+
+
+def _totals(meter: UsageMeter | None) -> Callable[[], Usage | None] | None:
+    """What a progress line shows of ``meter``: its totals as they are when drawn."""
+    if meter is None:
+        return None
+    return lambda: meter.total
+
+
+def _workers_refusal(args: argparse.Namespace, on_ray: bool) -> str | None:
+    if args.workers == 1:
+        return None
+    if on_ray:
+        return "--workers needs the local backend (on Ray, runs spread over the cluster's hosts)"
+    if args.database_url is not None and is_memory_url(args.database_url):
+        return "--workers needs a store the workers share: an in-memory SQLite store is not"
+    if args.model_batches:
+        return "--model-batches collects the turns of one process's runs: use one worker"
+    return None
+
+
+def _on_interrupts(
+    err: TextIO,
+    interrupted: list[signal.Signals],
+    stop: Callable[[], None],
+    cancel: Callable[[str], None],
+    active: Callable[[], int],
+) -> None:
+    """The first SIGINT/SIGTERM stops admitting, the second cancels the runs in flight, a
+    third exits at once."""
+
+    def interrupt(signum: signal.Signals) -> None:
+        interrupted.append(signum)
+        if len(interrupted) == 1:
+            err.write(f"\n{signum.name}: admitting no more; waiting for runs in flight\n")
+            stop()
+        elif len(interrupted) == 2:
+            err.write(f"\n{signum.name}: cancelling {active()} runs\n")
+            cancel(f"Interrupted by {signum.name}.")
+        else:
+            os._exit(EXIT_INTERRUPTED)
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupt, signum)
+
+
+def _off_interrupts() -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+
+
+class _LineWriter:
+    """Output lines, flushed once per loop turn for every line written in it, not per line."""
+
+    def __init__(self, sink: IO[str]) -> None:
+        self._sink = sink
+        self._flushing: asyncio.Handle | None = None
+
+    def write(self, line: str) -> None:
+        self._sink.write(line)
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = None
+        self._sink.flush()
+
+    def close(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flush()
+
+
+async def _batch_on_workers(
+    args: argparse.Namespace,
+    stream: IO[bytes],
+    sink: IO[str],
+    control: BatchControl,
+    limits: RateLimits,
+    done: dict[int, str | None],
+    failed_before: int,
+    total: int | None,
+    err: TextIO,
+) -> int:
+    """``--workers N``: the lines run in N worker processes (``batch_workers``); this process
+    reads them, writes the output and holds the rate limits."""
+    from .batch_workers import WorkerSettings, describe_lost, run_on_workers
+
+    settings = WorkerSettings(
+        name=args.name,
+        workflows=str(args.workflows),
+        database_url=args.database_url,
+        field=args.key,
+        concurrency=max(1, -(-args.concurrency // args.workers)),
+        lease_seconds=args.lease_seconds,
+        sweep_seconds=args.sweep_seconds,
+        limited=limits.any,
+    )
+    budget = MinuteBudget(limits) if limits.any else None
+    interrupted: list[signal.Signals] = []
+    writer = _LineWriter(sink)
+    progress: _Progress | None = None
+    started: list[bool] = []
+
+    def ready(providers: list[str]) -> None:
+        nonlocal progress
+        report_models_ready(providers, err)
+        started.append(True)
+        progress = _Progress(err, control, fleet.usage, total, len(done), lambda: fleet.in_flight)
+
+    def answered(line: str) -> None:
+        writer.write(line)
+        if progress is not None:
+            progress.tick()
+
+    async with run_on_workers(
+        settings, args.workers, _lines(stream), done, control, budget, ready, answered
+    ) as fleet:
+        _on_interrupts(
+            err, interrupted, fleet.stop_admitting, fleet.cancel, lambda: fleet.in_flight
+        )
+        try:
+            await fleet.finished()
+        finally:
+            _off_interrupts()
+            writer.close()
+    elapsed = progress.close() if progress is not None else 0.0
+    throttled = None if budget is None else (budget.throttled_seconds, budget.cooldowns)
+    _summary(err, control, fleet.usage(), elapsed, len(done), failed_before, throttled)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if not started:
+        err.write("error: every worker ended before it started (see above)\n")
+        return EXIT_FAILED
+    if fleet.input_error is not None:
+        raise fleet.input_error
+    if fleet.unanswered:
+        describe_lost(fleet, err)
+        return EXIT_FAILED
     return EXIT_FAILED if control.failed or failed_before else 0
 
 

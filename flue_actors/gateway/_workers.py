@@ -18,24 +18,22 @@ not leave them serving.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from types import FrameType
 from typing import TextIO
 
+from .._process import die_with_parent
+
 __all__ = ["WorkerReport", "serve_workers"]
 
 # A worker's target: ``target(sockets, report)``; ``report(ended_run_ids)`` once it listens.
 WorkerReport = Callable[[list[str]], None]
-_PR_SET_PDEATHSIG = 1
 # Exit statuses of a worker that stopped because it was asked to.
 _ASKED = {0, -signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT}
 
@@ -55,23 +53,13 @@ def _bind(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def _die_with(parent: int) -> None:
-    """Ask Linux to SIGTERM this process when its parent dies (elsewhere: nothing)."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the request was made
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _worker_main(
     target: Callable[[list[socket.socket], WorkerReport], None],
     sock: socket.socket,
     channel: Connection,
     parent: int,
 ) -> None:
-    _die_with(parent)
+    die_with_parent(parent)
 
     def report(ended: list[str]) -> None:
         with contextlib.suppress(OSError):

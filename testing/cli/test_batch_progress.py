@@ -23,7 +23,7 @@ def test_the_progress_line_is_redrawn_at_most_four_times_a_second(
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     control, meter = BatchControl(), UsageMeter()
-    progress = batch_command._Progress(Terminal(), control, meter, 1000, 0)
+    progress = batch_command._Progress(Terminal(), control, lambda: meter.total, 1000, 0)
     drawn: list[str] = []
     monkeypatch.setattr(progress._live, "update", lambda text: drawn.append(str(text)))
     try:

@@ -1,0 +1,187 @@
+"""``flue-actors batch --workers N`` through the real command: the lines run in worker
+processes on one store, each line is answered once, and killing a worker or the command loses
+nothing and runs nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from .conftest import LineReader, Project, describe
+from .test_batch import _outputs, _project, _wait_for_lines, _write_inputs
+
+SHORT_LEASE = ("--lease-seconds", "3", "--sweep-seconds", "0.5")
+
+
+def _workers_of(parent: int) -> list[int]:
+    """The pids of the command's worker processes (not multiprocessing's resource tracker)."""
+    found = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
+    pids = [int(pid) for pid in found.stdout.split()]
+    return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _owner_pids_of_active_runs(project: Project) -> set[int]:
+    """The pids of the processes owning the store's active runs (owners are
+    ``local:HOST:PID:...``)."""
+    with sqlite3.connect(project.root / "runs.db") as db:
+        owners = db.execute(
+            "SELECT o.owner FROM run_owners o JOIN runs r ON r.run_id = o.run_id "
+            "WHERE r.status = 'active'"
+        ).fetchall()
+    return {int(owner.split(":")[2]) for (owner,) in owners}
+
+
+def _gone(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_workers_answer_every_line_once_with_errors_for_bad_lines(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    good = [json.dumps({"text": f"doc {n}"}) for n in range(600)]
+    _write_inputs(project.root / "in.jsonl", [*good, "{not json", '{"nope": 1}'])
+    args = ("batch", "summarize", "in.jsonl", "--output", "out.jsonl", "--workers", "3")
+    result = project.run(*args, timeout=60)
+    assert result.returncode == 1, describe(result)  # two lines failed
+    assert "600 completed, 2 failed" in result.stderr, describe(result)
+    rows = _outputs(project.root / "out.jsonl")
+    assert sorted(row["line"] for row in rows) == list(range(1, 603))
+    by_line = {row["line"]: row for row in rows}
+    assert by_line[5]["result"] == {"summary": "doc 4"}
+    assert by_line[601]["error"]["type"] == "invalid_json"
+    assert by_line[602]["status"] == "errored"
+    # Every worker ran some of them (a line is handed to whichever asks first).
+    with sqlite3.connect(project.root / "runs.db") as db:
+        owners = db.execute("SELECT count(DISTINCT owner), count(*) FROM run_owners").fetchone()
+    assert owners == (3, 600)
+    # Run again: everything is in the output already.
+    again = project.run(*args, timeout=60)
+    assert again.returncode == 1, describe(again)
+    assert "602 already in the output, 2 of them failed" in again.stderr
+
+
+def test_workers_are_refused_where_they_cannot_share_the_batch(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": "a"})])
+    base = ("batch", "summarize", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
+    memory: dict[str, str | None] = {"FLUE_DATABASE_URL": "sqlite:///:memory:"}
+    refusals: dict[str, tuple[tuple[str, ...], dict[str, str | None]]] = {
+        "--workers needs the local backend": (("--backend", "ray"), {}),
+        "an in-memory SQLite store is not": ((), memory),
+        "--model-batches collects the turns of one process": (("--model-batches",), {}),
+    }
+    for message, (extra, env) in refusals.items():
+        result = project.run(*base, *extra, env=env)
+        assert result.returncode == 2, describe(result)
+        assert message in result.stderr, describe(result)
+    assert not (project.root / "out.jsonl").exists()
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    # Four lines are held in flight until the "hold" file goes; the rest end at once.
+    lines = [json.dumps({"text": f"t{n}", "hold": n % 10 == 3}) for n in range(40)]
+    _write_inputs(project.root / "in.jsonl", lines)
+    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
+    process = project.start(*args, *SHORT_LEASE)
+    out = project.root / "out.jsonl"
+    _wait_for_lines(out, 36, process)
+    workers = _workers_of(process.pid)
+    assert len(workers) == 2, workers
+    holding = _owner_pids_of_active_runs(project) & set(workers)
+    assert holding, "no worker holds a run in flight"
+    victim = sorted(holding)[0]
+    os.kill(victim, signal.SIGKILL)
+    (project.root / "hold").unlink()
+    # The other worker takes the dead one's lines: their keys find its runs, which its lease
+    # sweep resumes once the dead owner's lease has expired.
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    rows = _outputs(out)
+    assert sorted(row["line"] for row in rows) == list(range(1, 41))
+    assert {row["status"] for row in rows} == {"completed"}
+    assert {row["result"] for row in rows if row["line"] % 10 == 4} == {"T3", "T13", "T23", "T33"}
+    runs = project.all_runs()
+    assert len(runs) == 40  # one run per line, whichever worker had it
+    assert {row["runId"] for row in rows} == {run["runId"] for run in runs}
+
+
+def test_a_killed_command_takes_its_workers_and_a_rerun_finishes(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    lines = [json.dumps({"text": f"t{n}", "hold": n in (3, 7)}) for n in range(30)]
+    _write_inputs(project.root / "in.jsonl", lines)
+    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
+    first = project.start(*args, *SHORT_LEASE)
+    out = project.root / "out.jsonl"
+    _wait_for_lines(out, 28, first)
+    workers = _workers_of(first.pid)
+    assert len(workers) == 2, workers
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate()
+    assert _gone(workers, 10), "the workers outlived the command"
+    (project.root / "hold").unlink()
+    result = project.run(*args, *SHORT_LEASE, timeout=60)
+    assert result.returncode == 0, describe(result)
+    assert "28 already in the output" in result.stderr, describe(result)
+    assert "2 found from an earlier batch" in result.stderr, describe(result)
+    rows = _outputs(out)
+    assert sorted(row["line"] for row in rows) == list(range(1, 31))
+    assert len(project.all_runs()) == 30
+
+
+def test_the_rate_limit_is_one_budget_over_every_worker(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": f"d{n}"}) for n in range(62)])
+    started = time.monotonic()
+    result = project.run(
+        "batch", "summarize", "in.jsonl", "--output", "out.jsonl", "--workers", "2",
+        "--max-requests-per-minute", "60",
+    )  # fmt: skip
+    assert result.returncode == 0, describe(result)
+    # As in one process: 60 go at once, the 62nd 2 s after the budget began at the earliest.
+    # Two budgets of 60 (one per worker) would let all 62 go at once.
+    assert time.monotonic() - started >= 2.0
+    match = re.search(r"throttled (\d+\.\d)s \(0 cool-downs\)", result.stderr)
+    assert match is not None, describe(result)
+    assert 0.5 <= float(match.group(1)) <= 3.0
+    assert len(_outputs(project.root / "out.jsonl")) == 62
+
+
+def test_first_ctrl_c_stops_every_worker_admitting_and_the_second_cancels(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    lines = [json.dumps({"text": f"t{n}", "hold": n < 2}) for n in range(12)]
+    _write_inputs(project.root / "in.jsonl", lines)
+    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--concurrency", "4")
+    process = project.start(*args, "--workers", "2")
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    while len(project.list_runs("--status", "active")["runs"]) < 2:
+        assert time.monotonic() < deadline, "the held runs never started"
+        assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    stderr = LineReader(process.stderr)
+    assert stderr.wait_for(re.compile(r"SIGINT: admitting no more"), 30) is not None
+    assert process.poll() is None  # the held runs are still in flight: it waits for them
+    process.send_signal(signal.SIGINT)
+    assert stderr.wait_for(re.compile(r"SIGINT: cancelling"), 30) is not None
+    assert process.wait(30) == 130
+    assert process.stdout is not None
+    process.stdout.close()
+    stderr.rest()
+    rows = _outputs(project.root / "out.jsonl")
+    held = [row for row in rows if row["line"] in (1, 2)]
+    assert {row["error"]["type"] for row in held} == {"run_cancelled"}
+    # Run again: the rest runs; the cancelled lines stay answered (and fail the batch).
+    result = project.run(*args, "--workers", "2", timeout=60)
+    assert result.returncode == 1, describe(result)
+    assert sorted(row["line"] for row in _outputs(project.root / "out.jsonl")) == list(range(1, 13))
