@@ -6,6 +6,8 @@ store (``synchronous=FULL``), its peak RSS read from the child's own rusage:
 * ``cli_echo``: ``FLUE_MODEL=fake/echo``, at each ``--items`` size;
 * ``cli_provider``: the real Anthropic provider (the official SDK, aiohttp transport) against
   the out-of-process fake Messages API (``python -m flue_actors.testing.messages_server``);
+* ``cli_workers``: ``fake/echo`` with ``--workers 2`` (the command and two worker processes on
+  this 2-core machine), at ``--workers-items``;
 * ``cli_ray`` (with ``--ray-items N``): ``fake/echo`` with ``--backend ray``, on a private
   Ray instance the command starts (one RunHost on this one-node machine, beside the command);
 * ``baseline``: in this process, the script a user writes today (``Runtime.invoke`` and
@@ -16,9 +18,9 @@ command's own figure, from its first admission to its last line (for Ray, whose 
 seconds). One JSON object is printed.
 
     python benchmarks/bench_batch.py [--items 1000,10000] [--provider-items 1000]
-        [--ray-items 0] [--quick]
+        [--workers-items 10000] [--ray-items 0] [--quick]
 
-``--provider-items 0`` and ``--ray-items 0`` leave those subjects out.
+``--provider-items 0``, ``--workers-items 0`` and ``--ray-items 0`` leave those subjects out.
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ def main() -> None:
     )
     parser.add_argument("--ray-items", type=int, default=0, help="items on Ray (0: not run)")
     parser.add_argument(
+        "--workers-items", type=int, default=10000, help="items with --workers 2 (0: not run)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="2,000 items, no provider or Ray run (for CI)"
     )
     args = parser.parse_args()
@@ -135,6 +140,10 @@ def main() -> None:
         echo = [
             _cli(directory, items, {**env, "FLUE_MODEL": "fake/echo"}, "echo") for items in sizes
         ]
+        workers: dict[str, Any] | None = None
+        if args.workers_items and not args.quick:
+            workers_env = {**env, "FLUE_MODEL": "fake/echo"}
+            workers = _cli(directory, args.workers_items, workers_env, "workers", "--workers", "2")
         ray: dict[str, Any] | None = None
         if args.ray_items and not args.quick:
             ray_env = {**env, "FLUE_MODEL": "fake/echo"}
@@ -162,6 +171,7 @@ def main() -> None:
         "store": "sqlite file, WAL, synchronous=FULL",
         "cli_echo": echo,
         "cli_provider": provider,
+        "cli_workers": workers,
         "cli_ray": ray,
         "baseline_script_runs_per_s": round(baseline, 1),
         "baseline_script_cpu_ms_per_run": round(baseline_cpu, 3),
@@ -173,7 +183,8 @@ def main() -> None:
             "cli_ray_batch_runs_per_s": 1000,
             "cli_provider_runs_per_s": 500,
         },
-        "meets_targets": largest["runs_per_s"] >= 2000
+        # Local fake/echo: in one process, or with --workers (the machine's two cores).
+        "meets_targets": max(largest["runs_per_s"], (workers or largest)["runs_per_s"]) >= 2000
         and (provider is None or provider["runs_per_s"] >= 500)
         and (ray is None or (ray["batch_runs_per_s"] or 0) >= 1000),
     }
