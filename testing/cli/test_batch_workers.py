@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from e2e.support import drop_schema, postgres_url
+
 from .conftest import LineReader, Project, describe
 from .test_batch import _outputs, _project, _wait_for_lines, _write_inputs
 
@@ -68,6 +70,25 @@ def test_workers_answer_every_line_once_with_errors_for_bad_lines(tmp_path: Path
     again = project.run(*args, timeout=60)
     assert again.returncode == 1, describe(again)
     assert "602 already in the output, 2 of them failed" in again.stderr
+
+
+def test_workers_share_a_postgresql_store(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    schema = "batch_workers_" + os.urandom(6).hex()
+    env: dict[str, str | None] = {"FLUE_DATABASE_URL": postgres_url(schema)}
+    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": f"d{n}"}) for n in range(300)])
+    args = ("batch", "summarize", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
+    try:
+        result = project.run(*args, env=env, timeout=60)
+        assert result.returncode == 0, describe(result)
+        rows = _outputs(project.root / "out.jsonl")
+        assert sorted(row["line"] for row in rows) == list(range(1, 301))
+        listed = project.run("runs", "list", "--json", "--limit", "1000", env=env)
+        assert listed.returncode == 0, describe(listed)
+        runs = json.loads(listed.stdout)["runs"]
+        assert {run["runId"] for run in runs} == {row["runId"] for row in rows}
+    finally:
+        drop_schema(schema)
 
 
 def test_workers_are_refused_where_they_cannot_share_the_batch(tmp_path: Path) -> None:
