@@ -542,7 +542,7 @@ async def _batch_on_workers(
 ) -> int:
     """``--workers N``: the lines run in N worker processes (``batch_workers``); this process
     reads them, writes the output and holds the rate limits."""
-    from .batch_workers import WorkerSettings, describe_lost, run_on_workers
+    from .batch_workers import WorkerFleet, WorkerSettings, describe_lost
 
     settings = WorkerSettings(
         name=args.name,
@@ -564,19 +564,17 @@ async def _batch_on_workers(
         nonlocal progress
         report_models_ready(providers, err)
         started.append(True)
-        progress = _Progress(err, control, fleet.usage, total, len(done), lambda: fleet.in_flight)
+        progress = _Progress(err, control, fleet.usage, total, len(done), lambda: fleet.active)
 
     def answered(line: str) -> None:
         writer.write(line)
         if progress is not None:
             progress.tick()
 
-    async with run_on_workers(
+    async with WorkerFleet(
         settings, args.workers, _lines(stream), done, control, budget, ready, answered
     ) as fleet:
-        _on_interrupts(
-            err, interrupted, fleet.stop_admitting, fleet.cancel, lambda: fleet.in_flight
-        )
+        _on_interrupts(err, interrupted, fleet.stop_admitting, fleet.cancel, lambda: fleet.active)
         try:
             await fleet.finished()
         finally:

@@ -39,11 +39,13 @@ from .._runtime.heap import settle_heap
 from ..errors import BatchInputError
 from ..models import MinuteBudget, ModelRegistry, Usage, UsageMeter
 
-__all__ = ["WorkerSettings", "describe_lost", "run_on_workers"]
+__all__ = ["WorkerFleet", "WorkerSettings", "describe_lost"]
 
 # Lines handed to a worker at a time; it asks for more when fewer than this are left to it, so
 # a worker holds at most two handouts beyond its runs (what it may be left with at the end).
 HANDOUT = CHUNK // 2
+# How often a worker tells the command how many of its runs are in flight (if that changed).
+ACTIVE_REPORT_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ async def _work(channel: Connection, settings: WorkerSettings) -> None:
             cancelling.add(asyncio.ensure_future(control.cancel_active(runtime, reason)))
 
         parent.on_cancel = cancel
+        reporting = asyncio.ensure_future(_report_active(parent, control))
         parent.send(("ready", providers))
         items = _inputs(runtime, settings.name, settings.field, parent.lines(), {})
         async for item in drive_batch(
@@ -201,7 +204,18 @@ async def _work(channel: Connection, settings: WorkerSettings) -> None:
         ):
             parent.answer(item.index, _output_line(settings.name, item), item.ok, item.resumed)
         parent.flush()
-        await asyncio.gather(*cancelling, return_exceptions=True)
+        reporting.cancel()
+        await asyncio.gather(*cancelling, reporting, return_exceptions=True)
+
+
+async def _report_active(parent: _Parent, control: BatchControl) -> None:
+    """The worker's runs in flight, for the command's progress line, when it changes."""
+    reported = -1
+    while True:
+        if len(control.active) != reported:
+            reported = len(control.active)
+            parent.send(("active", reported))
+        await asyncio.sleep(ACTIVE_REPORT_SECONDS)
 
 
 # --- the parent ----------------------------------------------------------------------------
@@ -219,9 +233,14 @@ class _Worker:
     # Lines handed over and not answered yet: what another worker takes if this one dies.
     held: dict[int, bytes] = field(default_factory=dict)
     usage: Usage | None = None
+    active: int = 0  # its runs in flight, as it last said
 
 
-class _Fleet:
+class WorkerFleet:
+    """``async with WorkerFleet(...) as fleet: await fleet.finished()``: ``count`` workers on
+    ``lines`` (those in ``done`` skipped); ``on_ready(providers)`` once every worker has
+    started, ``on_answer(output_line)`` as each run ends. Leaving stops whatever still runs."""
+
     def __init__(
         self,
         settings: WorkerSettings,
@@ -264,7 +283,13 @@ class _Fleet:
 
     @property
     def in_flight(self) -> int:
+        """Lines handed out and not answered yet (admitted or still queued in a worker)."""
         return sum(len(worker.held) for worker in self.workers)
+
+    @property
+    def active(self) -> int:
+        """Runs in flight in the workers, as each last said (within a quarter second)."""
+        return sum(worker.active for worker in self.workers if not worker.gone)
 
     @property
     def unanswered(self) -> int:
@@ -302,6 +327,8 @@ class _Fleet:
                 control.resumed += resumed
                 self._on_answer(line)
             self._settle()
+        elif kind == "active":
+            worker.active = rest[0]
         elif kind == "want":
             worker.waiting = True
             self._feed()
@@ -402,43 +429,26 @@ class _Fleet:
             self._send(worker, ("cancel", reason))
 
     async def finished(self) -> None:
-        try:
-            await self._finished.wait()
-        finally:
-            for worker in self.workers:
-                if not worker.gone:
-                    self._lose(worker)
-                worker.process.join(timeout=10)
-                if worker.process.exitcode is None:
-                    worker.process.kill()
-                    worker.process.join()
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Until every worker has ended (its lines answered, or it died)."""
+        await self._finished.wait()
+
+    async def __aenter__(self) -> WorkerFleet:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for worker in self.workers:
+            if not worker.gone:
+                self._lose(worker)
+            worker.process.join(timeout=10)
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-@contextlib.asynccontextmanager
-async def run_on_workers(
-    settings: WorkerSettings,
-    count: int,
-    lines: Iterator[tuple[int, bytes, str]],
-    done: dict[int, str | None],
-    control: BatchControl,
-    budget: MinuteBudget | None,
-    on_ready: Callable[[list[str]], None],
-    on_answer: Callable[[str], None],
-) -> AsyncIterator[_Fleet]:
-    """Start ``count`` workers on ``lines`` (those in ``done`` skipped); ``on_ready(providers)``
-    once every worker has started, ``on_answer(output_line)`` as each run ends. Await the
-    yielded fleet's ``finished()`` for the end; leaving stops whatever still runs."""
-    fleet = _Fleet(settings, count, lines, done, control, budget, on_ready, on_answer)
-    try:
-        yield fleet
-    finally:
-        await fleet.finished()
-
-
-def describe_lost(fleet: _Fleet, err: TextIO) -> None:
+def describe_lost(fleet: WorkerFleet, err: TextIO) -> None:
     if fleet.unanswered:
         err.write(
             f"error: {fleet.unanswered} lines were not answered (every worker that could take "

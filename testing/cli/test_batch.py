@@ -223,17 +223,12 @@ def test_batch_rate_limits_pace_every_run_and_the_summary_says_how_long(tmp_path
     assert len(_outputs(project.root / "out.jsonl")) == 62
 
 
-def test_first_ctrl_c_stops_admitting_and_the_second_cancels_runs_in_flight(
-    tmp_path: Path,
-) -> None:
-    project = _project(tmp_path)
-    lines = [json.dumps({"text": f"t{n}", "hold": n < 2}) for n in range(12)]
-    _write_inputs(project.root / "in.jsonl", lines)
-    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--concurrency", "2")
-    process = project.start(*args)
+def interrupt_twice(project: Project, process: subprocess.Popen[str], *, active: int) -> None:
+    """Once ``active`` runs are in flight: Ctrl-C (the batch stops admitting and waits for
+    them), then Ctrl-C again (it cancels them and exits 130)."""
     assert process.stderr is not None
     deadline = time.monotonic() + 60
-    while len(project.list_runs("--status", "active")["runs"]) < 2:
+    while len(project.list_runs("--status", "active")["runs"]) < active:
         assert time.monotonic() < deadline, "the held runs never started"
         assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
@@ -241,11 +236,21 @@ def test_first_ctrl_c_stops_admitting_and_the_second_cancels_runs_in_flight(
     assert stderr.wait_for(re.compile(r"SIGINT: admitting no more"), 30) is not None
     assert process.poll() is None  # the held runs are still in flight: it waits for them
     process.send_signal(signal.SIGINT)
-    assert stderr.wait_for(re.compile(r"SIGINT: cancelling 2 runs"), 30) is not None
+    assert stderr.wait_for(re.compile(rf"SIGINT: cancelling {active} runs"), 30) is not None
     assert process.wait(30) == 130
     assert process.stdout is not None
     process.stdout.close()
     stderr.rest()
+
+
+def test_first_ctrl_c_stops_admitting_and_the_second_cancels_runs_in_flight(
+    tmp_path: Path,
+) -> None:
+    project = _project(tmp_path)
+    lines = [json.dumps({"text": f"t{n}", "hold": n < 2}) for n in range(12)]
+    _write_inputs(project.root / "in.jsonl", lines)
+    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--concurrency", "2")
+    interrupt_twice(project, project.start(*args), active=2)
     rows = _outputs(project.root / "out.jsonl")
     assert sorted(row["line"] for row in rows) == [1, 2]
     assert {row["status"] for row in rows} == {"errored"}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from e2e.support import drop_schema, postgres_url
 
-from .conftest import LineReader, Project, describe
-from .test_batch import _outputs, _project, _wait_for_lines, _write_inputs
+from .conftest import Project, describe
+from .test_batch import _outputs, _project, _wait_for_lines, _write_inputs, interrupt_twice
 
 SHORT_LEASE = ("--lease-seconds", "3", "--sweep-seconds", "0.5")
 
@@ -183,22 +183,8 @@ def test_first_ctrl_c_stops_every_worker_admitting_and_the_second_cancels(tmp_pa
     lines = [json.dumps({"text": f"t{n}", "hold": n < 2}) for n in range(12)]
     _write_inputs(project.root / "in.jsonl", lines)
     args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--concurrency", "4")
-    process = project.start(*args, "--workers", "2")
-    assert process.stderr is not None
-    deadline = time.monotonic() + 60
-    while len(project.list_runs("--status", "active")["runs"]) < 2:
-        assert time.monotonic() < deadline, "the held runs never started"
-        assert process.poll() is None, process.communicate()
-    process.send_signal(signal.SIGINT)
-    stderr = LineReader(process.stderr)
-    assert stderr.wait_for(re.compile(r"SIGINT: admitting no more"), 30) is not None
-    assert process.poll() is None  # the held runs are still in flight: it waits for them
-    process.send_signal(signal.SIGINT)
-    assert stderr.wait_for(re.compile(r"SIGINT: cancelling"), 30) is not None
-    assert process.wait(30) == 130
-    assert process.stdout is not None
-    process.stdout.close()
-    stderr.rest()
+    # Both held runs are on one worker (its first handout took all 12 lines, two slots each).
+    interrupt_twice(project, project.start(*args, "--workers", "2"), active=2)
     rows = _outputs(project.root / "out.jsonl")
     held = [row for row in rows if row["line"] in (1, 2)]
     assert {row["error"]["type"] for row in held} == {"run_cancelled"}
