@@ -8,6 +8,7 @@ Each line's key
 so the same command run again after Ctrl-C, a crash or ``kill -9`` skips the lines the output
 holds, re-attaches to runs still active and runs the rest: the output ends with one line per
 input. The first Ctrl-C stops admitting and lets runs in flight end; a second cancels them.
+``--workers N`` runs the lines in N worker processes on the same store (``batch_workers.py``).
 """
 
 from __future__ import annotations
