@@ -296,9 +296,13 @@ class WorkerFleet:
         """Lines handed out that no worker answered (their workers died with no one left)."""
         return self.in_flight + len(self._retry)
 
-    def usage(self) -> Usage | None:
-        totals = [worker.usage for worker in self.workers if worker.usage is not None]
-        return sum(totals[1:], totals[0]) if totals else None
+    def usage(self) -> Usage:
+        """The model usage of every worker's calls so far (as each last said)."""
+        total = UsageMeter().total
+        for worker in self.workers:
+            if worker.usage is not None:
+                total = total + worker.usage
+        return total
 
     def _send(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         if worker.gone:
