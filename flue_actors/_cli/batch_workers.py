@@ -186,7 +186,12 @@ async def _work(channel: Connection, settings: WorkerSettings) -> None:
         await runtime.serve()
         settle_heap()  # the worker's process is the command's own (see _runtime.heap)
         cancelling: set[asyncio.Task[None]] = set()
-        parent.on_stop = control.stop_admitting
+
+        def stop() -> None:
+            control.stop_admitting()
+            parent.send(("active", len(control.active)))  # for the cancel message, now
+
+        parent.on_stop = stop
 
         def cancel(reason: str) -> None:
             cancelling.add(asyncio.ensure_future(control.cancel_active(runtime, reason)))

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import LineReader, Project, describe, make_project
 
 HELD = '''\
@@ -205,17 +207,21 @@ def test_a_batch_killed_with_sigkill_resumes_without_running_anything_twice(
     assert {row["runId"] for row in rows} == {run["runId"] for run in project.all_runs()}
 
 
-def test_batch_rate_limits_pace_every_run_and_the_summary_says_how_long(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_batch_rate_limits_pace_every_run_and_the_summary_says_how_long(
+    tmp_path: Path, workers: str
+) -> None:
     project = _project(tmp_path)
     _write_inputs(project.root / "in.jsonl", [json.dumps({"text": f"d{n}"}) for n in range(62)])
     started = time.monotonic()
     result = project.run(
-        "batch", "summarize", "in.jsonl", "--output", "out.jsonl",
+        "batch", "summarize", "in.jsonl", "--output", "out.jsonl", "--workers", workers,
         "--max-requests-per-minute", "60",
     )  # fmt: skip
     assert result.returncode == 0, describe(result)
     # A minute's 60 requests may go at once; the 62nd goes 2 s after the limiter began at
-    # the earliest (less the refill while the first 60 went out on a slow machine).
+    # the earliest (less the refill while the first 60 went out on a slow machine). With two
+    # workers too: they share the command's one budget (two budgets of 60 would let all 62 go).
     assert time.monotonic() - started >= 2.0
     match = re.search(r"throttled (\d+\.\d)s \(0 cool-downs\)", result.stderr)
     assert match is not None, describe(result)
@@ -223,9 +229,12 @@ def test_batch_rate_limits_pace_every_run_and_the_summary_says_how_long(tmp_path
     assert len(_outputs(project.root / "out.jsonl")) == 62
 
 
-def interrupt_twice(project: Project, process: subprocess.Popen[str], *, active: int) -> None:
+def interrupt_twice(
+    project: Project, process: subprocess.Popen[str], *, active: int, counted: str | None = None
+) -> None:
     """Once ``active`` runs are in flight: Ctrl-C (the batch stops admitting and waits for
-    them), then Ctrl-C again (it cancels them and exits 130)."""
+    them), then Ctrl-C again (it cancels them, saying how many it knows of: ``counted``, a
+    pattern, default ``active``, and exits 130)."""
     assert process.stderr is not None
     deadline = time.monotonic() + 60
     while len(project.list_runs("--status", "active")["runs"]) < active:
@@ -236,7 +245,8 @@ def interrupt_twice(project: Project, process: subprocess.Popen[str], *, active:
     assert stderr.wait_for(re.compile(r"SIGINT: admitting no more"), 30) is not None
     assert process.poll() is None  # the held runs are still in flight: it waits for them
     process.send_signal(signal.SIGINT)
-    assert stderr.wait_for(re.compile(rf"SIGINT: cancelling {active} runs"), 30) is not None
+    cancelling = re.compile(rf"SIGINT: cancelling {counted or active} runs")
+    assert stderr.wait_for(cancelling, 30) is not None
     assert process.wait(30) == 130
     assert process.stdout is not None
     process.stdout.close()

@@ -1,12 +1,12 @@
 """``flue-actors batch --workers N`` through the real command: the lines run in worker
 processes on one store, each line is answered once, and killing a worker or the command loses
-nothing and runs nothing twice."""
+nothing and runs nothing twice. (The one rate-limit budget over every worker is tested with the
+single-process batch's, in ``test_batch.py``.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -62,10 +62,12 @@ def test_workers_answer_every_line_once_with_errors_for_bad_lines(tmp_path: Path
     assert by_line[5]["result"] == {"summary": "doc 4"}
     assert by_line[601]["error"]["type"] == "invalid_json"
     assert by_line[602]["status"] == "errored"
-    # Every worker ran some of them (a line is handed to whichever asks first).
+    # The workers shared them.
     with sqlite3.connect(project.root / "runs.db") as db:
         owners = db.execute("SELECT count(DISTINCT owner), count(*) FROM run_owners").fetchone()
-    assert owners == (3, 600)
+    # (Whichever asks first is handed lines: under load one of three may get none.)
+    assert owners[0] >= 2, owners
+    assert owners[1] == 600, owners
     # Run again: everything is in the output already.
     again = project.run(*args, timeout=60)
     assert again.returncode == 1, describe(again)
@@ -160,31 +162,14 @@ def test_a_killed_command_takes_its_workers_and_a_rerun_finishes(tmp_path: Path)
     assert len(project.all_runs()) == 30
 
 
-def test_the_rate_limit_is_one_budget_over_every_worker(tmp_path: Path) -> None:
-    project = _project(tmp_path)
-    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": f"d{n}"}) for n in range(62)])
-    started = time.monotonic()
-    result = project.run(
-        "batch", "summarize", "in.jsonl", "--output", "out.jsonl", "--workers", "2",
-        "--max-requests-per-minute", "60",
-    )  # fmt: skip
-    assert result.returncode == 0, describe(result)
-    # As in one process: 60 go at once, the 62nd 2 s after the budget began at the earliest.
-    # Two budgets of 60 (one per worker) would let all 62 go at once.
-    assert time.monotonic() - started >= 2.0
-    match = re.search(r"throttled (\d+\.\d)s \(0 cool-downs\)", result.stderr)
-    assert match is not None, describe(result)
-    assert 0.5 <= float(match.group(1)) <= 3.0
-    assert len(_outputs(project.root / "out.jsonl")) == 62
-
-
 def test_first_ctrl_c_stops_every_worker_admitting_and_the_second_cancels(tmp_path: Path) -> None:
     project = _project(tmp_path)
     lines = [json.dumps({"text": f"t{n}", "hold": n < 2}) for n in range(12)]
     _write_inputs(project.root / "in.jsonl", lines)
     args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--concurrency", "4")
     # Both held runs are on one worker (its first handout took all 12 lines, two slots each).
-    interrupt_twice(project, project.start(*args, "--workers", "2"), active=2)
+    # The command counts the runs its workers last reported (every 0.25 s): maybe not both yet.
+    interrupt_twice(project, project.start(*args, "--workers", "2"), active=2, counted=r"\d+")
     rows = _outputs(project.root / "out.jsonl")
     held = [row for row in rows if row["line"] in (1, 2)]
     assert {row["error"]["type"] for row in held} == {"run_cancelled"}
