@@ -148,8 +148,25 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("run_id")
     events.add_argument("--offset", default="-1", help="start strictly after this offset")
     verbs.add_parser("rebuild", help="refold every run record from the event log")
-    verbs.add_parser(
-        "recover", help="end runs whose owner is gone (a crashed process or a lost node)"
+    recover = verbs.add_parser(
+        "recover",
+        help="take over runs whose owner is gone (a crashed process or a lost node): resume "
+        "them here by replay until they end, or end them",
+    )
+    recover.add_argument(
+        "--workflows",
+        default="workflows",
+        help="the workflows folder (runs of workflows "
+        "not in it, or with recovery='fail', are ended)",
+    )
+    recover.add_argument(
+        "--end", action="store_true", help="end every orphan (run_interrupted), resume none"
+    )
+    recover.add_argument(
+        "--lease-seconds",
+        type=_positive(float),
+        default=DEFAULT_LEASE_SECONDS,
+        help=f"an owner silent this long is gone (default {DEFAULT_LEASE_SECONDS:g})",
     )
     add_hosts_parser(commands)
     add_batch_parser(commands, _positive)
@@ -228,6 +245,35 @@ async def _run(
         return 0
 
 
+def _resumable(args: argparse.Namespace) -> WorkflowRegistry | None:
+    """The workflows ``runs recover`` resumes orphans of (``None``: it ends them all)."""
+    directory = Path(args.workflows)
+    if args.end or not directory.is_dir():
+        return None
+    return WorkflowRegistry.discover(directory)
+
+
+async def _recover(
+    args: argparse.Namespace, workflows: WorkflowRegistry | None, out: TextIO, err: TextIO
+) -> int:
+    """``runs recover``: every orphan is taken over, resumed here by replay until it ends (its
+    workflow in ``--workflows``, with ``recovery="resume"``) or ended ``run_interrupted``."""
+    resume = workflows is not None
+    async with Runtime(workflows or {}, store=args.database_url) as runtime:
+        taken = await runtime.recover(lease_seconds=args.lease_seconds, resume=resume)
+        ended = 0
+        for run_id in taken:
+            record = await runtime.wait(run_id)
+            out.write(f"{run_id}\n")
+            out.flush()
+            ended += bool(record.error and record.error.get("type") == "run_interrupted")
+    if args.end:
+        err.write(f"ended {ended} orphaned runs\n")
+    else:
+        err.write(f"resumed {len(taken) - ended} and ended {ended} orphaned runs\n")
+    return 0
+
+
 async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # No workflows: these commands read and repair the log, they run nothing.
     async with Runtime({}, store=args.database_url) as runtime:
@@ -261,12 +307,6 @@ async def _runs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 0
         if args.verb == "events":
             return await _events(runtime, args, out)
-        if args.verb == "recover":
-            ended = await runtime.recover(lease_seconds=DEFAULT_LEASE_SECONDS)
-            for run_id in ended:
-                out.write(run_id + "\n")
-            err.write(f"ended {len(ended)} orphaned runs\n")
-            return 0
         rebuilt = await runtime.rebuild_records()
         err.write(f"rebuilt {rebuilt} run records from the log\n")
         return 0
@@ -464,6 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, err, long_lived=argv is None)
         if args.command == "hosts":
             return run_hosts(args, out, err)
+        if args.verb == "recover":
+            return asyncio.run(_recover(args, _resumable(args), out, err))
         return asyncio.run(_runs(args, out, err))
     except FlueError as error:
         _report(error, err)

@@ -517,17 +517,37 @@ class Runtime:
         receipt = await self.invoke(workflow, input)
         return await self.wait(receipt.run_id, timeout=timeout)
 
-    async def recover(self, *, lease_seconds: float | None = None) -> list[str]:
-        """End every run whose owner has not been heard of for ``lease_seconds`` (default: the
-        runtime's lease; a crashed process, a lost node): ``run_resume`` then an errored
-        ``run_end`` (``run_interrupted``). Returns the runs ended. Runs of owners living in
-        this process are never ended, whatever their heartbeat says."""
+    async def recover(
+        self, *, lease_seconds: float | None = None, resume: bool = False
+    ) -> list[str]:
+        """Take over every run whose owner has not been heard of for ``lease_seconds``
+        (default: the runtime's lease; a crashed process, a lost node) and return them. Each
+        is ended (``run_resume`` then an errored ``run_end``, ``run_interrupted``), or, with
+        ``resume``, resumed here by replay if its workflow is here and resumes
+        (``recovery="resume"``, as the lease sweep does): :meth:`wait` gives each one's end.
+        Runs of owners living in this process are never taken, whatever their heartbeat
+        says."""
         lease = self.supervisor.lease_seconds if lease_seconds is None else lease_seconds
         deadline = lease_deadline_ms(lease)
         spare = {owner.owner for owner in living_leases()}
-        return await end_orphaned_runs(
-            self.store, self.clock, stale_before_ms=deadline, spare=spare
+        offer = self.supervisor.resume if resume else None
+        resumed: list[str] = []
+
+        async def resume_here(run_id: str, previous: str | None) -> bool | None:
+            assert offer is not None
+            taken = await offer(run_id, previous)
+            if taken:
+                resumed.append(run_id)
+            return taken
+
+        ended = await end_orphaned_runs(
+            self.store,
+            self.clock,
+            stale_before_ms=deadline,
+            spare=spare,
+            resume=None if offer is None else resume_here,
         )
+        return resumed + ended
 
     async def cancel(self, run_id: str, reason: str = "The run was cancelled.") -> bool:
         """Cancel an active run; ``False`` only if its record is not active (ended, unknown).

@@ -122,13 +122,14 @@ def test_runs_rebuild_refolds_the_same_records(stores: dict[str, Store], kind: s
 
 
 @pytest.mark.parametrize("kind", STORES)
-def test_runs_recover_ends_the_killed_run(stores: dict[str, Store], kind: str) -> None:
+def test_runs_recover_end_ends_the_killed_run(stores: dict[str, Store], kind: str) -> None:
     store = stores[kind]
     project = store.project
     # The killed process heartbeat last before it died: its lease is over this much later.
     expires = store.killed_at + DEFAULT_LEASE_SECONDS + 1.0
     time.sleep(max(0.0, expires - time.monotonic()))
-    recovered = project.ok("runs", "recover")
+    # --end: its workflow would resume (and call the model, which answers this one in 600 s).
+    recovered = project.ok("runs", "recover", "--end")
     assert recovered.stdout == store.orphan + "\n", describe(recovered)
     assert recovered.stderr.endswith("\nended 1 orphaned runs\n"), describe(recovered)
     record: dict[str, Any] = json.loads(project.ok("runs", "get", store.orphan).stdout)
@@ -138,3 +139,4 @@ def test_runs_recover_ends_the_killed_run(stores: dict[str, Store], kind: str) -
     assert [json.loads(line)["type"] for line in lines[-2:]] == ["run_resume", "run_end"]
     again = project.ok("runs", "recover")
     assert again.stdout == "", describe(again)
+    assert again.stderr.endswith("resumed 0 and ended 0 orphaned runs\n"), describe(again)
