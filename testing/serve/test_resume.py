@@ -153,3 +153,26 @@ async def test_changed_code_ends_the_resumed_run_with_a_divergence(
     assert model.requests == []
     assert [e["eventIndex"] for e in events] == list(range(len(events)))
     assert [e["type"] for e in events][-2:] == ["run_resume", "run_end"]
+
+
+@pytest.mark.parametrize("resume", [True, False])
+async def test_recover_by_hand_resumes_or_ends_an_orphan(
+    crashed_run: tuple[str, str], model: FakeModel, resume: bool
+) -> None:
+    """``Runtime.recover``, what ``flue-actors runs recover`` calls: with ``resume`` the orphan
+    is resumed here by replay (awaited with ``wait``), without it ended ``run_interrupted``."""
+    database_url, run_id = crashed_run
+    async with Runtime(
+        {"calls": workflow(three_calls)}, store=database_url, models=ModelRegistry(override=model)
+    ) as runtime:
+        assert await runtime.recover(lease_seconds=3, resume=resume) == [run_id]
+        record = await runtime.wait(run_id, timeout=10)
+        assert await runtime.recover(lease_seconds=3, resume=resume) == []
+    if resume:
+        assert (record.status, record.result) == ("completed", ["echo a", "echo b", "echo c"])
+        assert len(model.requests) == 2  # the first turn came from the log
+    else:
+        assert record.status == "errored"
+        assert record.error is not None
+        assert record.error["type"] == "run_interrupted"
+        assert model.requests == []
