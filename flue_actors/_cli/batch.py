@@ -309,7 +309,6 @@ async def run_batch_command(
     failed_before = 0
     output_path = None if args.output == "-" else Path(args.output)
     total: int | None = None
-    batch_counts: dict[str, int] | None = None
     if output_path is not None and output_path.exists() and output_path.stat().st_size:
         try:
             if not args.force:
@@ -334,22 +333,45 @@ async def run_batch_command(
     if output_path is not None:
         sink = output_path.open("a", encoding="utf-8")
     control = BatchControl()
-    interrupted: list[signal.Signals] = []
     limits = RateLimits(
         args.max_requests_per_minute,
         args.max_input_tokens_per_minute,
         args.max_output_tokens_per_minute,
     )
-    if args.workers > 1:
-        try:
+    try:
+        if args.workers > 1:
             return await _batch_on_workers(
                 args, stream, sink, control, limits, done, failed_before, total, err
             )
-        finally:
-            if stream is not sys.stdin.buffer:
-                stream.close()
-            if sink is not out:
-                sink.close()
+        return await _batch_here(
+            args, workflows, on_ray, address, stream, sink, control, limits, done,
+            failed_before, total, err,
+        )  # fmt: skip
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        if sink is not out:
+            sink.close()
+
+
+async def _batch_here(
+    args: argparse.Namespace,
+    workflows: WorkflowRegistry,
+    on_ray: bool,
+    address: str | None,
+    stream: IO[bytes],
+    sink: IO[str],
+    control: BatchControl,
+    limits: RateLimits,
+    done: dict[int, str | None],
+    failed_before: int,
+    total: int | None,
+    err: TextIO,
+) -> int:
+    """The batch's runs in this process's runtime (local backend, or handed to Ray hosts)."""
+    name: str = args.name
+    interrupted: list[signal.Signals] = []
+    batch_counts: dict[str, int] | None = None
     budget: MinuteBudget | None = None
     meter: UsageMeter | None = None
     # On Ray the model calls are made in the hosts: they count them under this batch's name,
@@ -374,84 +396,86 @@ async def run_batch_command(
         meter = models.meter = UsageMeter()
     throttled_before: dict[str, float] | None = None
     throttled: tuple[float, int] | None = None
-    try:
-        async with Runtime(
-            workflows,
-            models=models,
-            backend=backend,
-            store=args.database_url,
-            lease_seconds=args.lease_seconds,
-            sweep_seconds=args.sweep_seconds,
-        ) as runtime:
-            if not on_ray:  # on Ray the hosts call the models, not this process
-                report_models_ready(runtime.prepare_models(), err)
-            # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
-            # lease sweep, so re-attaching to them never waits forever.
-            await runtime.serve()
-            # What the backend or the model providers loaded as they started (Ray, as it
-            # connected; the Anthropic SDK) lives as long as the batch: out of the collector's
-            # passes, as the rest of the settled heap is.
-            settle_loaded()
-            if on_ray and limits.any:
-                throttled_before = await _cluster_budget(runtime)
-            loop = asyncio.get_running_loop()
-            cancelling: set[asyncio.Task[None]] = set()
+    async with Runtime(
+        workflows,
+        models=models,
+        backend=backend,
+        store=args.database_url,
+        lease_seconds=args.lease_seconds,
+        sweep_seconds=args.sweep_seconds,
+    ) as runtime:
+        if not on_ray:  # on Ray the hosts call the models, not this process
+            report_models_ready(runtime.prepare_models(), err)
+        # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
+        # lease sweep, so re-attaching to them never waits forever.
+        await runtime.serve()
+        # What the backend or the model providers loaded as they started (Ray, as it
+        # connected; the Anthropic SDK) lives as long as the batch: out of the collector's
+        # passes, as the rest of the settled heap is.
+        settle_loaded()
+        if on_ray and limits.any:
+            throttled_before = await _cluster_budget(runtime)
+        loop = asyncio.get_running_loop()
+        cancelling: set[asyncio.Task[None]] = set()
 
-            def cancel(reason: str) -> None:
-                cancelling.add(loop.create_task(control.cancel_active(runtime, reason)))
+        def cancel(reason: str) -> None:
+            cancelling.add(loop.create_task(control.cancel_active(runtime, reason)))
 
-            _on_interrupts(
-                err, interrupted, control.stop_admitting, cancel, lambda: len(control.active)
-            )
-            progress = _Progress(err, control, _totals(meter), total, len(done))
-            following = (
-                loop.create_task(_follow_batches(runtime, progress, args.model_batches))
-                if args.model_batches
-                else None
-            )
-            writer = _LineWriter(sink)
+        _on_interrupts(
+            err, interrupted, control.stop_admitting, cancel, lambda: len(control.active)
+        )
+        progress = _Progress(err, control, _totals(meter), total, len(done))
+        following = (
+            loop.create_task(_follow_batches(runtime, progress, args.model_batches))
+            if args.model_batches
+            else None
+        )
+        writer = _LineWriter(sink)
 
-            try:
-                items = _inputs(runtime, name, args.key, _stream_lines(stream), done)
-                async for item in drive_batch(
-                    runtime,
-                    runtime.workflow(name),
-                    items,
-                    concurrency=args.concurrency,
-                    control=control,
-                    model_batches=args.model_batches or None,
-                    meter=hosts_meter,
-                ):
-                    writer.write(_output_line(name, item))
-                    progress.tick()
-            finally:
-                if following is not None:
-                    following.cancel()
-                    await asyncio.gather(following, return_exceptions=True)
-                    batch_counts = await runtime.model_batch_progress(args.model_batches)
-                writer.close()
-                elapsed = progress.close()
-                if budget is not None:
-                    throttled = (budget.throttled_seconds, budget.cooldowns)
-                elif throttled_before is not None:
-                    # The cluster's budget is shared by every batch of these workflows and limits:
-                    # this batch's share is what it counted meanwhile.
-                    after = await _cluster_budget(runtime) or throttled_before
-                    throttled = (
-                        after["throttled_seconds"] - throttled_before["throttled_seconds"],
-                        int(after["cooldowns"] - throttled_before["cooldowns"]),
-                    )
-                if hosts_meter is not None:
-                    usage = await runtime.backend.batch_usage(hosts_meter)  # type: ignore[attr-defined]
-                _off_interrupts()
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-        if sink is not out:
-            sink.close()
+        try:
+            items = _inputs(runtime, name, args.key, _stream_lines(stream), done)
+            async for item in drive_batch(
+                runtime,
+                runtime.workflow(name),
+                items,
+                concurrency=args.concurrency,
+                control=control,
+                model_batches=args.model_batches or None,
+                meter=hosts_meter,
+            ):
+                writer.write(_output_line(name, item))
+                progress.tick()
+        finally:
+            if following is not None:
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
+                batch_counts = await runtime.model_batch_progress(args.model_batches)
+            writer.close()
+            elapsed = progress.close()
+            if budget is not None:
+                throttled = (budget.throttled_seconds, budget.cooldowns)
+            elif throttled_before is not None:
+                # The cluster's budget is shared by every batch of these workflows and limits:
+                # this batch's share is what it counted meanwhile.
+                after = await _cluster_budget(runtime) or throttled_before
+                throttled = (
+                    after["throttled_seconds"] - throttled_before["throttled_seconds"],
+                    int(after["cooldowns"] - throttled_before["cooldowns"]),
+                )
+            if hosts_meter is not None:
+                usage = await runtime.backend.batch_usage(hosts_meter)  # type: ignore[attr-defined]
+            _off_interrupts()
     if meter is not None:
         usage = meter.total
     _summary(err, control, usage, elapsed, len(done), failed_before, throttled, batch_counts)
+    return _exit_status(interrupted, control, failed_before)
+
+
+def _exit_status(
+    interrupted: list[signal.Signals], control: BatchControl, failed_before: int
+) -> int:
+    """130 after an interrupt; else the output's status: 1 if any of its lines failed, this
+    invocation's or an earlier one's."""
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if control.failed or failed_before else 0
@@ -594,7 +618,7 @@ async def _batch_on_workers(
     if fleet.unanswered:
         describe_lost(fleet, err)
         return EXIT_FAILED
-    return EXIT_FAILED if control.failed or failed_before else 0
+    return _exit_status(interrupted, control, failed_before)
 
 
 async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
