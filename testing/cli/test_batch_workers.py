@@ -39,6 +39,23 @@ def _owner_pids_of_active_runs(project: Project) -> set[int]:
     return {int(owner.split(":")[2]) for (owner,) in owners}
 
 
+HELD_BATCH = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
+
+
+def _held_batch(
+    project: Project, lines: int, held: set[int]
+) -> tuple[subprocess.Popen[str], list[int]]:
+    """``held`` on two workers over ``lines`` lines, those numbered in ``held`` (from 0) held
+    in flight: the command, once every other line is answered, and its two workers' pids."""
+    inputs = [json.dumps({"text": f"t{n}", "hold": n in held}) for n in range(lines)]
+    _write_inputs(project.root / "in.jsonl", inputs)
+    process = project.start(*HELD_BATCH, *SHORT_LEASE)
+    _wait_for_lines(project.root / "out.jsonl", lines - len(held), process)
+    workers = _workers_of(process.pid)
+    assert len(workers) == 2, workers
+    return process, workers
+
+
 def _gone(pids: list[int], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -113,14 +130,8 @@ def test_workers_are_refused_where_they_cannot_share_the_batch(tmp_path: Path) -
 def test_a_worker_killed_mid_batch_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
     project = _project(tmp_path)
     # Four lines are held in flight until the "hold" file goes; the rest end at once.
-    lines = [json.dumps({"text": f"t{n}", "hold": n % 10 == 3}) for n in range(40)]
-    _write_inputs(project.root / "in.jsonl", lines)
-    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
-    process = project.start(*args, *SHORT_LEASE)
+    process, workers = _held_batch(project, 40, {3, 13, 23, 33})
     out = project.root / "out.jsonl"
-    _wait_for_lines(out, 36, process)
-    workers = _workers_of(process.pid)
-    assert len(workers) == 2, workers
     holding = _owner_pids_of_active_runs(project) & set(workers)
     assert holding, "no worker holds a run in flight"
     victim = sorted(holding)[0]
@@ -141,19 +152,13 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_runs_nothing_twice(tmp_path
 
 def test_a_killed_command_takes_its_workers_and_a_rerun_finishes(tmp_path: Path) -> None:
     project = _project(tmp_path)
-    lines = [json.dumps({"text": f"t{n}", "hold": n in (3, 7)}) for n in range(30)]
-    _write_inputs(project.root / "in.jsonl", lines)
-    args = ("batch", "held", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
-    first = project.start(*args, *SHORT_LEASE)
+    first, workers = _held_batch(project, 30, {3, 7})
     out = project.root / "out.jsonl"
-    _wait_for_lines(out, 28, first)
-    workers = _workers_of(first.pid)
-    assert len(workers) == 2, workers
     os.kill(first.pid, signal.SIGKILL)
     first.communicate()
     assert _gone(workers, 10), "the workers outlived the command"
     (project.root / "hold").unlink()
-    result = project.run(*args, *SHORT_LEASE, timeout=60)
+    result = project.run(*HELD_BATCH, *SHORT_LEASE, timeout=60)
     assert result.returncode == 0, describe(result)
     assert "28 already in the output" in result.stderr, describe(result)
     assert "2 found from an earlier batch" in result.stderr, describe(result)

@@ -39,7 +39,7 @@ def project(
     run_id: str,
     events: Iterable[dict[str, Any]],
     *,
-    admitted: bool = False,
+    admitted: bool,
 ) -> None:
     """Fold lifecycle ``events`` into the run's record. ``admitted``: the stream has an
     admission header, so the record exists (admission writes both in one transaction, and
