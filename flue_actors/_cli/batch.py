@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, TextIO
 
@@ -290,6 +291,22 @@ class _Progress:
         return time.monotonic() - self._started
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One invocation of the command, as each way of running it (here, or on workers) sees it:
+    its arguments, its files, its counters and limits, what the output already answers."""
+
+    args: argparse.Namespace
+    stream: IO[bytes]
+    sink: IO[str]
+    control: BatchControl
+    limits: RateLimits
+    done: dict[int, str | None]
+    failed_before: int  # lines of the output an earlier invocation wrote for failed items
+    total: int | None  # the input's lines, when it is a file
+    err: TextIO
+
+
 async def run_batch_command(
     args: argparse.Namespace, workflows: WorkflowRegistry, out: TextIO, err: TextIO
 ) -> int:
@@ -332,21 +349,16 @@ async def run_batch_command(
     sink: IO[str] = out
     if output_path is not None:
         sink = output_path.open("a", encoding="utf-8")
-    control = BatchControl()
     limits = RateLimits(
         args.max_requests_per_minute,
         args.max_input_tokens_per_minute,
         args.max_output_tokens_per_minute,
     )
+    batch = _Batch(args, stream, sink, BatchControl(), limits, done, failed_before, total, err)
     try:
         if args.workers > 1:
-            return await _batch_on_workers(
-                args, stream, sink, control, limits, done, failed_before, total, err
-            )
-        return await _batch_here(
-            args, workflows, on_ray, address, stream, sink, control, limits, done,
-            failed_before, total, err,
-        )  # fmt: skip
+            return await _batch_on_workers(batch)
+        return await _batch_here(batch, workflows, on_ray, address)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -355,21 +367,10 @@ async def run_batch_command(
 
 
 async def _batch_here(
-    args: argparse.Namespace,
-    workflows: WorkflowRegistry,
-    on_ray: bool,
-    address: str | None,
-    stream: IO[bytes],
-    sink: IO[str],
-    control: BatchControl,
-    limits: RateLimits,
-    done: dict[int, str | None],
-    failed_before: int,
-    total: int | None,
-    err: TextIO,
+    batch: _Batch, workflows: WorkflowRegistry, on_ray: bool, address: str | None
 ) -> int:
     """The batch's runs in this process's runtime (local backend, or handed to Ray hosts)."""
-    name: str = args.name
+    name: str = batch.args.name
     interrupted: list[signal.Signals] = []
     batch_counts: dict[str, int] | None = None
     budget: MinuteBudget | None = None
@@ -384,11 +385,11 @@ async def _batch_here(
         from .._runtime.ray import RayCluster  # Ray is imported only when it is used
 
         # The hosts' model calls share one budget of the cluster (see RayCluster).
-        backend = RayCluster(address, rate_limits=limits if limits.any else None)
+        backend = RayCluster(address, rate_limits=batch.limits if batch.limits.any else None)
         hosts_meter = f"batch-{os.urandom(8).hex()}"
     else:
         # One limiter for every run of the batch (they all run in this process).
-        budget = MinuteBudget(limits) if limits.any else None
+        budget = MinuteBudget(batch.limits) if batch.limits.any else None
         models = ModelRegistry.from_environment()
         models.limiter = budget
         # Tokens and cost as the model calls return: what this invocation spent (a run
@@ -400,12 +401,12 @@ async def _batch_here(
         workflows,
         models=models,
         backend=backend,
-        store=args.database_url,
-        lease_seconds=args.lease_seconds,
-        sweep_seconds=args.sweep_seconds,
+        store=batch.args.database_url,
+        lease_seconds=batch.args.lease_seconds,
+        sweep_seconds=batch.args.sweep_seconds,
     ) as runtime:
         if not on_ray:  # on Ray the hosts call the models, not this process
-            report_models_ready(runtime.prepare_models(), err)
+            report_models_ready(runtime.prepare_models(), batch.err)
         # Runs a killed batch left behind are resumed (or, recovery="fail", ended) by the
         # lease sweep, so re-attaching to them never waits forever.
         await runtime.serve()
@@ -413,34 +414,38 @@ async def _batch_here(
         # connected; the Anthropic SDK) lives as long as the batch: out of the collector's
         # passes, as the rest of the settled heap is.
         settle_loaded()
-        if on_ray and limits.any:
+        if on_ray and batch.limits.any:
             throttled_before = await _cluster_budget(runtime)
         loop = asyncio.get_running_loop()
         cancelling: set[asyncio.Task[None]] = set()
 
         def cancel(reason: str) -> None:
-            cancelling.add(loop.create_task(control.cancel_active(runtime, reason)))
+            cancelling.add(loop.create_task(batch.control.cancel_active(runtime, reason)))
 
         _on_interrupts(
-            err, interrupted, control.stop_admitting, cancel, lambda: len(control.active)
+            batch.err,
+            interrupted,
+            batch.control.stop_admitting,
+            cancel,
+            lambda: len(batch.control.active),
         )
-        progress = _Progress(err, control, _totals(meter), total, len(done))
+        progress = _Progress(batch.err, batch.control, _totals(meter), batch.total, len(batch.done))
         following = (
-            loop.create_task(_follow_batches(runtime, progress, args.model_batches))
-            if args.model_batches
+            loop.create_task(_follow_batches(runtime, progress, batch.args.model_batches))
+            if batch.args.model_batches
             else None
         )
-        writer = _LineWriter(sink)
+        writer = _LineWriter(batch.sink)
 
         try:
-            items = _inputs(runtime, name, args.key, _stream_lines(stream), done)
+            items = _inputs(runtime, name, batch.args.key, _stream_lines(batch.stream), batch.done)
             async for item in drive_batch(
                 runtime,
                 runtime.workflow(name),
                 items,
-                concurrency=args.concurrency,
-                control=control,
-                model_batches=args.model_batches or None,
+                concurrency=batch.args.concurrency,
+                control=batch.control,
+                model_batches=batch.args.model_batches or None,
                 meter=hosts_meter,
             ):
                 writer.write(_output_line(name, item))
@@ -449,7 +454,7 @@ async def _batch_here(
             if following is not None:
                 following.cancel()
                 await asyncio.gather(following, return_exceptions=True)
-                batch_counts = await runtime.model_batch_progress(args.model_batches)
+                batch_counts = await runtime.model_batch_progress(batch.args.model_batches)
             writer.close()
             elapsed = progress.close()
             if budget is not None:
@@ -467,8 +472,17 @@ async def _batch_here(
             _off_interrupts()
     if meter is not None:
         usage = meter.total
-    _summary(err, control, usage, elapsed, len(done), failed_before, throttled, batch_counts)
-    return _exit_status(interrupted, control, failed_before)
+    _summary(
+        batch.err,
+        batch.control,
+        usage,
+        elapsed,
+        len(batch.done),
+        batch.failed_before,
+        throttled,
+        batch_counts,
+    )
+    return _exit_status(interrupted, batch.control, batch.failed_before)
 
 
 def _exit_status(
@@ -554,42 +568,39 @@ class _LineWriter:
             self._flush()
 
 
-async def _batch_on_workers(
-    args: argparse.Namespace,
-    stream: IO[bytes],
-    sink: IO[str],
-    control: BatchControl,
-    limits: RateLimits,
-    done: dict[int, str | None],
-    failed_before: int,
-    total: int | None,
-    err: TextIO,
-) -> int:
+async def _batch_on_workers(batch: _Batch) -> int:
     """``--workers N``: the lines run in N worker processes (``batch_workers``); this process
     reads them, writes the output and holds the rate limits."""
     from .batch_workers import WorkerFleet, WorkerSettings, describe_lost
 
     settings = WorkerSettings(
-        name=args.name,
-        workflows=str(args.workflows),
-        database_url=args.database_url,
-        field=args.key,
-        concurrency=max(1, -(-args.concurrency // args.workers)),
-        lease_seconds=args.lease_seconds,
-        sweep_seconds=args.sweep_seconds,
-        limited=limits.any,
+        name=batch.args.name,
+        workflows=str(batch.args.workflows),
+        database_url=batch.args.database_url,
+        field=batch.args.key,
+        concurrency=max(1, -(-batch.args.concurrency // batch.args.workers)),
+        lease_seconds=batch.args.lease_seconds,
+        sweep_seconds=batch.args.sweep_seconds,
+        limited=batch.limits.any,
     )
-    budget = MinuteBudget(limits) if limits.any else None
+    budget = MinuteBudget(batch.limits) if batch.limits.any else None
     interrupted: list[signal.Signals] = []
-    writer = _LineWriter(sink)
+    writer = _LineWriter(batch.sink)
     progress: _Progress | None = None
     started: list[bool] = []
 
     def ready(providers: list[str]) -> None:
         nonlocal progress
-        report_models_ready(providers, err)
+        report_models_ready(providers, batch.err)
         started.append(True)
-        progress = _Progress(err, control, fleet.usage, total, len(done), lambda: fleet.active)
+        progress = _Progress(
+            batch.err,
+            batch.control,
+            fleet.usage,
+            batch.total,
+            len(batch.done),
+            lambda: fleet.active,
+        )
 
     def answered(line: str) -> None:
         writer.write(line)
@@ -597,9 +608,18 @@ async def _batch_on_workers(
             progress.tick()
 
     async with WorkerFleet(
-        settings, args.workers, _lines(stream), done, control, budget, ready, answered
+        settings,
+        batch.args.workers,
+        _lines(batch.stream),
+        batch.done,
+        batch.control,
+        budget,
+        ready,
+        answered,
     ) as fleet:
-        _on_interrupts(err, interrupted, fleet.stop_admitting, fleet.cancel, lambda: fleet.active)
+        _on_interrupts(
+            batch.err, interrupted, fleet.stop_admitting, fleet.cancel, lambda: fleet.active
+        )
         try:
             await fleet.finished()
         finally:
@@ -607,18 +627,26 @@ async def _batch_on_workers(
             writer.close()
     elapsed = progress.close() if progress is not None else 0.0
     throttled = None if budget is None else (budget.throttled_seconds, budget.cooldowns)
-    _summary(err, control, fleet.usage(), elapsed, len(done), failed_before, throttled)
+    _summary(
+        batch.err,
+        batch.control,
+        fleet.usage(),
+        elapsed,
+        len(batch.done),
+        batch.failed_before,
+        throttled,
+    )
     if interrupted:
         return EXIT_INTERRUPTED
     if not started:
-        err.write("error: every worker ended before it started (see above)\n")
+        batch.err.write("error: every worker ended before it started (see above)\n")
         return EXIT_FAILED
     if fleet.input_error is not None:
         raise fleet.input_error
     if fleet.unanswered:
-        describe_lost(fleet, err)
+        describe_lost(fleet, batch.err)
         return EXIT_FAILED
-    return _exit_status(interrupted, control, failed_before)
+    return _exit_status(interrupted, batch.control, batch.failed_before)
 
 
 async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
