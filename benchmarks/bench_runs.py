@@ -6,7 +6,7 @@ the same workflow function with the same harness in a bare asyncio loop, events 
 Each is measured ``--rounds`` times, interleaved; the medians and their ratio are printed as
 one JSON object, with this process's CPU per run (steadier than runs/s on a shared machine).
 
-    python benchmarks/bench_runs.py [--runs 1000] [--rounds 3] [--quick] [--settle-heap]
+    python benchmarks/bench_runs.py [--runs 1000] [--rounds 3] [--settle-heap]
 
 ``--settle-heap``: the collector's settings of ``flue-actors serve`` and ``batch`` (see
 ``flue_actors._runtime.heap``), applied once the workflows are loaded; without it, the
@@ -96,13 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="300 runs, 1 round (for CI)")
     parser.add_argument(
         "--settle-heap", action="store_true", help="the collector settings of serve and batch"
     )
     args = parser.parse_args()
-    if args.quick:
-        args.runs, args.rounds = 300, 1
     registry = WorkflowRegistry.discover(ROOT / "workflows")
     if args.settle_heap:
         settle_heap()

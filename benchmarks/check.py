@@ -2,12 +2,14 @@
 
 ``benchmarks/baseline.json`` holds every figure the README's tables quote (the README is
 checked to quote each one, so the two cannot disagree). This script runs each benchmark's
-``--quick`` form and fails when a figure falls below a quarter of its baseline (or, for a
-figure where lower is better, rises above four times it): generous for a shared, noisy
-machine, certain to catch a 4x drop. A figure may set its own ``factor`` (CPU per run of
-``runs``: tighter, because the quick form measures less CPU per run than the full one, and a
-4x rise must still fail) or ``"judged": false`` (reported, never failing: runs/s where CPU per
-run is judged). Prints one JSON object; exits 1 on any failure.
+quick form (``bench_runs.py``'s full one: a few seconds, and medians of three rounds of 1,000
+runs are what its CPU per run is stated for) and fails when a figure falls below a quarter of
+its baseline (or, for a figure where lower is better, rises above four times it): generous for
+a shared, noisy machine, certain to catch a 4x drop. A figure may set its own ``factor`` (CPU
+per run of ``runs``: 3, so that a 4x rise fails even measured on a day as fast as the stated
+one, while a day twice as slow, with the same code, passes) or ``"judged": false`` (reported,
+never failing: runs/s where CPU per run is judged). Prints one JSON object; exits 1 on any
+failure.
 
     python benchmarks/check.py [--only runs,gateway] [--readme-only]
 

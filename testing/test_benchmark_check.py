@@ -30,23 +30,24 @@ def _runs_figures() -> dict[str, Any]:
     return figures
 
 
-# The quick form's CPU per run (300 runs, one round) against the full form's that the baseline
-# states, as measured on this machine at load 5 to 8: durable 0.63 to 1.14 (fewer runs in
-# flight, so fewer and luckier collector passes), ceiling 0.98 to 1.06.
-_QUICK_TO_FULL = {"durable_cpu_ms_per_run": (0.63, 1.14), "ceiling_cpu_ms_per_run": (0.98, 1.06)}
+# What check.py measures of ``runs`` (its full form, medians of three rounds) against what the
+# baseline states, across days with the same code: 1.0 on the day it was measured, up to 2.3 on
+# 2026-12-02 (durable 1.45-1.59 ms per run against 0.692 stated, the ceiling 0.30-0.35 against
+# 0.161: that day every benchmark here ran at about half its stated speed).
+_MEASURED_TO_STATED = (1.0, 2.3)
 
 
-@pytest.mark.parametrize("name", sorted(_QUICK_TO_FULL))
-def test_cpu_per_run_four_times_worse_fails_and_the_loads_swing_passes(
+@pytest.mark.parametrize("name", ["durable_cpu_ms_per_run", "ceiling_cpu_ms_per_run"])
+def test_cpu_per_run_four_times_worse_fails_and_a_slow_days_passes(
     check: ModuleType, name: str
 ) -> None:
     figure = _runs_figures()[name]
     stated = figure["value"]
-    lightest, heaviest = _QUICK_TO_FULL[name]
-    # A 4x regression fails, even where the quick form measures lightest.
-    assert check.judge(figure, stated * lightest * 4)[0] is False
-    # Half as much again as the heaviest quick measure seen (a busier hour) does not.
-    assert check.judge(figure, stated * heaviest * 1.5)[0] is True
+    fastest, slowest = _MEASURED_TO_STATED
+    # A 4x regression fails, even measured on a day as fast as the stated one.
+    assert check.judge(figure, stated * fastest * 4)[0] is False
+    # The slowest day seen, and a fifth more, passes.
+    assert check.judge(figure, stated * slowest * 1.2)[0] is True
     assert check.judge(figure, stated * 0.3)[0] is True
 
 
