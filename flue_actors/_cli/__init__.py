@@ -38,6 +38,8 @@ __all__ = ["main"]
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+# What a shell reports for a command that SIGPIPE ended: the reader of its output went away.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -512,6 +514,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_SIGNAL[signal.SIGINT]
+    except BrokenPipeError:
+        # `flue-actors runs events RUN | head`: what was wanted was read. Nothing to report,
+        # and nothing more to write (the interpreter's own flush at exit would fail again).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (OSError, ValueError) as error:
         _report(error, err)
         return EXIT_FAILED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -152,6 +153,16 @@ def test_events_follow_the_stored_offsets(shared: Shared) -> None:
     tail = shared.project.event_lines(run_id, "--offset", stored[middle].offset)
     assert tail == lines[middle + 1 :]
     assert shared.project.event_lines(run_id, "--offset", stored[-1].offset) == []
+
+
+def test_events_into_a_closed_pipe_end_quietly_as_a_shell_expects(shared: Shared) -> None:
+    # `flue-actors runs events RUN | head -0`: the reader is gone before the first line.
+    process = shared.project.start("runs", "events", shared.run_id("summarize"))
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGPIPE, stderr
+    assert stderr == ""
 
 
 def test_events_of_an_unknown_run_exit_1_with_run_not_found(shared: Shared) -> None:
