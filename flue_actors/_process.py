@@ -7,9 +7,10 @@ import ctypes.util
 import os
 import signal
 import sys
-from typing import Final
+import threading
+from typing import Final, Literal
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "forget_parent_signals", "start_method"]
 
 _PR_SET_PDEATHSIG: Final = 1
 
@@ -23,3 +24,20 @@ def die_with_parent(parent: int) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the request was made
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start_method() -> Literal["fork", "spawn"]:
+    """How a command starts its workers: forked on Linux while the command has no thread but
+    its main one (a copy of what it has imported, ready in milliseconds rather than the second
+    a fresh interpreter takes to import it all again), spawned otherwise (a fork of a process
+    with other threads may copy a lock one of them held, and never see it released)."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def forget_parent_signals() -> None:
+    """In a forked worker: the signal handling its parent's event loop set up is not its own
+    (a signal would wake the parent's loop through the inherited wake-up descriptor)."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

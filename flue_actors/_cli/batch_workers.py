@@ -2,10 +2,11 @@
 
 A batch in one process runs on one core (its event loop holds the GIL); workers use the others.
 The parent reads the inputs, writes the output, draws the progress and holds the batch's rate
-limits. Each worker is a process of its own (spawned, as ``serve --workers``'s are) with a
-runtime on the same store, which runs the lines it is handed as the single-process batch does
-(``drive_batch``: parsing, keys, admission, re-attaching) and answers each with its output line
-as its run ends. Lines go out in chunks as a worker asks for more, so a faster worker takes more.
+limits. Each worker is a process of its own (forked while the command has one thread, else
+spawned: see ``_process.start_method``) with a runtime on the same store, which runs the lines
+it is handed as the single-process batch does (``drive_batch``: parsing, keys, admission,
+re-attaching) and answers each with its output line as its run ends. Lines go out in chunks as
+a worker asks for more, so a faster worker takes more.
 
 - Keys are claimed in the shared store, so a line never has two runs, whichever worker has it.
 - A worker that dies has its unanswered lines handed to the others: their keys find the runs it
@@ -28,11 +29,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnProcess
+from multiprocessing.context import ForkContext, SpawnContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TextIO
 
-from .._process import die_with_parent
+from .._process import die_with_parent, forget_parent_signals, start_method
 from .._runtime import Runtime, WorkflowRegistry
 from .._runtime.batch import CHUNK, BatchControl, drive_batch
 from .._runtime.heap import settle_heap
@@ -50,7 +52,7 @@ ACTIVE_REPORT_SECONDS = 0.25
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """What every worker is given (picklable: it crosses into a spawned process)."""
+    """What every worker is given (picklable: it may cross into a spawned process)."""
 
     name: str
     workflows: str
@@ -154,8 +156,17 @@ class _Parent:
         self.send(("cool", seconds))
 
 
-def _worker_main(channel: Connection, settings: WorkerSettings, parent: int) -> None:
+def _worker_main(
+    channel: Connection,
+    settings: WorkerSettings,
+    parent: int,
+    inherited: list[Connection] | None,
+) -> None:
     die_with_parent(parent)
+    if inherited is not None:  # forked, with the command's ends of the earlier workers' pipes
+        forget_parent_signals()
+        for connection in inherited:
+            connection.close()  # else that worker would not see its pipe close with the command
     # An interrupt is the parent's to decide (a terminal's Ctrl-C reaches every process of the
     # group): it tells each worker to stop admitting, or to cancel.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -229,7 +240,7 @@ async def _report_active(parent: _Parent, control: BatchControl) -> None:
 @dataclass(eq=False)
 class _Worker:
     index: int
-    process: SpawnProcess
+    process: BaseProcess
     channel: Connection
     ready: bool = False
     waiting: bool = False  # asked for lines and was given none yet
@@ -271,13 +282,20 @@ class WorkerFleet:
         self.input_error: BatchInputError | None = None
         self._finished = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        spawn = multiprocessing.get_context("spawn")
+        method = start_method()
+        context: ForkContext | SpawnContext = (
+            multiprocessing.get_context("fork")
+            if method == "fork"
+            else multiprocessing.get_context("spawn")
+        )
         self.workers: list[_Worker] = []
         for index in range(count):
-            mine, theirs = spawn.Pipe(duplex=True)
-            process = spawn.Process(
+            mine, theirs = context.Pipe(duplex=True)
+            # A forked worker holds copies of the command's ends of the earlier workers' pipes.
+            inherited = [worker.channel for worker in self.workers] if method == "fork" else None
+            process = context.Process(
                 target=_worker_main,
-                args=(theirs, settings, os.getpid()),
+                args=(theirs, settings, os.getpid(), inherited),
                 name=f"flue-batch-worker-{index}",
             )
             process.start()

@@ -10,9 +10,11 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 from e2e.support import drop_schema, postgres_url
 
 from .conftest import Project, describe
@@ -22,10 +24,12 @@ SHORT_LEASE = ("--lease-seconds", "3", "--sweep-seconds", "0.5")
 
 
 def _workers_of(parent: int) -> list[int]:
-    """The pids of the command's worker processes (not multiprocessing's resource tracker)."""
+    """The pids of the command's worker processes (not multiprocessing's resource tracker,
+    which a spawning command starts)."""
     found = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
     pids = [int(pid) for pid in found.stdout.split()]
-    return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    tracker = b"resource_tracker"
+    return [pid for pid in pids if tracker not in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def _owner_pids_of_active_runs(project: Project) -> set[int]:
@@ -89,6 +93,52 @@ def test_workers_answer_every_line_once_with_errors_for_bad_lines(tmp_path: Path
     again = project.run(*args, timeout=60)
     assert again.returncode == 1, describe(again)
     assert "602 already in the output, 2 of them failed" in again.stderr
+
+
+# A workflow module that says which processes imported it, and with THREAD starts a thread in
+# the command as it is imported. A spawned worker imports it again as it discovers the
+# workflows; a forked one is a copy of the command, the module imported already.
+WHO_IMPORTS = """\
+import os
+import threading
+from pathlib import Path
+
+with Path("imported-by").open("a") as file:
+    file.write(f"{os.getpid()} {Path('/proc/self/cmdline').read_bytes()!r}\\n")
+if THREAD:
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["one-thread", "with-a-thread"])
+def test_workers_are_forked_unless_the_command_has_other_threads(
+    tmp_path: Path, thread: bool
+) -> None:
+    project = _project(tmp_path)
+    module = WHO_IMPORTS.replace("THREAD", repr(thread))
+    (project.root / "workflows" / "who_imports.py").write_text(module, encoding="utf-8")
+    _write_inputs(project.root / "in.jsonl", [json.dumps({"text": f"d{n}"}) for n in range(50)])
+    args = ("batch", "summarize", "in.jsonl", "--output", "out.jsonl", "--workers", "2")
+    result = project.run(*args, timeout=60)
+    assert result.returncode == 0, describe(result)
+    assert sorted(row["line"] for row in _outputs(project.root / "out.jsonl")) == list(range(1, 51))
+    command, *workers = (project.root / "imported-by").read_text(encoding="utf-8").splitlines()
+    assert "spawn_main" not in command
+    if thread:
+        assert len(workers) == 2, workers
+        assert all("spawn_main" in worker for worker in workers), workers
+    else:
+        assert workers == []
+
+
+def test_start_method_is_fork_only_while_the_process_has_one_thread() -> None:
+    check = (
+        "import threading; from flue_actors._process import start_method; print(start_method()); "
+        "threading.Thread(target=threading.Event().wait, daemon=True).start(); "
+        "print(start_method())"
+    )
+    found = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert found.stdout.split() == ["fork", "spawn"], found.stderr
 
 
 def test_workers_share_a_postgresql_store(tmp_path: Path) -> None:
