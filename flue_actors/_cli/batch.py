@@ -463,9 +463,10 @@ async def _batch_here(
                 # The cluster's budget is shared by every batch of these workflows and limits:
                 # this batch's share is what it counted meanwhile.
                 after = await _cluster_budget(runtime) or throttled_before
+                # (Less than before: the budget's actor exited, idle, and was made again.)
                 throttled = (
-                    after["throttled_seconds"] - throttled_before["throttled_seconds"],
-                    int(after["cooldowns"] - throttled_before["cooldowns"]),
+                    max(0.0, after["throttled_seconds"] - throttled_before["throttled_seconds"]),
+                    max(0, int(after["cooldowns"] - throttled_before["cooldowns"])),
                 )
             if hosts_meter is not None:
                 usage = await runtime.backend.batch_usage(hosts_meter)  # type: ignore[attr-defined]

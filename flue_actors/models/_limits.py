@@ -160,6 +160,18 @@ class MinuteBudget:
         self.cooldowns += 1
         self._cool_until = max(self._cool_until, self._clock() + seconds)
 
+    def at_rest(self) -> bool:
+        """Whether this budget is as a new one would be (every bucket full, no cool-down, no
+        caller waiting): forgetting it loses nothing of the limits."""
+        now = self._clock()
+        for bucket in self._buckets():
+            bucket.refill(now)
+        if self._turn is not None and self._turn.locked():
+            return False
+        return now >= self._cool_until and all(
+            bucket.level >= bucket.capacity for bucket in self._buckets()
+        )
+
 
 def _bucket(per_minute: float | None, now: float) -> _Bucket | None:
     return None if per_minute is None else _Bucket(per_minute, now)

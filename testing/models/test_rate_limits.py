@@ -74,6 +74,55 @@ def test_output_tokens_are_paid_after_the_response_and_hold_later_requests() -> 
     assert time.now == pytest.approx(60.1, abs=0.01)  # the debt and one token, at 10/s
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(st.integers(1, 900), st.integers(0, 3000), st.floats(0, 90)),
+        min_size=1,
+        max_size=20,
+    ),
+    cooling=st.floats(0, 120),
+)
+def test_a_budget_is_at_rest_only_once_a_new_one_would_grant_what_it_grants(
+    calls: list[tuple[int, int, float]], cooling: float
+) -> None:
+    # A budget at rest may be forgotten (the Ray limiter's actor exits when idle and at rest,
+    # and is made again on the next call): a new budget must then grant exactly as it would.
+    limits = RateLimits(requests_per_minute=120, input_tokens_per_minute=3000,
+                        output_tokens_per_minute=1200)  # fmt: skip
+    time = FakeTime()
+    budget = MinuteBudget(limits, clock=time.clock, sleep=time.sleep)
+    assert budget.at_rest()
+
+    async def go() -> None:
+        for input_tokens, output_tokens, pause in calls:
+            await budget.acquire(input_tokens)
+            await budget.settle(input_tokens, input_tokens, output_tokens)
+            time.now += pause
+        await budget.cool_down(cooling)
+
+    asyncio.run(go())
+    resting_at = time.now
+    while not budget.at_rest():
+        time.now += 0.5
+    # Never sooner than the cool-down ends, and never later than a minute after it and the
+    # deepest debt (one call's output over a minute's worth, at most 2.5 minutes of refill).
+    assert time.now >= resting_at + cooling - 0.5
+    assert time.now <= resting_at + cooling + 60 + 150 + 0.5
+    # At rest: what it grants now takes as long as with a new budget.
+    fresh_time = FakeTime()
+    fresh_time.now = time.now
+    fresh = MinuteBudget(limits, clock=fresh_time.clock, sleep=fresh_time.sleep)
+
+    async def burst(on: MinuteBudget) -> None:
+        for _ in range(130):
+            await on.acquire(20)
+
+    asyncio.run(burst(budget))
+    asyncio.run(burst(fresh))
+    assert time.now == pytest.approx(fresh_time.now)
+
+
 class Text(BaseModel):
     text: str
 

@@ -13,6 +13,10 @@ lost, never lent twice: the limits hold however the calls spread over the hosts.
 
 A deployment with limits names its actor after itself (``Deployment.rate_limiter``): serves and
 batches of one deployment share the budget, as they share the API key whose limits it mirrors.
+The actor is detached (it outlives the batch that made it), so it exits by itself once nobody
+has called it for ``IDLE_SECONDS`` and its budget is at rest (as a new one would be): a batch
+with other limits is another deployment, and a cluster started with ``ray start`` would
+otherwise keep one idle actor process per limits ever used. The next call makes it again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from ...errors import ModelRequestError
 from ...models import MinuteBudget, RateLimits
 from .environment import shared_actor
 
@@ -34,27 +39,62 @@ SLICE_SECONDS: Final = 0.5
 _UNLIMITED_SLICE_REQUESTS: Final = 16
 # Every host waiting for its next slice is one call in the actor.
 _CONCURRENCY: Final = 10_000
+# How long the actor waits, uncalled and at rest, before it exits.
+IDLE_SECONDS: Final = 600.0
+# Tries to reach the actor (an exited or dead one is made again in between).
+_ATTEMPTS: Final = 10
 
 
 class RateLimiterActor:
-    """The shared budget (an async Ray actor)."""
+    """The shared budget (an async Ray actor). ``grant`` and ``cool_down`` answer ``False``
+    once it is exiting (idle and at rest): the caller makes a new one."""
 
-    def __init__(self, limits: RateLimits) -> None:
+    def __init__(self, limits: RateLimits, idle_seconds: float = IDLE_SECONDS) -> None:
         self._budget = MinuteBudget(limits)
         self._slices = 0
+        self._idle_seconds = idle_seconds
+        self._last_call = time.monotonic()
+        self._watcher: asyncio.Task[None] | None = None
+        self._exiting = False
+
+    def _called(self) -> bool:
+        if self._exiting:
+            return False
+        self._last_call = time.monotonic()
+        if self._watcher is None:  # the actor's loop runs its calls, not its __init__
+            self._watcher = asyncio.get_running_loop().create_task(self._exit_when_idle())
+        return True
+
+    async def _exit_when_idle(self) -> None:
+        import ray
+
+        while True:
+            idle_for = time.monotonic() - self._last_call
+            if idle_for >= self._idle_seconds and self._budget.at_rest():
+                break
+            await asyncio.sleep(max(self._idle_seconds - idle_for, self._idle_seconds / 4))
+        self._exiting = True
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def grant(
         self, requests: int, input_tokens: int, input_correction: int, output_tokens: int
-    ) -> None:
+    ) -> bool:
         """Settle what the caller's calls since its last slice reported, then wait until a
         slice of ``requests`` requests and ``input_tokens`` tokens may go out, and take it."""
+        if not self._called():
+            return False
         if input_correction or output_tokens:
             await self._budget.settle(input_correction, 0, output_tokens)
         await self._budget.acquire(input_tokens, requests)
         self._slices += 1
+        self._last_call = time.monotonic()
+        return True
 
-    async def cool_down(self, seconds: float) -> None:
+    async def cool_down(self, seconds: float) -> bool:
+        if not self._called():
+            return False
         await self._budget.cool_down(seconds)
+        return True
 
     async def stats(self) -> dict[str, float]:
         """Seconds slices were held back (wall clock: one waits at a time), cool-downs, and
@@ -66,10 +106,14 @@ class RateLimiterActor:
         }
 
 
-def limiter_actor(name: str, limits: RateLimits) -> Any:
+def limiter_actor(name: str, limits: RateLimits, idle_seconds: float = IDLE_SECONDS) -> Any:
     """The actor named ``name`` in the cluster, made with ``limits`` if it does not exist."""
     return shared_actor(
-        RateLimiterActor, LIMITER_PREFIX + name, limits, max_concurrency=_CONCURRENCY
+        RateLimiterActor,
+        LIMITER_PREFIX + name,
+        limits,
+        idle_seconds,
+        max_concurrency=_CONCURRENCY,
     )
 
 
@@ -83,9 +127,11 @@ class RayRateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self._name = name
         self._limits = limits
+        self._idle_seconds = idle_seconds
         self._clock = clock
         self._sleep = sleep
         self._actor: Any = None
@@ -151,14 +197,24 @@ class RayRateLimiter:
         return stats
 
     async def _call(self, method: str, *args: Any) -> Any:
-        """A call to the actor; made again (once) if the actor was gone (its node died): it is
-        then made anew, with a full budget."""
+        """A call to the actor, made again on a new one if it had exited (idle and at rest, so
+        a new one is the same budget) or died (its node lost: a new one has a full budget)."""
         from ray.exceptions import RayActorError
 
-        if self._actor is None:
-            self._actor = limiter_actor(self._name, self._limits)
-        try:
-            return await getattr(self._actor, method).remote(*args)
-        except RayActorError:
-            self._actor = limiter_actor(self._name, self._limits)
-            return await getattr(self._actor, method).remote(*args)
+        for attempt in range(_ATTEMPTS):
+            if self._actor is None:
+                self._actor = limiter_actor(self._name, self._limits, self._idle_seconds)
+            try:
+                answer = await getattr(self._actor, method).remote(*args)
+            except RayActorError:
+                answer = False
+            if answer is not False:
+                return answer
+            # Until the exiting actor is gone its name still finds it: pause before asking.
+            self._actor = None
+            await self._sleep(min(0.02 * 2**attempt, 1.0))
+        raise ModelRequestError(
+            f"The rate-limit budget {self._name} could not be reached.",
+            transient=True,
+            code="rate_limiter_unavailable",
+        )
