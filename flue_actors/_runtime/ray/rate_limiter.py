@@ -118,7 +118,8 @@ def limiter_actor(name: str, limits: RateLimits, idle_seconds: float = IDLE_SECO
 
 
 class RayRateLimiter:
-    """A host's share of the budget named ``name``. ``clock`` and ``sleep`` are injectable."""
+    """A host's share of the budget named ``name``. ``clock`` and ``sleep`` are injectable;
+    ``idle_seconds`` is how long the actor it makes waits, uncalled and at rest, to exit."""
 
     def __init__(
         self,
