@@ -65,7 +65,7 @@ async def test_the_budgets_actor_exits_once_idle_and_at_rest_and_is_made_again(
     limits = RateLimits(requests_per_minute=120)  # slices of one request: a call each
     limiter = RayRateLimiter(name, limits, idle_seconds=1.0)
     await limiter.acquire(10)
-    await limiter.cool_down(2.5)  # a 429: not at rest until it ends, however idle
+    await limiter.cool_down(4.0)  # a 429: not at rest until it ends, however idle
     await asyncio.sleep(2.0)
     assert alive(), "it exited while a cool-down was pending"
     for _ in range(100):  # it looks every quarter of its idle time
