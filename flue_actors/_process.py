@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
 import os
 import signal
 import sys
 import threading
-from typing import Final, Literal
+from multiprocessing.context import ForkContext, SpawnContext
+from typing import Final
 
-__all__ = ["die_with_parent", "forget_parent_signals", "start_method"]
+__all__ = ["die_with_parent", "forget_parent_signals", "worker_context"]
 
 _PR_SET_PDEATHSIG: Final = 1
 
@@ -26,14 +28,14 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def start_method() -> Literal["fork", "spawn"]:
+def worker_context() -> ForkContext | SpawnContext:
     """How a command starts its workers: forked on Linux while the command has no thread but
     its main one (a copy of what it has imported, ready in milliseconds rather than the second
     a fresh interpreter takes to import it all again), spawned otherwise (a fork of a process
     with other threads may copy a lock one of them held, and never see it released)."""
     if sys.platform.startswith("linux") and threading.active_count() == 1:
-        return "fork"
-    return "spawn"
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def forget_parent_signals() -> None:

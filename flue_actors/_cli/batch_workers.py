@@ -3,7 +3,7 @@
 A batch in one process runs on one core (its event loop holds the GIL); workers use the others.
 The parent reads the inputs, writes the output, draws the progress and holds the batch's rate
 limits. Each worker is a process of its own (forked while the command has one thread, else
-spawned: see ``_process.start_method``) with a runtime on the same store, which runs the lines
+spawned: see ``_process.worker_context``) with a runtime on the same store, which runs the lines
 it is handed as the single-process batch does (``drive_batch``: parsing, keys, admission,
 re-attaching) and answers each with its output line as its run ends. Lines go out in chunks as
 a worker asks for more, so a faster worker takes more.
@@ -22,19 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import multiprocessing
 import os
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.context import ForkContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TextIO
 
-from .._process import die_with_parent, forget_parent_signals, start_method
+from .._process import die_with_parent, forget_parent_signals, worker_context
 from .._runtime import Runtime, WorkflowRegistry
 from .._runtime.batch import CHUNK, BatchControl, drive_batch
 from .._runtime.heap import settle_heap
@@ -282,17 +280,13 @@ class WorkerFleet:
         self.input_error: BatchInputError | None = None
         self._finished = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        method = start_method()
-        context: ForkContext | SpawnContext = (
-            multiprocessing.get_context("fork")
-            if method == "fork"
-            else multiprocessing.get_context("spawn")
-        )
+        context = worker_context()
+        forked = context.get_start_method() == "fork"
         self.workers: list[_Worker] = []
         for index in range(count):
             mine, theirs = context.Pipe(duplex=True)
             # A forked worker holds copies of the command's ends of the earlier workers' pipes.
-            inherited = [worker.channel for worker in self.workers] if method == "fork" else None
+            inherited = [worker.channel for worker in self.workers] if forked else None
             process = context.Process(
                 target=_worker_main,
                 args=(theirs, settings, os.getpid(), inherited),

@@ -131,11 +131,12 @@ def test_workers_are_forked_unless_the_command_has_other_threads(
         assert workers == []
 
 
-def test_start_method_is_fork_only_while_the_process_has_one_thread() -> None:
+def test_workers_fork_only_while_the_process_has_one_thread() -> None:
     check = (
-        "import threading; from flue_actors._process import start_method; print(start_method()); "
+        "import threading; from flue_actors._process import worker_context as context; "
+        "print(context().get_start_method()); "
         "threading.Thread(target=threading.Event().wait, daemon=True).start(); "
-        "print(start_method())"
+        "print(context().get_start_method())"
     )
     found = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert found.stdout.split() == ["fork", "spawn"], found.stderr
