@@ -473,27 +473,16 @@ async def _batch_here(
             _off_interrupts()
     if meter is not None:
         usage = meter.total
-    _summary(
-        batch.err,
-        batch.control,
-        usage,
-        elapsed,
-        len(batch.done),
-        batch.failed_before,
-        throttled,
-        batch_counts,
-    )
-    return _exit_status(interrupted, batch.control, batch.failed_before)
+    _summary(batch, usage, elapsed, throttled, batch_counts)
+    return _exit_status(interrupted, batch)
 
 
-def _exit_status(
-    interrupted: list[signal.Signals], control: BatchControl, failed_before: int
-) -> int:
+def _exit_status(interrupted: list[signal.Signals], batch: _Batch) -> int:
     """130 after an interrupt; else the output's status: 1 if any of its lines failed, this
     invocation's or an earlier one's."""
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if control.failed or failed_before else 0
+    return EXIT_FAILED if batch.control.failed or batch.failed_before else 0
 
 
 def _totals(meter: UsageMeter | None) -> Callable[[], Usage | None] | None:
@@ -628,15 +617,7 @@ async def _batch_on_workers(batch: _Batch) -> int:
             writer.close()
     elapsed = progress.close() if progress is not None else 0.0
     throttled = None if budget is None else (budget.throttled_seconds, budget.cooldowns)
-    _summary(
-        batch.err,
-        batch.control,
-        fleet.usage(),
-        elapsed,
-        len(batch.done),
-        batch.failed_before,
-        throttled,
-    )
+    _summary(batch, fleet.usage(), elapsed, throttled)
     if interrupted:
         return EXIT_INTERRUPTED
     if not started:
@@ -647,7 +628,7 @@ async def _batch_on_workers(batch: _Batch) -> int:
     if fleet.unanswered:
         describe_lost(fleet, batch.err)
         return EXIT_FAILED
-    return _exit_status(interrupted, batch.control, batch.failed_before)
+    return _exit_status(interrupted, batch)
 
 
 async def _cluster_budget(runtime: Runtime) -> dict[str, float] | None:
@@ -696,23 +677,21 @@ def _output_line(name: str, item: BatchItem) -> str:
 
 
 def _summary(
-    err: TextIO,
-    control: BatchControl,
+    batch: _Batch,
     usage: Usage | None,
     elapsed: float,
-    skipped: int,
-    skipped_failed: int,
     throttled: tuple[float, int] | None,
     batch_counts: dict[str, int] | None = None,
 ) -> None:
+    control = batch.control
     rate = control.done / elapsed if elapsed > 0 else 0.0
-    earlier_failures = f", {skipped_failed} of them failed" if skipped_failed else ""
+    earlier_failures = f", {batch.failed_before} of them failed" if batch.failed_before else ""
     held = ""
     if throttled is not None:
         held = f"; throttled {throttled[0]:.1f}s ({throttled[1]} cool-downs)"
-    err.write(
+    batch.err.write(
         f"batch: {control.done - control.failed} completed, {control.failed} failed"
-        f" ({control.resumed} found from an earlier batch, {skipped} already in the output"
+        f" ({control.resumed} found from an earlier batch, {len(batch.done)} already in the output"
         f"{earlier_failures})"
         f" in {elapsed:.1f}s, {rate:.1f} runs/s{_tokens(usage, '; ')}{held}"
         + (
@@ -723,4 +702,4 @@ def _summary(
         )
         + "\n"
     )
-    err.flush()
+    batch.err.flush()
