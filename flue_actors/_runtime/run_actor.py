@@ -192,10 +192,10 @@ class RunActor:
             # Requested cancellation decides the outcome, whatever the workflow made of the
             # AbortError its operations saw.
             error = RunCancelledError(run_id=self.run_id, reason=self._cancel_reason)
-        # Everything before run_end is written first, so its timestamp (the record's endedAt)
-        # and its durationMs come from the same instant: endedAt - startedAt == durationMs.
-        # Only then is the stream's failure known: the last events may be the ones it refused.
-        await self._stream.flush()
+        # The events still pending are written with run_end, in one append; what the stream
+        # refused before is known now (end() handles a refusal of that last append). Its
+        # timestamp (the record's endedAt) and its durationMs come from the same instant:
+        # endedAt - startedAt == durationMs.
         if self._stream.failure is not None and error is None:
             error = self._stream.failure  # the run's own events were not all recorded
         end: dict[str, Any] = {"runId": self.run_id, "result": None if error else result}

@@ -3,7 +3,9 @@
 Events are stamped (v3 envelope) as they are emitted and handed to one flusher task that appends
 whatever has accumulated in one store call, carrying the expected sequence, so a run makes one
 append per burst of events rather than one per event and a stale writer is fenced by the log.
-Streaming detail (``text_delta``, ``thinking_*``) waits for the next other event or 3 s.
+Streaming detail (``text_delta``, ``thinking_*``) waits for the next other event or 3 s. The
+terminal event takes whatever is still pending into its own append: a run whose workflow returns
+right after its last operation writes that operation's events and ``run_end`` together.
 
 Whatever a run emits, its stream ends with ``run_end`` and its ``eventIndex`` has no gap. Text of
 any kind is storable (``jsonvalue.dumps``); an event that is not JSON data at all is not. Stores
@@ -35,6 +37,14 @@ ANSWER_TYPES: Final = frozenset({"turn", "tool"})
 
 logger = logging.getLogger("flue_actors.run")
 DELTA_FLUSH_SECONDS: Final = 3.0
+# Turns of the event loop the flusher lets pass before it takes a batch: whatever the run's other
+# tasks emit meanwhile joins it. An operation's task runs in the turn after the step that started
+# it, and a workflow that returns after its last operation reaches run_end three or four turns
+# after that operation's last event: within this many, end() finds those events still pending
+# and writes them with run_end in one append (a run of `summarize` on the fake model makes one
+# append, not two; on a real model two, not three: three turns were enough in both, measured
+# on 2026-12-02). Each turn costs the flusher one step.
+FLUSH_TURNS: Final = 4
 # What the encoder raises for a value that is not JSON data: TypeError for objects, ValueError
 # for non-finite numbers, RecursionError for nesting deeper than the stack allows.
 _ENCODING_FAILURES: Final = (TypeError, ValueError, RecursionError)
@@ -79,6 +89,7 @@ class RunStream:
         self._flusher: asyncio.Task[None] | None = None
         self._delta_timer: asyncio.TimerHandle | None = None
         self._ended = False
+        self._ending = False  # end() has begun: the flusher takes no further batch
         self._sealed = False
         self.failure: BaseException | None = None
         # Called once when the log refuses this writer (see ``fenced``), so its owner can stop
@@ -170,11 +181,11 @@ class RunStream:
             self._durable_index = int(batch[-1]["eventIndex"]) + 1
 
     async def _drain(self) -> None:
-        # One turn of the event loop first: whatever the run's other tasks emit in the same
-        # turn (an operation's task runs right after the step that started it) joins this
-        # batch, so a run makes fewer, larger appends, each its own store transaction.
-        await asyncio.sleep(0)
-        while self._pending and self.failure is None:
+        # A few turns of the event loop first (see FLUSH_TURNS): a run makes fewer, larger
+        # appends, each its own store transaction.
+        for _ in range(FLUSH_TURNS):
+            await asyncio.sleep(0)
+        while self._pending and self.failure is None and not self._ending:
             batch, self._pending = self._pending, []
             try:
                 await self._append(batch)
@@ -227,27 +238,32 @@ class RunStream:
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is durable (or the writer has failed)."""
-        if self._pending:
+        if self._pending and not self._ending:
             # Nothing pending (a run's events are usually written by the time it ends): no
-            # flusher task is started just to find that out.
+            # flusher task is started just to find that out. Once ending, end() writes them.
             self._kick()
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
-            if self._pending and self.failure is None:
+            if self._pending and self.failure is None and not self._ending:
                 self._kick()
 
     async def end(
         self, type: str, payload: dict[str, Any], *, at_ms: int | None = None
     ) -> dict[str, Any]:
-        """Flush, then append the terminal event and close the stream in one transaction.
-        ``at_ms`` is the event's timestamp, when its payload was computed from that instant.
+        """Append whatever is pending and the terminal event, and close the stream, in one
+        transaction (after an append already in flight). ``at_ms`` is the event's timestamp,
+        when its payload was computed from that instant.
 
         After a store failure the terminal event is still attempted (a run must end); only a
         fenced writer, which no longer owns the stream, gives up. After an unstorable event,
         nothing emitted since is written and the terminal event takes the next index; if the
-        terminal event itself cannot be stored, an errored one saying so is written instead.
+        terminal event itself cannot be stored, an errored one saying so is written instead;
+        if the store fails that append, an errored one naming the failure is tried once more.
         """
-        await self.flush()
+        self._ending = True
+        # The flusher's append in flight ends first (the log's order); it takes nothing more.
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
         if self.fenced:
             assert self.failure is not None
             raise self.failure
@@ -266,6 +282,20 @@ class RunStream:
             if found is None:
                 raise
             return await self._end_unstorable(batch, *found, at_ms=at_ms)
+        except (StreamConflictError, StreamClosedError):
+            raise  # fenced: another writer owns the stream
+        except Exception as error:
+            if self.failure is not None:
+                raise  # failed before: the run is left to recovery
+            # Nothing of the batch was written; it is tried once more, as it would have been
+            # had its events before the terminal one failed in an append of their own: with
+            # the run's own error, or else errored with the store's failure.
+            self.failure = error
+            logger.error("run %s: appending events failed: %s", self.run_id, error)
+            if event.get("isError"):
+                await self._append(batch, close=True)
+                return event
+            return await self._end_errored(batch, len(batch) - 1, error, at_ms)
         return event
 
     async def _end_unstorable(
@@ -280,9 +310,16 @@ class RunStream:
         terminal event (plain data only, so it always encodes) in its place."""
         failure = _not_storable(batch[position], cause)
         logger.error("run %s: %s", self.run_id, failure.message)
+        return await self._end_errored(batch, min(position, len(batch) - 1), failure, at_ms)
+
+    async def _end_errored(
+        self, batch: list[dict[str, Any]], keep: int, failure: BaseException, at_ms: int | None
+    ) -> dict[str, Any]:
+        """Append the first ``keep`` events of the terminal ``batch`` and, in place of its last
+        (the terminal event), an errored one naming ``failure`` (plain data only, so it always
+        encodes), at the index that follows them."""
         last = batch[-1]
-        kept = batch[: min(position, len(batch) - 1)]
-        self._next_index = int(last["eventIndex"]) - (len(batch) - 1) + len(kept)
+        self._next_index = int(last["eventIndex"]) - (len(batch) - 1) + keep
         self._ended = False
         payload: dict[str, Any] = {"runId": self.run_id, "result": None, "isError": True}
         payload["error"] = error_payload(failure)
@@ -290,5 +327,5 @@ class RunStream:
             payload["durationMs"] = last["durationMs"]
         event = self._stamp(str(last["type"]), payload, at_ms)
         self._ended = True
-        await self._append([*kept, event], close=True)
+        await self._append([*batch[:keep], event], close=True)
         return event
