@@ -198,14 +198,18 @@ class RunStream:
                     return
                 self.failure = error
                 if self.fenced:
-                    logger.warning("run %s: another writer ended it: %s", self.run_id, error)
-                    if self.on_fenced is not None:
-                        self.on_fenced()
+                    self._refused(error)
                     return
                 # Kept, so that end() writes them ahead of run_end if the store comes back.
                 self._pending = batch + self._pending
                 logger.error("run %s: appending events failed: %s", self.run_id, error)
                 return
+
+    def _refused(self, error: BaseException) -> None:
+        """The log refused this writer as stale (see ``fenced``): say so, and tell its owner."""
+        logger.warning("run %s: another writer ended it: %s", self.run_id, error)
+        if self.on_fenced is not None:
+            self.on_fenced()
 
     async def _keep_storable(
         self, batch: list[dict[str, Any]], position: int, cause: BaseException
@@ -282,8 +286,10 @@ class RunStream:
             if found is None:
                 raise
             return await self._end_unstorable(batch, *found, at_ms=at_ms)
-        except (StreamConflictError, StreamClosedError):
-            raise  # fenced: another writer owns the stream
+        except (StreamConflictError, StreamClosedError) as error:
+            self.failure = error  # fenced: another writer owns the stream
+            self._refused(error)
+            raise
         except Exception as error:
             if self.failure is not None:
                 raise  # failed before: the run is left to recovery

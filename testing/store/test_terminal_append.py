@@ -9,16 +9,19 @@ it is tried once more: with the run's own error, or errored with the store's fai
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+
 from flue_actors import Runtime
 from flue_actors._clock import StepClock
 from flue_actors._runtime import WorkflowRegistry
 from flue_actors._runtime.run_stream import FLUSH_TURNS, RunStream
-from flue_actors.errors import RunStoreUnavailableError
+from flue_actors.errors import RunStoreUnavailableError, StreamClosedError
 from flue_actors.models import ModelRegistry
 from flue_actors.store import EventStore, run_stream
 
@@ -171,3 +174,23 @@ async def test_a_summarize_run_on_the_fake_model_is_one_append(store: EventStore
     assert len(appends.batches) == 1, appends.batches
     assert appends.batches[0][0] == "run_start"
     assert appends.batches[0][-1] == "run_end"
+
+
+async def test_a_terminal_append_another_writer_refuses_tells_the_owner(
+    store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_id, stream = await _stream(store, 6, Appends(store))
+    fenced: list[bool] = []
+    stream.on_fenced = lambda: fenced.append(True)
+    stream.emit("log", {"level": "info", "message": "never written"})
+    # Another writer (a cancellation through another process) ends the run first.
+    await store.append(run_stream(run_id), [], close=True)
+    with (
+        caplog.at_level(logging.WARNING, logger="flue_actors.run"),
+        pytest.raises(StreamClosedError),
+    ):
+        await stream.end("run_end", _end(run_id))
+    assert fenced == [True]
+    assert stream.fenced
+    assert f"run {run_id}: another writer ended it" in caplog.text
+    assert await read_all(store, run_stream(run_id)) == []
