@@ -180,6 +180,66 @@ async def test_an_orphan_no_host_can_take_now_is_left_for_the_next_sweep(
         backend.shutdown_hosts()
 
 
+async def test_a_restarting_owner_keeps_its_run_from_the_other_hosts_for_a_while(
+    ray_cluster: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host restarting resumes its past life's runs itself as it opens: a sweep meanwhile
+    leaves them to it, since another host taking one over would run it twice (the restarted
+    owner, under the same name, claims it from itself). A host that stays down past
+    ``OWNER_RESTART_SECONDS`` is taken to be stuck: another host resumes its runs."""
+    import ray
+
+    from flue_actors._runtime.ray import backend as ray_backend
+
+    class SlowToRestart(RunHost):
+        def __init__(self, config: HostConfig) -> None:
+            if ray.get_runtime_context().was_current_actor_reconstructed:
+                time.sleep(60)
+            super().__init__(config)
+
+    runtime = _quiet_runtime(project)
+    backend = runtime.backend
+    assert isinstance(backend, RayBackend)
+    restarting: Any = None
+    try:
+        await runtime.serve()
+        hosts = dict(backend._hosts)
+        owner = sorted(hosts)[0]
+        assert len(hosts) > 1  # another host could take the run over
+        run_id = await _admit_orphan(runtime, owner, "sleeper")
+        config = HostConfig(owner=owner, deployment=backend.deployment)
+        restarting = (
+            ray.remote(SlowToRestart)
+            .options(max_restarts=-1, max_task_retries=0, num_cpus=0)
+            .remote(config)
+        )
+        os.kill((await restarting.describe.remote())["pid"], signal.SIGKILL)
+        backend._hosts = {**hosts, owner: restarting}  # the run's owner is restarting
+        try:
+            assert await _sweep_as_if_every_lease_expired(runtime) == []
+            assert await runtime.store.owner_of(run_id) == owner
+            record = await runtime.store.get_run(run_id)
+            assert record is not None
+            assert record.status == "active"
+            assert await runtime.events(run_id) == []  # nobody resumed it
+
+            monkeypatch.setattr(ray_backend, "OWNER_RESTART_SECONDS", 0.0)
+            assert await _sweep_as_if_every_lease_expired(runtime) == []
+        finally:
+            backend._hosts = hosts
+        assert await runtime.store.owner_of(run_id) != owner
+        record = await runtime.wait(run_id, timeout=30)
+        assert record.status == "completed", record.error
+        types = [event["type"] for event in await runtime.events(run_id)]
+        assert types.count("run_resume") == 1
+        assert types[:2] == ["run_resume", "run_start"]
+    finally:
+        if restarting is not None:
+            ray.kill(restarting, no_restart=True)
+        await runtime.close()
+        backend.shutdown_hosts()
+
+
 NAPPER = '''\
 """Naps, then completes; invocable and readable over HTTP."""
 

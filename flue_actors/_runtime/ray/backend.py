@@ -57,6 +57,9 @@ RUN_PREFIX = "flue-run-"
 _PLACE_SECONDS = 30.0
 # How often placement looks at which nodes are alive (one call to the cluster's control plane).
 _NODES_EVERY_SECONDS = 2.0
+# How long a host found restarting keeps its orphaned runs from the other hosts: it resumes
+# them itself as it opens (see RayBackend.resume). Past this it is taken to be stuck.
+OWNER_RESTART_SECONDS = 60.0
 # At most this many runs in one hand-over call to a host.
 _BATCH = 256
 # After a host's watch call fails: when to call again (a restarting host answers once up).
@@ -148,6 +151,8 @@ class RayBackend:
         self._starting: dict[str, OwnerLease] = {}
         self._nodes_checked = time.monotonic()
         self._joining: asyncio.Task[None] | None = None
+        # When each host that owns orphans was first found restarting (see resume).
+        self._restarting_since: dict[str, float] = {}
 
     @property
     def deployment(self) -> Deployment:
@@ -518,7 +523,9 @@ class RayBackend:
         """The lease sweep's offer of an orphan (its owner ``previous`` as the sweep found it;
         ``None``: its owner now): hand it to a live host of this deployment, which resumes it
         by replay. ``False``: none took it (the caller ends it); ``None``: no host could be
-        asked now (restarting), so the run is left for the next sweep.
+        asked now (restarting), or its owner is restarting (for up to
+        ``OWNER_RESTART_SECONDS``: it resumes the run itself as it opens), so the run is left
+        for the next sweep.
 
         Its owner, when it is one of these hosts, is asked first: a silent lease does not mean
         a dead host (a busy one's heartbeat can lag past the lease), and a live owner answers
@@ -534,19 +541,30 @@ class RayBackend:
         for name in sorted(self._names, key=lambda name: name != owner):
             try:
                 declined: list[str] = await self._hosts[name].resume.remote([run_id])
-            except ActorUnavailableError as error:  # back soon: another may take it meanwhile
+            except ActorUnavailableError as error:  # back soon
                 logger.warning("host %s could not take over run %s: %s", name, run_id, error)
+                if name == owner and self._given_time_to_restart(name):
+                    # It resumes its past life's runs itself as it opens, this one among them,
+                    # and under the same name: another host's claim would succeed as well
+                    # and run it twice. Left for the next sweep, which asks it again.
+                    return None
                 restarting = True
                 continue
             except Exception as error:  # another host may take it
                 logger.warning("host %s could not take over run %s: %s", name, run_id, error)
                 continue
+            self._restarting_since.pop(name, None)
             if run_id not in declined:
                 return True
             if name != owner:
                 return False
             # Its owner declined it (it is draining): another host may take it over.
         return None if restarting else False
+
+    def _given_time_to_restart(self, name: str) -> bool:
+        """Whether host ``name``, found restarting, is still left to resume its own runs."""
+        now = time.monotonic()
+        return now - self._restarting_since.setdefault(name, now) < OWNER_RESTART_SECONDS
 
     async def _admit_dedicated(self, header: RunAdmittedEvent, owner: str) -> bool:
         """An actor of its own for the run (``isolation="process"``): admitted here, since
