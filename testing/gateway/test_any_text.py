@@ -173,6 +173,15 @@ async def on_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         await drop_scratch_schemas()
 
 
+@pytest.fixture
+def served(request: pytest.FixtureRequest) -> Served:
+    """The module's server on the store named by the test's indirect parameter (``on_sqlite``
+    or ``on_postgres``), resolved here: an async module fixture cannot be set up from inside
+    a running test, which a test run on its own would have to do."""
+    found: Served = request.getfixturevalue(request.param)
+    return found
+
+
 async def read_events(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
     """Every event of an ended run, page by page over HTTP, until ``Stream-Closed``."""
     events: list[dict[str, Any]] = []
@@ -260,12 +269,9 @@ async def test_any_text_ends_the_run_and_reads_back_on_postgres(
     await check_any_text(on_postgres, texts)
 
 
-@pytest.mark.parametrize("backend", ["on_sqlite", "on_postgres"])
-async def test_awkward_text_reads_back_over_sse(
-    backend: str, request: pytest.FixtureRequest
-) -> None:
+@pytest.mark.parametrize("served", ["on_sqlite", "on_postgres"], indirect=True)
+async def test_awkward_text_reads_back_over_sse(served: Served) -> None:
     """The live reader gets the same events as the catch-up reader, byte for byte."""
-    served: Served = request.getfixturevalue(backend)
     awkward = "".join(AWKWARD)
     texts = Texts(input=awkward, model=awkward, tool=awkward, log=awkward)
     await check_any_text(served, texts)
@@ -281,13 +287,10 @@ async def test_awkward_text_reads_back_over_sse(
     assert json.loads(frames[-1].split("\n", 1)[1][len("data:") :])["streamClosed"] is True
 
 
-@pytest.mark.parametrize("backend", ["on_sqlite", "on_postgres"])
-async def test_a_run_end_that_cannot_be_stored_still_ends_the_run(
-    backend: str, request: pytest.FixtureRequest
-) -> None:
+@pytest.mark.parametrize("served", ["on_sqlite", "on_postgres"], indirect=True)
+async def test_a_run_end_that_cannot_be_stored_still_ends_the_run(served: Served) -> None:
     """The workflow's error cannot be encoded (its ``meta`` holds a datetime): the run still
     ends, errored ``event_not_storable``, its stream closed, with no gap in ``eventIndex``."""
-    served: Served = request.getfixturevalue(backend)
     response = await served.client.post("/workflows/odd_meta", params={"wait": "result"})
     assert response.status_code == 500, response.text
     error = response.json()["error"]
