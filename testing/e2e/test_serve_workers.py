@@ -206,7 +206,9 @@ class WorkersScenarios:
 
     def test_a_dead_worker_stops_the_server_and_its_runs_resume_once(self, served: Served) -> None:
         a, b = served.workers
-        texts = [f"{marker()} [delay=1000] orphaned {i}" for i in range(4)]
+        # Answered well after the kill even when the four requests arrive over a second or
+        # more (a loaded machine): a run whose answer came first would end without a resume.
+        texts = [f"{marker()} [delay=3000] orphaned {i}" for i in range(4)]
         with served.only(a), served.serve.client() as http:
             runs = [admitted(http, text) for text in texts]
         for text in texts:
