@@ -6,6 +6,9 @@ A ``flue-actors serve`` process (uvicorn, durable file SQLite, ``FLUE_MODEL=fake
 * ``POST /workflows/summarize?wait=result``: ``--runs`` requests at concurrency 16, runs/s and
   latency percentiles (target: at least 300 runs/s; Flue's Node server does about 160 here);
 * ``GET /runs/<id>?meta``: ``--meta`` requests at concurrency 16;
+* for both, the server's CPU per request (utime + stime of its process across the load, over
+  the requests): the load generator shares the 2 cores, and runs/s follows the machine's load
+  far more than this does;
 * ``--readers`` concurrent SSE readers of one run that logs ``--ticks`` events ``--interval``
   apart:
   delivery latency from emission to receipt (target: p99 under 50 ms).
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _cpu import cpu_seconds
 from _load import concurrently
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,17 +74,20 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _concurrently(
-    n: int, concurrency: int, one: Callable[[int], Awaitable[object]]
+    n: int, concurrency: int, one: Callable[[int], Awaitable[object]], server: int
 ) -> dict[str, float]:
+    cpu = cpu_seconds(server)
     elapsed, latencies = await concurrently(n, concurrency, one)
+    cpu = cpu_seconds(server) - cpu
     return {
         "per_s": round(n / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "server_cpu_ms_per_request": round(cpu * 1000 / n, 3),
     }
 
 
-async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
+async def _load(base: str, server: int, args: argparse.Namespace) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.readers + 32)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
 
@@ -90,8 +97,8 @@ async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
             )
             assert response.status_code == 200, response.text
 
-        await _concurrently(50, 16, invoke)  # warm-up
-        invoked = await _concurrently(args.runs, 16, invoke)
+        await _concurrently(50, 16, invoke, server)  # warm-up
+        invoked = await _concurrently(args.runs, 16, invoke, server)
 
         run_id = (await client.post("/workflows/summarize", json={"text": "x"})).json()["runId"]
 
@@ -99,7 +106,7 @@ async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
             response = await client.get(f"/runs/{run_id}", params={"meta": ""})
             assert response.status_code == 200
 
-        metas = await _concurrently(args.meta, 16, meta)
+        metas = await _concurrently(args.meta, 16, meta, server)
 
         start_at = time.time() + 3.0
         ticker = await client.post(
@@ -206,7 +213,7 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-            results = asyncio.run(_load(base, args))
+            results = asyncio.run(_load(base, server.pid, args))
         finally:
             server.terminate()
             server.wait(timeout=10)

@@ -58,6 +58,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from _cpu import cpu_seconds
 from _load import concurrently
 
 HERE = Path(__file__).resolve().parent
@@ -115,35 +116,6 @@ def _process(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-
-
-def _cpu_seconds(root: int) -> float:
-    """utime + stime of ``root`` and every live descendant (plus children it has reaped)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, list[str]]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        stats[int(entry)] = (int(fields[1]), fields)  # fields[0] is the state; [1] the ppid
-    tree, total = {root}, 0
-    changed = True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                changed = True
-    for pid in tree:
-        if pid in stats:
-            fields = stats[pid][1]
-            # utime, stime, cutime, cstime (fields 14-17 of stat; 11-14 after the state)
-            total += sum(int(value) for value in fields[11:15])
-    return total / ticks
 
 
 def _workload(
@@ -218,11 +190,11 @@ async def _measure(
         one = _workload(client, base, kind, tag, requests)
         await concurrently(concurrency * 2, concurrency, one)  # warm connections and caches
         requests[0] = 0
-        cpu_before, model_before = _cpu_seconds(pid), _cpu_seconds(model_pid)
+        cpu_before, model_before = cpu_seconds(pid), cpu_seconds(model_pid)
         load_before = time.process_time()
         elapsed, latencies = await concurrently(runs, concurrency, one)
         load = time.process_time() - load_before
-        cpu, model = _cpu_seconds(pid) - cpu_before, _cpu_seconds(model_pid) - model_before
+        cpu, model = cpu_seconds(pid) - cpu_before, cpu_seconds(model_pid) - model_before
     latencies.sort()
     return {
         "runs_per_s": runs / elapsed,

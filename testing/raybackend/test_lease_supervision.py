@@ -128,18 +128,30 @@ async def test_a_live_host_whose_heartbeat_lags_keeps_its_run(
         runtime.backend.shutdown_hosts()  # type: ignore[attr-defined]
 
 
-async def test_an_orphan_no_host_can_take_now_is_left_for_the_next_sweep(
-    ray_cluster: Any, project: Path
-) -> None:
+async def _restarting_host(config: HostConfig) -> Any:
+    """A host of ``config`` killed once and now restarting, for a minute: its restart
+    outlasts the test's sweeps, as on a loaded machine. The caller kills it for good."""
     import ray
 
     class SlowToRestart(RunHost):
-        """A host whose restart outlasts the sweep, as on a loaded machine."""
-
         def __init__(self, config: HostConfig) -> None:
             if ray.get_runtime_context().was_current_actor_reconstructed:
                 time.sleep(60)
             super().__init__(config)
+
+    host: Any = (
+        ray.remote(SlowToRestart)
+        .options(max_restarts=-1, max_task_retries=0, num_cpus=0)
+        .remote(config)
+    )
+    os.kill((await host.describe.remote())["pid"], signal.SIGKILL)
+    return host
+
+
+async def test_an_orphan_no_host_can_take_now_is_left_for_the_next_sweep(
+    ray_cluster: Any, project: Path
+) -> None:
+    import ray
 
     runtime = _quiet_runtime(project)
     backend = runtime.backend
@@ -150,12 +162,7 @@ async def test_an_orphan_no_host_can_take_now_is_left_for_the_next_sweep(
         await runtime.serve()
         run_id = await _admit_orphan(runtime, lost, "sleeper")
         config = HostConfig(owner="flue-host-slow-to-restart", deployment=backend.deployment)
-        restarting = (
-            ray.remote(SlowToRestart)
-            .options(max_restarts=-1, max_task_retries=0, num_cpus=0)
-            .remote(config)
-        )
-        os.kill((await restarting.describe.remote())["pid"], signal.SIGKILL)
+        restarting = await _restarting_host(config)
         hosts = backend._hosts
         backend._hosts = dict.fromkeys(hosts, restarting)  # every host is restarting
         try:
@@ -191,12 +198,6 @@ async def test_a_restarting_owner_keeps_its_run_from_the_other_hosts_for_a_while
 
     from flue_actors._runtime.ray import backend as ray_backend
 
-    class SlowToRestart(RunHost):
-        def __init__(self, config: HostConfig) -> None:
-            if ray.get_runtime_context().was_current_actor_reconstructed:
-                time.sleep(60)
-            super().__init__(config)
-
     runtime = _quiet_runtime(project)
     backend = runtime.backend
     assert isinstance(backend, RayBackend)
@@ -208,12 +209,7 @@ async def test_a_restarting_owner_keeps_its_run_from_the_other_hosts_for_a_while
         assert len(hosts) > 1  # another host could take the run over
         run_id = await _admit_orphan(runtime, owner, "sleeper")
         config = HostConfig(owner=owner, deployment=backend.deployment)
-        restarting = (
-            ray.remote(SlowToRestart)
-            .options(max_restarts=-1, max_task_retries=0, num_cpus=0)
-            .remote(config)
-        )
-        os.kill((await restarting.describe.remote())["pid"], signal.SIGKILL)
+        restarting = await _restarting_host(config)
         backend._hosts = {**hosts, owner: restarting}  # the run's owner is restarting
         try:
             assert await _sweep_as_if_every_lease_expired(runtime) == []
