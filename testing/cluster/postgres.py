@@ -81,6 +81,20 @@ class ThrowawayPostgres:
         )
         with (data / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all postgres {self.clients} trust\n")
+        self._launch(timeout)
+
+    def restart(self, *, timeout: float = 30.0) -> None:
+        """Stop the server as an operator would (fast shutdown: its clients are disconnected),
+        then start it again on the same data, address and port."""
+        process = self.process
+        assert process is not None, "start() first"
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=timeout)
+        self._launch(timeout)
+
+    def _launch(self, timeout: float) -> None:
+        assert self.directory is not None
+        data = self.directory / "data"
         settings = {
             "listen_addresses": self.address,
             "port": str(self.port),
@@ -91,9 +105,9 @@ class ThrowawayPostgres:
             "max_connections": "300",
         }
         options = [part for name, value in settings.items() for part in ("-c", f"{name}={value}")]
-        with (self.directory / "server.log").open("wb") as log:
+        with (self.directory / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [str(binaries / "postgres"), "-D", str(data), *options],
+                [str(find_binaries() / "postgres"), "-D", str(data), *options],
                 user="postgres",
                 stdin=subprocess.DEVNULL,
                 stdout=log,

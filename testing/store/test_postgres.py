@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
-import shutil
-import subprocess
+import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from cluster.postgres import PostgresUnavailableError, ThrowawayPostgres
 
 from flue_actors.errors import StoreSchemaVersionError, StreamConflictError
 from flue_actors.store import (
@@ -316,25 +317,30 @@ async def test_waiter_wakes_when_another_process_appends(tmp_path: Path) -> None
 # --- A server restart while runs are written ------------------------------------------------------
 
 
-def _cluster() -> list[str] | None:
-    tool = shutil.which("pg_ctlcluster")
-    if tool is None or os.geteuid() != 0 or not Path("/etc/postgresql").is_dir():
-        return None
-    versions = sorted(os.listdir("/etc/postgresql"))
-    return [tool, "--skip-systemctl-redirect", versions[-1], "main"] if versions else None
-
-
-def _server_is_up() -> bool:
+@contextlib.contextmanager
+def _own_server() -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL server of the test's own on 127.0.0.1, to restart without touching the
+    machine's (which the rest of the suite, and anything else on the machine, is using)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a throwaway PostgreSQL server as the postgres user")
+    server = ThrowawayPostgres(
+        address="127.0.0.1", clients=ipaddress.IPv4Network("127.0.0.1/32"), port=_free_port()
+    )
     try:
-        asyncio.run(asyncio.wait_for(_ping(), 5))
-    except (TimeoutError, OSError, asyncpg.PostgresError):
-        return False
-    return True
+        server.start()
+    except PostgresUnavailableError as error:
+        pytest.skip(str(error))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
-async def _ping() -> None:
-    conn = await asyncpg.connect(POSTGRES_URL)
-    await conn.close()
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def _writer(
@@ -372,58 +378,53 @@ async def _writer(
 
 @pytest.mark.pg_restart
 @pytest.mark.timeout(480)  # past its own bounds: a restart (120 s), the writers (120 s), ...
-async def test_server_restart_loses_no_acknowledged_event_and_duplicates_none(
-    tmp_path: Path,
-) -> None:
-    cluster = _cluster()
-    if cluster is None:
-        pytest.skip("needs root and pg_ctlcluster to restart the local PostgreSQL server")
+async def test_server_restart_loses_no_acknowledged_event_and_duplicates_none() -> None:
+    with _own_server() as server:
+        await _write_through_a_restart(server)
+
+
+async def _write_through_a_restart(server: ThrowawayPostgres) -> None:
     tail: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    store = PostgresEventStore(server.url, schema="flue_restart", max_size=4)
     try:
-        async with scratch_store(tmp_path, max_size=4) as store:
-            paths = [f"agents/restart/{i}" for i in range(6)]
-            for path in paths:
-                await store.create_stream(path)
-            await store.create_stream("agents/restart/tail")
-            tail = asyncio.create_task(
-                store.wait_for_append("agents/restart/tail", length=0, timeout=90)
-            )
-            acked: dict[str, list[list[str]]] = {path: [] for path in paths}
-            failures: list[str] = []
-            stop = asyncio.Event()
-            writers = [
-                asyncio.create_task(_writer(store, path, stop, acked[path], failures))
-                for path in paths
-            ]
-            try:
-                await asyncio.sleep(0.3)
-                restart = await asyncio.to_thread(
-                    subprocess.run, [*cluster, "restart"], capture_output=True, timeout=120
-                )
-                assert restart.returncode == 0, restart.stderr
-                restarted = {path: len(acked[path]) for path in paths}
-                # Every writer reconnects and carries on.
-                for _ in range(600):
-                    if all(len(acked[p]) >= restarted[p] + 5 for p in paths):
-                        break
-                    await asyncio.sleep(0.05)
-            finally:
-                stop.set()
-                await asyncio.wait_for(asyncio.gather(*writers), 120)
-            assert all(len(acked[p]) >= restarted[p] + 5 for p in paths), (restarted, acked)
-            assert failures, "the restart was expected to fail some appends"
-            for path in paths:
-                stored = await read_all(store, path, limit=1000)
-                messages = [e.data["message"] for e in stored]
-                assert messages == [m for batch in acked[path] for m in batch]
-                assert len(set(messages)) == len(messages)
-                assert [e.seq for e in stored] == list(range(len(stored)))
-            # A waiter that started before the restart is still woken after it.
-            assert not tail.done()
-            await store.append("agents/restart/tail", [log_event(index=0)])
-            assert await asyncio.wait_for(tail, 30) is True
+        paths = [f"agents/restart/{i}" for i in range(6)]
+        for path in paths:
+            await store.create_stream(path)
+        await store.create_stream("agents/restart/tail")
+        tail = asyncio.create_task(
+            store.wait_for_append("agents/restart/tail", length=0, timeout=90)
+        )
+        acked: dict[str, list[list[str]]] = {path: [] for path in paths}
+        failures: list[str] = []
+        stop = asyncio.Event()
+        writers = [
+            asyncio.create_task(_writer(store, path, stop, acked[path], failures)) for path in paths
+        ]
+        try:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(server.restart, timeout=120)
+            restarted = {path: len(acked[path]) for path in paths}
+            # Every writer reconnects and carries on.
+            for _ in range(600):
+                if all(len(acked[p]) >= restarted[p] + 5 for p in paths):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*writers), 120)
+        assert all(len(acked[p]) >= restarted[p] + 5 for p in paths), (restarted, acked)
+        assert failures, "the restart was expected to fail some appends"
+        for path in paths:
+            stored = await read_all(store, path, limit=1000)
+            messages = [e.data["message"] for e in stored]
+            assert messages == [m for batch in acked[path] for m in batch]
+            assert len(set(messages)) == len(messages)
+            assert [e.seq for e in stored] == list(range(len(stored)))
+        # A waiter that started before the restart is still woken after it.
+        assert not tail.done()
+        await store.append("agents/restart/tail", [log_event(index=0)])
+        assert await asyncio.wait_for(tail, 30) is True
     finally:
         if not tail.done():
             tail.cancel()
-        if not await asyncio.to_thread(_server_is_up):
-            await asyncio.to_thread(subprocess.run, [*cluster, "start"], timeout=120)
+        await store.close()
