@@ -90,6 +90,26 @@ def actor_options(placement: Placement) -> dict[str, Any]:
     return options
 
 
+class _RestartGrace:
+    """The restarts the lease sweep found hosts in: a host that owns orphans and is restarting
+    is left to resume them itself for ``OWNER_RESTART_SECONDS`` from when its restart was
+    first seen (see ``RayBackend.resume``)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, float]] = {}  # name -> (first, last) sighting
+
+    def waits_for(self, name: str, now: float) -> bool:
+        """A sighting of host ``name`` restarting at ``now``: whether it is still waited for."""
+        first, last = self._seen.get(name, (now, now))
+        if now - last > OWNER_RESTART_SECONDS:
+            first = now  # what was seen before was an earlier restart: this is another one
+        self._seen[name] = (first, now)
+        return now - first < OWNER_RESTART_SECONDS
+
+    def answered(self, name: str) -> None:
+        self._seen.pop(name, None)
+
+
 class RayBackend:
     """``address``: a cluster to attach to (``"auto"`` for the one ``ray start`` made here), or
     ``None`` for a private local instance that ends with this process."""
@@ -151,8 +171,7 @@ class RayBackend:
         self._starting: dict[str, OwnerLease] = {}
         self._nodes_checked = time.monotonic()
         self._joining: asyncio.Task[None] | None = None
-        # When each host that owns orphans was first found restarting (see resume).
-        self._restarting_since: dict[str, float] = {}
+        self._restarts = _RestartGrace()
 
     @property
     def deployment(self) -> Deployment:
@@ -543,7 +562,7 @@ class RayBackend:
                 declined: list[str] = await self._hosts[name].resume.remote([run_id])
             except ActorUnavailableError as error:  # back soon
                 logger.warning("host %s could not take over run %s: %s", name, run_id, error)
-                if name == owner and self._given_time_to_restart(name):
+                if name == owner and self._restarts.waits_for(name, time.monotonic()):
                     # It resumes its past life's runs itself as it opens, this one among them,
                     # and under the same name: another host's claim would succeed as well
                     # and run it twice. Left for the next sweep, which asks it again.
@@ -553,18 +572,13 @@ class RayBackend:
             except Exception as error:  # another host may take it
                 logger.warning("host %s could not take over run %s: %s", name, run_id, error)
                 continue
-            self._restarting_since.pop(name, None)
+            self._restarts.answered(name)
             if run_id not in declined:
                 return True
             if name != owner:
                 return False
             # Its owner declined it (it is draining): another host may take it over.
         return None if restarting else False
-
-    def _given_time_to_restart(self, name: str) -> bool:
-        """Whether host ``name``, found restarting, is still left to resume its own runs."""
-        now = time.monotonic()
-        return now - self._restarting_since.setdefault(name, now) < OWNER_RESTART_SECONDS
 
     async def _admit_dedicated(self, header: RunAdmittedEvent, owner: str) -> bool:
         """An actor of its own for the run (``isolation="process"``): admitted here, since
