@@ -128,6 +128,14 @@ async def test_a_live_host_whose_heartbeat_lags_keeps_its_run(
         runtime.backend.shutdown_hosts()  # type: ignore[attr-defined]
 
 
+async def _completed_by_one_replay(runtime: Runtime, run_id: str) -> None:
+    record = await runtime.wait(run_id, timeout=30)
+    assert record.status == "completed", record.error
+    types = [event["type"] for event in await runtime.events(run_id)]
+    assert types.count("run_resume") == 1
+    assert types[:2] == ["run_resume", "run_start"]
+
+
 async def _restarting_host(config: HostConfig) -> Any:
     """A host of ``config`` killed once and now restarting, for a minute: its restart
     outlasts the test's sweeps, as on a loaded machine. The caller kills it for good."""
@@ -176,10 +184,7 @@ async def test_an_orphan_no_host_can_take_now_is_left_for_the_next_sweep(
 
         # The next sweep finds a host up: it resumes the run by replay.
         assert await _sweep_as_if_every_lease_expired(runtime) == []
-        record = await runtime.wait(run_id, timeout=30)
-        assert record.status == "completed", record.error
-        types = [event["type"] for event in await runtime.events(run_id)]
-        assert types[:2] == ["run_resume", "run_start"]
+        await _completed_by_one_replay(runtime, run_id)
     finally:
         if restarting is not None:
             ray.kill(restarting, no_restart=True)
@@ -224,11 +229,7 @@ async def test_a_restarting_owner_keeps_its_run_from_the_other_hosts_for_a_while
         finally:
             backend._hosts = hosts
         assert await runtime.store.owner_of(run_id) != owner
-        record = await runtime.wait(run_id, timeout=30)
-        assert record.status == "completed", record.error
-        types = [event["type"] for event in await runtime.events(run_id)]
-        assert types.count("run_resume") == 1
-        assert types[:2] == ["run_resume", "run_start"]
+        await _completed_by_one_replay(runtime, run_id)
     finally:
         if restarting is not None:
             ray.kill(restarting, no_restart=True)
