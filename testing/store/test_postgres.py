@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from cluster.postgres import PostgresUnavailableError, ThrowawayPostgres
+from e2e.support import free_port
 
 from flue_actors.errors import StoreSchemaVersionError, StreamConflictError
 from flue_actors.store import (
@@ -324,7 +324,7 @@ def _own_server() -> Iterator[ThrowawayPostgres]:
     if os.geteuid() != 0:
         pytest.skip("needs root to run a throwaway PostgreSQL server as the postgres user")
     server = ThrowawayPostgres(
-        address="127.0.0.1", clients=ipaddress.IPv4Network("127.0.0.1/32"), port=_free_port()
+        address="127.0.0.1", clients=ipaddress.IPv4Network("127.0.0.1/32"), port=free_port()
     )
     try:
         server.start()
@@ -334,13 +334,6 @@ def _own_server() -> Iterator[ThrowawayPostgres]:
         yield server
     finally:
         server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _writer(
